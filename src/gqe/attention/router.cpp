@@ -1,0 +1,30 @@
+#include "gqe/attention/router.h"
+
+namespace gqe {
+
+Routing route_tokens(const at::Tensor& logits, int64_t k) {
+  Routing r;
+  r.probs = at::softmax(logits, -1);
+  // A stable descending sort keeps equal probabilities in index order; topk makes no such promise.
+  auto sorted = at::sort(r.probs.detach(), /*stable=*/true, /*dim=*/-1, /*descending=*/true);
+  r.selected = std::get<1>(sorted).narrow(-1, 0, k).contiguous();
+  r.selected_probs = r.probs.gather(-1, r.selected);
+  return r;
+}
+
+at::Tensor renormalised_weights(const at::Tensor& selected_probs, double eps) {
+  // Joint over groups and ranks: dims 2 (G) and 3 (k).
+  at::Tensor denom = selected_probs.sum({2, 3}, /*keepdim=*/true).clamp_min(eps);
+  return selected_probs / denom;
+}
+
+at::Tensor load_balancing_loss(const Routing& r) {
+  const int64_t M = r.probs.size(-1);
+  at::Tensor p = r.probs.flatten(0, 1);  // [BT, G, M]
+  at::Tensor chosen = at::zeros_like(p.detach()).scatter_(-1, r.selected.flatten(0, 1), 1.0);
+  at::Tensor f = chosen.mean(0);    // [G, M]
+  at::Tensor P = p.mean(0);         // [G, M]
+  return ((f * P).sum(-1) * double(M)).mean();
+}
+
+}  // namespace gqe

@@ -1,0 +1,26 @@
+// GQE routing: per-group softmax, top-k with ties broken by index, the renormalised slot weights,
+// and the Switch-style load-balancing loss (gqe-method.md, "Forward" steps 1 and 3, "Load-balancing loss").
+#pragma once
+#include <ATen/ATen.h>
+
+namespace gqe {
+
+struct Routing {
+  at::Tensor probs;           // [B, T, G, M] softmax within each group (differentiable)
+  at::Tensor selected;        // [B, T, G, k] int64 expert index m, ordered by descending probability
+  at::Tensor selected_probs;  // [B, T, G, k] p at the selected experts (differentiable)
+};
+
+// logits: [B, T, G, M] -> routing with k experts per group. Softmax before top-k; among equal
+// probabilities the lower expert index ranks first (a zero-initialised router picks expert 0).
+Routing route_tokens(const at::Tensor& logits, int64_t k);
+
+// w[i,g,r] = p_sel[i,g,r] / max(sum over all groups and ranks of p_sel[i,.,.], eps)
+// selected_probs: [B, T, G, k] -> [B, T, G, k]
+at::Tensor renormalised_weights(const at::Tensor& selected_probs, double eps);
+
+// L_aux = mean_g [ M * sum_m f[g,m] * P[g,m] ] over all B*T tokens; 1.0 for uniform top-1 routing.
+// f: fraction of tokens whose selection includes (g,m) (no gradient); P: mean probability.
+at::Tensor load_balancing_loss(const Routing& r);
+
+}  // namespace gqe

@@ -1,0 +1,42 @@
+// gqe generate: sample from a checkpoint with the KV cache.
+#include <iostream>
+
+#include "gqe/cli/args.h"
+#include "gqe/cli/commands.h"
+#include "gqe/core/error.h"
+#include "gqe/core/runtime.h"
+#include "gqe/data/byte_tokenizer.h"
+#include "gqe/generate/generate.h"
+#include "gqe/io/checkpoint.h"
+
+namespace gqe::cli {
+
+int cmd_generate(int argc, char** argv) {
+  Args args("generate", argc, argv,
+            {"checkpoint", "prompt", "max-new-tokens", "temperature", "top-k", "top-p", "seed", "threads"},
+            {"help", "greedy"});
+  if (args.flag("help")) {
+    std::cout << "usage: gqe generate --checkpoint DIR --prompt TEXT [options]\n"
+                 "  --max-new-tokens N (200)  --temperature X (0.8)  --top-k N (40; 0 = off)\n"
+                 "  --top-p X (1.0 = off)  --greedy  --seed N (0)  --threads N (all cores)\n";
+    return 0;
+  }
+  configure_threads(int(args.get_int("threads", 0)));
+  auto model = load_model_checkpoint(args.require("checkpoint"));
+  SamplingOptions s;
+  s.max_new_tokens = args.get_int("max-new-tokens", 200);
+  s.temperature = args.flag("greedy") ? 0.0 : args.get_double("temperature", 0.8);
+  s.top_k = args.get_int("top-k", 40);
+  s.top_p = args.get_double("top-p", 1.0);
+  s.seed = uint64_t(args.get_int("seed", 0));
+  if (s.top_p <= 0 || s.top_p > 1) throw Error("gqe generate: --top-p must be in (0, 1], got " + std::to_string(s.top_p));
+  if (s.temperature < 0) throw Error("gqe generate: --temperature must be >= 0");
+  const std::string prompt = args.require("prompt");
+  if (prompt.empty()) throw Error("gqe generate: --prompt must not be empty");
+  std::cout << prompt << std::flush;
+  generate(*model, byte_encode(prompt), s, [](int64_t t) { std::cout << byte_decode({t}) << std::flush; });
+  std::cout << "\n";
+  return 0;
+}
+
+}  // namespace gqe::cli

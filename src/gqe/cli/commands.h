@@ -1,0 +1,9 @@
+// One function per `gqe` subcommand; argv excludes the program and subcommand names.
+#pragma once
+
+namespace gqe::cli {
+int cmd_info(int argc, char** argv);
+int cmd_env(int argc, char** argv);
+int cmd_train(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
+}  // namespace gqe::cli

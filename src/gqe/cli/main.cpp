@@ -1,0 +1,42 @@
+// gqe: Grouped Query Experts — define, train, evaluate and run GQE / GQA language models.
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "gqe/cli/commands.h"
+#include "gqe/core/error.h"
+
+namespace {
+const char* kUsage =
+    "usage: gqe <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  info CONFIG [--context N]     parameters by part, slots, active query heads, attention FLOPs\n"
+    "  env [--threads N]             threads, BLAS library and measured matmul GFLOP/s\n"
+    "  train --config C --data F --out DIR [...]   train on a text file (byte-level tokens)\n"
+    "  generate --checkpoint DIR --prompt TEXT [...]  sample from a trained model (KV cache)\n"
+    "\n"
+    "run `gqe <command> --help` for a command's options.\n";
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  try {
+    if (cmd == "info") return gqe::cli::cmd_info(argc - 2, argv + 2);
+    if (cmd == "env") return gqe::cli::cmd_env(argc - 2, argv + 2);
+    if (cmd == "train") return gqe::cli::cmd_train(argc - 2, argv + 2);
+    if (cmd == "generate") return gqe::cli::cmd_generate(argc - 2, argv + 2);
+    std::cerr << "gqe: unknown command '" << cmd << "'\n\n" << kUsage;
+    return 2;
+  } catch (const gqe::Error& e) {
+    std::cerr << "gqe " << cmd << ": error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "gqe " << cmd << ": internal error: " << e.what() << "\n";
+    return 3;
+  }
+}

@@ -1,0 +1,208 @@
+#include "gqe/core/config.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "gqe/core/error.h"
+
+namespace gqe {
+using nlohmann::json;
+
+int64_t AttentionConfig::num_slots() const {
+  if (!is_gqe()) return num_heads;
+  int64_t hard = top_k * num_kv_heads;
+  return variant == "gqe" ? hard + 2 : hard;
+}
+
+int64_t AttentionConfig::active_query_heads() const {
+  if (!is_gqe()) return num_heads;
+  int64_t routed = top_k * num_kv_heads;
+  return variant == "gqe" ? routed + 1 : routed;
+}
+
+namespace {
+
+[[noreturn]] void fail(const std::string& source, const std::string& field, const std::string& what) {
+  throw ConfigError(source + ": field '" + field + "': " + what);
+}
+
+void check_known_keys(const json& j, const std::set<std::string>& known, const std::string& source,
+                      const std::string& prefix) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (!known.count(it.key())) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      fail(source, prefix + it.key(), "unknown key (expected one of: " + list + ")");
+    }
+  }
+}
+
+template <typename T>
+void read(const json& j, const char* key, T& out, const std::string& source, const std::string& prefix) {
+  if (!j.contains(key)) return;
+  const json& v = j.at(key);
+  const std::string field = prefix + key;
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) fail(source, field, "expected true or false, got " + v.dump());
+    out = v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    if (!v.is_number_integer()) fail(source, field, "expected an integer, got " + v.dump());
+    out = v.get<T>();
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) fail(source, field, "expected a number, got " + v.dump());
+    out = v.get<T>();
+  } else {
+    if (!v.is_string()) fail(source, field, "expected a string, got " + v.dump());
+    out = v.get<std::string>();
+  }
+}
+
+}  // namespace
+
+void validate_model_config(const ModelConfig& c, const std::string& source) {
+  auto positive = [&](const char* field, int64_t v) {
+    if (v <= 0) fail(source, field, "must be a positive integer, got " + std::to_string(v));
+  };
+  positive("vocab_size", c.vocab_size);
+  positive("hidden_size", c.hidden_size);
+  positive("num_hidden_layers", c.num_hidden_layers);
+  positive("intermediate_size", c.intermediate_size);
+  positive("max_position_embeddings", c.max_position_embeddings);
+  if (!(c.rms_norm_eps > 0)) fail(source, "rms_norm_eps", "must be > 0");
+  if (!(c.rope_theta > 0)) fail(source, "rope_theta", "must be > 0");
+  if (!(c.initializer_range > 0)) fail(source, "initializer_range", "must be > 0");
+  if (c.norm_type != "rmsnorm" && c.norm_type != "layernorm")
+    fail(source, "norm_type", "expected \"rmsnorm\" or \"layernorm\", got \"" + c.norm_type + "\"");
+  if (c.mlp_type != "swiglu" && c.mlp_type != "gelu")
+    fail(source, "mlp_type", "expected \"swiglu\" or \"gelu\", got \"" + c.mlp_type + "\"");
+  if (c.position_embedding != "rope" && c.position_embedding != "none")
+    fail(source, "position_embedding", "expected \"rope\" or \"none\", got \"" + c.position_embedding + "\"");
+
+  const AttentionConfig& a = c.attention;
+  if (a.kind != "gqa" && a.kind != "gqe")
+    fail(source, "attention.kind", "expected \"gqa\" or \"gqe\", got \"" + a.kind + "\"");
+  if (a.num_heads <= 0) fail(source, "attention.num_attention_heads", "must be a positive integer");
+  if (a.num_kv_heads <= 0) fail(source, "attention.num_key_value_heads", "must be a positive integer");
+  if (a.head_dim <= 0) fail(source, "attention.head_dim", "must be a positive integer");
+  if (a.num_heads % a.num_kv_heads != 0)
+    fail(source, "attention.num_key_value_heads",
+         "num_attention_heads (" + std::to_string(a.num_heads) + ") must be divisible by num_key_value_heads (" +
+             std::to_string(a.num_kv_heads) + ")");
+  if (c.position_embedding == "rope" && a.head_dim % 2 != 0)
+    fail(source, "attention.head_dim", "must be even with RoPE, got " + std::to_string(a.head_dim));
+  if (a.is_gqe()) {
+    const int64_t M = a.experts_per_group();
+    if (a.top_k < 1 || a.top_k > M)
+      fail(source, "attention.top_k",
+           "must be in 1.." + std::to_string(M) + " (experts per group), got " + std::to_string(a.top_k));
+    if (a.variant != "gqe" && a.variant != "hard_concat" && a.variant != "weighted_concat")
+      fail(source, "attention.variant",
+           "expected \"gqe\", \"hard_concat\" or \"weighted_concat\", got \"" + a.variant + "\"");
+    if (!(a.aux_loss_weight >= 0)) fail(source, "attention.aux_loss_weight", "must be >= 0");
+    if (!(a.router_denominator_eps > 0)) fail(source, "attention.router_denominator_eps", "must be > 0");
+  }
+}
+
+ModelConfig parse_model_config(const std::string& text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw ConfigError(source + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw ConfigError(source + ": expected a JSON object at the top level");
+
+  // model_type / architectures are accepted for Hugging Face compatibility and otherwise ignored.
+  check_known_keys(j,
+                   {"model_type", "architectures", "vocab_size", "hidden_size", "num_hidden_layers",
+                    "intermediate_size", "max_position_embeddings", "rms_norm_eps", "rope_theta",
+                    "tie_word_embeddings", "norm_type", "mlp_type", "position_embedding", "initializer_range",
+                    "attention"},
+                   source, "");
+  ModelConfig c;
+  read(j, "vocab_size", c.vocab_size, source, "");
+  read(j, "hidden_size", c.hidden_size, source, "");
+  read(j, "num_hidden_layers", c.num_hidden_layers, source, "");
+  read(j, "intermediate_size", c.intermediate_size, source, "");
+  read(j, "max_position_embeddings", c.max_position_embeddings, source, "");
+  read(j, "rms_norm_eps", c.rms_norm_eps, source, "");
+  read(j, "rope_theta", c.rope_theta, source, "");
+  read(j, "tie_word_embeddings", c.tie_word_embeddings, source, "");
+  read(j, "norm_type", c.norm_type, source, "");
+  read(j, "mlp_type", c.mlp_type, source, "");
+  read(j, "position_embedding", c.position_embedding, source, "");
+  read(j, "initializer_range", c.initializer_range, source, "");
+
+  if (!j.contains("attention")) throw ConfigError(source + ": field 'attention': missing (expected an object)");
+  const json& a = j.at("attention");
+  if (!a.is_object()) fail(source, "attention", "expected an object, got " + a.dump());
+  check_known_keys(a,
+                   {"kind", "num_attention_heads", "num_key_value_heads", "head_dim", "top_k", "variant",
+                    "aux_loss_weight", "router_denominator_eps"},
+                   source, "attention.");
+  AttentionConfig& at = c.attention;
+  read(a, "kind", at.kind, source, "attention.");
+  if (!a.contains("kind")) fail(source, "attention.kind", "missing (expected \"gqa\" or \"gqe\")");
+  read(a, "num_attention_heads", at.num_heads, source, "attention.");
+  read(a, "num_key_value_heads", at.num_kv_heads, source, "attention.");
+  if (a.contains("head_dim")) {
+    read(a, "head_dim", at.head_dim, source, "attention.");
+  } else {  // Hugging Face convention: head_dim = hidden_size / num_attention_heads
+    if (at.num_heads <= 0) fail(source, "attention.num_attention_heads", "must be a positive integer");
+    if (c.hidden_size % at.num_heads != 0)
+      fail(source, "attention.head_dim",
+           "missing, and hidden_size (" + std::to_string(c.hidden_size) + ") is not divisible by num_attention_heads (" +
+               std::to_string(at.num_heads) + "); give head_dim explicitly");
+    at.head_dim = c.hidden_size / at.num_heads;
+  }
+  if (at.kind == "gqa") {
+    for (const char* k : {"top_k", "variant", "aux_loss_weight", "router_denominator_eps"})
+      if (a.contains(k)) fail(source, std::string("attention.") + k, "only valid with kind \"gqe\"");
+  }
+  read(a, "top_k", at.top_k, source, "attention.");
+  read(a, "variant", at.variant, source, "attention.");
+  read(a, "aux_loss_weight", at.aux_loss_weight, source, "attention.");
+  read(a, "router_denominator_eps", at.router_denominator_eps, source, "attention.");
+  validate_model_config(c, source);
+  return c;
+}
+
+ModelConfig load_model_config(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw ConfigError(path + ": cannot open model config");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return parse_model_config(ss.str(), path);
+}
+
+std::string model_config_to_json(const ModelConfig& c, int indent) {
+  json a = {{"kind", c.attention.kind},
+            {"num_attention_heads", c.attention.num_heads},
+            {"num_key_value_heads", c.attention.num_kv_heads},
+            {"head_dim", c.attention.head_dim}};
+  if (c.attention.is_gqe()) {
+    a["top_k"] = c.attention.top_k;
+    a["variant"] = c.attention.variant;
+    a["aux_loss_weight"] = c.attention.aux_loss_weight;
+    a["router_denominator_eps"] = c.attention.router_denominator_eps;
+  }
+  json j = {{"model_type", "gqe_lm"},
+            {"vocab_size", c.vocab_size},
+            {"hidden_size", c.hidden_size},
+            {"num_hidden_layers", c.num_hidden_layers},
+            {"intermediate_size", c.intermediate_size},
+            {"max_position_embeddings", c.max_position_embeddings},
+            {"rms_norm_eps", c.rms_norm_eps},
+            {"rope_theta", c.rope_theta},
+            {"tie_word_embeddings", c.tie_word_embeddings},
+            {"norm_type", c.norm_type},
+            {"mlp_type", c.mlp_type},
+            {"position_embedding", c.position_embedding},
+            {"initializer_range", c.initializer_range},
+            {"attention", a}};
+  return j.dump(indent);
+}
+
+}  // namespace gqe

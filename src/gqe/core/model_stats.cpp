@@ -1,0 +1,108 @@
+#include "gqe/core/model_stats.h"
+
+#include <cstdio>
+#include <sstream>
+
+namespace gqe {
+
+ParamCounts count_parameters(const ModelConfig& c) {
+  const AttentionConfig& a = c.attention;
+  const int64_t d = c.hidden_size, dh = a.head_dim, N = a.num_heads, G = a.num_kv_heads;
+  const int64_t norm = c.norm_type == "layernorm" ? 2 * d : d;  // LayerNorm has a bias
+  ParamCounts p;
+  p.embedding = c.vocab_size * d;
+  const int64_t L = c.num_hidden_layers;
+  p.attn_q = L * (N * dh * d + (a.has_shared_head() ? dh * d : 0));
+  p.attn_kv = L * 2 * G * dh * d;
+  p.attn_o = L * a.num_slots() * dh * d;
+  p.attn_router = a.is_gqe() ? L * N * d : 0;
+  p.mlp = L * (c.mlp_type == "swiglu" ? 3 : 2) * d * c.intermediate_size;
+  p.norms = (2 * L + 1) * norm;
+  p.lm_head = c.tie_word_embeddings ? 0 : c.vocab_size * d;
+  return p;
+}
+
+AttentionFlops attention_flops_per_token(const ModelConfig& c, int64_t L) {
+  const AttentionConfig& a = c.attention;
+  const double d = c.hidden_size, dh = a.head_dim;
+  AttentionFlops f;
+  f.q_proj = 2.0 * a.active_query_heads() * dh * d;
+  f.kv_proj = 2.0 * 2 * a.num_kv_heads * dh * d;
+  f.router = a.is_gqe() ? 2.0 * a.num_heads * d : 0.0;
+  f.o_proj = 2.0 * a.num_slots() * dh * d;
+  f.core = 2.0 * 2 * a.active_query_heads() * dh * double(L);
+  return f;
+}
+
+namespace {
+std::string human(double v) {
+  char buf[64];
+  if (v >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
+  else if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  else if (v >= 1e3) std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0f", v);
+  return buf;
+}
+}  // namespace
+
+std::string describe_model(const ModelConfig& c, int64_t L) {
+  const AttentionConfig& a = c.attention;
+  const ParamCounts p = count_parameters(c);
+  std::ostringstream o;
+  o << "model: " << c.num_hidden_layers << " layers, d=" << c.hidden_size << ", mlp=" << c.mlp_type << "("
+    << c.intermediate_size << "), norm=" << c.norm_type << ", position=" << c.position_embedding
+    << ", vocab=" << c.vocab_size << (c.tie_word_embeddings ? ", tied embeddings" : "") << "\n";
+  if (a.is_gqe()) {
+    o << "attention: GQE variant=" << a.variant << "  N=" << a.num_heads << " experts, G=" << a.num_kv_heads
+      << " KV heads, M=" << a.experts_per_group() << " experts/group, k=" << a.top_k << ", d_h=" << a.head_dim
+      << ", aux_loss_weight=" << a.aux_loss_weight << "\n";
+  } else {
+    o << "attention: GQA  N=" << a.num_heads << " query heads, G=" << a.num_kv_heads << " KV heads, d_h=" << a.head_dim
+      << (a.num_kv_heads == a.num_heads ? " (MHA)" : a.num_kv_heads == 1 ? " (MQA)" : "") << "\n";
+  }
+  o << "active query heads per token: " << a.active_query_heads() << " of " << a.num_heads << "\n";
+  o << "slots into W_O: " << a.num_slots();
+  if (a.is_gqe()) {
+    const int64_t hard = a.top_k * a.num_kv_heads;
+    o << " (" << hard << " hard";
+    if (a.variant == "gqe") o << " + 1 weighted + 1 shared";
+    if (a.variant == "weighted_concat") o << ", each scaled by its router probability";
+    o << ")";
+  }
+  o << "  -> W_O is " << a.num_slots() * a.head_dim << " x " << c.hidden_size << "\n";
+  o << "parameters: " << human(double(p.total())) << " (" << p.total() << ")\n";
+  auto row = [&](const char* name, int64_t v) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "  %-22s %14lld  %5.1f%%\n", name, (long long)v, 100.0 * v / double(p.total()));
+    o << buf;
+  };
+  row("embedding", p.embedding);
+  row("attention q", p.attn_q);
+  row("attention k,v", p.attn_kv);
+  row("attention o", p.attn_o);
+  if (a.is_gqe()) row("router", p.attn_router);
+  row("mlp", p.mlp);
+  row("norms", p.norms);
+  if (!c.tie_word_embeddings) row("lm_head", p.lm_head);
+  const AttentionFlops at = attention_flops_per_token(c, L);
+  const AttentionFlops avg = attention_flops_per_token(c, (L + 1) / 2);
+  o << "attention FLOPs per token per layer at context " << L << ": " << human(at.total()) << " (core "
+    << human(at.core) << ", q " << human(at.q_proj) << ", kv " << human(at.kv_proj) << ", o " << human(at.o_proj);
+  if (a.is_gqe()) o << ", router " << human(at.router);
+  o << ")\n";
+  o << "attention FLOPs per token per layer, mean over a causal prefill of " << L << ": " << human(avg.total())
+    << "; whole model: " << human(avg.total() * double(c.num_hidden_layers)) << "\n";
+  if (a.is_gqe()) {
+    ModelConfig dense = c;
+    dense.attention.kind = "gqa";
+    const AttentionFlops g = attention_flops_per_token(dense, (L + 1) / 2);
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  "vs GQA with the same N/G: attention core %.2fx fewer FLOPs, attention layer %.2fx fewer\n",
+                  g.core / avg.core, g.total() / avg.total());
+    o << buf;
+  }
+  return o.str();
+}
+
+}  // namespace gqe

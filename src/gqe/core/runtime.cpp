@@ -1,0 +1,62 @@
+#include "gqe/core/runtime.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <chrono>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+namespace gqe {
+
+int configure_threads(int n) {
+  if (n <= 0) n = int(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(n);
+  // OpenBLAS keeps its own pool; libtorch 1.13 does not forward the count to it.
+  using SetFn = void (*)(int);
+  if (auto fn = reinterpret_cast<SetFn>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
+  return at::get_num_threads();
+}
+
+std::string loaded_blas_library() {
+  void* sym = ::dlsym(RTLD_DEFAULT, "sgemm_");
+  Dl_info info{};
+  std::string lib = sym && ::dladdr(sym, &info) && info.dli_fname ? info.dli_fname : "unknown";
+  // libblas.so.3 is a Debian alternative: resolve the symlink to name the real implementation.
+  if (char* real = ::realpath(lib.c_str(), nullptr)) {
+    if (lib != real) lib += " -> " + std::string(real);
+    std::free(real);
+  }
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  bool openblas = false;
+  while (std::getline(maps, line))
+    if (line.find("openblas") != std::string::npos) openblas = true;
+  if (openblas && lib.find("openblas") == std::string::npos) lib += " (openblas mapped)";
+  return lib;
+}
+
+double measure_matmul_gflops(int n, int repeats) {
+  at::Tensor a = at::randn({n, n}), b = at::randn({n, n});
+  at::matmul(a, b);  // warm-up
+  std::vector<double> t;
+  for (int i = 0; i < repeats; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    at::Tensor c = at::matmul(a, b);
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return 2.0 * n * double(n) * n / t[t.size() / 2] / 1e9;
+}
+
+std::string describe_runtime() {
+  return "threads=" + std::to_string(at::get_num_threads()) + " blas=" + loaded_blas_library() +
+         " libtorch=" + TORCH_VERSION;
+}
+
+}  // namespace gqe

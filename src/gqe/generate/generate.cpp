@@ -1,0 +1,74 @@
+#include "gqe/generate/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace gqe {
+
+namespace {
+// splitmix64: a tiny, portable generator so samples do not depend on the libtorch version.
+uint64_t next_u64(uint64_t& s) {
+  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+double next_uniform(uint64_t& s) { return double(next_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
+}  // namespace
+
+int64_t sample_token(const at::Tensor& logits_in, const SamplingOptions& opt, uint64_t& rng) {
+  at::Tensor logits = logits_in.to(at::kDouble).contiguous();
+  const double* l = logits.data_ptr<double>();
+  const int64_t V = logits.numel();
+  if (opt.temperature <= 0) return int64_t(std::max_element(l, l + V) - l);
+
+  std::vector<int64_t> idx(V);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return l[a] > l[b]; });
+  int64_t keep = opt.top_k > 0 ? std::min(opt.top_k, V) : V;
+  std::vector<double> p(keep);
+  const double mx = l[idx[0]];
+  double sum = 0;
+  for (int64_t i = 0; i < keep; ++i) sum += (p[i] = std::exp((l[idx[i]] - mx) / opt.temperature));
+  for (auto& x : p) x /= sum;
+  if (opt.top_p < 1.0) {  // smallest prefix whose mass reaches top_p
+    double c = 0;
+    int64_t n = 0;
+    while (n < keep && (c < opt.top_p || n == 0)) c += p[n++];
+    keep = n;
+    p.resize(keep);
+    for (auto& x : p) x /= c;
+  }
+  double u = next_uniform(rng), c = 0;
+  for (int64_t i = 0; i < keep; ++i) {
+    c += p[i];
+    if (u < c) return idx[i];
+  }
+  return idx[keep - 1];
+}
+
+std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SamplingOptions& opt,
+                              const std::function<void(int64_t)>& on_token) {
+  TORCH_CHECK(!prompt.empty(), "generate: the prompt must contain at least one token");
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  KVCache cache = model.make_cache();
+  uint64_t rng = opt.seed;
+  std::vector<int64_t> out;
+  at::Tensor input = at::tensor(prompt, at::kLong).unsqueeze(0);
+  for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
+    if (cache.length() + input.size(1) > model.config().max_position_embeddings) break;
+    LMOutput o = model.forward(input, &cache);
+    int64_t tok = sample_token(o.logits[0][o.logits.size(1) - 1], opt, rng);
+    out.push_back(tok);
+    if (on_token) on_token(tok);
+    if (tok == opt.stop_token) break;
+    input = at::full({1, 1}, tok, at::kLong);
+  }
+  model.train(was_training);
+  return out;
+}
+
+}  // namespace gqe

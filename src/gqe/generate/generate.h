@@ -1,0 +1,27 @@
+// Autoregressive generation with the KV cache: prefill the prompt once, then one token per step.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "gqe/model/transformer.h"
+
+namespace gqe {
+
+struct SamplingOptions {
+  int64_t max_new_tokens = 128;
+  double temperature = 1.0;  // 0 = greedy (argmax)
+  int64_t top_k = 0;         // 0 = off
+  double top_p = 1.0;        // 1 = off (nucleus sampling otherwise)
+  uint64_t seed = 0;
+  int64_t stop_token = -1;   // stop after emitting this token (-1: none)
+};
+
+// Picks the next token from logits [V] (float). Deterministic for a given rng state.
+int64_t sample_token(const at::Tensor& logits, const SamplingOptions& opt, uint64_t& rng_state);
+
+// Returns the new tokens only. on_token (optional) is called with each token as it is produced.
+std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SamplingOptions& opt,
+                              const std::function<void(int64_t)>& on_token = nullptr);
+
+}  // namespace gqe

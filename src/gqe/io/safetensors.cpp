@@ -1,0 +1,186 @@
+#include "gqe/io/safetensors.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "gqe/core/error.h"
+
+namespace gqe {
+using nlohmann::json;
+
+namespace {
+
+struct DtypeInfo {
+  const char* name;
+  at::ScalarType type;
+};
+const DtypeInfo kDtypes[] = {{"F64", at::kDouble}, {"F32", at::kFloat}, {"F16", at::kHalf},
+                             {"BF16", at::kBFloat16}, {"I64", at::kLong}, {"I32", at::kInt},
+                             {"I16", at::kShort},    {"I8", at::kChar},    {"U8", at::kByte},
+                             {"BOOL", at::kBool}};
+
+const char* dtype_name(at::ScalarType t) {
+  for (const auto& d : kDtypes)
+    if (d.type == t) return d.name;
+  throw Error(std::string("safetensors: unsupported tensor dtype ") + c10::toString(t));
+}
+
+bool dtype_from_name(const std::string& n, at::ScalarType& out) {
+  for (const auto& d : kDtypes)
+    if (n == d.name) {
+      out = d.type;
+      return true;
+    }
+  return false;
+}
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors I/O assumes a little-endian host");
+
+}  // namespace
+
+const at::Tensor* SafetensorsFile::find(const std::string& name) const {
+  for (const auto& [n, t] : tensors)
+    if (n == name) return &t;
+  return nullptr;
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw Error(path + ": cannot create temporary file " + tmp + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw Error(path + ": write failed: " + std::strerror(e));
+    }
+    done += size_t(w);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(path + ": fsync/close failed: " + std::strerror(errno));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    throw Error(path + ": rename failed: " + std::strerror(e));
+  }
+}
+
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::vector<at::Tensor> data;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    if (name == "__metadata__" || header.contains(name)) throw Error(path + ": duplicate or reserved tensor name '" + name + "'");
+    at::Tensor c = t.detach().to(at::kCPU).contiguous();
+    const uint64_t nbytes = uint64_t(c.numel()) * c.element_size();
+    header[name] = {{"dtype", dtype_name(c.scalar_type())}, {"shape", c.sizes().vec()},
+                    {"data_offsets", {offset, offset + nbytes}}};
+    offset += nbytes;
+    data.push_back(c);
+  }
+  std::string h = header.dump();
+  while ((8 + h.size()) % 8 != 0) h.push_back(' ');  // pad so the data starts 8-byte aligned
+  std::string out;
+  out.reserve(8 + h.size() + offset);
+  uint64_t n = h.size();
+  out.append(reinterpret_cast<const char*>(&n), 8);
+  out += h;
+  for (const auto& c : data) out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+  write_file_atomic(path, out);
+}
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) throw FormatError(path + ": cannot open safetensors file");
+  const uint64_t file_size = uint64_t(f.tellg());
+  f.seekg(0);
+  auto bad = [&](const std::string& what) -> FormatError { return FormatError(path + ": not a valid safetensors file: " + what); };
+  if (file_size < 8) throw bad("shorter than the 8-byte header length (" + std::to_string(file_size) + " bytes)");
+  uint64_t hlen = 0;
+  f.read(reinterpret_cast<char*>(&hlen), 8);
+  if (hlen > file_size - 8)
+    throw bad("header length " + std::to_string(hlen) + " exceeds the file size " + std::to_string(file_size) +
+              " (truncated?)");
+  std::string htext(hlen, '\0');
+  f.read(htext.data(), std::streamsize(hlen));
+  json header;
+  try {
+    header = json::parse(htext);
+  } catch (const json::parse_error& e) {
+    throw bad(std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) throw bad("header is not a JSON object");
+  const uint64_t data_size = file_size - 8 - hlen;
+
+  SafetensorsFile out;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  struct Entry {
+    std::string name;
+    at::ScalarType type;
+    std::vector<int64_t> shape;
+    uint64_t begin, end;
+  };
+  std::vector<Entry> entries;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      if (!it.value().is_object()) throw bad("__metadata__ is not an object");
+      for (auto m = it.value().begin(); m != it.value().end(); ++m) {
+        if (!m.value().is_string()) throw bad("__metadata__ value '" + m.key() + "' is not a string");
+        out.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    const json& e = it.value();
+    const std::string where = "tensor '" + it.key() + "': ";
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+      throw bad(where + "expected an object with dtype, shape, data_offsets");
+    Entry en;
+    en.name = it.key();
+    if (!e["dtype"].is_string() || !dtype_from_name(e["dtype"].get<std::string>(), en.type))
+      throw bad(where + "unsupported dtype " + e["dtype"].dump());
+    if (!e["shape"].is_array()) throw bad(where + "shape is not an array");
+    uint64_t numel = 1;
+    for (const auto& s : e["shape"]) {
+      if (!s.is_number_unsigned()) throw bad(where + "shape entries must be non-negative integers");
+      en.shape.push_back(s.get<int64_t>());
+      numel *= s.get<uint64_t>();
+    }
+    const auto& off = e["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+      throw bad(where + "data_offsets must be [begin, end]");
+    en.begin = off[0].get<uint64_t>();
+    en.end = off[1].get<uint64_t>();
+    if (en.end < en.begin || en.end > data_size)
+      throw bad(where + "data_offsets [" + std::to_string(en.begin) + ", " + std::to_string(en.end) +
+                "] reach past the end of the data (" + std::to_string(data_size) + " bytes; truncated?)");
+    if (en.end - en.begin != numel * c10::elementSize(en.type))
+      throw bad(where + "byte range does not match shape and dtype");
+    entries.push_back(en);
+  }
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < entries.size(); ++i)
+    if (entries[i].begin < entries[i - 1].end) throw bad("tensors '" + entries[i - 1].name + "' and '" + entries[i].name + "' overlap");
+  for (const auto& en : entries) {
+    at::Tensor t = at::empty(en.shape, at::TensorOptions().dtype(en.type));
+    f.seekg(std::streamoff(8 + hlen + en.begin));
+    f.read(static_cast<char*>(t.data_ptr()), std::streamsize(en.end - en.begin));
+    if (!f) throw bad("tensor '" + en.name + "': read failed (truncated?)");
+    out.tensors.emplace_back(en.name, t);
+  }
+  return out;
+}
+
+}  // namespace gqe

@@ -1,0 +1,32 @@
+// safetensors (Hugging Face): 8-byte little-endian header length N, N bytes of JSON header
+// {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}},
+// then the raw little-endian tensor bytes. Offsets are relative to the end of the header.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace gqe {
+
+struct SafetensorsFile {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;  // in file order
+  std::map<std::string, std::string> metadata;
+  const at::Tensor* find(const std::string& name) const;
+};
+
+// Writes atomically: a temporary file beside `path`, fsync, rename. Tensors are written contiguous,
+// in the order given, sorted by nothing. Supported dtypes: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL.
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// Reads and validates (header length, JSON, dtypes, shapes vs byte ranges, ranges inside the file and
+// not overlapping). Throws gqe::FormatError naming the file and the problem.
+SafetensorsFile load_safetensors(const std::string& path);
+
+// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
+void write_file_atomic(const std::string& path, const std::string& bytes);
+
+}  // namespace gqe

@@ -1,0 +1,69 @@
+#include "gqe/model/transformer.h"
+
+#include <torch/nn/init.h>
+
+namespace gqe {
+
+DecoderLayer::DecoderLayer(const ModelConfig& cfg) {
+  const bool ln = cfg.norm_type == "layernorm";
+  attn_norm = register_module("attn_norm", std::make_shared<Norm>(cfg.hidden_size, cfg.rms_norm_eps, ln));
+  attn = register_module("attn", make_attention(cfg));
+  mlp_norm = register_module("mlp_norm", std::make_shared<Norm>(cfg.hidden_size, cfg.rms_norm_eps, ln));
+  mlp = register_module("mlp", std::make_shared<MLP>(cfg));
+}
+
+AttentionResult DecoderLayer::forward(const at::Tensor& h, LayerKVCache* cache) {
+  AttentionResult a = attn->forward(attn_norm->forward(h), cache);
+  at::Tensor h2 = h + a.y;
+  return {h2 + mlp->forward(mlp_norm->forward(h2)), a.aux_loss};
+}
+
+LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg) {
+  validate_model_config(cfg, "model config");
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(cfg.vocab_size, cfg.hidden_size));
+  {
+    torch::NoGradGuard g;
+    torch::nn::init::normal_(embed_tokens->weight, 0.0, cfg.initializer_range);
+  }
+  layer_list_ = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
+    layers.push_back(std::make_shared<DecoderLayer>(cfg));
+    layer_list_->push_back(layers.back());
+  }
+  norm = register_module("norm", std::make_shared<Norm>(cfg.hidden_size, cfg.rms_norm_eps,
+                                                        cfg.norm_type == "layernorm"));
+  if (!cfg.tie_word_embeddings) {
+    lm_head = register_module(
+        "lm_head", torch::nn::Linear(torch::nn::LinearOptions(cfg.hidden_size, cfg.vocab_size).bias(false)));
+    torch::NoGradGuard g;
+    torch::nn::init::normal_(lm_head->weight, 0.0, cfg.initializer_range);
+  }
+}
+
+LMOutput LanguageModel::forward(const at::Tensor& tokens, KVCache* cache) {
+  TORCH_CHECK(tokens.dim() == 2, "tokens must be [B, T]");
+  if (cache && cache->layers.size() != layers.size()) cache->layers.resize(layers.size());
+  at::Tensor h = embed_tokens->forward(tokens);
+  at::Tensor aux = at::zeros({}, h.options());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    AttentionResult r = layers[i]->forward(h, cache ? &cache->layers[i] : nullptr);
+    h = r.y;
+    aux = aux + r.aux_loss;
+  }
+  h = norm->forward(h);
+  const at::Tensor& w = lm_head ? lm_head->weight : embed_tokens->weight;
+  return {at::linear(h, w), aux};
+}
+
+at::Tensor LanguageModel::lm_loss(const at::Tensor& logits, const at::Tensor& targets) {
+  return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
+}
+
+std::vector<std::shared_ptr<GQEAttention>> LanguageModel::gqe_layers() const {
+  std::vector<std::shared_ptr<GQEAttention>> out;
+  for (const auto& l : layers)
+    if (auto g = std::dynamic_pointer_cast<GQEAttention>(l->attn)) out.push_back(g);
+  return out;
+}
+
+}  // namespace gqe
