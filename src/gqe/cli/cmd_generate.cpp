@@ -5,7 +5,7 @@
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
 #include "gqe/core/runtime.h"
-#include "gqe/data/byte_tokenizer.h"
+#include "gqe/data/tokenizer.h"
 #include "gqe/generate/generate.h"
 #include "gqe/io/checkpoint.h"
 
@@ -34,7 +34,7 @@ int cmd_generate(int argc, char** argv) {
   const std::string prompt = args.require("prompt");
   if (prompt.empty()) throw Error("gqe generate: --prompt must not be empty");
   std::cout << prompt << std::flush;
-  generate(*model, byte_encode(prompt), s, [](int64_t t) { std::cout << byte_decode({t}) << std::flush; });
+  generate(*model, ByteTokenizer().encode(prompt), s, [](int64_t t) { std::cout << ByteTokenizer().decode({t}) << std::flush; });
   std::cout << "\n";
   return 0;
 }

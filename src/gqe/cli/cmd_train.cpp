@@ -10,7 +10,7 @@
 #include "gqe/core/error.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
-#include "gqe/data/byte_tokenizer.h"
+#include "gqe/data/tokenizer.h"
 #include "gqe/generate/generate.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/train/trainer.h"
@@ -41,7 +41,7 @@ int cmd_train(int argc, char** argv) {
   if (!f) throw Error(data_path + ": cannot open training text");
   std::stringstream ss;
   ss << f.rdbuf();
-  std::vector<int64_t> tokens = byte_encode(ss.str());
+  std::vector<int64_t> tokens = ByteTokenizer().encode(ss.str());
 
   TrainOptions o;
   o.steps = args.get_int("steps", o.steps);
@@ -83,7 +83,7 @@ int cmd_train(int argc, char** argv) {
     s.seed = o.seed;
     const std::string prompt = args.get("sample-prompt", "And God said");
     std::cout << "sample (temperature 0.8, top-k 40):\n" << prompt << std::flush;
-    generate(model, byte_encode(prompt), s, [](int64_t t) { std::cout << byte_decode({t}) << std::flush; });
+    generate(model, ByteTokenizer().encode(prompt), s, [](int64_t t) { std::cout << ByteTokenizer().decode({t}) << std::flush; });
     std::cout << "\n";
   }
   return 0;
