@@ -1,0 +1,126 @@
+#include "gqe/core/config.h"
+
+#include <gtest/gtest.h>
+
+#include "gqe/core/error.h"
+#include "gqe/core/model_stats.h"
+
+namespace gqe {
+namespace {
+
+const char* kValid = R"({
+  "vocab_size": 256, "hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128,
+  "attention": {"kind": "gqe", "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 64,
+                "top_k": 1, "variant": "gqe", "aux_loss_weight": 0.01}
+})";
+
+// Replaces `from` by `to` in the valid config, parses it and returns the error message ("" = accepted).
+std::string error_of(const std::string& from, const std::string& to) {
+  std::string s = kValid;
+  auto pos = s.find(from);
+  if (pos == std::string::npos) throw std::runtime_error("test bug: pattern not found: " + from);
+  s.replace(pos, from.size(), to);
+  try {
+    parse_model_config(s, "cfg.json");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, ParsesAndRoundTrips) {
+  ModelConfig c = parse_model_config(kValid, "cfg.json");
+  EXPECT_EQ(c.attention.num_heads, 16);
+  EXPECT_EQ(c.attention.experts_per_group(), 2);
+  ModelConfig c2 = parse_model_config(model_config_to_json(c), "roundtrip");
+  EXPECT_EQ(model_config_to_json(c), model_config_to_json(c2));
+}
+
+TEST(Config, RejectsEachInvalidFieldNamingIt) {
+  struct Case { const char* from; const char* to; const char* field; };
+  const Case cases[] = {
+      {"\"num_key_value_heads\": 8", "\"num_key_value_heads\": 6", "attention.num_key_value_heads"},  // N % G
+      {"\"top_k\": 1", "\"top_k\": 0", "attention.top_k"},
+      {"\"top_k\": 1", "\"top_k\": 3", "attention.top_k"},                          // k > M = 2
+      {"\"head_dim\": 64", "\"head_dim\": 7", "attention.head_dim"},                // odd with RoPE
+      {"\"variant\": \"gqe\"", "\"variant\": \"soft\"", "attention.variant"},
+      {"\"kind\": \"gqe\"", "\"kind\": \"mla\"", "attention.kind"},
+      {"\"hidden_size\": 64", "\"hidden_size\": -64", "hidden_size"},
+      {"\"vocab_size\": 256", "\"vocab_size\": 0", "vocab_size"},
+      {"\"num_hidden_layers\": 2", "\"num_hidden_layers\": -1", "num_hidden_layers"},
+      {"\"intermediate_size\": 128", "\"intermediate_size\": 0", "intermediate_size"},
+      {"\"num_attention_heads\": 16", "\"num_attention_heads\": -16", "attention.num_attention_heads"},
+      {"\"vocab_size\": 256", "\"vocab_size\": 256, \"colour\": 1", "colour"},         // unknown key
+      {"\"top_k\": 1", "\"top_k\": 1, \"experts\": 4", "attention.experts"},           // unknown nested key
+      {"\"hidden_size\": 64", "\"hidden_size\": \"wide\"", "hidden_size"},             // wrong type
+      {"\"aux_loss_weight\": 0.01", "\"aux_loss_weight\": -1", "attention.aux_loss_weight"},
+      {"\"vocab_size\": 256", "\"vocab_size\": 256, \"norm_type\": \"batchnorm\"", "norm_type"},
+      {"\"vocab_size\": 256", "\"vocab_size\": 256, \"mlp_type\": \"relu\"", "mlp_type"},
+  };
+  for (const auto& c : cases) {
+    std::string msg = error_of(c.from, c.to);
+    EXPECT_NE(msg, "") << "accepted: " << c.to;
+    EXPECT_NE(msg.find("cfg.json"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::string("'") + c.field + "'"), std::string::npos) << "expected field " << c.field << " in: " << msg;
+  }
+}
+
+TEST(Config, GqaRejectsGqeOnlyFields) {
+  const char* s = R"({"vocab_size": 8, "hidden_size": 16, "num_hidden_layers": 1, "intermediate_size": 8,
+    "attention": {"kind": "gqa", "num_attention_heads": 4, "num_key_value_heads": 2, "top_k": 1}})";
+  EXPECT_THROW(parse_model_config(s, "x.json"), ConfigError);
+}
+
+TEST(Config, MissingFileAndBadJsonAreClear) {
+  try {
+    load_model_config("/nonexistent/config.json");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/config.json"), std::string::npos);
+  }
+  EXPECT_THROW(parse_model_config("{\"vocab_size\": ", "x.json"), ConfigError);
+}
+
+TEST(Config, HeadDimDefaultsToHiddenOverHeads) {
+  const char* s = R"({"vocab_size": 8, "hidden_size": 64, "num_hidden_layers": 1, "intermediate_size": 8,
+    "attention": {"kind": "gqa", "num_attention_heads": 4, "num_key_value_heads": 4}})";
+  EXPECT_EQ(parse_model_config(s, "x.json").attention.head_dim, 16);
+}
+
+// Slots into W_O and active query heads for the issue's (N, G, k) list and every variant.
+TEST(Config, SlotsAndActiveHeads) {
+  const int64_t shapes[][3] = {{16, 8, 1}, {16, 8, 2}, {8, 4, 1}, {8, 8, 1}, {4, 1, 2}};
+  for (const auto& s : shapes) {
+    AttentionConfig a;
+    a.kind = "gqe";
+    a.num_heads = s[0];
+    a.num_kv_heads = s[1];
+    a.top_k = s[2];
+    const int64_t kG = s[2] * s[1];
+    a.variant = "gqe";
+    EXPECT_EQ(a.num_slots(), kG + 2);
+    EXPECT_EQ(a.active_query_heads(), kG + 1);
+    for (const char* v : {"hard_concat", "weighted_concat"}) {
+      a.variant = v;
+      EXPECT_EQ(a.num_slots(), kG);
+      EXPECT_EQ(a.active_query_heads(), kG);
+    }
+  }
+  AttentionConfig paper;
+  EXPECT_EQ(paper.num_slots(), 10);             // 8 hard + weighted + shared
+  EXPECT_EQ(paper.active_query_heads(), 9);     // of 16
+}
+
+TEST(ModelStats, DescribeShowsNineOfSixteen) {
+  ModelConfig c = parse_model_config(kValid, "cfg.json");
+  std::string d = describe_model(c, 4096);
+  EXPECT_NE(d.find("active query heads per token: 9 of 16"), std::string::npos) << d;
+  EXPECT_NE(d.find("slots into W_O: 10"), std::string::npos) << d;
+  // FLOP ratio of the attention core at any length is N / (kG + 1) = 16/9.
+  ModelConfig dense = c;
+  dense.attention.kind = "gqa";
+  EXPECT_NEAR(attention_flops_per_token(dense, 2048).core / attention_flops_per_token(c, 2048).core, 16.0 / 9.0, 1e-12);
+}
+
+}  // namespace
+}  // namespace gqe

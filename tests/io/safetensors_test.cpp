@@ -1,0 +1,121 @@
+#include "gqe/io/safetensors.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "gqe/core/error.h"
+#include "gqe/io/checkpoint.h"
+#include "test_util.h"
+
+namespace gqe {
+namespace {
+
+std::string read_all(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+void write_all(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+
+std::string error_loading(const std::string& path) {
+  try {
+    load_safetensors(path);
+  } catch (const FormatError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Safetensors, RoundTripIsBitExact) {
+  const std::string dir = test::scratch_dir("safetensors_roundtrip");
+  std::vector<std::pair<std::string, at::Tensor>> ts = {
+      {"a.weight", at::randn({3, 5})},
+      {"b", at::randn({7}, at::kDouble)},
+      {"c", at::randn({2, 2}).to(at::kBFloat16)},
+      {"d", at::randn({4}).to(at::kHalf)},
+      {"idx", at::randint(0, 1000, {6}, at::kLong)},
+      {"empty", at::empty({0, 3})},
+      {"scalar", at::tensor(3.5f).view({})},
+      {"strided", at::randn({4, 4}).t()},  // non-contiguous input
+  };
+  save_safetensors(dir + "/t.safetensors", ts, {{"k", "v"}});
+  SafetensorsFile f = load_safetensors(dir + "/t.safetensors");
+  ASSERT_EQ(f.tensors.size(), ts.size());
+  EXPECT_EQ(f.metadata.at("k"), "v");
+  for (const auto& [name, t] : ts) {
+    const at::Tensor* got = f.find(name);
+    ASSERT_NE(got, nullptr) << name;
+    EXPECT_EQ(got->scalar_type(), t.scalar_type());
+    EXPECT_TRUE(at::equal(*got, t.contiguous())) << name;
+  }
+  // The header follows the format: u64 length, then JSON; data starts 8-byte aligned.
+  std::string bytes = read_all(dir + "/t.safetensors");
+  uint64_t n;
+  std::memcpy(&n, bytes.data(), 8);
+  EXPECT_EQ((8 + n) % 8, 0u);
+  EXPECT_EQ(bytes[8], '{');
+}
+
+TEST(Safetensors, CorruptAndTruncatedFilesGiveClearErrors) {
+  const std::string dir = test::scratch_dir("safetensors_corrupt");
+  const std::string good = dir + "/good.safetensors";
+  save_safetensors(good, {{"w", at::randn({64})}});
+  const std::string bytes = read_all(good);
+
+  write_all(dir + "/trunc.safetensors", bytes.substr(0, bytes.size() - 10));
+  std::string e = error_loading(dir + "/trunc.safetensors");
+  EXPECT_NE(e.find("trunc.safetensors"), std::string::npos) << e;
+  EXPECT_NE(e.find("truncated"), std::string::npos) << e;
+
+  write_all(dir + "/tiny.safetensors", bytes.substr(0, 5));
+  EXPECT_NE(error_loading(dir + "/tiny.safetensors").find("tiny.safetensors"), std::string::npos);
+
+  std::string big = bytes;
+  big[0] = '\xff', big[1] = '\xff', big[2] = '\xff';
+  write_all(dir + "/hlen.safetensors", big);
+  EXPECT_NE(error_loading(dir + "/hlen.safetensors").find("header length"), std::string::npos);
+
+  std::string json = bytes;
+  json[8] = 'X';
+  write_all(dir + "/json.safetensors", json);
+  EXPECT_NE(error_loading(dir + "/json.safetensors").find("JSON"), std::string::npos);
+
+  std::string dtype = bytes;
+  dtype.replace(dtype.find("F32"), 3, "Q32");
+  write_all(dir + "/dtype.safetensors", dtype);
+  EXPECT_NE(error_loading(dir + "/dtype.safetensors").find("dtype"), std::string::npos);
+
+  EXPECT_NE(error_loading(dir + "/missing.safetensors").find("cannot open"), std::string::npos);
+}
+
+TEST(Checkpoint, ModelRoundTripAndStrictLoading) {
+  const std::string dir = test::scratch_dir("checkpoint_roundtrip");
+  at::manual_seed(9);
+  ModelConfig c = test::small_config("gqe", 8, 4, 1);
+  LanguageModel m(c);
+  test::randomise_routers(m);
+  save_model_checkpoint(dir + "/ckpt", m);
+  auto loaded = load_model_checkpoint(dir + "/ckpt");
+  m.eval();
+  loaded->eval();
+  at::Tensor tok = at::randint(0, c.vocab_size, {1, 7}, at::kLong);
+  EXPECT_TRUE(at::equal(m.forward(tok).logits, loaded->forward(tok).logits));
+  // documented names
+  SafetensorsFile f = load_safetensors(dir + "/ckpt/model.safetensors");
+  for (const char* name : {"embed_tokens.weight", "layers.0.attn.q_proj.weight", "layers.1.attn.router.weight",
+                           "layers.0.attn.shared_q_proj.weight", "layers.0.attn.o_proj.weight",
+                           "layers.1.mlp.gate_proj.weight", "layers.0.attn_norm.weight", "norm.weight"})
+    EXPECT_NE(f.find(name), nullptr) << name;
+  EXPECT_EQ(f.find("lm_head.weight"), nullptr);  // tied
+  // a GQA model cannot load GQE weights: the error names the tensor
+  LanguageModel gqa(test::small_config("gqa", 8, 4));
+  try {
+    load_model_weights(gqa, dir + "/ckpt/model.safetensors");
+    FAIL();
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("o_proj.weight"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace gqe
