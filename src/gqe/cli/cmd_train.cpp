@@ -1,7 +1,10 @@
-// gqe train: byte-level language-model training on a text file.
+// gqe train: language-model training with the paper's recipe (src/gqe/train/), on a text file (byte
+// tokens) or token shards, in one process or data-parallel over several (torchrun-style environment).
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include <ATen/ATen.h>
 
@@ -11,80 +14,229 @@
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
 #include "gqe/data/tokenizer.h"
+#include "gqe/dist/dist.h"
 #include "gqe/generate/generate.h"
-#include "gqe/io/checkpoint.h"
+#include "gqe/io/safetensors.h"
+#include "gqe/train/recipe.h"
+#include "gqe/train/train_checkpoint.h"
+#include "gqe/train/token_source.h"
 #include "gqe/train/trainer.h"
 
 namespace gqe::cli {
 
-int cmd_train(int argc, char** argv) {
-  Args args("train", argc, argv,
-            {"config", "data", "out", "steps", "batch", "seq", "lr", "warmup", "weight-decay", "clip", "seed",
-             "threads", "log-every", "eval-every", "save-every", "sample-tokens", "sample-prompt"},
-            {"help"});
-  if (args.flag("help")) {
-    std::cout << "usage: gqe train --config CONFIG.json --data TEXT_FILE --out DIR [options]\n"
-                 "  --steps N (300)  --batch B (16)  --seq T (128)  --lr X (3e-3)  --warmup N (30)\n"
-                 "  --weight-decay X (0.1)  --clip X (1.0)  --seed N (1234)  --threads N (all cores)\n"
-                 "  --log-every N (10)  --eval-every N (100)  --save-every N (0: at the end)\n"
-                 "  --sample-tokens N (200)  --sample-prompt TEXT (\"And God said\")\n"
-                 "Tokens are bytes (vocab_size must be >= 256). Writes DIR/config.json and DIR/model.safetensors.\n";
-    return 0;
-  }
-  const int threads = configure_threads(int(args.get_int("threads", 0)));
-  ModelConfig cfg = load_model_config(args.require("config"));
-  if (cfg.vocab_size < 256)
-    throw ConfigError(args.require("config") + ": field 'vocab_size': byte-level training needs >= 256, got " +
-                      std::to_string(cfg.vocab_size));
-  const std::string data_path = args.require("data");
-  std::ifstream f(data_path, std::ios::binary);
-  if (!f) throw Error(data_path + ": cannot open training text");
+namespace {
+const char* kHelp =
+    "usage: gqe train --config MODEL.json (--data TEXT_FILE | --train-shards GLOB[,..]) --out DIR [options]\n"
+    "data:\n"
+    "  --data FILE            a text file, byte tokens (vocab_size >= 256); the last 5% is validation\n"
+    "  --train-shards LIST    token shards (gqe or llm.c .bin); comma-separated paths or globs\n"
+    "  --val-shards LIST      validation shards (default: none, or the text tail with --data)\n"
+    "  --tokenizer PATH       tokenizer for the final sample (default: bytes)\n"
+    "recipe (defaults, then --recipe FILE, then these flags; see docs/training.md):\n"
+    "  --recipe FILE          configs/recipe-*.json\n"
+    "  --steps N (300)  --tokens N (total tokens instead of steps)\n"
+    "  --batch B (16, sequences per rank per micro-step)  --seq T (128)\n"
+    "  --global-batch TOKENS  tokens per optimizer step over all ranks (gradient accumulation)\n"
+    "  --lr X (3e-3 peak)  --min-lr X (lr/10)  --warmup N (10% of steps)  --decay-fraction X (0.2)\n"
+    "  --decay-shape linear|cosine|sqrt  --weight-decay X (0.1)  --clip X (absolute norm cap, 0 = none)\n"
+    "  --no-zclip  --loss-spike-z X (6; 0 = off)  --precision auto|fp32|bf16  --seed N (1234)\n"
+    "run:\n"
+    "  --log-every N (10)  --eval-every N (100)  --eval-batches N (4)  --save-every N (0: at the end)\n"
+    "  --keep K (3 checkpoints)  --resume DIR|auto  --stop-at N (stop after step N; resume later)\n"
+    "  --threads N (cores / local ranks)  --device cpu|cuda  --dist-timeout SECONDS (300)\n"
+    "  --sample-tokens N (200)  --sample-prompt TEXT (\"And God said\")\n"
+    "distributed: set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (torchrun does), e.g.\n"
+    "  torchrun --no-python --nproc-per-node=2 gqe train ...   (rank 0 writes logs and checkpoints)\n"
+    "Writes DIR/metrics.jsonl, DIR/checkpoints/step-*/ (resumable) and DIR/config.json + model.safetensors.\n";
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot open training text");
   std::stringstream ss;
   ss << f.rdbuf();
-  std::vector<int64_t> tokens = ByteTokenizer().encode(ss.str());
+  return ss.str();
+}
+}  // namespace
 
-  TrainOptions o;
-  o.steps = args.get_int("steps", o.steps);
-  o.batch_size = args.get_int("batch", o.batch_size);
-  o.seq_len = args.get_int("seq", o.seq_len);
-  o.lr = args.get_double("lr", o.lr);
-  o.warmup_steps = args.get_int("warmup", o.warmup_steps);
-  o.weight_decay = args.get_double("weight-decay", o.weight_decay);
-  o.grad_clip = args.get_double("clip", o.grad_clip);
-  o.seed = uint64_t(args.get_int("seed", int64_t(o.seed)));
-  o.log_every = std::max<int64_t>(1, args.get_int("log-every", o.log_every));
-  o.eval_every = args.get_int("eval-every", o.eval_every);
-  o.save_every = args.get_int("save-every", o.save_every);
-  o.out_dir = args.require("out");
-  if (o.steps <= 0 || o.batch_size <= 0 || o.seq_len <= 0) throw Error("gqe train: --steps, --batch and --seq must be positive");
-  if (o.seq_len > cfg.max_position_embeddings)
-    throw Error("gqe train: --seq " + std::to_string(o.seq_len) + " exceeds max_position_embeddings " +
-                std::to_string(cfg.max_position_embeddings));
+int cmd_train(int argc, char** argv) {
+  Args args("train", argc, argv,
+            {"config", "data", "train-shards", "val-shards", "tokenizer", "out", "recipe", "steps", "tokens", "batch",
+             "seq", "global-batch", "lr", "min-lr", "warmup", "decay-fraction", "decay-shape", "weight-decay", "clip",
+             "loss-spike-z", "precision", "seed", "threads", "log-every", "eval-every", "eval-batches", "save-every",
+             "keep", "resume", "stop-at", "device", "dist-timeout", "sample-tokens", "sample-prompt"},
+            {"help", "no-zclip"});
+  if (args.flag("help")) {
+    std::cout << kHelp;
+    return 0;
+  }
+  const DistEnv env = dist_env_from_environment();
+  int threads_req = int(args.get_int("threads", 0));
+  if (threads_req <= 0 && env.world_size > 1) {
+    // Ranks sharing a host share its cores (torchrun sets LOCAL_WORLD_SIZE).
+    const char* lws = std::getenv("LOCAL_WORLD_SIZE");
+    const int local = lws ? std::max(1, std::atoi(lws)) : env.world_size;
+    threads_req = std::max(1, int(std::thread::hardware_concurrency()) / local);
+  }
+  const int threads = configure_threads(threads_req);
+  const bool main_rank = env.rank == 0;
+  std::ostream* log = main_rank ? &std::cout : nullptr;
 
-  at::manual_seed(o.seed);
+  const std::string config_path = args.require("config");
+  ModelConfig cfg = load_model_config(config_path);
+
+  // Recipe: defaults < --recipe file < flags.
+  TrainRecipe r;
+  std::string source = "command line";
+  if (args.has("recipe")) {
+    r = load_recipe(args.require("recipe"));
+    source = args.require("recipe") + " + command line";
+  }
+  if (args.has("steps")) {
+    r.schedule.total_steps = args.get_int("steps", 0);
+    r.total_tokens = 0;
+  }
+  if (args.has("tokens")) r.total_tokens = args.get_double("tokens", 0);
+  r.micro_batch = args.get_int("batch", r.micro_batch);
+  r.seq_len = args.get_int("seq", r.seq_len);
+  r.global_batch_tokens = args.get_int("global-batch", r.global_batch_tokens);
+  r.schedule.peak_lr = args.get_double("lr", r.schedule.peak_lr);
+  if (args.has("min-lr")) r.schedule.min_lr = args.get_double("min-lr", 0);
+  else if (args.has("lr") && !args.has("recipe")) r.schedule.min_lr = r.schedule.peak_lr / 10;
+  if (args.has("warmup")) {
+    r.schedule.warmup_steps = args.get_int("warmup", 0);
+    r.warmup_tokens = -1;
+  }
+  r.schedule.decay_fraction = args.get_double("decay-fraction", r.schedule.decay_fraction);
+  r.schedule.decay_shape = args.get("decay-shape", r.schedule.decay_shape);
+  r.adamw.weight_decay = args.get_double("weight-decay", r.adamw.weight_decay);
+  r.zclip.max_norm = args.get_double("clip", r.zclip.max_norm);
+  if (args.flag("no-zclip")) r.zclip.enabled = false;
+  r.loss_spike_z = args.get_double("loss-spike-z", r.loss_spike_z);
+  r.precision = args.get("precision", r.precision);
+  r.seed = uint64_t(args.get_int("seed", int64_t(r.seed)));
+  r.log_every = args.get_int("log-every", r.log_every);
+  r.eval_every = args.get_int("eval-every", r.eval_every);
+  r.eval_batches = args.get_int("eval-batches", r.eval_batches);
+  r.save_every = args.get_int("save-every", r.save_every);
+  r.keep_checkpoints = args.get_int("keep", r.keep_checkpoints);
+  resolve_recipe(r, env.world_size, source);
+  if (r.seq_len > cfg.max_position_embeddings)
+    throw ConfigError(config_path + ": field 'max_position_embeddings': " + std::to_string(cfg.max_position_embeddings) +
+                      " is shorter than the training seq_len " + std::to_string(r.seq_len));
+
+  // Data: this rank's slice of the training stream; validation as a fresh source per evaluation.
+  std::unique_ptr<TokenSource> train;
+  ValSourceFactory make_val;
+  const int rank = env.rank, world = env.world_size;
+  const int64_t T = r.seq_len, B = r.micro_batch;
+  if (args.has("data") == args.has("train-shards"))
+    throw Error("gqe train: give exactly one of --data TEXT_FILE or --train-shards LIST");
+  if (args.has("data")) {
+    if (cfg.vocab_size < 256)
+      throw ConfigError(config_path + ": field 'vocab_size': byte-level training needs >= 256, got " +
+                        std::to_string(cfg.vocab_size));
+    const std::string path = args.require("data");
+    auto tokens = ByteTokenizer().encode(read_file(path));
+    const size_t n_val = args.has("val-shards") ? 0 : size_t(double(tokens.size()) * 0.05);
+    auto train_tokens = std::make_shared<const std::vector<int64_t>>(tokens.begin(), tokens.end() - long(n_val));
+    auto val_tokens = std::make_shared<const std::vector<int64_t>>(tokens.end() - long(n_val), tokens.end());
+    train = std::make_unique<TextTokenSource>(train_tokens, T, B, r.seed, rank, world, path);
+    // Validation windows in a fixed order, independent of the training seed.
+    if (n_val > size_t(T) && int64_t(n_val - 1) / T >= B * world)
+      make_val = [=] { return std::make_unique<TextTokenSource>(val_tokens, T, B, 0, rank, world, path + " (validation tail)"); };
+    else if (log && r.eval_batches > 0)
+      *log << "note: the 5% validation tail of " << path << " is too short for one batch; no validation loss\n";
+  } else {
+    auto shards = expand_paths(args.require("train-shards"), "--train-shards");
+    train = make_shard_source(shards, T, B, r.seed, rank, world);
+  }
+  if (args.has("val-shards")) {
+    auto vs = expand_paths(args.require("val-shards"), "--val-shards");
+    make_shard_source(vs, T, B, 0, rank, world);  // validate now, not at the first evaluation
+    make_val = [=] { return make_shard_source(vs, T, B, 0, rank, world); };
+  }
+
+  auto comm = make_communicator(env, std::chrono::milliseconds(int64_t(args.get_double("dist-timeout", 300) * 1000)));
+
+  at::manual_seed(r.seed);
   LanguageModel model(cfg);
+  const std::string device_name = args.get("device", "cpu");
+  at::Device device(at::kCPU);
+  try {
+    device = at::Device(device_name);
+  } catch (const std::exception&) {
+    throw Error("gqe train: --device '" + device_name + "': expected cpu or cuda[:N]");
+  }
+  if (device.is_cuda()) {
+    if (!at::hasCUDA()) throw Error("gqe train: --device " + device_name + ": this libtorch has no CUDA support");
+    if (!device.has_index()) device = at::Device(at::kCUDA, int8_t(env.local_rank));
+    model.to(device);
+  }
+
   const ParamCounts pc = count_parameters(cfg);
-  std::cout << "gqe train: " << data_path << " (" << tokens.size() << " byte tokens), " << pc.total()
-            << " parameters, attention " << cfg.attention.kind
-            << (cfg.attention.is_gqe() ? "/" + cfg.attention.variant : "") << ", active query heads "
-            << cfg.attention.active_query_heads() << " of " << cfg.attention.num_heads << "\n"
-            << "runtime: " << describe_runtime() << " (" << threads << " threads)\n";
-  TrainResult r = train_model(model, tokens, o, std::cout);
-  std::cout << "trained " << o.steps << " steps in " << r.seconds << " s: " << r.tokens_per_second
-            << " tokens/s; loss " << r.losses.front() << " -> " << r.losses.back() << "; checkpoint in " << o.out_dir
-            << "\n";
+  if (log) {
+    *log << "gqe train: " << train->describe() << "\n"
+         << "model: " << pc.total() << " parameters, attention " << cfg.attention.kind
+         << (cfg.attention.is_gqe() ? "/" + cfg.attention.variant : "") << ", active query heads "
+         << cfg.attention.active_query_heads() << " of " << cfg.attention.num_heads << "\n"
+         << "recipe: " << r.schedule.total_steps << " steps x " << tokens_per_step(r, world) << " tokens ("
+         << world << " rank(s) x " << B << " x " << T << " x " << accumulation_steps(r, world)
+         << " accumulation), lr " << r.schedule.peak_lr << " -> " << r.schedule.min_lr << " (warmup "
+         << r.schedule.warmup_steps << ", decay " << decay_steps(r.schedule) << " " << r.schedule.decay_shape
+         << "), AdamW wd " << r.adamw.weight_decay << ", ZClip " << (r.zclip.enabled ? "on" : "off")
+         << (r.zclip.max_norm > 0 ? " + cap " + std::to_string(r.zclip.max_norm) : "") << ", "
+         << (autocast_enabled_for(r, device) ? "bf16 autocast" : "fp32") << " on " << device.str() << "\n"
+         << "runtime: " << describe_runtime() << " (" << threads << " threads)\n";
+  }
+  const std::string out = args.require("out");
+  Trainer trainer(model, r, *train, make_val, *comm, TrainerIO{out, log});
+  if (args.has("resume")) {
+    // "auto": continue from OUT's latest checkpoint if there is one, else start (preemptible clusters).
+    const std::string rp = args.require("resume");
+    bool have = true;
+    if (rp == "auto") {
+      try {
+        find_train_checkpoint(out);
+      } catch (const Error&) {
+        have = false;
+        if (log) *log << "--resume auto: no checkpoint in " << out << " yet, starting from step 0\n";
+      }
+    }
+    if (have) trainer.resume(rp == "auto" ? out : rp);
+  }
+  if (main_rank) {
+    std::filesystem::create_directories(out);
+    // The resolved recipe beside the checkpoints: what was actually run.
+    nlohmann::json rec = recipe_to_json(r);
+    rec["world_size"] = world;
+    rec["model_config"] = config_path;
+    write_file_atomic(out + "/recipe.json", rec.dump(2) + "\n");
+  }
+  TrainResult res = trainer.run(args.get_int("stop-at", -1));
+  if (log) {
+    *log << "trained to step " << trainer.step() << " (" << res.losses.size() << " steps in this run, "
+         << res.seconds << " s, " << res.tokens_per_second << " tokens/s over " << world << " rank(s); "
+         << res.clipped_steps << " clipped, " << res.skipped_steps << " skipped)";
+    if (!res.losses.empty()) *log << "; loss " << res.losses.front() << " -> " << res.losses.back();
+    *log << "; checkpoint in " << out << std::endl;
+  }
 
   const int64_t n_sample = args.get_int("sample-tokens", 200);
-  if (n_sample > 0) {
-    SamplingOptions s;
-    s.max_new_tokens = n_sample;
-    s.temperature = 0.8;
-    s.top_k = 40;
-    s.seed = o.seed;
-    const std::string prompt = args.get("sample-prompt", "And God said");
-    std::cout << "sample (temperature 0.8, top-k 40):\n" << prompt << std::flush;
-    generate(model, ByteTokenizer().encode(prompt), s, [](int64_t t) { std::cout << ByteTokenizer().decode({t}) << std::flush; });
-    std::cout << "\n";
+  if (main_rank && n_sample > 0) {
+    if (args.has("tokenizer") && args.get("tokenizer", "") != "bytes")
+      throw Error("gqe train: --tokenizer " + args.get("tokenizer", "") + ": only byte tokens are supported yet");
+    if (cfg.vocab_size >= 256) {
+      SamplingOptions s;
+      s.max_new_tokens = n_sample;
+      s.temperature = 0.8;
+      s.top_k = 40;
+      s.seed = r.seed;
+      const std::string prompt = args.get("sample-prompt", "And God said");
+      ByteTokenizer tok;
+      std::cout << "sample (temperature 0.8, top-k 40):\n" << prompt << std::flush;
+      generate(model, tok.encode(prompt), s, [&](int64_t t) { std::cout << tok.decode({t}) << std::flush; });
+      std::cout << "\n";
+    }
   }
   return 0;
 }

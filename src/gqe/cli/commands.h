@@ -6,4 +6,5 @@ int cmd_info(int argc, char** argv);
 int cmd_env(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
+int cmd_plot(int argc, char** argv);
 }  // namespace gqe::cli

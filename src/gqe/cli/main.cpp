@@ -15,6 +15,7 @@ const char* kUsage =
     "  env [--threads N]             threads, BLAS library and measured matmul GFLOP/s\n"
     "  train --config C --data F --out DIR [...]   train on a text file (byte-level tokens)\n"
     "  generate --checkpoint DIR --prompt TEXT [...]  sample from a trained model (KV cache)\n"
+    "  plot RUN_DIR [...] --out F.png  loss curves of training runs (gnuplot)\n"
     "\n"
     "run `gqe <command> --help` for a command's options.\n";
 }
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
     if (cmd == "env") return gqe::cli::cmd_env(argc - 2, argv + 2);
     if (cmd == "train") return gqe::cli::cmd_train(argc - 2, argv + 2);
     if (cmd == "generate") return gqe::cli::cmd_generate(argc - 2, argv + 2);
+    if (cmd == "plot") return gqe::cli::cmd_plot(argc - 2, argv + 2);
     std::cerr << "gqe: unknown command '" << cmd << "'\n\n" << kUsage;
     return 2;
   } catch (const gqe::Error& e) {

@@ -1,141 +1,373 @@
 #include "gqe/train/trainer.h"
 
-#include <torch/nn/utils/clip_grad.h>
-#include <torch/optim/adamw.h>
+#include <ATen/autocast_mode.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <random>
+#include <filesystem>
+#include <limits>
 
 #include "gqe/core/error.h"
 #include "gqe/io/checkpoint.h"
+#include "gqe/train/schedule.h"
+#include "gqe/train/train_checkpoint.h"
 
 namespace gqe {
 
-double learning_rate_at(const TrainOptions& o, int64_t step) {
-  if (step < o.warmup_steps) return o.lr * double(step + 1) / double(o.warmup_steps);
-  const double span = std::max<int64_t>(1, o.steps - o.warmup_steps);
-  const double t = std::min(1.0, double(step - o.warmup_steps) / span);
-  const double floor = o.lr * o.min_lr_ratio;
-  return floor + 0.5 * (o.lr - floor) * (1.0 + std::cos(M_PI * t));
-}
-
 namespace {
 
-// Inputs and next-token targets for the given window starts: two [B, T] int64 tensors.
-std::pair<at::Tensor, at::Tensor> make_batch(const std::vector<int64_t>& tokens, const std::vector<int64_t>& starts,
-                                             int64_t T) {
-  const int64_t B = int64_t(starts.size());
-  at::Tensor x = at::empty({B, T}, at::kLong), y = at::empty({B, T}, at::kLong);
-  int64_t* xp = x.data_ptr<int64_t>();
-  int64_t* yp = y.data_ptr<int64_t>();
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      xp[b * T + t] = tokens[starts[b] + t];
-      yp[b * T + t] = tokens[starts[b] + t + 1];
-    }
-  return {x, y};
-}
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::string format_seconds(double s) {
-  char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
-  else if (s >= 60) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(s) % 60);
-  else std::snprintf(buf, sizeof buf, "%.0fs", s);
-  return buf;
-}
+// bf16 autocast for the forward pass on CUDA (the backward runs in the dtypes autocast chose).
+// Uses the 1.13 spelling, which 2.x keeps.
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(bool on) : on_(on) {
+    if (on_) {
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    }
+  }
+  ~AutocastGuard() {
+    if (on_) {
+      at::autocast::set_enabled(false);
+      at::autocast::clear_cache();
+    }
+  }
+
+ private:
+  bool on_;
+};
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 }  // namespace
 
-double evaluate_loss(LanguageModel& model, const std::vector<int64_t>& tokens, int64_t B, int64_t T, int64_t batches) {
-  torch::NoGradGuard g;
-  const bool was_training = model.is_training();
-  model.eval();
-  const int64_t span = int64_t(tokens.size()) - T - 1;
-  double total = 0;
-  for (int64_t i = 0; i < batches; ++i) {
-    std::vector<int64_t> starts;
-    for (int64_t b = 0; b < B; ++b) starts.push_back(((i * B + b) * 7919 * T) % std::max<int64_t>(span, 1));
-    auto [x, y] = make_batch(tokens, starts, T);
-    total += LanguageModel::lm_loss(model.forward(x).logits, y).item<double>();
-  }
-  model.train(was_training);
-  return total / double(batches);
+bool autocast_enabled_for(const TrainRecipe& r, const at::Device& device) {
+  if (r.precision == "fp32") return false;
+  if (device.is_cuda()) return true;  // "auto" and "bf16"
+  if (r.precision == "bf16")
+    throw ConfigError("precision \"bf16\": bf16 autocast is used on CUDA only; this run is on " + device.str() +
+                      " (use \"auto\" or \"fp32\": CPU trains in fp32)");
+  return false;
 }
 
-TrainResult train_model(LanguageModel& model, const std::vector<int64_t>& tokens, const TrainOptions& o,
-                        std::ostream& log) {
-  const int64_t T = o.seq_len, B = o.batch_size;
-  const int64_t n_val = int64_t(double(tokens.size()) * o.val_fraction);
-  const int64_t n_train = int64_t(tokens.size()) - n_val;
-  if (n_train < T + 2) throw Error("training data: " + std::to_string(tokens.size()) + " tokens is too short for seq_len " + std::to_string(T));
-  std::vector<int64_t> val(tokens.end() - n_val, tokens.end());
-  const bool have_val = n_val >= T + 2;
-
-  // Weight decay on matrices only; norms (1-D) and the embedding are not decayed.
-  std::vector<at::Tensor> decay, no_decay;
-  for (const auto& p : model.named_parameters()) {
-    const bool is_embedding = p.key().rfind("embed_tokens", 0) == 0;
-    (p.value().dim() >= 2 && !is_embedding ? decay : no_decay).push_back(p.value());
+// ---------------------------------------------------------------------------------------------------
+bool LossSpikeDetector::observe(double loss) {
+  if (seen_ < warmup_) {  // Welford mean / population variance over the first `warmup_` losses
+    ++seen_;
+    const double d = loss - mean_;
+    mean_ += d / double(seen_);
+    var_ += d * (loss - mean_);
+    if (seen_ == warmup_) var_ /= double(seen_);
+    return false;
   }
-  auto base = torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}).eps(1e-7);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(base.weight_decay(o.weight_decay)));
-  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(base.weight_decay(0.0)));
-  torch::optim::AdamW optimizer(std::move(groups), base);
+  const double z = (loss - mean_) / (std::sqrt(var_) + 1e-8);
+  mean_ = alpha_ * mean_ + (1 - alpha_) * loss;
+  var_ = alpha_ * var_ + (1 - alpha_) * (loss - mean_) * (loss - mean_);
+  return z_ > 0 && z > z_;
+}
 
-  std::mt19937_64 rng(o.seed);
-  std::uniform_int_distribution<int64_t> pick(0, n_train - T - 2);
-  const double aux_weight = model.config().attention.is_gqe() ? model.config().attention.aux_loss_weight : 0.0;
-  model.train();
-  TrainResult res;
-  auto t0 = std::chrono::steady_clock::now();
-  double window_loss = 0;
-  int64_t window_n = 0;
-  for (int64_t step = 0; step < o.steps; ++step) {
-    const double lr = learning_rate_at(o, step);
-    for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
-    std::vector<int64_t> starts(B);
-    for (auto& s : starts) s = pick(rng);
-    auto [x, y] = make_batch(tokens, starts, T);
-    LMOutput out = model.forward(x);
-    at::Tensor lm = LanguageModel::lm_loss(out.logits, y);
-    at::Tensor loss = lm + aux_weight * out.aux_loss;
-    optimizer.zero_grad();
+nlohmann::json LossSpikeDetector::state() const { return {{"seen", seen_}, {"mean", mean_}, {"var", var_}}; }
+
+void LossSpikeDetector::load_state(const nlohmann::json& j) {
+  seen_ = j.at("seen").get<int64_t>();
+  mean_ = j.at("mean").get<double>();
+  var_ = j.at("var").get<double>();
+}
+
+// ---------------------------------------------------------------------------------------------------
+struct Trainer::StepOutcome {
+  double lr = 0, loss = 0, aux = 0, grad_norm = 0, clip_to = 0, seconds = 0;
+  bool clipped = false, skipped = false;
+  std::string skip_reason;
+  at::Tensor router_counts;  // [L, G, M] over all ranks, or undefined
+};
+
+Trainer::Trainer(LanguageModel& model, TrainRecipe recipe, TokenSource& train, ValSourceFactory make_val,
+                 Communicator& comm, TrainerIO io)
+    : model_(model), r_(std::move(recipe)), train_(train), make_val_(std::move(make_val)), comm_(comm),
+      io_(std::move(io)), zclip_(r_.zclip), spikes_(r_.loss_spike_z) {
+  accum_ = accumulation_steps(r_, comm_.world_size());
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (const auto& p : model_.named_parameters()) named.emplace_back(p.key(), p.value());
+  if (named.empty()) throw Error("trainer: the model has no parameters");
+  device_ = named.front().second.device();
+  use_autocast_ = autocast_enabled_for(r_, device_);
+  opt_ = std::make_unique<AdamW>(std::move(named), r_.adamw);
+  if (comm_.world_size() > 1) {
+    // Identical starting weights on every rank, whatever each rank's initialisation did.
+    torch::NoGradGuard g;
+    std::vector<at::Tensor> ts;
+    for (const auto& [n, p] : opt_->params()) ts.push_back(p.detach());
+    comm_.broadcast(ts, 0);
+  }
+}
+
+Trainer::StepOutcome Trainer::train_step() {
+  StepOutcome o;
+  const auto t0 = Clock::now();
+  o.lr = wsd_learning_rate(r_.schedule, step_);
+  const double aux_weight = model_.config().attention.is_gqe() ? model_.config().attention.aux_loss_weight : 0.0;
+  opt_->zero_grad();
+  model_.train();
+  double lm_sum = 0, aux_sum = 0;
+  at::Tensor router;
+  for (int64_t m = 0; m < accum_; ++m) {
+    auto [x, y] = train_.next();
+    x = x.to(device_);
+    y = y.to(device_);
+    LMOutput out;
+    {
+      AutocastGuard ag(use_autocast_);
+      out = model_.forward(x);
+    }
+    at::Tensor lm = LanguageModel::lm_loss(out.logits.to(at::kFloat), y);
+    at::Tensor loss = aux_weight != 0 ? lm + aux_weight * out.aux_loss.to(at::kFloat) : lm;
+    if (accum_ > 1) loss = loss / double(accum_);
     loss.backward();
-    if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), o.grad_clip);
-    optimizer.step();
-    res.losses.push_back(lm.item<double>());
-    res.aux_losses.push_back(out.aux_loss.item<double>());
-    window_loss += res.losses.back();
-    ++window_n;
+    lm_sum += lm.item<double>();
+    aux_sum += out.aux_loss.item<double>();
+    accumulate_router_counts(model_, router);
+  }
+  const auto& params = opt_->params();
+  std::vector<at::Tensor> plist;
+  for (const auto& [n, p] : params) plist.push_back(p);
+  const int W = comm_.world_size();
+  if (W > 1) {
+    allreduce_mean_gradients(comm_, plist);
+    std::vector<at::Tensor> stats{router.defined() ? at::cat({at::tensor({lm_sum, aux_sum}, at::kDouble), router.reshape({-1})})
+                                                   : at::tensor({lm_sum, aux_sum}, at::kDouble)};
+    comm_.allreduce_sum(stats);
+    const double* s = stats[0].data_ptr<double>();
+    lm_sum = s[0];
+    aux_sum = s[1];
+    if (router.defined()) router = stats[0].narrow(0, 2, router.numel()).view_as(router).clone();
+  }
+  o.loss = lm_sum / double(accum_ * W);
+  o.aux = aux_sum / double(accum_ * W);
+  o.router_counts = router;
 
-    const bool last = step + 1 == o.steps;
-    if ((step + 1) % o.log_every == 0 || last) {
-      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double tps = double((step + 1) * B * T) / el;
-      char buf[256];
-      std::snprintf(buf, sizeof buf, "step %5lld/%lld | loss %.4f | aux %.3f | lr %.2e | %.0f tok/s | %s elapsed, ETA %s",
-                    (long long)(step + 1), (long long)o.steps, window_loss / window_n, res.aux_losses.back(), lr, tps,
-                    format_seconds(el).c_str(), format_seconds(el / (step + 1) * (o.steps - step - 1)).c_str());
-      log << buf << std::endl;
+  {
+    torch::NoGradGuard g;
+    std::vector<at::Tensor> norms;
+    for (const auto& p : plist)
+      if (p.grad().defined()) norms.push_back(p.grad().to(at::kFloat).norm(2));
+    o.grad_norm = norms.empty() ? 0.0 : at::stack(norms).norm(2).item<double>();
+  }
+  o.clip_to = o.grad_norm;
+  if (!std::isfinite(o.loss) || !std::isfinite(o.aux) || !std::isfinite(o.grad_norm)) {
+    o.skipped = true;
+    o.skip_reason = "non-finite loss or gradient";
+  } else if (r_.loss_spike_z > 0 && spikes_.observe(o.loss)) {
+    o.skipped = true;
+    o.skip_reason = "loss spike";
+  }
+  if (!o.skipped) {
+    const ZClipDecision d = zclip_.observe(o.grad_norm);
+    if (d.clipped && o.grad_norm > 0) {
+      torch::NoGradGuard g;
+      const double scale = d.target / o.grad_norm;
+      for (auto& p : plist)
+        if (p.grad().defined()) p.mutable_grad().mul_(scale);
+    }
+    o.clipped = d.clipped;
+    o.clip_to = d.target;
+    opt_->step(o.lr);
+    consecutive_skips_ = 0;
+  } else {
+    ++skipped_total_;
+    if (++consecutive_skips_ >= r_.max_skipped_steps)
+      throw Error("training stopped at step " + std::to_string(step_ + 1) + ": " + std::to_string(consecutive_skips_) +
+                  " consecutive steps skipped (last: " + o.skip_reason +
+                  "); the run has diverged. Resume from an earlier checkpoint (--resume) with a lower --lr");
+  }
+  ++step_;
+  tokens_seen_ += tokens_per_step(r_, W);
+  o.seconds = seconds_since(t0);
+  return o;
+}
+
+double Trainer::evaluate() {
+  if (!make_val_ || r_.eval_batches <= 0) return kNaN;
+  torch::NoGradGuard g;
+  const bool was_training = model_.is_training();
+  model_.eval();
+  auto src = make_val_();
+  double sum = 0;
+  for (int64_t i = 0; i < r_.eval_batches; ++i) {
+    auto [x, y] = src->next();
+    AutocastGuard ag(use_autocast_);
+    sum += LanguageModel::lm_loss(model_.forward(x.to(device_)).logits.to(at::kFloat), y.to(device_)).item<double>();
+  }
+  std::vector<at::Tensor> s{at::tensor({sum, double(r_.eval_batches)}, at::kDouble)};
+  comm_.allreduce_sum(s);
+  model_.train(was_training);
+  return s[0][0].item<double>() / s[0][1].item<double>();
+}
+
+nlohmann::json Trainer::state_json() const {
+  const DataPosition pos = train_.position();
+  return {{"format", "gqe-train-state"},
+          {"version", 1},
+          {"step", step_},
+          {"optimizer_steps", opt_->steps_taken()},
+          {"tokens_seen", tokens_seen_},
+          {"data", {{"epoch", pos.epoch}, {"step", pos.step}}},
+          {"zclip", zclip_.state()},
+          {"loss_spikes", spikes_.state()},
+          {"consecutive_skips", consecutive_skips_},
+          {"skipped_total", skipped_total_},
+          {"elapsed_s", elapsed_before_},
+          {"world_size", comm_.world_size()},
+          {"micro_batch", r_.micro_batch},
+          {"seq_len", r_.seq_len},
+          {"accumulation", accum_},
+          {"recipe", recipe_to_json(r_)}};
+}
+
+std::string Trainer::save_checkpoint() {
+  if (!comm_.is_main() || io_.out_dir.empty()) return "";
+  at::Tensor rng;
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    rng = gen.get_state();
+  }
+  const std::string dir =
+      write_train_checkpoint(io_.out_dir, step_, model_, opt_->state_tensors(), rng, state_json(), r_.keep_checkpoints);
+  // The plain model checkpoint beside (config.json + model.safetensors) is what `gqe generate` reads.
+  save_model_checkpoint(io_.out_dir, model_, {{"step", std::to_string(step_)}});
+  return dir;
+}
+
+void Trainer::resume(const std::string& path) {
+  const std::string dir = find_train_checkpoint(path);
+  TrainCheckpoint c = read_train_checkpoint(dir, model_);
+  const auto& st = c.state;
+  const std::string src = dir + "/trainer_state.json";
+  try {
+    const int64_t T = st.at("seq_len").get<int64_t>();
+    const int64_t rows = st.at("micro_batch").get<int64_t>() * st.at("world_size").get<int64_t>();
+    const int64_t acc = st.at("accumulation").get<int64_t>();
+    if (T != r_.seq_len || rows != r_.micro_batch * comm_.world_size() || acc != accum_)
+      throw Error(src + ": the checkpoint was trained with seq_len " + std::to_string(T) + ", " + std::to_string(rows) +
+                  " sequences per micro-step over all ranks and accumulation " + std::to_string(acc) +
+                  "; this run has seq_len " + std::to_string(r_.seq_len) + ", " +
+                  std::to_string(r_.micro_batch * comm_.world_size()) + " and " + std::to_string(accum_) +
+                  " (the data position would not line up; keep --seq, --batch x ranks and --global-batch)");
+    opt_->load_state(c.optimizer_tensors, st.at("optimizer_steps").get<int64_t>(), dir + "/optimizer.safetensors");
+    zclip_.load_state(st.at("zclip"));
+    spikes_.load_state(st.at("loss_spikes"));
+    step_ = st.at("step").get<int64_t>();
+    tokens_seen_ = st.at("tokens_seen").get<int64_t>();
+    consecutive_skips_ = st.at("consecutive_skips").get<int64_t>();
+    skipped_total_ = st.at("skipped_total").get<int64_t>();
+    elapsed_before_ = st.at("elapsed_s").get<double>();
+    DataPosition pos;
+    pos.epoch = st.at("data").at("epoch").get<uint64_t>();
+    pos.step = st.at("data").at("step").get<uint64_t>();
+    train_.restore(pos);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(src + ": " + e.what());
+  }
+  if (c.rng_state.defined()) {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(c.rng_state);
+  }
+  resumed_ = true;
+  if (io_.log && comm_.is_main())
+    *io_.log << "resumed from " << dir << " at step " << step_ << " (" << tokens_seen_ << " tokens seen)" << std::endl;
+}
+
+TrainResult Trainer::run(int64_t stop_at) {
+  const int64_t total = r_.schedule.total_steps;
+  const int64_t target = stop_at >= 0 ? std::min(stop_at, total) : total;
+  const bool main = comm_.is_main();
+  const int64_t tps_step = tokens_per_step(r_, comm_.world_size());
+  if (main && !io_.out_dir.empty()) std::filesystem::create_directories(io_.out_dir);
+  if (main && !io_.out_dir.empty() && !metrics_.is_open()) metrics_.open(io_.out_dir + "/metrics.jsonl", resumed_);
+  TrainResult res;
+  res.final_val_loss = kNaN;
+  double step_seconds = 0;
+  const auto run_start = Clock::now();
+  int64_t window_n = 0;
+  double window_loss = 0;
+  while (step_ < target) {
+    StepOutcome o = train_step();
+    step_seconds += o.seconds;
+    const int64_t done = int64_t(res.losses.size()) + 1;
+    res.losses.push_back(o.loss);
+    res.aux_losses.push_back(o.aux);
+    res.grad_norms.push_back(o.grad_norm);
+    res.skipped.push_back(o.skipped);
+    res.clipped_steps += o.clipped;
+    res.skipped_steps += o.skipped;
+    const double tok_s = double(done * tps_step) / std::max(step_seconds, 1e-9);
+    if (main) {
+      metrics_.write({{"type", "train"},
+                      {"step", step_},
+                      {"loss", o.loss},
+                      {"aux_loss", o.aux},
+                      {"lr", o.lr},
+                      {"grad_norm", o.grad_norm},
+                      {"clip_to", o.clip_to},
+                      {"clipped", o.clipped},
+                      {"skipped", o.skipped},
+                      {"skip_reason", o.skip_reason},
+                      {"tokens", tokens_seen_},
+                      {"tokens_per_s", double(tps_step) / std::max(o.seconds, 1e-9)},
+                      {"elapsed_s", elapsed_before_ + seconds_since(run_start)},
+                      {"router_load", router_load_json(o.router_counts)}});
+      if (o.skipped && io_.log)
+        *io_.log << "step " << step_ << ": skipped the update (" << o.skip_reason << ", loss " << o.loss
+                 << ", grad norm " << o.grad_norm << "); weights unchanged" << std::endl;
+    }
+    if (std::isfinite(o.loss)) {
+      window_loss += o.loss;
+      ++window_n;
+    }
+    if (main && io_.log && (step_ % r_.log_every == 0 || step_ == target)) {
+      char buf[320];
+      const double eta = step_seconds / double(done) * double(total - step_);
+      std::snprintf(buf, sizeof buf,
+                    "step %6lld/%lld | loss %.4f | aux %.4f | lr %.2e | gnorm %.3f%s | %.0f tok/s | %s elapsed, ETA %s",
+                    (long long)step_, (long long)total, window_n ? window_loss / double(window_n) : kNaN, o.aux, o.lr,
+                    o.grad_norm, o.clipped ? " (clipped)" : "", tok_s,
+                    format_duration(elapsed_before_ + seconds_since(run_start)).c_str(), format_duration(eta).c_str());
+      *io_.log << buf << std::endl;
       window_loss = 0;
       window_n = 0;
     }
-    if (have_val && ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last)) {
-      res.final_val_loss = evaluate_loss(model, val, B, T, o.eval_batches);
-      char buf[128];
-      std::snprintf(buf, sizeof buf, "step %5lld | validation loss %.4f (ppl %.2f)", (long long)(step + 1),
-                    res.final_val_loss, std::exp(res.final_val_loss));
-      log << buf << std::endl;
+    const bool last = step_ == target;
+    if ((r_.eval_every > 0 && step_ % r_.eval_every == 0) || last) {
+      const double v = evaluate();
+      if (std::isfinite(v)) {
+        res.final_val_loss = v;
+        if (main) {
+          metrics_.write({{"type", "val"}, {"step", step_}, {"val_loss", v}, {"val_ppl", std::exp(v)}});
+          if (io_.log) {
+            char buf[128];
+            std::snprintf(buf, sizeof buf, "step %6lld | validation loss %.4f (ppl %.2f)", (long long)step_, v, std::exp(v));
+            *io_.log << buf << std::endl;
+          }
+        }
+      }
     }
-    if (!o.out_dir.empty() && ((o.save_every > 0 && (step + 1) % o.save_every == 0) || last)) {
-      save_model_checkpoint(o.out_dir, model, {{"step", std::to_string(step + 1)}});
+    if (!io_.out_dir.empty() && ((r_.save_every > 0 && step_ % r_.save_every == 0) || last)) {
+      const double now = seconds_since(run_start);
+      elapsed_before_ += now;  // so that the checkpoint carries the training time so far
+      const std::string d = save_checkpoint();
+      elapsed_before_ -= now;
+      if (main && io_.log && !d.empty() && !last) *io_.log << "checkpoint " << d << std::endl;
     }
   }
-  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  res.tokens_per_second = double(o.steps * B * T) / res.seconds;
+  res.seconds = seconds_since(run_start);
+  elapsed_before_ += res.seconds;
+  res.tokens_per_second = res.losses.empty() ? 0.0 : double(res.losses.size() * tps_step) / std::max(step_seconds, 1e-9);
   return res;
 }
 

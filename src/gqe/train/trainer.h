@@ -1,48 +1,114 @@
-// Minimal single-process trainer: random fixed-length windows of a token stream, AdamW, warmup +
-// cosine schedule, gradient-norm clipping, a progress line, periodic validation and checkpoints.
+// The training loop: the paper's recipe (gqe-method.md, "Training recipe") on one or many processes.
+//
+// One optimizer step:
+//   1. accum micro-batches per rank: forward (bf16 autocast on CUDA when asked), loss = LM loss +
+//      aux_loss_weight * load-balancing loss (GQE), scaled by 1/accum, backward (gradients add up);
+//   2. gradients averaged over ranks (dist/dist.h), the step's loss/aux/router statistics summed over ranks;
+//   3. a non-finite loss or gradient norm, or a loss spike (z-score of the loss against its EMA above
+//      recipe.loss_spike_z), skips the update: weights, AdamW and ZClip state stay untouched, the batch is
+//      consumed, the skip is logged; max_skipped_steps consecutive skips stop the run with an error;
+//   4. ZClip (train/zclip.h) rescales the gradients, AdamW (train/adamw.h) updates with the WSD learning
+//      rate (train/schedule.h) of this step.
+// Every rank runs the same decisions on the same all-reduced numbers, so ranks never diverge.
+// Rank 0 alone prints, writes metrics.jsonl and checkpoints.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
 
+#include "gqe/dist/dist.h"
 #include "gqe/model/transformer.h"
+#include "gqe/train/adamw.h"
+#include "gqe/train/metrics.h"
+#include "gqe/train/recipe.h"
+#include "gqe/train/token_source.h"
+#include "gqe/train/zclip.h"
 
 namespace gqe {
 
-struct TrainOptions {
-  int64_t steps = 300;
-  int64_t batch_size = 16;
-  int64_t seq_len = 128;
-  double lr = 3e-3;            // peak learning rate
-  double min_lr_ratio = 0.1;   // floor = lr * min_lr_ratio
-  int64_t warmup_steps = 30;
-  double weight_decay = 0.1;   // on matrices (not norms, not embeddings)
-  double grad_clip = 1.0;      // max global gradient norm (0 = off)
-  uint64_t seed = 1234;
-  int64_t log_every = 10;
-  int64_t eval_every = 100;    // validation loss every N steps (0 = only at the end)
-  int64_t eval_batches = 4;
-  double val_fraction = 0.05;  // tail of the token stream held out for validation
-  std::string out_dir;         // checkpoint directory ("" = none)
-  int64_t save_every = 0;      // also checkpoint every N steps (0 = only at the end)
+// z-score spike detector on the training loss (same EMA scheme as ZClip, fed with every finite loss so
+// that a lasting level shift stops being a "spike" after a few steps).
+class LossSpikeDetector {
+ public:
+  explicit LossSpikeDetector(double z_threshold = 6.0, double alpha = 0.97, int64_t warmup = 25)
+      : z_(z_threshold), alpha_(alpha), warmup_(warmup) {}
+  // Returns true when `loss` is a spike; updates the statistics either way.
+  bool observe(double loss);
+  nlohmann::json state() const;
+  void load_state(const nlohmann::json& j);
+
+ private:
+  double z_, alpha_;
+  int64_t warmup_, seen_ = 0;
+  double mean_ = 0, var_ = 0;
+};
+
+struct TrainerIO {
+  std::string out_dir;           // run directory: checkpoints/, metrics.jsonl, config.json + model.safetensors
+  std::ostream* log = nullptr;   // progress lines (rank 0); nullptr = silent
 };
 
 struct TrainResult {
-  std::vector<double> losses;  // LM loss per step
+  std::vector<double> losses;      // mean LM loss of each step run by this call (all ranks)
   std::vector<double> aux_losses;
-  double final_val_loss = 0;
-  double tokens_per_second = 0;
+  std::vector<double> grad_norms;  // before clipping
+  std::vector<bool> skipped;
+  double final_val_loss = 0;       // NaN when no validation ran
+  double tokens_per_second = 0;    // this call's steps, all ranks together
   double seconds = 0;
+  int64_t clipped_steps = 0, skipped_steps = 0;
 };
 
-double learning_rate_at(const TrainOptions& opt, int64_t step);  // step in [0, steps)
+using ValSourceFactory = std::function<std::unique_ptr<TokenSource>()>;  // a fresh source at position 0
 
-TrainResult train_model(LanguageModel& model, const std::vector<int64_t>& tokens, const TrainOptions& opt,
-                        std::ostream& log);
+class Trainer {
+ public:
+  // `recipe` must be resolved (resolve_recipe) for comm.world_size(); `train` yields this rank's
+  // micro-batches of recipe.micro_batch x recipe.seq_len. `make_val` may be empty (no validation).
+  Trainer(LanguageModel& model, TrainRecipe recipe, TokenSource& train, ValSourceFactory make_val,
+          Communicator& comm, TrainerIO io);
 
-// Mean LM loss over `batches` fixed windows of `tokens` (deterministic, no gradient).
-double evaluate_loss(LanguageModel& model, const std::vector<int64_t>& tokens, int64_t batch_size, int64_t seq_len,
-                     int64_t batches);
+  // Restores weights, optimizer, schedule position, ZClip, spike detector, RNG and data position from a
+  // checkpoint directory or a run directory (its latest checkpoint).
+  void resume(const std::string& path);
+  // Trains until recipe.schedule.total_steps (or until `stop_at` steps when >= 0), validating and saving
+  // on the recipe's cadence, and saving at the end when out_dir is set.
+  TrainResult run(int64_t stop_at = -1);
+  // Mean LM loss over recipe.eval_batches batches of the validation source on every rank.
+  double evaluate();
+  // Writes a checkpoint of the current state (rank 0; a no-op elsewhere). Returns its directory.
+  std::string save_checkpoint();
+
+  int64_t step() const { return step_; }
+  int64_t accumulation() const { return accum_; }
+  const AdamW& optimizer() const { return *opt_; }
+  const ZClip& zclip() const { return zclip_; }
+
+ private:
+  struct StepOutcome;
+  StepOutcome train_step();
+  nlohmann::json state_json() const;
+
+  LanguageModel& model_;
+  TrainRecipe r_;
+  TokenSource& train_;
+  ValSourceFactory make_val_;
+  Communicator& comm_;
+  TrainerIO io_;
+  std::unique_ptr<AdamW> opt_;
+  ZClip zclip_;
+  LossSpikeDetector spikes_;
+  MetricsLog metrics_;
+  int64_t accum_ = 1, step_ = 0, tokens_seen_ = 0, consecutive_skips_ = 0, skipped_total_ = 0;
+  double elapsed_before_ = 0;  // training seconds of earlier processes (resumed runs)
+  bool resumed_ = false, use_autocast_ = false;
+  at::Device device_{at::kCPU};
+};
+
+// The run's device from the model's parameters; validates recipe.precision against it.
+bool autocast_enabled_for(const TrainRecipe& r, const at::Device& device);
 
 }  // namespace gqe

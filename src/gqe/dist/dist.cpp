@@ -1,0 +1,182 @@
+#include "gqe/dist/dist.h"
+
+// Debian's libtorch is built with Gloo; the public c10d headers only declare ProcessGroupGloo when this
+// macro is set (the build of libtorch itself defines it). The symbols live in libtorch_cpu.so.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+
+#include <cstdlib>
+#include <limits>
+
+#include "gqe/core/error.h"
+
+namespace gqe {
+
+namespace {
+
+int env_int(const char* name, int def, bool& present) {
+  const char* v = std::getenv(name);
+  present = v && *v;
+  if (!present) return def;
+  char* end = nullptr;
+  errno = 0;
+  long x = std::strtol(v, &end, 10);
+  if (*end != '\0' || errno != 0 || x < 0 || x > std::numeric_limits<int>::max())
+    throw Error(std::string("environment variable ") + name + "='" + v + "': expected a non-negative integer");
+  return int(x);
+}
+
+class LocalCommunicator : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  void allreduce_sum(std::vector<at::Tensor>&) override {}
+  void broadcast(std::vector<at::Tensor>&, int) override {}
+  void barrier() override {}
+};
+
+class GlooCommunicator : public Communicator {
+ public:
+  GlooCommunicator(const DistEnv& env, std::chrono::milliseconds timeout) : env_(env) {
+    c10d::TCPStoreOptions so;
+    so.port = uint16_t(env.master_port);
+    so.isServer = env.rank == 0;
+    so.numWorkers = size_t(env.world_size);
+    so.waitWorkers = true;
+    so.timeout = timeout;
+    try {
+      store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+      auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+      // Bind to the address the peers reach us by: the master's interface on one host; on a cluster,
+      // GLOO_SOCKET_IFNAME picks the interface (as in PyTorch).
+      if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      else if (env.master_addr == "127.0.0.1" || env.master_addr == "localhost")
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      else
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      opts->threads = 2;
+      auto prefixed = c10::make_intrusive<c10d::PrefixStore>("gqe", store_);
+      pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, env.rank, env.world_size, opts);
+    } catch (const std::exception& e) {
+      throw Error("rank " + std::to_string(env.rank) + "/" + std::to_string(env.world_size) +
+                  ": cannot join the process group at " + env.master_addr + ":" + std::to_string(env.master_port) +
+                  " within " + std::to_string(timeout.count() / 1000) + " s (are all ranks started, and " +
+                  "MASTER_ADDR/MASTER_PORT the same for all?): " + first_line(e.what()));
+    }
+  }
+  int rank() const override { return env_.rank; }
+  int world_size() const override { return env_.world_size; }
+
+  void allreduce_sum(std::vector<at::Tensor>& tensors) override {
+    for (auto& t : tensors) {
+      std::vector<at::Tensor> one{t};
+      run("all-reduce", [&] { return pg_->allreduce(one); });
+    }
+  }
+  void broadcast(std::vector<at::Tensor>& tensors, int root) override {
+    for (auto& t : tensors) {
+      std::vector<at::Tensor> one{t};
+      c10d::BroadcastOptions o;
+      o.rootRank = root;
+      run("broadcast", [&] { return pg_->broadcast(one, o); });
+    }
+  }
+  void barrier() override {
+    run("barrier", [&] { return pg_->barrier(); });
+  }
+
+ private:
+  static std::string first_line(const std::string& s) {
+    auto nl = s.find('\n');
+    return nl == std::string::npos ? s : s.substr(0, nl);
+  }
+  template <class F>
+  void run(const char* what, F&& f) {
+    try {
+      auto work = f();
+      work->wait();
+    } catch (const std::exception& e) {
+      // Gloo reports a peer that exited as a closed connection, and a hung peer as a timeout.
+      throw Error("rank " + std::to_string(env_.rank) + "/" + std::to_string(env_.world_size) + ": " + what +
+                  " failed, another rank has probably died or stalled (stopping this rank too): " +
+                  first_line(e.what()));
+    }
+  }
+
+  DistEnv env_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
+};
+
+}  // namespace
+
+DistEnv dist_env_from_environment() {
+  DistEnv e;
+  bool has_world = false, has_rank = false, present = false;
+  e.world_size = env_int("WORLD_SIZE", 1, has_world);
+  e.rank = env_int("RANK", 0, has_rank);
+  e.local_rank = env_int("LOCAL_RANK", e.rank, present);
+  e.from_environment = has_world;
+  if (e.world_size < 1) throw Error("environment variable WORLD_SIZE=0: expected >= 1");
+  if (e.rank >= e.world_size)
+    throw Error("environment: RANK=" + std::to_string(e.rank) + " is not below WORLD_SIZE=" + std::to_string(e.world_size));
+  if (e.world_size > 1 && !has_rank) throw Error("environment: WORLD_SIZE=" + std::to_string(e.world_size) + " but RANK is not set");
+  if (const char* a = std::getenv("MASTER_ADDR"); a && *a) e.master_addr = a;
+  else if (e.world_size > 1) throw Error("environment: WORLD_SIZE > 1 but MASTER_ADDR is not set");
+  e.master_port = env_int("MASTER_PORT", 29500, present);
+  if (!present && e.world_size > 1) throw Error("environment: WORLD_SIZE > 1 but MASTER_PORT is not set");
+  if (e.master_port < 1 || e.master_port > 65535)
+    throw Error("environment variable MASTER_PORT=" + std::to_string(e.master_port) + ": expected 1..65535");
+  return e;
+}
+
+std::unique_ptr<Communicator> make_local_communicator() { return std::make_unique<LocalCommunicator>(); }
+
+std::unique_ptr<Communicator> make_gloo_communicator(const DistEnv& env, std::chrono::milliseconds timeout) {
+  return std::make_unique<GlooCommunicator>(env, timeout);
+}
+
+std::unique_ptr<Communicator> make_communicator(const DistEnv& env, std::chrono::milliseconds timeout) {
+  if (env.world_size == 1) return make_local_communicator();
+  return make_gloo_communicator(env, timeout);
+}
+
+void allreduce_mean_gradients(Communicator& comm, const std::vector<at::Tensor>& params, int64_t bucket_bytes) {
+  if (comm.world_size() == 1) return;
+  torch::NoGradGuard g;
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params) {
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  size_t i = 0;
+  while (i < grads.size()) {
+    // One bucket: consecutive gradients of one dtype up to bucket_bytes (at least one tensor).
+    size_t j = i;
+    int64_t bytes = 0;
+    while (j < grads.size() && grads[j].scalar_type() == grads[i].scalar_type() &&
+           (j == i || bytes + grads[j].numel() * int64_t(grads[j].element_size()) <= bucket_bytes)) {
+      bytes += grads[j].numel() * int64_t(grads[j].element_size());
+      ++j;
+    }
+    std::vector<at::Tensor> flat_parts;
+    for (size_t k = i; k < j; ++k) flat_parts.push_back(grads[k].reshape({-1}));
+    std::vector<at::Tensor> bucket{at::cat(flat_parts)};
+    comm.allreduce_sum(bucket);
+    bucket[0].div_(double(comm.world_size()));
+    int64_t off = 0;
+    for (size_t k = i; k < j; ++k) {
+      const int64_t n = grads[k].numel();
+      grads[k].copy_(bucket[0].narrow(0, off, n).view_as(grads[k]));
+      off += n;
+    }
+    i = j;
+  }
+}
+
+}  // namespace gqe

@@ -1,0 +1,69 @@
+#include "gqe/train/metrics.h"
+
+#include <cstdio>
+
+#include "gqe/core/error.h"
+
+namespace gqe {
+
+void accumulate_router_counts(const LanguageModel& model, at::Tensor& counts) {
+  const auto layers = model.gqe_layers();
+  if (layers.empty()) return;
+  const auto& a = model.config().attention;
+  const int64_t L = int64_t(layers.size()), G = a.num_kv_heads, M = a.experts_per_group();
+  if (!counts.defined()) counts = at::zeros({L, G, M}, at::kDouble);
+  for (int64_t l = 0; l < L; ++l) {
+    const at::Tensor& sel = layers[size_t(l)]->last_selected;  // [B, T, G, k] expert index within the group
+    if (!sel.defined()) continue;
+    at::Tensor flat = (sel.to(at::kCPU).to(at::kLong) + at::arange(G, at::kLong).view({1, 1, G, 1}) * M).reshape({-1});
+    counts[l].view({-1}).add_(at::bincount(flat, {}, G * M).to(at::kDouble));
+  }
+}
+
+nlohmann::json router_load_json(const at::Tensor& counts) {
+  nlohmann::json out = nlohmann::json::array();
+  if (!counts.defined()) return out;
+  at::Tensor c = counts.to(at::kDouble).contiguous();
+  const int64_t L = c.size(0), G = c.size(1), M = c.size(2);
+  const double* p = c.data_ptr<double>();
+  for (int64_t l = 0; l < L; ++l) {
+    nlohmann::json layer = nlohmann::json::array();
+    for (int64_t g = 0; g < G; ++g) {
+      double total = 0;
+      for (int64_t m = 0; m < M; ++m) total += p[(l * G + g) * M + m];
+      nlohmann::json grp = nlohmann::json::array();
+      for (int64_t m = 0; m < M; ++m) {
+        const double f = total > 0 ? p[(l * G + g) * M + m] / total : 0.0;
+        grp.push_back(double(std::llround(f * 1e4)) / 1e4);  // 4 digits keep the log small
+      }
+      layer.push_back(grp);
+    }
+    out.push_back(layer);
+  }
+  return out;
+}
+
+void MetricsLog::open(const std::string& path, bool append) {
+  path_ = path;
+  f_.open(path, append ? std::ios::app : std::ios::trunc);
+  if (!f_) throw Error(path + ": cannot open the metrics log for writing");
+}
+
+void MetricsLog::write(const nlohmann::json& record) {
+  if (!f_.is_open()) return;
+  // Non-finite numbers (a skipped NaN step) are written as null: JSON has no NaN.
+  f_ << record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  f_.flush();
+  if (!f_) throw Error(path_ + ": write failed");
+}
+
+std::string format_duration(double s) {
+  char buf[32];
+  if (!(s >= 0) || s > 1e9) return "?";
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%.0fs", s);
+  return buf;
+}
+
+}  // namespace gqe

@@ -1,0 +1,28 @@
+// Warmup-stable-decay (WSD) learning-rate schedule, as a pure function of the step.
+//
+//   steps [0, warmup)                 linear ramp: peak * (step + 1) / warmup
+//   steps [warmup, total - decay)     plateau at peak
+//   steps [total - decay, total)      decay from peak to the floor, reaching the floor at the last step
+// where decay = round(decay_fraction * total). Shapes of the decay: "linear" (default), "cosine",
+// "sqrt" (1 - sqrt: lr = peak - (peak - floor) * sqrt(t)). Steps >= total stay at the floor.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace gqe {
+
+struct ScheduleOptions {
+  double peak_lr = 3e-3;
+  double min_lr = 3e-4;           // the floor
+  int64_t warmup_steps = 30;      // (a recipe's -1 means "10% of total_steps", see resolve_recipe)
+  int64_t total_steps = 300;
+  double decay_fraction = 0.2;    // of total_steps
+  std::string decay_shape = "linear";  // "linear" | "cosine" | "sqrt"
+};
+
+int64_t decay_steps(const ScheduleOptions& s);
+double wsd_learning_rate(const ScheduleOptions& s, int64_t step);
+// Throws gqe::ConfigError (naming `source` and the field) when the schedule is not well formed.
+void validate_schedule(const ScheduleOptions& s, const std::string& source);
+
+}  // namespace gqe

@@ -1,0 +1,56 @@
+#include "gqe/train/zclip.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "gqe/core/error.h"
+
+namespace gqe {
+
+ZClipDecision ZClip::observe(double norm) {
+  ZClipDecision d;
+  d.norm = norm;
+  d.target = norm;
+  if (o_.enabled) {
+    if (!initialized_) {
+      warmup_.push_back(norm);
+      if (int64_t(warmup_.size()) >= std::max<int64_t>(1, o_.warmup_steps)) {
+        double m = 0;
+        for (double x : warmup_) m += x;
+        m /= double(warmup_.size());
+        double v = 0;
+        for (double x : warmup_) v += (x - m) * (x - m);
+        mean_ = m;
+        var_ = v / double(warmup_.size());
+        initialized_ = true;
+        warmup_.clear();
+      }
+    } else {
+      const double sd = std::sqrt(var_);
+      d.z = (norm - mean_) / (sd + o_.eps);
+      if (d.z > o_.z_threshold) d.target = mean_ + o_.z_threshold * o_.z_threshold * sd / d.z;
+      mean_ = o_.alpha * mean_ + (1 - o_.alpha) * d.target;
+      var_ = o_.alpha * var_ + (1 - o_.alpha) * (d.target - mean_) * (d.target - mean_);
+    }
+  }
+  if (o_.max_norm > 0) d.target = std::min(d.target, o_.max_norm);
+  d.clipped = d.target < norm;
+  return d;
+}
+
+nlohmann::json ZClip::state() const {
+  return {{"initialized", initialized_}, {"mean", mean_}, {"var", var_}, {"warmup_norms", warmup_}};
+}
+
+void ZClip::load_state(const nlohmann::json& j) {
+  try {
+    initialized_ = j.at("initialized").get<bool>();
+    mean_ = j.at("mean").get<double>();
+    var_ = j.at("var").get<double>();
+    warmup_ = j.at("warmup_norms").get<std::vector<double>>();
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(std::string("zclip state: ") + e.what());
+  }
+}
+
+}  // namespace gqe

@@ -1,0 +1,87 @@
+#include <gtest/gtest.h>
+
+#include "gqe/core/error.h"
+#include "gqe/train/recipe.h"
+#include "gqe/train/schedule.h"
+
+namespace gqe {
+
+TEST(Schedule, WarmupStableDecayValues) {
+  ScheduleOptions s;
+  s.peak_lr = 1.0;
+  s.min_lr = 0.1;
+  s.warmup_steps = 10;
+  s.total_steps = 100;
+  s.decay_fraction = 0.2;  // decay over steps 80..99
+  EXPECT_DOUBLE_EQ(wsd_learning_rate(s, 0), 0.1);
+  EXPECT_DOUBLE_EQ(wsd_learning_rate(s, 4), 0.5);
+  EXPECT_DOUBLE_EQ(wsd_learning_rate(s, 9), 1.0);
+  EXPECT_DOUBLE_EQ(wsd_learning_rate(s, 10), 1.0);
+  EXPECT_DOUBLE_EQ(wsd_learning_rate(s, 79), 1.0);
+  EXPECT_DOUBLE_EQ(wsd_learning_rate(s, 80), 1.0 - 0.9 * 1.0 / 20.0);
+  EXPECT_DOUBLE_EQ(wsd_learning_rate(s, 89), 1.0 - 0.9 * 10.0 / 20.0);
+  EXPECT_DOUBLE_EQ(wsd_learning_rate(s, 99), 0.1);   // the last step lands on the floor
+  EXPECT_DOUBLE_EQ(wsd_learning_rate(s, 150), 0.1);  // and stays there
+  s.decay_shape = "cosine";
+  EXPECT_NEAR(wsd_learning_rate(s, 89), 0.1 + 0.45 * (1 + std::cos(M_PI * 0.5)), 1e-12);
+  EXPECT_DOUBLE_EQ(wsd_learning_rate(s, 99), 0.1);
+  s.decay_shape = "sqrt";
+  EXPECT_NEAR(wsd_learning_rate(s, 84), 1.0 - 0.9 * std::sqrt(0.25), 1e-12);
+  s.decay_fraction = 0;  // warmup-stable only
+  EXPECT_DOUBLE_EQ(wsd_learning_rate(s, 99), 1.0);
+}
+
+TEST(Schedule, RejectsBadSchedules) {
+  ScheduleOptions s;
+  s.total_steps = 10;
+  s.warmup_steps = 9;
+  s.decay_fraction = 0.2;
+  EXPECT_THROW(validate_schedule(s, "x.json"), ConfigError);  // 9 + 2 > 10
+  s.warmup_steps = 1;
+  s.decay_shape = "exp";
+  try {
+    validate_schedule(s, "x.json");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("decay_shape"), std::string::npos);
+  }
+  s.decay_shape = "linear";
+  s.min_lr = 1.0;  // above the peak
+  EXPECT_THROW(validate_schedule(s, "x.json"), ConfigError);
+}
+
+TEST(Recipe, AccumulationAndTokenLengths) {
+  TrainRecipe r;
+  r.seq_len = 2048;
+  r.micro_batch = 8;
+  r.global_batch_tokens = 512 * 2048;  // the paper's ~1M-token batch
+  r.total_tokens = 30e9;
+  r.warmup_tokens = 3e9;
+  resolve_recipe(r, 16, "test");
+  EXPECT_EQ(accumulation_steps(r, 16), 4);  // 16 ranks x 8 x 2048 x 4 = 1,048,576
+  EXPECT_EQ(r.schedule.total_steps, 28611);  // ceil(30e9 / 1048576)
+  EXPECT_EQ(r.schedule.warmup_steps, 2862);
+  r.global_batch_tokens = 1000;
+  EXPECT_THROW(accumulation_steps(r, 16), ConfigError);
+  TrainRecipe a;
+  a.schedule.total_steps = 50;
+  resolve_recipe(a, 1, "test");
+  EXPECT_EQ(a.schedule.warmup_steps, 5);  // automatic: 10%
+}
+
+TEST(Recipe, UnknownKeyIsAnError) {
+  TrainRecipe r;
+  try {
+    apply_recipe_json(r, nlohmann::json::parse(R"({"lr": 1e-3, "learning_rate": 2})"), "recipe.json");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("learning_rate"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("recipe.json"), std::string::npos);
+  }
+  EXPECT_THROW(apply_recipe_json(r, nlohmann::json::parse(R"({"steps": 2.5})"), "r"), ConfigError);
+  apply_recipe_json(r, nlohmann::json::parse(R"({"steps": 1e3, "lr": 5e-4})"), "r");
+  EXPECT_EQ(r.schedule.total_steps, 1000);
+  EXPECT_DOUBLE_EQ(r.schedule.peak_lr, 5e-4);
+}
+
+}  // namespace gqe
