@@ -6,5 +6,7 @@ int cmd_info(int argc, char** argv);
 int cmd_env(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
+int cmd_tokenizer(int argc, char** argv);  // gqe tokenizer train
+int cmd_data(int argc, char** argv);       // gqe data prepare
 int cmd_plot(int argc, char** argv);
 }  // namespace gqe::cli

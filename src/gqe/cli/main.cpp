@@ -15,6 +15,8 @@ const char* kUsage =
     "  env [--threads N]             threads, BLAS library and measured matmul GFLOP/s\n"
     "  train --config C --data F --out DIR [...]   train on a text file (byte-level tokens)\n"
     "  generate --checkpoint DIR --prompt TEXT [...]  sample from a trained model (KV cache)\n"
+    "  tokenizer train --input FILES --out PREFIX [...]  train a SentencePiece BPE tokenizer\n"
+    "  data prepare --input FILES --out DIR [...]  tokenize text/JSONL into train/val token shards\n"
     "  plot RUN_DIR [...] --out F.png  loss curves of training runs (gnuplot)\n"
     "\n"
     "run `gqe <command> --help` for a command's options.\n";
@@ -31,6 +33,8 @@ int main(int argc, char** argv) {
     if (cmd == "env") return gqe::cli::cmd_env(argc - 2, argv + 2);
     if (cmd == "train") return gqe::cli::cmd_train(argc - 2, argv + 2);
     if (cmd == "generate") return gqe::cli::cmd_generate(argc - 2, argv + 2);
+    if (cmd == "tokenizer") return gqe::cli::cmd_tokenizer(argc - 2, argv + 2);
+    if (cmd == "data") return gqe::cli::cmd_data(argc - 2, argv + 2);
     if (cmd == "plot") return gqe::cli::cmd_plot(argc - 2, argv + 2);
     std::cerr << "gqe: unknown command '" << cmd << "'\n\n" << kUsage;
     return 2;
