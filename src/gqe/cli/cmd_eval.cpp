@@ -1,0 +1,225 @@
+// gqe eval: harness-exact zero-shot multiple-choice evaluation (hellaswag, arc_easy, arc_challenge, piqa),
+// or --val-loss on held-out tokens. gqe routes: routing analytics of a GQE checkpoint.
+// The work is in src/gqe/eval/; this file parses options and prints.
+#include <unistd.h>
+
+#include <iostream>
+#include <sstream>
+
+#include "gqe/cli/args.h"
+#include "gqe/cli/commands.h"
+#include "gqe/core/config.h"
+#include "gqe/core/error.h"
+#include "gqe/core/model_stats.h"
+#include "gqe/core/runtime.h"
+#include "gqe/eval/harness.h"
+#include "gqe/eval/progress.h"
+#include "gqe/eval/routing.h"
+#include "gqe/eval/sha256.h"
+#include "gqe/eval/tokenizer_spec.h"
+#include "gqe/eval/val_loss.h"
+#include "gqe/io/checkpoint.h"
+#include "gqe/io/safetensors.h"
+
+namespace gqe::cli {
+
+namespace {
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+double parse_limit(const Args& args) {
+  if (!args.has("limit")) return 0;
+  const std::string v = args.get("limit", "");
+  try {
+    size_t pos = 0;
+    const double x = std::stod(v, &pos);
+    if (pos != v.size() || x <= 0) throw std::invalid_argument(v);
+    return x;
+  } catch (const std::exception&) {
+    throw Error("gqe eval: --limit expects a positive number (N docs, or a fraction below 1), got '" + v + "'");
+  }
+}
+
+int run_val_loss(const Args& args) {
+  const std::string dir = args.require("checkpoint");
+  auto model = load_model_checkpoint(dir);
+  auto tok = eval::open_tokenizer(args.get("tokenizer", ""), dir, model->config().vocab_size);
+  const std::string data = args.require("data");
+  eval::TokenSource src = eval::load_eval_tokens(data, *tok, args.get_int("max-tokens", 0));
+  const int64_t seq = args.get_int("seq", std::min<int64_t>(1024, model->config().max_position_embeddings));
+  const int64_t batch = args.get_int("batch-size", 8);
+  std::cerr << "gqe eval --val-loss: " << data << " (" << src.kind << ", " << src.tokens.size() << " tokens), seq " << seq
+            << ", batch " << batch << "\n";
+  eval::ProgressBar bar("val-loss windows", std::cerr, !args.flag("no-progress") && ::isatty(2));
+  eval::ValLossResult r = eval::validation_loss(*model, src.tokens, seq, batch, src.text_bytes,
+                                                [&](int64_t d, int64_t t) { bar.update(d, t); });
+  bar.finish();
+  std::cout << "val loss " << r.loss << " nats/token, perplexity " << r.perplexity;
+  if (src.text_bytes > 0) std::cout << ", " << r.bits_per_byte << " bits/byte";
+  std::cout << " (" << r.predicted_tokens << " predicted tokens in " << r.windows << " windows of " << seq << ")";
+  if (model->config().attention.is_gqe()) std::cout << "; aux loss " << r.aux_loss;
+  std::cout << "\n";
+  if (args.has("out")) {
+    nlohmann::ordered_json j = {{"checkpoint", dir},
+                                {"checkpoint_sha256", eval::sha256_file(dir + "/model.safetensors")},
+                                {"data", data},
+                                {"data_kind", src.kind},
+                                {"tokenizer", tok->name()},
+                                {"seq_len", seq},
+                                {"loss", r.loss},
+                                {"perplexity", r.perplexity},
+                                {"bits_per_byte", src.text_bytes > 0 ? nlohmann::ordered_json(r.bits_per_byte) : nullptr},
+                                {"aux_loss", r.aux_loss},
+                                {"predicted_tokens", r.predicted_tokens},
+                                {"windows", r.windows}};
+    write_file_atomic(args.get("out", ""), j.dump(2) + "\n");
+    std::cout << "wrote " << args.get("out", "") << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int cmd_eval(int argc, char** argv) {
+  Args args("eval", argc, argv,
+            {"checkpoint", "task", "data", "data-dir", "labels", "limit", "batch-size", "max-length", "tokenizer", "out",
+             "dump-requests", "threads", "seq", "max-tokens"},
+            {"help", "val-loss", "no-progress"});
+  if (args.flag("help")) {
+    std::cout
+        << "usage: gqe eval --checkpoint DIR --task TASK[,TASK...] (--data FILE | --data-dir DIR) [options]\n"
+           "       gqe eval --val-loss --checkpoint DIR --data FILE [--seq T] [--batch-size B] [--max-tokens N]\n"
+           "Zero-shot multiple choice exactly as lm-evaluation-harness renders and scores it (acc, acc_norm, stderr).\n"
+           "  tasks: hellaswag (hellaswag_val.jsonl), arc_easy (ARC-Easy-Test.jsonl), arc_challenge\n"
+           "         (ARC-Challenge-Test.jsonl), piqa (valid.jsonl + valid-labels.lst); see docs/eval.md\n"
+           "  --data FILE          the task's file (one task); --data-dir DIR finds the standard names in DIR\n"
+           "  --labels FILE        piqa labels (default: FILE's name with -labels.lst, when present)\n"
+           "  --limit N            first N docs per task (a value below 1: that fraction, rounded up)\n"
+           "  --batch-size B (16)  requests per forward pass   --max-length N (model's max_position_embeddings)\n"
+           "  --tokenizer bytes|PATH (default: DIR/tokenizer.model if present, else bytes)\n"
+           "  --out FILE (eval_results.json)  results JSON   --dump-requests FILE  every request as a JSON line\n"
+           "  --threads N (all cores)  --no-progress\n"
+           "  --val-loss: loss/perplexity on an llm.c .bin shard or a text file; --seq T (min(1024, max pos))\n";
+    return 0;
+  }
+  configure_threads(int(args.get_int("threads", 0)));
+  if (args.flag("val-loss")) return run_val_loss(args);
+
+  const std::string dir = args.require("checkpoint");
+  const std::vector<std::string> task_names = split_commas(args.require("task"));
+  if (task_names.empty()) throw Error("gqe eval: --task is empty");
+  if (args.has("data") && task_names.size() != 1)
+    throw Error("gqe eval: --data names one file; for several tasks use --data-dir DIR");
+  if (!args.has("data") && !args.has("data-dir")) throw Error("gqe eval: pass --data FILE or --data-dir DIR");
+  const double limit = parse_limit(args);
+
+  // Load every task first, so that a malformed file fails before any model time is spent.
+  std::vector<eval::TaskData> tasks;
+  for (const auto& t : task_names) {
+    tasks.push_back(eval::load_task(t, args.get("data", ""), args.get("data-dir", ""), args.get("labels", "")));
+    const auto& td = tasks.back();
+    std::cerr << td.info.name << ": " << td.docs.size() << " docs from " << td.source << "\n";
+    if (limit <= 0 && int64_t(td.docs.size()) != td.info.full_size)
+      std::cerr << "note: the harness scores " << td.info.name << "'s " << td.info.split << " split (" << td.info.full_size
+                << " docs); this file has " << td.docs.size() << ", so the numbers are not comparable with published ones\n";
+  }
+
+  auto model = load_model_checkpoint(dir);
+  auto tok = eval::open_tokenizer(args.get("tokenizer", ""), dir, model->config().vocab_size);
+  eval::EvalOptions opt;
+  opt.limit = limit;
+  opt.score.batch_size = args.get_int("batch-size", 16);
+  opt.score.max_length = args.get_int("max-length", 0);
+  if (opt.score.batch_size <= 0) throw Error("gqe eval: --batch-size must be positive");
+  if (opt.score.max_length < 0) throw Error("gqe eval: --max-length must be positive");
+  std::ostringstream dump;
+  if (args.has("dump-requests")) opt.dump = &dump;
+
+  std::vector<eval::TaskEvaluation> evals;
+  std::vector<eval::TaskResult> results;
+  for (const auto& td : tasks) {
+    eval::ProgressBar bar(td.info.name + " requests", std::cerr, !args.flag("no-progress") && ::isatty(2));
+    opt.progress = [&](int64_t d, int64_t t) { bar.update(d, t); };
+    evals.push_back(eval::evaluate_task(*model, *tok, td, opt));
+    bar.finish();
+    results.push_back(evals.back().result);
+    if (evals.back().truncated > 0)
+      std::cerr << "note: " << td.info.name << ": " << evals.back().truncated << " requests cut from the left to the max length\n";
+  }
+
+  eval::RunInfo run;
+  run.checkpoint = dir;
+  run.checkpoint_sha256 = eval::sha256_file(dir + "/model.safetensors");
+  run.tokenizer = tok->name();
+  run.model_config = nlohmann::ordered_json::parse(model_config_to_json(model->config()));
+  run.num_parameters = count_parameters(model->config()).total();
+  run.batch_size = opt.score.batch_size;
+  run.max_length = opt.score.max_length > 0 ? std::min(opt.score.max_length, model->config().max_position_embeddings)
+                                            : model->config().max_position_embeddings;
+  run.limit = limit;
+  const std::string out = args.get("out", "eval_results.json");
+  write_file_atomic(out, eval::results_json(evals, tasks, run).dump(2) + "\n");
+  if (args.has("dump-requests")) write_file_atomic(args.get("dump-requests", ""), dump.str());
+
+  std::cout << "gqe (checkpoint=" << dir << ", tokenizer=" << tok->name() << "), limit: "
+            << (limit <= 0 ? std::string("None") : limit >= 1 ? std::to_string(int64_t(limit)) : std::to_string(limit)) << ", num_fewshot: 0, batch_size: " << run.batch_size
+            << "\n"
+            << eval::results_table(results) << "results: " << out << "\n";
+  if (args.has("dump-requests")) std::cout << "requests: " << args.get("dump-requests", "") << "\n";
+  return 0;
+}
+
+int cmd_routes(int argc, char** argv) {
+  Args args("routes", argc, argv,
+            {"checkpoint", "data", "tokenizer", "seq", "batch-size", "max-tokens", "top-tokens", "min-count", "out", "threads"},
+            {"help", "no-plot", "no-progress"});
+  if (args.flag("help")) {
+    std::cout << "usage: gqe routes --checkpoint DIR --data FILE [options]\n"
+                 "Routing analytics of a GQE checkpoint on a text file or token shard: per layer and group the expert\n"
+                 "load, router entropy and aux loss, top-1 agreement across layers, each expert's preferred tokens.\n"
+                 "  --seq T (256)  --batch-size B (8)  --max-tokens N (65536; 0 = all)  --tokenizer bytes|PATH\n"
+                 "  --top-tokens N (8)  --min-count N (5: tokens seen fewer times are not ranked)\n"
+                 "  --out PREFIX (routes): writes PREFIX.json and PREFIX.png (heat map; gnuplot)  --no-plot\n";
+    return 0;
+  }
+  configure_threads(int(args.get_int("threads", 0)));
+  const std::string dir = args.require("checkpoint");
+  auto model = load_model_checkpoint(dir);
+  if (!model->config().attention.is_gqe())
+    throw Error("gqe routes: " + dir + " is a '" + model->config().attention.kind +
+                "' checkpoint; routing analytics need a GQE checkpoint");
+  auto tok = eval::open_tokenizer(args.get("tokenizer", ""), dir, model->config().vocab_size);
+  const std::string data = args.require("data");
+  eval::TokenSource src = eval::load_eval_tokens(data, *tok, args.get_int("max-tokens", 65536));
+  eval::RouteOptions opt;
+  opt.seq_len = args.get_int("seq", std::min<int64_t>(256, model->config().max_position_embeddings));
+  opt.batch_size = args.get_int("batch-size", opt.batch_size);
+  opt.top_tokens = args.get_int("top-tokens", opt.top_tokens);
+  opt.min_count = args.get_int("min-count", opt.min_count);
+  eval::ProgressBar bar("routing windows", std::cerr, !args.flag("no-progress") && ::isatty(2));
+  eval::RouteStats s = eval::collect_routing(*model, src.tokens, opt, [&](int64_t d, int64_t t) { bar.update(d, t); });
+  bar.finish();
+  std::cout << "gqe routes: " << dir << " on " << data << " (" << src.kind << ")\n" << eval::format_routing(s, *tok);
+  const std::string prefix = args.get("out", "routes");
+  nlohmann::ordered_json j = eval::routing_json(s, *tok);
+  j["checkpoint"] = dir;
+  j["data"] = data;
+  j["tokenizer"] = tok->name();
+  write_file_atomic(prefix + ".json", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  std::cout << "wrote " << prefix << ".json";
+  if (!args.flag("no-plot")) {
+    eval::plot_routing_heatmap(s, prefix + ".png", "expert load: " + dir + " on " + data);
+    std::cout << " and " << prefix << ".png";
+  }
+  std::cout << "\n";
+  return 0;
+}
+
+}  // namespace gqe::cli

@@ -1,0 +1,40 @@
+// Loglikelihood of continuations under a LanguageModel, batched, as lm-evaluation-harness's
+// HFLM._loglikelihood_tokens computes it (eval-protocol.md section 0):
+//   input  = (context + continuation)[-(max_length + 1):][:-1]      (left truncation)
+//   logits = log_softmax(model(input)) at the last len(continuation) positions
+//   ll     = sum of the log-probabilities of the continuation tokens; greedy = argmax matches every token.
+// Requests are sorted by length (longest first, as the harness does) and right-padded within a batch;
+// attention is causal and GQE routes each token alone, so padding never changes a row's scores.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "gqe/eval/requests.h"
+#include "gqe/model/transformer.h"
+
+namespace gqe::eval {
+
+struct Loglikelihood {
+  double logprob = 0;     // sum over continuation tokens (natural log)
+  bool greedy = false;    // every continuation token is the argmax
+  int64_t input_len = 0;  // tokens fed after truncation
+  bool truncated = false;
+};
+
+struct ScoreOptions {
+  int64_t batch_size = 16;   // requests per forward pass
+  int64_t max_length = 0;    // 0: the model's max_position_embeddings
+  int64_t pad_token = 0;     // fills the right of shorter rows (never attended to by real tokens)
+};
+
+// progress(done, total) is called after each batch. Results are in the order of `reqs`.
+std::vector<Loglikelihood> score_loglikelihoods(LanguageModel& model, const std::vector<EncodedPair>& reqs,
+                                                const ScoreOptions& opt,
+                                                const std::function<void(int64_t, int64_t)>& progress = {});
+
+// The straightforward reference for one request: one unbatched forward pass, log_softmax over the
+// whole sequence in double, sum at the continuation positions. Tests compare the batched path with it.
+Loglikelihood score_one_reference(LanguageModel& model, const EncodedPair& req, int64_t max_length);
+
+}  // namespace gqe::eval

@@ -1,0 +1,144 @@
+// `gqe eval` and `gqe routes` end to end through the executable ($GQE_BIN) on a freshly saved tiny
+// checkpoint and fixture files in each task's format.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "eval/eval_test_util.h"
+#include "gqe/io/checkpoint.h"
+
+using namespace gqe;
+using namespace gqe::eval::testing;
+
+namespace {
+
+struct GqeRun {
+  int rc;
+  std::string out;  // stdout + stderr
+};
+
+GqeRun run_gqe(const std::string& args) {
+  const char* bin = std::getenv("GQE_BIN");
+  std::string cmd = std::string(bin) + " " + args + " 2>&1";
+  GqeRun r{0, ""};
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string make_checkpoint(const std::string& dir, const std::string& kind) {
+  ModelConfig c;
+  c.vocab_size = 256;
+  c.hidden_size = 32;
+  c.num_hidden_layers = 2;
+  c.intermediate_size = 64;
+  c.max_position_embeddings = 128;
+  c.attention.kind = kind;
+  c.attention.num_heads = 4;
+  c.attention.num_kv_heads = 2;
+  c.attention.head_dim = 8;
+  at::manual_seed(5);
+  LanguageModel m(c);
+  {
+    torch::NoGradGuard g;
+    for (auto& l : m.gqe_layers()) l->router->weight.normal_(0.0, 1.0);
+  }
+  save_model_checkpoint(dir + "/ckpt_" + kind, m);
+  return dir + "/ckpt_" + kind;
+}
+
+void write_fixtures(const std::string& dir) {
+  write(dir + "/hellaswag_val.jsonl",
+        R"({"ind": 1, "activity_label": "Kite flying", "ctx_a": "A boy holds a kite.", "ctx_b": "the boy", "label": 2, "endings": ["eats.", "paints it.", "runs and lets it rise.", "[substeps] sits."], "split": "val", "split_type": "indomain", "source_id": "s"})" "\n"
+        R"({"ind": 2, "activity_label": "Cooking", "ctx_a": "[header] How to boil an egg [title] Fill a pot.", "ctx_b": "", "label": 0, "endings": ["[step] Put the egg in.", "Fly.", "Sing.", "Dance."], "split": "val", "split_type": "zeroshot", "source_id": "w"})" "\n"
+        R"({"ind": 3, "activity_label": "Running", "ctx_a": "A woman runs.", "ctx_b": "she", "label": 1, "endings": ["sleeps.", "keeps running.", "melts.", "flies."], "split": "val", "split_type": "indomain", "source_id": "s"})" "\n");
+  write(dir + "/ARC-Easy-Test.jsonl",
+        R"({"id": "A1", "question": {"stem": "Which is a metal?", "choices": [{"text": "iron", "label": "A"}, {"text": "wood", "label": "B"}, {"text": "glass", "label": "C"}]}, "answerKey": "A"})" "\n"
+        R"({"id": "A2", "question": {"stem": "What melts ice?", "choices": [{"text": "heat", "label": "1"}, {"text": "cold", "label": "2"}, {"text": "dark", "label": "3"}, {"text": "salt water", "label": "4"}, {"text": "wind", "label": "5"}]}, "answerKey": "1"})" "\n");
+  write(dir + "/valid.jsonl", R"({"goal": "Open a jar", "sol1": "twist the lid", "sol2": "bite it"})" "\n"
+                              R"({"goal": "Dry shoes", "sol1": "freeze them", "sol2": "use newspaper"})" "\n");
+  write(dir + "/valid-labels.lst", "0\n1\n");
+}
+
+}  // namespace
+
+TEST(Cli, EvalThreeTasksWritesJsonAndRequestDump) {
+  if (!std::getenv("GQE_BIN")) GTEST_SKIP() << "GQE_BIN not set";
+  const std::string dir = scratch_dir("cli");
+  const std::string ckpt = make_checkpoint(dir, "gqe");
+  write_fixtures(dir);
+  const GqeRun r = run_gqe("eval --checkpoint " + ckpt + " --task hellaswag,arc_easy,piqa --data-dir " + dir + " --out " + dir +
+                        "/res.json --dump-requests " + dir + "/req.jsonl --batch-size 4 --threads 1");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("|hellaswag|"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("|piqa     |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Average of 3 tasks"), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(slurp(dir + "/res.json"));
+  for (const char* t : {"hellaswag", "arc_easy", "piqa"}) {
+    const double acc = j["results"][t]["acc,none"].get<double>();
+    EXPECT_GE(acc, 0.0);
+    EXPECT_LE(acc, 1.0);
+    EXPECT_TRUE(j["results"][t]["acc_norm_stderr,none"].is_number());
+  }
+  EXPECT_EQ(j["n-samples"]["hellaswag"]["effective"], 3);
+  EXPECT_EQ(j["checkpoint_sha256"].get<std::string>().size(), 64u);
+  EXPECT_EQ(j["model_config"]["attention"]["kind"], "gqe");
+  // 3 x 4 + (3 + 5) + 2 x 2 requests, in task then doc then choice order.
+  const std::string dump = slurp(dir + "/req.jsonl");
+  EXPECT_EQ(std::count(dump.begin(), dump.end(), '\n'), 24);
+  const auto first = nlohmann::json::parse(dump.substr(0, dump.find('\n')));
+  EXPECT_EQ(first["context"], "Kite flying: A boy holds a kite. The boy");
+  EXPECT_EQ(first["continuation"], " eats.");
+  EXPECT_EQ(first["gold"], 2);
+  EXPECT_NE(dump.find(R"("continuation":"  sits.")"), std::string::npos);
+}
+
+TEST(Cli, MalformedFileFailsBeforeScoringWithFileAndLine) {
+  if (!std::getenv("GQE_BIN")) GTEST_SKIP() << "GQE_BIN not set";
+  const std::string dir = scratch_dir("cli_bad");
+  const std::string ckpt = make_checkpoint(dir, "gqa");
+  write(dir + "/bad.jsonl", R"({"goal": "g", "sol1": "a", "sol2": "b"})" "\n{not json\n");
+  write(dir + "/bad-labels.lst", "0\n1\n");
+  const GqeRun r = run_gqe("eval --checkpoint " + ckpt + " --task piqa --data " + dir + "/bad.jsonl --out " + dir + "/x.json");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find(dir + "/bad.jsonl:2: invalid JSON"), std::string::npos) << r.out;
+}
+
+TEST(Cli, ValLossAndRoutes) {
+  if (!std::getenv("GQE_BIN")) GTEST_SKIP() << "GQE_BIN not set";
+  const std::string dir = scratch_dir("cli_routes");
+  const std::string ckpt = make_checkpoint(dir, "gqe");
+  std::string text;
+  for (int i = 0; i < 20; ++i) text += "In the beginning was the word. ";
+  write(dir + "/val.txt", text);
+  GqeRun r = run_gqe("eval --val-loss --checkpoint " + ckpt + " --data " + dir + "/val.txt --seq 64 --out " + dir + "/vl.json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("perplexity"), std::string::npos) << r.out;
+  const auto vl = nlohmann::json::parse(slurp(dir + "/vl.json"));
+  EXPECT_EQ(vl["predicted_tokens"], int64_t(text.size()) - 1);
+  EXPECT_GT(vl["loss"].get<double>(), 0.0);
+
+  const bool plot = std::system("command -v gnuplot > /dev/null 2>&1") == 0;
+  r = run_gqe("routes --checkpoint " + ckpt + " --data " + dir + "/val.txt --seq 64 --out " + dir + "/routes" +
+              (plot ? "" : " --no-plot"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("preferred tokens"), std::string::npos) << r.out;
+  const auto rj = nlohmann::json::parse(slurp(dir + "/routes.json"));
+  EXPECT_EQ(rj["tokens"], int64_t(text.size()));
+  if (plot) EXPECT_EQ(slurp(dir + "/routes.png").substr(0, 4), "\x89PNG");
+
+  const std::string gqa = make_checkpoint(dir, "gqa");
+  r = run_gqe("routes --checkpoint " + gqa + " --data " + dir + "/val.txt");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find("need a GQE checkpoint"), std::string::npos) << r.out;
+}
