@@ -8,5 +8,7 @@ int cmd_train(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_tokenizer(int argc, char** argv);  // gqe tokenizer train
 int cmd_data(int argc, char** argv);       // gqe data prepare
+int cmd_eval(int argc, char** argv);
+int cmd_routes(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
 }  // namespace gqe::cli

@@ -17,6 +17,8 @@ const char* kUsage =
     "  generate --checkpoint DIR --prompt TEXT [...]  sample from a trained model (KV cache)\n"
     "  tokenizer train --input FILES --out PREFIX [...]  train a SentencePiece BPE tokenizer\n"
     "  data prepare --input FILES --out DIR [...]  tokenize text/JSONL into train/val token shards\n"
+    "  eval --checkpoint DIR --task T --data F [...]  zero-shot hellaswag/arc/piqa as the harness; --val-loss\n"
+    "  routes --checkpoint DIR --data F [...]   GQE routing analytics: expert load, entropy, heat map\n"
     "  plot RUN_DIR [...] --out F.png  loss curves of training runs (gnuplot)\n"
     "\n"
     "run `gqe <command> --help` for a command's options.\n";
@@ -35,6 +37,8 @@ int main(int argc, char** argv) {
     if (cmd == "generate") return gqe::cli::cmd_generate(argc - 2, argv + 2);
     if (cmd == "tokenizer") return gqe::cli::cmd_tokenizer(argc - 2, argv + 2);
     if (cmd == "data") return gqe::cli::cmd_data(argc - 2, argv + 2);
+    if (cmd == "eval") return gqe::cli::cmd_eval(argc - 2, argv + 2);
+    if (cmd == "routes") return gqe::cli::cmd_routes(argc - 2, argv + 2);
     if (cmd == "plot") return gqe::cli::cmd_plot(argc - 2, argv + 2);
     std::cerr << "gqe: unknown command '" << cmd << "'\n\n" << kUsage;
     return 2;
