@@ -4,6 +4,8 @@
 
 #include "gqe/attention/rope.h"
 #include "gqe/attention/sdpa_reference.h"
+#include "gqe/kernels/flash_attention.h"
+#include "gqe/kernels/routed_projection.h"
 
 namespace gqe {
 namespace {
@@ -27,6 +29,12 @@ std::pair<at::Tensor, at::Tensor> keys_values(const at::Tensor& x, torch::nn::Li
   return {k, v};
 }
 
+// The fast path (flash kernel, sparse routing) unless the config asks for the reference; it is fp32-only,
+// so other dtypes (e.g. double-precision gradient checks) take the reference path.
+bool use_fast(const AttentionConfig& a, const at::Tensor& x) {
+  return a.implementation == "fast" && x.scalar_type() == at::kFloat;
+}
+
 }  // namespace
 
 GQAAttention::GQAAttention(const ModelConfig& cfg)
@@ -44,8 +52,13 @@ AttentionResult GQAAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
   auto [k, v] = keys_values(x, k_proj, v_proj, a_, rope_, rope_theta_, start, cache);
   at::Tensor q = q_proj->forward(x).view({B, T, a_.num_heads, a_.head_dim});
   if (rope_) q = apply_rope(q, start, rope_theta_);
-  // Head h uses KV head h / M: repeat each KV head M times along the head axis.
-  at::Tensor o = causal_attention_reference(q, k.repeat_interleave(M, 2), v.repeat_interleave(M, 2), start);
+  at::Tensor o;
+  if (use_fast(a_, x)) {
+    o = kernels::flash_attention(q, k, v, start);  // GQA-native: head h uses KV head h / M, no expansion
+  } else {
+    // Head h uses KV head h / M: repeat each KV head M times along the head axis.
+    o = causal_attention_reference(q, k.repeat_interleave(M, 2), v.repeat_interleave(M, 2), start);
+  }
   return {o_proj->forward(o.reshape({B, T, a_.num_heads * a_.head_dim})), at::zeros({}, x.options())};
 }
 
@@ -81,12 +94,22 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
 
   // 2. Expert outputs o[i,g,m]: every expert of group g attends against K_g, V_g. The reference computes
   //    all N experts and then picks the selected ones; the fast path computes only the selected.
-  at::Tensor q = q_proj->forward(x).view({B, T, G * M, dh});
-  if (rope_) q = apply_rope(q, start, rope_theta_);
-  at::Tensor o_all =
-      causal_attention_reference(q, keys.repeat_interleave(M, 2), values.repeat_interleave(M, 2), start)
-          .view({B, T, G, M, dh});
-  at::Tensor o_sel = o_all.gather(3, r.selected.unsqueeze(-1).expand({B, T, G, k, dh}));  // [B,T,G,k,d_h]
+  const bool fast = use_fast(a_, x);
+  at::Tensor o_sel;  // [B,T,G,k,d_h]: token i's r-th choice in group g
+  if (fast) {
+    // Slot head g*k + r holds token i's r-th choice of group g: for attention only the query values and
+    // positions matter, so this is GQA with k query heads per KV head (fast-gqe-design.md).
+    at::Tensor q = kernels::routed_query_projection(x, q_proj->weight, r.selected, M, dh);  // [B,T,G*k,d_h]
+    if (rope_) q = apply_rope(q, start, rope_theta_);
+    o_sel = kernels::flash_attention(q, keys, values, start).view({B, T, G, k, dh});
+  } else {
+    at::Tensor q = q_proj->forward(x).view({B, T, G * M, dh});
+    if (rope_) q = apply_rope(q, start, rope_theta_);
+    at::Tensor o_all =
+        causal_attention_reference(q, keys.repeat_interleave(M, 2), values.repeat_interleave(M, 2), start)
+            .view({B, T, G, M, dh});
+    o_sel = o_all.gather(3, r.selected.unsqueeze(-1).expand({B, T, G, k, dh}));
+  }
 
   at::Tensor slots;
   if (a_.variant == "weighted_concat") {
@@ -104,7 +127,9 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
       // 4. Shared head: own query against the mean of the G KV heads (keys averaged after RoPE).
       at::Tensor qs = shared_q_proj->forward(x).view({B, T, 1, dh});
       if (rope_) qs = apply_rope(qs, start, rope_theta_);
-      at::Tensor s = causal_attention_reference(qs, keys.mean(2, true), values.mean(2, true), start).view({B, T, dh});
+      at::Tensor s = (fast ? kernels::flash_attention(qs, keys.mean(2, true), values.mean(2, true), start)
+                           : causal_attention_reference(qs, keys.mean(2, true), values.mean(2, true), start))
+                         .view({B, T, dh});
       slots = at::cat({hard, obar, s}, -1);
     }
   }

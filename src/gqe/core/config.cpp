@@ -103,6 +103,9 @@ void validate_model_config(const ModelConfig& c, const std::string& source) {
     if (!(a.aux_loss_weight >= 0)) fail(source, "attention.aux_loss_weight", "must be >= 0");
     if (!(a.router_denominator_eps > 0)) fail(source, "attention.router_denominator_eps", "must be > 0");
   }
+  if (a.implementation != "fast" && a.implementation != "reference")
+    fail(source, "attention.implementation",
+         "expected \"fast\" or \"reference\", got \"" + a.implementation + "\"");
 }
 
 ModelConfig parse_model_config(const std::string& text, const std::string& source) {
@@ -140,7 +143,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
   if (!a.is_object()) fail(source, "attention", "expected an object, got " + a.dump());
   check_known_keys(a,
                    {"kind", "num_attention_heads", "num_key_value_heads", "head_dim", "top_k", "variant",
-                    "aux_loss_weight", "router_denominator_eps"},
+                    "aux_loss_weight", "router_denominator_eps", "implementation"},
                    source, "attention.");
   AttentionConfig& at = c.attention;
   read(a, "kind", at.kind, source, "attention.");
@@ -165,6 +168,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
   read(a, "variant", at.variant, source, "attention.");
   read(a, "aux_loss_weight", at.aux_loss_weight, source, "attention.");
   read(a, "router_denominator_eps", at.router_denominator_eps, source, "attention.");
+  read(a, "implementation", at.implementation, source, "attention.");
   validate_model_config(c, source);
   return c;
 }
@@ -188,6 +192,7 @@ std::string model_config_to_json(const ModelConfig& c, int indent) {
     a["aux_loss_weight"] = c.attention.aux_loss_weight;
     a["router_denominator_eps"] = c.attention.router_denominator_eps;
   }
+  if (c.attention.implementation != "fast") a["implementation"] = c.attention.implementation;
   json j = {{"model_type", "gqe_lm"},
             {"vocab_size", c.vocab_size},
             {"hidden_size", c.hidden_size},

@@ -17,6 +17,9 @@ struct AttentionConfig {
   std::string variant = "gqe";    // "gqe" | "hard_concat" | "weighted_concat" (GQE only)
   double aux_loss_weight = 0.01;  // alpha of the load-balancing loss (GQE only)
   double router_denominator_eps = 1e-9;  // clamp of the renormalisation denominator
+  // "fast": the flash-attention kernel and (GQE) sparse routed projection; "reference": plain libtorch ops
+  // (materialises every score and, for GQE, all N query heads). Same results; fp32 only on the fast path.
+  std::string implementation = "fast";
 
   bool is_gqe() const { return kind == "gqe"; }
   int64_t experts_per_group() const { return num_heads / num_kv_heads; }  // M

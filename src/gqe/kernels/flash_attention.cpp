@@ -169,7 +169,8 @@ FlashForward flash_attention_forward(const at::Tensor& q_in, const at::Tensor& k
         simd::Vec mx = simd::set1(kNegInf);
         for (int64_t c = 0; c < kKeyTile; c += simd::kW) mx = simd::vmax(mx, simd::load(srow + c));
         const float m_new = std::max(m[r], simd::hmax(mx));
-        const float alpha = std::exp(m[r] - m_new);  // 0 on the first visible tile
+        // Rescale of the running sum/output: 0 on the first visible tile, 1 (no work) when the max holds.
+        const float alpha = m_new == m[r] ? 1.f : std::exp(m[r] - m_new);
         const simd::Vec mv = simd::set1(m_new);
         simd::Vec sum = simd::zero();
         for (int64_t c = 0; c < kKeyTile; c += simd::kW) {

@@ -1,0 +1,19 @@
+// GQE's routed query projection, sparse: only the k*G selected experts' query vectors per token are
+// computed. Tokens are bucketed by chosen expert and each expert does one matrix product over just its
+// tokens (no dense N-head projection, no per-token weight gather, no gathered copy of x: the kernel reads
+// x rows in place and dots them with the expert's weight rows). Each output is accumulated in a fixed
+// order, so a token's query never depends on which other tokens were routed with it (bitwise causality).
+// Backward (custom autograd function): per expert dW = dQ_rows^T X_rows and dX_rows += dQ_rows W.
+#pragma once
+#include <ATen/ATen.h>
+
+namespace gqe::kernels {
+
+// x:        [B, T, d]
+// weight:   [N*d_h, d], expert (g, m) owns rows [(g*M + m)*d_h, (g*M + m + 1)*d_h) (GQEAttention::q_proj)
+// selected: [B, T, G, k] int64 expert index m in 0..M-1 (route_tokens' order)
+// returns   [B, T, G*k, d_h]: slot head g*k + r of token i is q = W_Q[g, selected[i,g,r]] x_i.
+at::Tensor routed_query_projection(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& selected,
+                                   int64_t experts_per_group, int64_t head_dim);
+
+}  // namespace gqe::kernels

@@ -1,0 +1,171 @@
+// The fast attention path (flash kernel; for GQE also the sparse routed projection) against the reference
+// path, at module and model level: every variant, k = 1 and 2, G = 1 and G = N, odd lengths and lengths
+// past one key tile. Outputs within 1e-5 and every gradient (input, each weight, the router) within 1e-4,
+// relative to the largest reference entry. Plus: decoding with a KV cache equals prefill on the fast path.
+#include <gtest/gtest.h>
+
+#include "gqe/attention/attention.h"
+#include "gqe/kernels/routed_projection.h"
+#include "gqe/model/transformer.h"
+#include "test_util.h"
+
+namespace gqe {
+namespace {
+
+std::vector<ModelConfig> configs() {
+  std::vector<ModelConfig> out = {test::small_config("gqa", 8, 4), test::small_config("gqa", 4, 4),
+                                  test::small_config("gqa", 4, 1)};
+  for (const char* v : {"gqe", "hard_concat", "weighted_concat"}) {
+    out.push_back(test::small_config("gqe", 8, 4, 1, v));
+    out.push_back(test::small_config("gqe", 8, 2, 2, v));
+    out.push_back(test::small_config("gqe", 4, 1, 2, v));  // G = 1
+    out.push_back(test::small_config("gqe", 4, 4, 1, v));  // G = N: one expert per group
+  }
+  out.push_back(test::small_config("gqe", 16, 8, 1, "gqe", 64, 64));  // paper head layout, d_h 64
+  return out;
+}
+
+std::string label(const ModelConfig& c) { return model_config_to_json(c, -1); }
+
+ModelConfig with_impl(ModelConfig c, const std::string& impl) {
+  c.attention.implementation = impl;
+  return c;
+}
+
+// Copies every parameter of `from` into `to` (same architecture).
+void copy_parameters(torch::nn::Module& from, torch::nn::Module& to) {
+  torch::NoGradGuard g;
+  auto src = from.named_parameters();
+  for (auto& p : to.named_parameters()) p.value().copy_(src[p.key()]);
+}
+
+void randomise_router(AttentionBlock& a) {
+  torch::NoGradGuard g;
+  for (auto& p : a.named_parameters())
+    if (p.key() == "router.weight") p.value().normal_(0.0, 1.0);
+}
+
+TEST(FastAttention, ModuleOutputsAndGradientsMatchReference) {
+  for (const ModelConfig& c : configs()) {
+    for (int64_t T : {37, 70}) {
+      at::manual_seed(10 + T);
+      auto ref = make_attention(with_impl(c, "reference"));
+      auto fast = make_attention(with_impl(c, "fast"));
+      randomise_router(*ref);
+      copy_parameters(*ref, *fast);
+      at::Tensor x = at::randn({2, T, c.hidden_size});
+      at::Tensor probe = at::randn({2, T, c.hidden_size});
+      at::Tensor xr = x.clone().requires_grad_(), xf = x.clone().requires_grad_();
+      AttentionResult rr = ref->forward(xr, nullptr), rf = fast->forward(xf, nullptr);
+      EXPECT_LT(test::max_rel_diff(rf.y, rr.y), 1e-5) << label(c) << " T=" << T;
+      EXPECT_NEAR(rf.aux_loss.item<double>(), rr.aux_loss.item<double>(), 1e-6) << label(c);
+      // The aux loss joins the objective so that the router's gradient from both paths is checked.
+      ((rr.y * probe).sum() + 0.5 * rr.aux_loss).backward();
+      ((rf.y * probe).sum() + 0.5 * rf.aux_loss).backward();
+      EXPECT_LT(test::max_rel_diff(xf.grad(), xr.grad()), 1e-4) << "dx " << label(c) << " T=" << T;
+      auto gr = ref->named_parameters();
+      for (auto& p : fast->named_parameters()) {
+        const at::Tensor& want = gr[p.key()].grad();
+        ASSERT_TRUE(p.value().grad().defined()) << p.key() << " " << label(c);
+        if (want.abs().max().item<double>() == 0) {
+          EXPECT_EQ(p.value().grad().abs().max().item<double>(), 0.0) << p.key() << " " << label(c);
+          continue;
+        }
+        EXPECT_LT(test::max_rel_diff(p.value().grad(), want), 1e-4) << p.key() << " " << label(c) << " T=" << T;
+      }
+    }
+  }
+}
+
+TEST(FastAttention, RouterGetsGradientFromTheWeightedSlot) {
+  // Variant gqe: the router's gradient from the output (no aux loss) must be non-zero and match.
+  ModelConfig c = test::small_config("gqe", 8, 4, 2, "gqe");
+  at::manual_seed(3);
+  auto ref = make_attention(with_impl(c, "reference"));
+  auto fast = make_attention(with_impl(c, "fast"));
+  randomise_router(*ref);
+  copy_parameters(*ref, *fast);
+  at::Tensor x = at::randn({1, 29, c.hidden_size});
+  ref->forward(x, nullptr).y.pow(2).sum().backward();
+  fast->forward(x, nullptr).y.pow(2).sum().backward();
+  at::Tensor gf = fast->named_parameters()["router.weight"].grad(), gr = ref->named_parameters()["router.weight"].grad();
+  EXPECT_GT(gr.abs().max().item<double>(), 0.0);
+  EXPECT_LT(test::max_rel_diff(gf, gr), 1e-4);
+}
+
+TEST(FastAttention, DecodingWithKVCacheEqualsPrefill) {
+  for (const ModelConfig& c : configs()) {
+    at::manual_seed(7);
+    auto a = make_attention(c);  // default: fast
+    randomise_router(*a);
+    torch::NoGradGuard g;
+    const int64_t T = 23;
+    at::Tensor x = at::randn({2, T, c.hidden_size});
+    at::Tensor full = a->forward(x, nullptr).y;
+    LayerKVCache cache;
+    std::vector<at::Tensor> parts = {a->forward(x.narrow(1, 0, 9), &cache).y};  // chunked prefill, then decode
+    for (int64_t t = 9; t < T; ++t) parts.push_back(a->forward(x.narrow(1, t, 1), &cache).y);
+    EXPECT_LT(test::max_rel_diff(at::cat(parts, 1), full), 1e-5) << label(c);
+  }
+}
+
+TEST(FastAttention, LanguageModelLogitsAndGradientsMatchReference) {
+  for (const ModelConfig& c : {test::small_config("gqe", 8, 4, 1, "gqe"), test::small_config("gqa", 8, 2)}) {
+    at::manual_seed(11);
+    LanguageModel ref(with_impl(c, "reference")), fast(with_impl(c, "fast"));
+    test::randomise_routers(ref);
+    copy_parameters(ref, fast);
+    at::Tensor tok = at::randint(0, c.vocab_size, {2, 41}, at::kLong);
+    LMOutput orf = ref.forward(tok), off = fast.forward(tok);
+    EXPECT_LT(test::max_rel_diff(off.logits, orf.logits), 1e-5) << label(c);
+    at::Tensor targets = at::randint(0, c.vocab_size, {2, 41}, at::kLong);
+    (LanguageModel::lm_loss(orf.logits, targets) + 0.01 * orf.aux_loss).backward();
+    (LanguageModel::lm_loss(off.logits, targets) + 0.01 * off.aux_loss).backward();
+    auto gr = ref.named_parameters();
+    for (auto& p : fast.named_parameters()) {
+      if (!gr[p.key()].grad().defined()) continue;
+      EXPECT_LT(test::max_rel_diff(p.value().grad(), gr[p.key()].grad()), 1e-4) << p.key() << " " << label(c);
+    }
+  }
+}
+
+TEST(RoutedProjection, EqualsDenseProjectionThenSelection) {
+  at::manual_seed(12);
+  const int64_t B = 2, T = 13, d = 24, G = 3, M = 4, k = 2, dh = 8;
+  at::Tensor x = at::randn({B, T, d}), W = at::randn({G * M * dh, d});
+  at::Tensor selected = std::get<1>(at::randn({B, T, G, M}).sort(-1)).narrow(-1, 0, k).contiguous();
+  at::Tensor got = kernels::routed_query_projection(x, W, selected, M, dh).view({B, T, G, k, dh});
+  at::Tensor dense = at::matmul(x, W.t()).view({B, T, G, M, dh});
+  at::Tensor want = dense.gather(3, selected.unsqueeze(-1).expand({B, T, G, k, dh}));
+  EXPECT_LT(test::max_rel_diff(got, want), 1e-6);
+}
+
+TEST(RoutedProjection, GradientsEqualDenseProjectionThenSelection) {
+  at::manual_seed(13);
+  const int64_t B = 2, T = 9, d = 37, G = 2, M = 3, k = 2, dh = 6;  // odd sizes: vector tails everywhere
+  at::Tensor x = at::randn({B, T, d}).requires_grad_(), W = at::randn({G * M * dh, d}).requires_grad_();
+  at::Tensor xr = x.detach().clone().requires_grad_(), Wr = W.detach().clone().requires_grad_();
+  at::Tensor selected = std::get<1>(at::randn({B, T, G, M}).sort(-1)).narrow(-1, 0, k).contiguous();
+  at::Tensor probe = at::randn({B, T, G, k, dh});
+  (kernels::routed_query_projection(x, W, selected, M, dh).view({B, T, G, k, dh}) * probe).sum().backward();
+  at::Tensor dense = at::matmul(xr, Wr.t()).view({B, T, G, M, dh});
+  (dense.gather(3, selected.unsqueeze(-1).expand({B, T, G, k, dh})) * probe).sum().backward();
+  EXPECT_LT(test::max_rel_diff(x.grad(), xr.grad()), 1e-5);
+  EXPECT_LT(test::max_rel_diff(W.grad(), Wr.grad()), 1e-5);
+}
+
+TEST(RoutedProjection, TokenResultDoesNotDependOnBucketMates) {
+  // Rerouting one token changes bucket sizes; every other token's query must stay bitwise equal.
+  at::manual_seed(14);
+  const int64_t T = 50, d = 64, G = 2, M = 2, dh = 16;
+  at::Tensor x = at::randn({1, T, d}), W = at::randn({G * M * dh, d});
+  at::Tensor sel = at::randint(0, M, {1, T, G, 1}, at::kLong);
+  at::Tensor sel2 = sel.clone();
+  sel2[0][7][0][0] = 1 - sel[0][7][0][0].item<int64_t>();
+  at::Tensor a = kernels::routed_query_projection(x, W, sel, M, dh), b = kernels::routed_query_projection(x, W, sel2, M, dh);
+  EXPECT_TRUE(at::equal(a.narrow(1, 0, 7), b.narrow(1, 0, 7)));
+  EXPECT_TRUE(at::equal(a.narrow(1, 8, T - 8), b.narrow(1, 8, T - 8)));
+}
+
+}  // namespace
+}  // namespace gqe
