@@ -1,0 +1,312 @@
+#include "gqe/experiment/report.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "gqe/core/config.h"
+#include "gqe/core/error.h"
+#include "gqe/core/model_stats.h"
+#include "gqe/core/runtime.h"
+#include "gqe/experiment/experiment.h"
+#include "gqe/io/safetensors.h"
+
+namespace gqe {
+using nlohmann::json;
+
+MeanStd mean_std(const std::vector<double>& xs) {
+  MeanStd r;
+  r.n = int(xs.size());
+  if (xs.empty()) return r;
+  for (double x : xs) r.mean += x;
+  r.mean /= double(xs.size());
+  if (xs.size() > 1) {
+    double s = 0;
+    for (double x : xs) s += (x - r.mean) * (x - r.mean);
+    r.std = std::sqrt(s / double(xs.size() - 1));
+  }
+  return r;
+}
+
+bool run_gnuplot(const std::string& script) {
+  const std::string cmd = "gnuplot '" + script + "' 2>'" + script + ".err'";
+  if (std::system(cmd.c_str()) != 0) {
+    std::cerr << "[experiment] gnuplot failed on " << script << " (see " << script << ".err); no picture\n";
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+bool exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string pm(const MeanStd& m, const char* f, double scale = 1.0) {
+  if (m.n == 0) return "–";
+  std::string s = fmt(f, m.mean * scale);
+  if (m.n > 1) s += " ± " + fmt(f, m.std * scale);
+  return s;
+}
+
+std::string first_line_of(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[512];
+    if (std::fgets(buf, sizeof buf, p)) out = buf;
+    ::pclose(p);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+struct RunData {
+  std::vector<std::pair<int64_t, double>> train_loss, val_loss;  // (step, value)
+  double final_val = NAN, tokens = 0, elapsed = 0;
+  json eval;  // eval.json results (may be null)
+};
+
+RunData read_run(const std::string& dir) {
+  RunData r;
+  std::ifstream f(dir + "/metrics.jsonl");
+  if (!f) throw Error(dir + "/metrics.jsonl: missing (the run did not log metrics)");
+  std::string line;
+  int64_t lineno = 0;
+  while (std::getline(f, line)) {
+    ++lineno;
+    if (line.empty()) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const json::parse_error&) {
+      throw Error(dir + "/metrics.jsonl:" + std::to_string(lineno) + ": not valid JSON");
+    }
+    const std::string type = j.value("type", "");
+    if (type == "train" && j.contains("loss") && j["loss"].is_number()) {
+      // a resumed run may repeat steps after its last checkpoint: the later record wins
+      const int64_t step = j.value("step", int64_t(0));
+      while (!r.train_loss.empty() && r.train_loss.back().first >= step) r.train_loss.pop_back();
+      r.train_loss.emplace_back(step, j["loss"].get<double>());
+      r.tokens = j.value("tokens", r.tokens);
+      r.elapsed = j.value("elapsed_s", r.elapsed);
+    } else if (type == "val" && j.contains("val_loss")) {
+      const int64_t step = j.value("step", int64_t(0));
+      while (!r.val_loss.empty() && r.val_loss.back().first >= step) r.val_loss.pop_back();
+      r.val_loss.emplace_back(step, j["val_loss"].get<double>());
+      r.final_val = j["val_loss"].get<double>();
+    }
+  }
+  if (exists(dir + "/eval.json")) {
+    std::ifstream e(dir + "/eval.json");
+    r.eval = json::parse(e);
+  }
+  return r;
+}
+
+// Exponential smoothing for the loss-curve picture (the raw values are in results.json).
+std::vector<std::pair<int64_t, double>> smooth(const std::vector<std::pair<int64_t, double>>& xs, double a) {
+  std::vector<std::pair<int64_t, double>> out;
+  double s = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    s = i == 0 ? xs[i].second : a * s + (1 - a) * xs[i].second;
+    out.emplace_back(xs[i].first, s);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string write_experiment_report(const ExperimentOptions& o) {
+  const std::string rep = o.out_dir + "/report";
+  if (::mkdir(rep.c_str(), 0755) != 0 && errno != EEXIST) throw Error(rep + ": cannot create directory");
+  const std::vector<std::string> tasks = {"hellaswag", "arc_easy", "piqa"};
+  json results = json::object();
+  std::map<std::string, std::map<int64_t, RunData>> runs;
+  for (const auto& v : o.variants)
+    for (int64_t s : o.seeds) runs[v][s] = read_run(o.out_dir + "/runs/" + experiment_run_name(v, s));
+
+  // ---- the table -------------------------------------------------------------------------------------
+  std::ostringstream md;
+  md << "# GQA vs GQE: the paper's comparison at small scale\n\n"
+     << "Generated by `gqe experiment` from the run directories under `" << o.out_dir
+     << "/runs/`; every number below is read from their `metrics.jsonl`, `eval.json` and from `bench.json`.\n\n";
+  md << "| variant | HellaSwag | ARC-E | PIQA | avg | val loss | val ppl | params | active q heads | tokens seen | train wall time |\n"
+     << "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  std::map<std::string, MeanStd> val_by_variant;
+  bool any_eval = false;
+  for (const auto& v : o.variants) {
+    const ModelConfig cfg = load_model_config(o.out_dir + "/configs/" + v + ".json");
+    std::vector<double> val, tok, wall;
+    std::map<std::string, std::vector<double>> acc;
+    std::vector<double> avg;
+    json per_seed = json::array();
+    for (int64_t s : o.seeds) {
+      const RunData& r = runs[v][s];
+      val.push_back(r.final_val);
+      tok.push_back(r.tokens);
+      wall.push_back(r.elapsed);
+      json seed_j = {{"seed", s}, {"final_val_loss", r.final_val}, {"tokens", r.tokens}, {"train_seconds", r.elapsed},
+                     {"val_curve", r.val_loss}};
+      if (!r.eval.is_null() && r.eval.contains("results")) {
+        double sum = 0;
+        int n = 0;
+        for (const auto& t : tasks)
+          if (r.eval["results"].contains(t)) {
+            const double a = r.eval["results"][t]["acc_norm,none"].get<double>();
+            acc[t].push_back(a);
+            seed_j["acc_norm"][t] = a;
+            seed_j["acc"][t] = r.eval["results"][t]["acc,none"].get<double>();
+            sum += a;
+            ++n;
+          }
+        if (n == int(tasks.size())) avg.push_back(sum / n);
+        any_eval = true;
+      }
+      per_seed.push_back(seed_j);
+    }
+    const MeanStd mv = mean_std(val);
+    val_by_variant[v] = mv;
+    const ParamCounts pc = count_parameters(cfg);
+    const std::string label = v == "gqa" ? "GQA baseline (all heads)" : v == "gqe" ? "GQE (renorm. slot + shared head)"
+                              : v == "hard_concat" ? "hard concat only" : "weighted concat, no renorm. slot";
+    md << "| " << label;
+    for (const auto& t : tasks) md << " | " << pm(mean_std(acc[t]), "%.2f", 100.0);
+    md << " | " << pm(mean_std(avg), "%.2f", 100.0) << " | " << pm(mv, "%.4f") << " | "
+       << fmt("%.2f", std::exp(mv.mean)) << " | " << (pc.total() >= 1000000 ? fmt("%.2fM", double(pc.total()) / 1e6) : fmt("%.1fK", double(pc.total()) / 1e3)) << " | "
+       << cfg.attention.active_query_heads() << " of " << cfg.attention.num_heads << " | "
+       << fmt("%.0f", mean_std(tok).mean) << " | " << fmt("%.1f s", mean_std(wall).mean) << " |\n";
+    results[v] = {{"config", json::parse(model_config_to_json(cfg))}, {"parameters", pc.total()},
+                  {"active_query_heads", cfg.attention.active_query_heads()}, {"slots", cfg.attention.num_slots()},
+                  {"val_loss_mean", mv.mean}, {"val_loss_std", mv.std}, {"seeds", per_seed}};
+  }
+  md << "\nMean ± sample standard deviation over seeds " << json(o.seeds).dump() << "; accuracies are `acc_norm` (%) "
+     << "as lm-evaluation-harness reports them";
+  if (!any_eval) md << " — **not measured in this run** (no task files were given: `--eval-dir`, see docs/eval.md)";
+  md << ". Validation loss: the held-out tail at the end of training.\n\n";
+
+  // ---- what it says ------------------------------------------------------------------------------------
+  if (val_by_variant.count("gqa") && val_by_variant.count("gqe")) {
+    const MeanStd a = val_by_variant["gqa"], b = val_by_variant["gqe"];
+    const double diff = b.mean - a.mean;
+    const double noise = std::max(a.std, b.std);
+    md << "**Result at this scale.** GQE's validation loss is " << fmt("%.4f", b.mean) << " against GQA's "
+       << fmt("%.4f", a.mean) << " (GQE − GQA = " << fmt("%+.4f", diff) << ")";
+    if (a.n > 1 && b.n > 1) {
+      md << "; the seed-to-seed standard deviation is up to " << fmt("%.4f", noise) << ", so the difference is "
+         << (std::abs(diff) <= 2 * noise ? "within two standard deviations (no clear difference)"
+                                          : diff > 0 ? "larger than two standard deviations: GQE is worse here"
+                                                     : "larger than two standard deviations: GQE is better here");
+    } else {
+      md << " with a single seed, which cannot separate a real difference from seed noise";
+    }
+    md << ". This is a tiny model trained for " << o.steps << " steps on byte-level text: it says whether the "
+       << "method trains and how the variants rank early in training, not whether GQE matches GQA at 250M "
+       << "parameters and 30B tokens.\n\n";
+  }
+
+  // ---- loss curves --------------------------------------------------------------------------------------
+  std::ostringstream gp;
+  gp << "set terminal pngcairo size 1000,600\nset output '" << rep << "/loss_curves.png'\n"
+     << "set title 'Training loss (smoothed) and validation loss, seed " << o.seeds.front() << "'\n"
+     << "set xlabel 'step'\nset ylabel 'loss (nats/token)'\nset grid\nset key top right\nplot ";
+  int color = 1;
+  for (const auto& v : o.variants) {
+    const RunData& r = runs[v][o.seeds.front()];
+    const std::string dat = rep + "/loss_" + v + ".dat";
+    std::ofstream d(dat);
+    for (const auto& [s, l] : smooth(r.train_loss, 0.9)) d << s << " " << l << "\n";
+    std::ofstream dv(rep + "/val_" + v + ".dat");
+    for (const auto& [s, l] : r.val_loss) dv << s << " " << l << "\n";
+    gp << (color > 1 ? ", " : "") << "'" << dat << "' using 1:2 with lines lw 2 lc " << color << " title '" << v
+       << " train', '" << rep << "/val_" << v << ".dat' using 1:2 with linespoints pt 7 lc " << color << " dt 2 title '"
+       << v << " val'";
+    ++color;
+  }
+  gp << "\n";
+  {
+    std::ofstream(rep + "/loss_curves.gp") << gp.str();
+  }
+  if (run_gnuplot(rep + "/loss_curves.gp")) md << "![loss curves](loss_curves.png)\n\n";
+
+  // ---- speed ------------------------------------------------------------------------------------------
+  if (exists(o.out_dir + "/bench.json")) {
+    std::ifstream bf(o.out_dir + "/bench.json");
+    json b = json::parse(bf);
+    results["bench"] = b;
+    md << "## Prefill speed of the trained configs\n\n" << b.value("what", "") << "; " << b.value("runtime", "")
+       << ", median of " << b.value("repeats", 0) << " runs after a warm-up.\n\n"
+       << "| tokens | GQA ms | GQE ms | GQA/GQE |\n|---|---|---|---|\n";
+    std::ofstream d(rep + "/speedup.dat");
+    for (const auto& row : b["rows"]) {
+      md << "| " << row["n"].get<int64_t>() << " | " << fmt("%.2f", row["gqa_ms"].get<double>()) << " | "
+         << fmt("%.2f", row["gqe_ms"].get<double>()) << " | " << fmt("%.3f", row["speedup"].get<double>()) << " |\n";
+      d << row["n"].get<int64_t>() << " " << row["speedup"].get<double>() << "\n";
+    }
+    std::ofstream(rep + "/speedup.gp")
+        << "set terminal pngcairo size 800,500\nset output '" << rep << "/speedup.png'\n"
+        << "set title 'Prefill speedup GQA/GQE (whole model, batch 1)'\nset xlabel 'sequence length'\n"
+        << "set ylabel 'GQA latency / GQE latency'\nset logscale x 2\nset grid\nset yrange [0:*]\n"
+        << "plot '" << rep << "/speedup.dat' using 1:2 with linespoints lw 2 pt 7 title 'measured', 1 lc rgb 'gray' dt 2 title 'parity'\n";
+    md << "\n";
+    if (run_gnuplot(rep + "/speedup.gp")) md << "![speedup](speedup.png)\n\n";
+  }
+
+  // ---- routing ----------------------------------------------------------------------------------------
+  const std::string routes = o.out_dir + "/runs/" + experiment_run_name("gqe", o.seeds.front()) + "/routes";
+  if (exists(routes + ".json")) {
+    std::ifstream rf(routes + ".json");
+    results["routing_gqe_seed" + std::to_string(o.seeds.front())] = json::parse(rf);
+    if (exists(routes + ".png")) {
+      const std::string cp = "cp '" + routes + ".png' '" + rep + "/routing.png'";
+      if (std::system(cp.c_str()) == 0)
+        md << "## Routing of the GQE model (seed " << o.seeds.front() << ")\n\n![routing heat map](routing.png)\n\n"
+           << "Per layer and group, the fraction of tokens routed to each expert (from `gqe routes`; raw numbers in "
+              "results.json).\n\n";
+    }
+  }
+
+  // ---- the machine ------------------------------------------------------------------------------------
+  const std::string commit = first_line_of("git -C '" + o.out_dir + "' rev-parse --short HEAD 2>/dev/null");
+  char date[64];
+  std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+  md << "## Setup\n\n"
+     << "- machine: " << cpu_model() << ", " << std::thread::hardware_concurrency() << " cores; " << describe_runtime()
+     << "\n- budget per run: " << o.steps << " steps x " << o.batch << " sequences x " << o.seq
+     << " tokens, peak lr " << o.lr << "; identical data order, seeds, batch and schedule for every variant\n"
+     << "- data: " << (o.data.empty() ? o.train_shards : o.data) << "\n- base config: " << o.base_config << "\n"
+     << "- written " << date << (commit.empty() ? "" : ", gqe " + commit) << "\n";
+  results["setup"] = {{"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()},
+                      {"runtime", describe_runtime()}, {"steps", o.steps}, {"batch", o.batch}, {"seq", o.seq},
+                      {"lr", o.lr}, {"seeds", o.seeds}, {"written", date}};
+  write_file_atomic(rep + "/results.json", results.dump(2) + "\n");
+  write_file_atomic(rep + "/README.md", md.str());
+  return rep + "/README.md";
+}
+
+}  // namespace gqe

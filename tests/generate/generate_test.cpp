@@ -1,0 +1,66 @@
+#include "gqe/generate/generate.h"
+
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+
+namespace gqe {
+namespace {
+
+TEST(Sampling, GreedyTopKAndTopP) {
+  at::Tensor logits = at::tensor({0.1f, 2.0f, -1.0f, 1.9f, 0.0f});
+  uint64_t rng = 1;
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  EXPECT_EQ(sample_token(logits, greedy, rng), 1);
+  SamplingOptions k1;
+  k1.top_k = 1;
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(sample_token(logits, k1, rng), 1);
+  SamplingOptions k2;
+  k2.top_k = 2;  // only tokens 1 and 3 can come out, both do
+  std::set<int64_t> seen;
+  for (int i = 0; i < 200; ++i) seen.insert(sample_token(logits, k2, rng));
+  EXPECT_EQ(seen, (std::set<int64_t>{1, 3}));
+  SamplingOptions p;
+  p.top_p = 0.3;  // token 1 alone holds more than 30% of the mass
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(sample_token(logits, p, rng), 1);
+}
+
+TEST(Sampling, FrequenciesFollowTheSoftmaxAtTemperature) {
+  at::Tensor logits = at::tensor({0.0f, std::log(3.0f)});  // probabilities 1/4, 3/4
+  uint64_t rng = 42;
+  SamplingOptions o;
+  int ones = 0;
+  const int n = 4000;
+  for (int i = 0; i < n; ++i) ones += sample_token(logits, o, rng) == 1;
+  EXPECT_NEAR(ones / double(n), 0.75, 0.03);
+  o.temperature = 1e6;  // nearly uniform
+  ones = 0;
+  for (int i = 0; i < n; ++i) ones += sample_token(logits, o, rng) == 1;
+  EXPECT_NEAR(ones / double(n), 0.5, 0.03);
+}
+
+TEST(Generate, SeededAndGreedyGenerationIsReproducibleAndMatchesFullForward) {
+  at::manual_seed(8);
+  LanguageModel m(test::small_config("gqe", 8, 4, 1));
+  test::randomise_routers(m);
+  SamplingOptions o;
+  o.max_new_tokens = 12;
+  o.seed = 5;
+  const std::vector<int64_t> prompt = {3, 14, 15, 9};
+  EXPECT_EQ(generate(m, prompt, o), generate(m, prompt, o));
+  o.temperature = 0;  // greedy: each token must be the argmax of a full (cache-free) forward
+  std::vector<int64_t> out = generate(m, prompt, o);
+  ASSERT_EQ(out.size(), 12u);
+  std::vector<int64_t> seq = prompt;
+  torch::NoGradGuard g;
+  m.eval();
+  for (int64_t t : out) {
+    at::Tensor logits = m.forward(at::tensor(seq, at::kLong).unsqueeze(0)).logits[0][int64_t(seq.size()) - 1];
+    EXPECT_EQ(logits.argmax().item<int64_t>(), t);
+    seq.push_back(t);
+  }
+}
+
+}  // namespace
+}  // namespace gqe
