@@ -7,9 +7,11 @@
 
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <random>
 
 #include "gqe/core/error.h"
+#include "gqe/data/shard.h"
 #include "gqe/dist/dist.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/train/train_checkpoint.h"
@@ -51,34 +53,34 @@ std::vector<at::Tensor> weights(LanguageModel& m) {
 
 }  // namespace
 
-TEST(Trainer, ResumeIsBitExact) {
+using SourceFactory = std::function<std::unique_ptr<TokenSource>()>;
+
+// N steps straight == N/2 steps, checkpoint, brand-new model/source/trainer objects, resume, N/2 steps.
+void check_resume_is_bit_exact(const SourceFactory& make_source, const std::string& name) {
   const int64_t N = 8;
-  auto toks = pattern_tokens(4000);
   auto cfg = test::small_config("gqe", 4, 2);
   auto comm = make_local_communicator();
 
-  // Uninterrupted: N steps.
   at::manual_seed(11);
   LanguageModel straight(cfg);
-  TextTokenSource src_a(toks, 16, 2, 9);
-  Trainer ta(straight, tiny_recipe(N), src_a, nullptr, *comm, {});
+  auto src_a = make_source();
+  Trainer ta(straight, tiny_recipe(N), *src_a, nullptr, *comm, {});
   TrainResult ra = ta.run();
   ASSERT_EQ(ra.losses.size(), size_t(N));
 
-  // Interrupted: N/2 steps, checkpoint, then brand-new objects resume the rest.
-  const std::string dir = test::scratch_dir("train_resume");
+  const std::string dir = test::scratch_dir(name);
   std::vector<double> first;
   {
     at::manual_seed(11);
     LanguageModel m(cfg);
-    TextTokenSource src(toks, 16, 2, 9);
-    Trainer t(m, tiny_recipe(N), src, nullptr, *comm, {dir, nullptr});
+    auto src = make_source();
+    Trainer t(m, tiny_recipe(N), *src, nullptr, *comm, {dir, nullptr});
     first = t.run(N / 2).losses;
   }
   at::manual_seed(999);  // a different initialisation: resume must overwrite everything
   LanguageModel m2(cfg);
-  TextTokenSource src2(toks, 16, 2, 9);
-  Trainer t2(m2, tiny_recipe(N), src2, nullptr, *comm, {dir, nullptr});
+  auto src2 = make_source();
+  Trainer t2(m2, tiny_recipe(N), *src2, nullptr, *comm, {dir, nullptr});
   t2.resume(dir);
   EXPECT_EQ(t2.step(), N / 2);
   TrainResult rb = t2.run();
@@ -93,6 +95,23 @@ TEST(Trainer, ResumeIsBitExact) {
   // The run directory holds a loadable model checkpoint for `gqe generate` too.
   auto loaded = load_model_checkpoint(dir);
   EXPECT_EQ(loaded->config().attention.kind, "gqe");
+}
+
+TEST(Trainer, ResumeIsBitExact) {
+  auto toks = pattern_tokens(4000);
+  check_resume_is_bit_exact([&] { return std::make_unique<TextTokenSource>(toks, 16, 2, 9); }, "train_resume");
+}
+
+TEST(Trainer, ResumeIsBitExactOnTokenShards) {
+  const std::string dir = test::scratch_dir("train_resume_shards_data");
+  auto toks = pattern_tokens(4000);
+  write_token_shard(dir + "/a.tok", std::vector<int64_t>(toks->begin(), toks->begin() + 2500), TokenDtype::kUInt16, 61);
+  write_token_shard(dir + "/b.tok", std::vector<int64_t>(toks->begin() + 2500, toks->end()), TokenDtype::kUInt16, 61);
+  auto paths = resolve_shard_paths(dir + "/*.tok");
+  ASSERT_EQ(paths.size(), 2u);
+  auto src = make_shard_source(paths, 16, 2, 9, 0, 1);
+  EXPECT_EQ(src->vocab_size(), 61);
+  check_resume_is_bit_exact([&] { return make_shard_source(paths, 16, 2, 9, 0, 1); }, "train_resume_shards");
 }
 
 TEST(Trainer, NonFiniteGradientSkipsTheStepAndLeavesWeightsAlone) {

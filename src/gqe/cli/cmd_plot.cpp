@@ -122,8 +122,10 @@ int cmd_plot(int argc, char** argv) {
                 " pt 2 notitle, " + quote(tf) + " using 2:4 axes x1y2 with lines " + lt + " dt 3 title " +
                 quote(label + " lr");
   }
+  // pngcairo draws dashed lines (the learning rate); libgd's png is the fallback every gnuplot has.
+  const bool cairo = std::system("gnuplot -e 'set terminal pngcairo' > /dev/null 2>&1") == 0;
   std::ostringstream g;
-  g << "set terminal png size " << args.get_int("width", 1000) << "," << args.get_int("height", 800) << "\n"
+  g << "set terminal " << (cairo ? "pngcairo" : "png") << " size " << args.get_int("width", 1000) << "," << args.get_int("height", 800) << "\n"
     << "set output " << quote(out + ".tmp.png") << "\n"
     << "set datafile missing 'nan'\nset grid\nset key top right\n"
     << "set multiplot layout 2,1 title " << quote(args.get("title", "gqe training")) << "\n"

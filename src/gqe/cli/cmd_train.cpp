@@ -13,6 +13,8 @@
 #include "gqe/core/error.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
+#include "gqe/data/sentencepiece.h"
+#include "gqe/data/shard.h"
 #include "gqe/data/tokenizer.h"
 #include "gqe/dist/dist.h"
 #include "gqe/generate/generate.h"
@@ -31,7 +33,7 @@ const char* kHelp =
     "  --data FILE            a text file, byte tokens (vocab_size >= 256); the last 5% is validation\n"
     "  --train-shards LIST    token shards (gqe or llm.c .bin); comma-separated paths or globs\n"
     "  --val-shards LIST      validation shards (default: none, or the text tail with --data)\n"
-    "  --tokenizer PATH       tokenizer for the final sample (default: bytes)\n"
+    "  --tokenizer PATH       SentencePiece .model (or \"bytes\") for the final sample; copied to DIR\n"
     "recipe (defaults, then --recipe FILE, then these flags; see docs/training.md):\n"
     "  --recipe FILE          configs/recipe-*.json\n"
     "  --steps N (300)  --tokens N (total tokens instead of steps)\n"
@@ -51,7 +53,7 @@ const char* kHelp =
 
 std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot open training text");
+  if (!f) throw Error(path + ": cannot open");
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
@@ -124,6 +126,17 @@ int cmd_train(int argc, char** argv) {
     throw ConfigError(config_path + ": field 'max_position_embeddings': " + std::to_string(cfg.max_position_embeddings) +
                       " is shorter than the training seq_len " + std::to_string(r.seq_len));
 
+  // The tokenizer encodes --data text (bytes by default), decodes the final sample and travels with the
+  // run (OUT/tokenizer.model, which `gqe eval` picks up).
+  std::unique_ptr<Tokenizer> tok;
+  const std::string tok_spec = args.get("tokenizer", args.has("data") ? "bytes" : "");
+  if (!tok_spec.empty()) {
+    tok = load_tokenizer(tok_spec);
+    if (tok->vocab_size() > cfg.vocab_size)
+      throw ConfigError(config_path + ": field 'vocab_size': " + std::to_string(cfg.vocab_size) +
+                        " is smaller than the tokenizer's " + std::to_string(tok->vocab_size()) + " (" + tok_spec + ")");
+  }
+
   // Data: this rank's slice of the training stream; validation as a fresh source per evaluation.
   std::unique_ptr<TokenSource> train;
   ValSourceFactory make_val;
@@ -132,11 +145,8 @@ int cmd_train(int argc, char** argv) {
   if (args.has("data") == args.has("train-shards"))
     throw Error("gqe train: give exactly one of --data TEXT_FILE or --train-shards LIST");
   if (args.has("data")) {
-    if (cfg.vocab_size < 256)
-      throw ConfigError(config_path + ": field 'vocab_size': byte-level training needs >= 256, got " +
-                        std::to_string(cfg.vocab_size));
     const std::string path = args.require("data");
-    auto tokens = ByteTokenizer().encode(read_file(path));
+    auto tokens = tok->encode(read_file(path));
     const size_t n_val = args.has("val-shards") ? 0 : size_t(double(tokens.size()) * 0.05);
     auto train_tokens = std::make_shared<const std::vector<int64_t>>(tokens.begin(), tokens.end() - long(n_val));
     auto val_tokens = std::make_shared<const std::vector<int64_t>>(tokens.end() - long(n_val), tokens.end());
@@ -147,15 +157,19 @@ int cmd_train(int argc, char** argv) {
     else if (log && r.eval_batches > 0)
       *log << "note: the 5% validation tail of " << path << " is too short for one batch; no validation loss\n";
   } else {
-    auto shards = expand_paths(args.require("train-shards"), "--train-shards");
+    auto shards = resolve_shard_paths(args.require("train-shards"));
     train = make_shard_source(shards, T, B, r.seed, rank, world);
   }
   if (args.has("val-shards")) {
-    auto vs = expand_paths(args.require("val-shards"), "--val-shards");
+    auto vs = resolve_shard_paths(args.require("val-shards"));
     make_shard_source(vs, T, B, 0, rank, world);  // validate now, not at the first evaluation
     make_val = [=] { return make_shard_source(vs, T, B, 0, rank, world); };
   }
 
+  if (train->vocab_size() > cfg.vocab_size)  // gqe shards record their vocabulary; llm.c shards do not
+    throw ConfigError(config_path + ": field 'vocab_size': " + std::to_string(cfg.vocab_size) +
+                      " is smaller than the data's vocabulary (" + std::to_string(train->vocab_size()) + " in " +
+                      train->describe() + ")");
   auto comm = make_communicator(env, std::chrono::milliseconds(int64_t(args.get_double("dist-timeout", 300) * 1000)));
 
   at::manual_seed(r.seed);
@@ -206,6 +220,7 @@ int cmd_train(int argc, char** argv) {
   }
   if (main_rank) {
     std::filesystem::create_directories(out);
+    if (!tok_spec.empty() && tok_spec != "bytes") write_file_atomic(out + "/tokenizer.model", read_file(tok_spec));
     // The resolved recipe beside the checkpoints: what was actually run.
     nlohmann::json rec = recipe_to_json(r);
     rec["world_size"] = world;
@@ -222,21 +237,16 @@ int cmd_train(int argc, char** argv) {
   }
 
   const int64_t n_sample = args.get_int("sample-tokens", 200);
-  if (main_rank && n_sample > 0) {
-    if (args.has("tokenizer") && args.get("tokenizer", "") != "bytes")
-      throw Error("gqe train: --tokenizer " + args.get("tokenizer", "") + ": only byte tokens are supported yet");
-    if (cfg.vocab_size >= 256) {
-      SamplingOptions s;
-      s.max_new_tokens = n_sample;
-      s.temperature = 0.8;
-      s.top_k = 40;
-      s.seed = r.seed;
-      const std::string prompt = args.get("sample-prompt", "And God said");
-      ByteTokenizer tok;
-      std::cout << "sample (temperature 0.8, top-k 40):\n" << prompt << std::flush;
-      generate(model, tok.encode(prompt), s, [&](int64_t t) { std::cout << tok.decode({t}) << std::flush; });
-      std::cout << "\n";
-    }
+  if (main_rank && n_sample > 0 && tok) {
+    SamplingOptions so;
+    so.max_new_tokens = n_sample;
+    so.temperature = 0.8;
+    so.top_k = 40;
+    so.seed = r.seed;
+    const std::string prompt = args.get("sample-prompt", "And God said");
+    std::cout << "sample (temperature 0.8, top-k 40):\n" << prompt << std::flush;
+    generate(model, tok->encode(prompt), so, [&](int64_t t) { std::cout << tok->decode({t}) << std::flush; });
+    std::cout << "\n";
   }
   return 0;
 }

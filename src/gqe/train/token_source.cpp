@@ -1,7 +1,5 @@
 #include "gqe/train/token_source.h"
 
-#include <glob.h>
-
 #include <algorithm>
 #include <random>
 
@@ -92,7 +90,7 @@ class ShardTokenSource : public TokenSource {
            std::to_string(loader_.num_windows()) + " windows, " + std::to_string(loader_.steps_per_epoch()) +
            " steps/epoch)";
   }
-  uint64_t vocab_size() const { return loader_.vocab_size(); }
+  int64_t vocab_size() const override { return int64_t(loader_.vocab_size()); }
 
  private:
   TokenLoader loader_;
@@ -103,30 +101,6 @@ class ShardTokenSource : public TokenSource {
 std::unique_ptr<TokenSource> make_shard_source(const std::vector<std::string>& shards, int64_t seq_len,
                                                int64_t batch_size, uint64_t seed, int rank, int world_size) {
   return std::make_unique<ShardTokenSource>(shards, seq_len, batch_size, seed, rank, world_size);
-}
-
-std::vector<std::string> expand_paths(const std::string& spec, const std::string& option) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= spec.size()) {
-    size_t comma = spec.find(',', start);
-    if (comma == std::string::npos) comma = spec.size();
-    const std::string pat = spec.substr(start, comma - start);
-    start = comma + 1;
-    if (pat.empty()) continue;
-    glob_t g{};
-    const int rc = ::glob(pat.c_str(), 0, nullptr, &g);
-    if (rc != 0) {
-      ::globfree(&g);
-      throw Error(option + ": '" + pat + "' matches no file");
-    }
-    std::vector<std::string> found(g.gl_pathv, g.gl_pathv + g.gl_pathc);
-    ::globfree(&g);
-    std::sort(found.begin(), found.end());
-    out.insert(out.end(), found.begin(), found.end());
-  }
-  if (out.empty()) throw Error(option + ": no files given");
-  return out;
 }
 
 }  // namespace gqe

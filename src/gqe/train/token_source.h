@@ -30,6 +30,7 @@ class TokenSource {
   virtual void restore(const DataPosition& p) = 0;
   virtual int64_t total_tokens() const = 0;
   virtual std::string describe() const = 0;
+  virtual int64_t vocab_size() const { return 0; }  // largest id + 1 the data may hold; 0 = unknown
 };
 
 class TextTokenSource : public TokenSource {
@@ -57,12 +58,8 @@ class TextTokenSource : public TokenSource {
   std::string name_;
 };
 
-// Shards through TokenLoader; `shards` are paths (globs are expanded by the caller, see expand_paths).
+// Shards through TokenLoader; `shards` are paths (expand user specs with data/shard.h resolve_shard_paths).
 std::unique_ptr<TokenSource> make_shard_source(const std::vector<std::string>& shards, int64_t seq_len,
                                                int64_t batch_size, uint64_t seed, int rank, int world_size);
-
-// Splits comma-separated lists and expands shell globs (sorted). Throws gqe::Error naming a pattern
-// that matches nothing.
-std::vector<std::string> expand_paths(const std::string& spec, const std::string& option);
 
 }  // namespace gqe

@@ -1,0 +1,41 @@
+// gqe plot (through the gqe binary, GQE_BIN): a PNG from metrics logs, and clear errors on bad input.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "test_util.h"
+
+namespace gqe {
+
+TEST(Plot, WritesAPngFromMetricsAndRejectsGarbage) {
+  const char* bin = std::getenv("GQE_BIN");
+  if (!bin || access(bin, X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
+  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  const std::string dir = test::scratch_dir("plot");
+  {
+    std::ofstream f(dir + "/metrics.jsonl");
+    for (int s = 1; s <= 20; ++s) {
+      f << R"({"type":"train","step":)" << s << R"(,"loss":)" << 5.0 / s << R"(,"lr":0.001,"grad_norm":)"
+        << 1.0 + (s == 7) << R"(,"clipped":)" << (s == 7 ? "true" : "false") << R"(,"tokens":)" << s * 100 << "}\n";
+      if (s % 10 == 0) f << R"({"type":"val","step":)" << s << R"(,"val_loss":)" << 5.5 / s << "}\n";
+    }
+  }
+  const std::string cmd = std::string("'") + bin + "' plot " + dir + " " + dir + "/metrics.jsonl --labels a,b --out " +
+                          dir + "/c.png > " + dir + "/log.txt 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  std::ifstream png(dir + "/c.png", std::ios::binary);
+  char magic[8] = {};
+  png.read(magic, 8);
+  EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+  std::ofstream(dir + "/bad.jsonl") << "{\"type\":\"train\",\"step\":1,\"loss\":2}\nnot json\n{\"type\":\"train\",\"step\":2}\n";
+  const std::string bad = std::string("'") + bin + "' plot " + dir + "/bad.jsonl --out " + dir + "/d.png > " + dir +
+                          "/bad.txt 2>&1";
+  EXPECT_NE(std::system(bad.c_str()), 0);
+  std::ifstream log(dir + "/bad.txt");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("line 2 is not JSON"), std::string::npos) << text;
+  EXPECT_NE(access((dir + "/d.png").c_str(), F_OK), 0);
+}
+
+}  // namespace gqe
