@@ -6,6 +6,7 @@ int cmd_info(int argc, char** argv);
 int cmd_env(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
+int cmd_bench(int argc, char** argv);  // gqe bench: GQA vs GQE latency
 int cmd_tokenizer(int argc, char** argv);  // gqe tokenizer train
 int cmd_data(int argc, char** argv);       // gqe data prepare
 int cmd_eval(int argc, char** argv);

@@ -15,6 +15,7 @@ const char* kUsage =
     "  env [--threads N]             threads, BLAS library and measured matmul GFLOP/s\n"
     "  train --config C --data F --out DIR [...]   train on a text file (byte-level tokens)\n"
     "  generate --checkpoint DIR --prompt TEXT [...]  sample from a trained model (KV cache)\n"
+    "  bench [--lengths 1024,2048,...] [...]  GQA vs GQE prefill/train/decode latency on this machine\n"
     "  tokenizer train --input FILES --out PREFIX [...]  train a SentencePiece BPE tokenizer\n"
     "  data prepare --input FILES --out DIR [...]  tokenize text/JSONL into train/val token shards\n"
     "  eval --checkpoint DIR --task T --data F [...]  zero-shot hellaswag/arc/piqa as the harness; --val-loss\n"
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
     if (cmd == "env") return gqe::cli::cmd_env(argc - 2, argv + 2);
     if (cmd == "train") return gqe::cli::cmd_train(argc - 2, argv + 2);
     if (cmd == "generate") return gqe::cli::cmd_generate(argc - 2, argv + 2);
+    if (cmd == "bench") return gqe::cli::cmd_bench(argc - 2, argv + 2);
     if (cmd == "tokenizer") return gqe::cli::cmd_tokenizer(argc - 2, argv + 2);
     if (cmd == "data") return gqe::cli::cmd_data(argc - 2, argv + 2);
     if (cmd == "eval") return gqe::cli::cmd_eval(argc - 2, argv + 2);

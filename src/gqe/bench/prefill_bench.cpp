@@ -1,0 +1,322 @@
+#include "gqe/bench/prefill_bench.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <iomanip>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <sstream>
+
+#include "gqe/attention/attention.h"
+#include "gqe/attention/sdpa_reference.h"
+#include "gqe/core/error.h"
+#include "gqe/kernels/flash_attention.h"
+#include "gqe/model/transformer.h"
+
+namespace gqe::bench {
+namespace {
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;
+}
+
+struct Timing {
+  double median_s = 0;
+  int runs = 0;
+};
+
+// One warm-up call, then up to `repeats` timed calls (at least one) within `budget_s`; the median.
+Timing time_median(const std::function<void()>& f, int repeats, double budget_s) {
+  using clock = std::chrono::steady_clock;
+  f();
+  std::vector<double> t;
+  double spent = 0;
+  while (int(t.size()) < std::max(1, repeats) && (t.empty() || spent < budget_s)) {
+    auto t0 = clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+    spent += t.back();
+  }
+  std::sort(t.begin(), t.end());
+  return {t[t.size() / 2], int(t.size())};
+}
+
+double per_token_projection_flops(const ModelConfig& c) {
+  const AttentionConfig& a = c.attention;
+  const double d = double(c.hidden_size), dh = double(a.head_dim);
+  double f = 2 * d * 2 * a.num_kv_heads * dh;      // K, V
+  f += 2 * d * a.active_query_heads() * dh;        // Q: N (GQA) or kG (+1 shared) (GQE)
+  f += 2 * double(a.num_slots()) * dh * d;         // W_O
+  if (a.is_gqe()) f += 2 * d * a.num_heads;        // router d -> G*M
+  return f;
+}
+
+double mlp_flops_per_token(const ModelConfig& c) {
+  const double d = double(c.hidden_size), I = double(c.intermediate_size);
+  return (c.mlp_type == "swiglu" ? 3 : 2) * 2 * d * I;
+}
+
+void randomise_router(torch::nn::Module& m) {
+  torch::NoGradGuard g;
+  for (auto& p : m.named_parameters())
+    if (p.key().size() >= 13 && p.key().substr(p.key().size() - 13) == "router.weight")
+      p.value().normal_(0.0, 1.0 / std::sqrt(double(p.value().size(1))));
+}
+
+std::string fmt(double v, int prec = 2) {
+  std::ostringstream o;
+  o << std::fixed << std::setprecision(prec) << v;
+  return o.str();
+}
+
+}  // namespace
+
+ModelConfig shape_config(const std::string& shape, const std::string& kind) {
+  ModelConfig c;
+  c.vocab_size = 256;
+  c.num_hidden_layers = 2;
+  c.max_position_embeddings = 1 << 20;
+  c.attention.kind = kind;
+  c.attention.top_k = 1;
+  if (shape == "paper") {
+    c.hidden_size = 1024, c.intermediate_size = 2816;
+    c.attention.num_heads = 16, c.attention.num_kv_heads = 8, c.attention.head_dim = 64;
+  } else if (shape == "small") {
+    c.hidden_size = 256, c.intermediate_size = 704;
+    c.attention.num_heads = 8, c.attention.num_kv_heads = 4, c.attention.head_dim = 32;
+  } else {
+    throw Error("gqe bench: --shapes: unknown shape '" + shape + "' (expected paper or small)");
+  }
+  return c;
+}
+
+double attention_core_flops(const ModelConfig& c, int64_t n) {
+  return 2.0 * 2.0 * double(c.attention.active_query_heads()) * double(c.attention.head_dim) * double(n) *
+         double(n + 1) / 2.0;
+}
+
+double flop_limit(const ModelConfig& gqa, const ModelConfig& gqe, const std::string& level, int64_t n) {
+  auto flops = [&](const ModelConfig& c) {
+    double f = attention_core_flops(c, n);
+    if (level == "layer" || level == "block") f += double(n) * per_token_projection_flops(c);
+    if (level == "block") f += double(n) * mlp_flops_per_token(c);
+    return f;
+  };
+  return flops(gqa) / flops(gqe);
+}
+
+std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
+  std::vector<BenchRow> rows;
+  auto emit = [&](BenchRow r) {
+    r.peak_rss_mb = peak_rss_mb();
+    if (log) *log << rows_to_table({r}) << std::flush;
+    rows.push_back(r);
+  };
+  if (log) *log << rows_to_table({});
+  torch::NoGradGuard no_grad;
+  for (const std::string& shape : opt.shapes) {
+    ModelConfig cfg[2] = {shape_config(shape, "gqa"), shape_config(shape, "gqe")};
+    for (auto& c : cfg) c.attention.implementation = opt.implementation;
+    const int64_t d = cfg[0].hidden_size, dh = cfg[0].attention.head_dim, G = cfg[0].attention.num_kv_heads;
+    for (const std::string& level : opt.levels) {
+      if (level != "core" && level != "layer" && level != "block")
+        throw Error("gqe bench: --levels: unknown level '" + level + "' (expected core, layer or block)");
+      // Modules are built once per level; inputs per length.
+      std::shared_ptr<AttentionBlock> attn[2];
+      std::shared_ptr<DecoderLayer> block[2];
+      for (int i = 0; i < 2; ++i) {
+        if (level == "layer") attn[i] = make_attention(cfg[i]), randomise_router(*attn[i]);
+        if (level == "block") block[i] = std::make_shared<DecoderLayer>(cfg[i]), randomise_router(*block[i]);
+      }
+      for (int64_t n : opt.lengths) {
+        BenchRow r;
+        r.section = "prefill", r.shape = shape, r.level = level, r.n = n;
+        Timing t[2];
+        for (int i = 0; i < 2; ++i) {
+          std::function<void()> f;
+          if (level == "core") {
+            const int64_t H = cfg[i].attention.is_gqe() ? cfg[i].attention.top_k * G : cfg[i].attention.num_heads;
+            at::Tensor q = at::randn({1, n, H, dh}), k = at::randn({1, n, G, dh}), v = at::randn({1, n, G, dh});
+            at::Tensor qs = at::randn({1, n, 1, dh});
+            const bool gqe = cfg[i].attention.is_gqe(), ref = opt.implementation == "reference";
+            f = [=] {
+              auto attend = [&](const at::Tensor& qq, const at::Tensor& kk, const at::Tensor& vv) {
+                if (!ref) return kernels::flash_attention_forward(qq, kk, vv, 0).out;
+                const int64_t M = qq.size(2) / kk.size(2);
+                return causal_attention_reference(qq, kk.repeat_interleave(M, 2), vv.repeat_interleave(M, 2), 0);
+              };
+              attend(q, k, v);
+              if (gqe) attend(qs, k.mean(2, true), v.mean(2, true));  // shared head on mean K/V
+            };
+          } else {
+            at::Tensor x = at::randn({1, n, d});
+            if (level == "layer") {
+              auto a = attn[i];
+              f = [a, x] { a->forward(x, nullptr); };
+            } else {
+              auto b = block[i];
+              f = [b, x] { b->forward(x, nullptr); };
+            }
+          }
+          t[i] = time_median(f, opt.repeats, opt.seconds_per_point);
+        }
+        r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3;
+        r.ratio = t[0].median_s / t[1].median_s;
+        r.runs = std::min(t[0].runs, t[1].runs);
+        r.flop_limit = flop_limit(cfg[0], cfg[1], level, n);
+        if (level == "core") {
+          r.gqa_gflops = attention_core_flops(cfg[0], n) / t[0].median_s / 1e9;
+          r.gqe_gflops = attention_core_flops(cfg[1], n) / t[1].median_s / 1e9;
+        }
+        emit(r);
+      }
+    }
+
+    if (opt.train) {
+      // Forward + backward of a 2-layer LM of this shape on one sequence (no optimizer step).
+      BenchRow r;
+      r.section = "train", r.shape = shape, r.level = "lm-2layer", r.n = opt.train_length;
+      Timing t[2];
+      for (int i = 0; i < 2; ++i) {
+        torch::AutoGradMode grad_on(true);
+        LanguageModel m(cfg[i]);
+        randomise_router(m);
+        at::Tensor tok = at::randint(0, cfg[i].vocab_size, {1, opt.train_length + 1}, at::kLong);
+        at::Tensor in = tok.narrow(1, 0, opt.train_length), target = tok.narrow(1, 1, opt.train_length);
+        t[i] = time_median(
+            [&] {
+              m.zero_grad();
+              LMOutput o = m.forward(in);
+              (LanguageModel::lm_loss(o.logits, target) + cfg[i].attention.aux_loss_weight * o.aux_loss).backward();
+            },
+            std::max(1, opt.repeats / 2), opt.seconds_per_point);
+      }
+      r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3, r.ratio = t[0].median_s / t[1].median_s;
+      r.gqa_tok_s = double(opt.train_length) / t[0].median_s, r.gqe_tok_s = double(opt.train_length) / t[1].median_s;
+      r.runs = std::min(t[0].runs, t[1].runs);
+      // Training FLOPs are ~3x forward for both; the forward block ratio (plus head/embedding) bounds it.
+      r.flop_limit = flop_limit(cfg[0], cfg[1], "block", opt.train_length);
+      emit(r);
+    }
+
+    if (opt.decode) {
+      // One attention layer decoding one token against a cache of L random (post-RoPE) keys.
+      for (int64_t L : opt.decode_lengths) {
+        BenchRow r;
+        r.section = "decode", r.shape = shape, r.level = "layer", r.n = L;
+        Timing t[2];
+        for (int i = 0; i < 2; ++i) {
+          auto a = make_attention(cfg[i]);
+          randomise_router(*a);
+          at::Tensor K = at::randn({1, L, G, dh}), V = at::randn({1, L, G, dh});
+          at::Tensor x = at::randn({1, 1, d});
+          LayerKVCache cache;
+          t[i] = time_median(
+              [&] {
+                cache.k = K, cache.v = V;  // same context length for every timed token
+                a->forward(x, &cache);
+              },
+              opt.decode_tokens, opt.seconds_per_point);
+        }
+        r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3, r.ratio = t[0].median_s / t[1].median_s;
+        r.gqa_tok_s = 1.0 / t[0].median_s, r.gqe_tok_s = 1.0 / t[1].median_s;
+        r.runs = std::min(t[0].runs, t[1].runs);
+        emit(r);
+      }
+    }
+  }
+  return rows;
+}
+
+std::string rows_to_table(const std::vector<BenchRow>& rows) {
+  std::ostringstream o;
+  if (rows.empty()) {
+    o << std::left << std::setw(8) << "section" << std::setw(7) << "shape" << std::setw(10) << "level" << std::right
+      << std::setw(7) << "n" << std::setw(11) << "GQA ms" << std::setw(11) << "GQE ms" << std::setw(8) << "ratio"
+      << std::setw(8) << "limit" << std::setw(8) << "%limit" << std::setw(10) << "GQA GF/s" << std::setw(10)
+      << "GQE GF/s" << std::setw(10) << "GQA tok/s" << std::setw(10) << "GQE tok/s" << std::setw(6) << "runs"
+      << std::setw(9) << "RSS MB" << "\n";
+    return o.str();
+  }
+  for (const BenchRow& r : rows) {
+    o << std::left << std::setw(8) << r.section << std::setw(7) << r.shape << std::setw(10) << r.level << std::right
+      << std::setw(7) << r.n << std::setw(11) << fmt(r.gqa_ms) << std::setw(11) << fmt(r.gqe_ms) << std::setw(8)
+      << fmt(r.ratio) << std::setw(8) << (r.flop_limit > 0 ? fmt(r.flop_limit) : "-") << std::setw(8)
+      << (r.flop_limit > 0 ? fmt(100 * r.ratio / r.flop_limit, 0) : "-") << std::setw(10)
+      << (r.gqa_gflops > 0 ? fmt(r.gqa_gflops, 1) : "-") << std::setw(10)
+      << (r.gqe_gflops > 0 ? fmt(r.gqe_gflops, 1) : "-") << std::setw(10)
+      << (r.gqa_tok_s > 0 ? fmt(r.gqa_tok_s, 1) : "-") << std::setw(10)
+      << (r.gqe_tok_s > 0 ? fmt(r.gqe_tok_s, 1) : "-") << std::setw(6) << r.runs << std::setw(9)
+      << fmt(r.peak_rss_mb, 0) << "\n";
+  }
+  return o.str();
+}
+
+std::string rows_to_csv(const std::vector<BenchRow>& rows) {
+  std::ostringstream o;
+  o << "section,shape,level,n,gqa_ms,gqe_ms,ratio,flop_limit,gqa_attn_gflops,gqe_attn_gflops,gqa_tok_s,gqe_tok_s,"
+       "runs,peak_rss_mb\n";
+  o << std::setprecision(6);
+  for (const BenchRow& r : rows)
+    o << r.section << "," << r.shape << "," << r.level << "," << r.n << "," << r.gqa_ms << "," << r.gqe_ms << ","
+      << r.ratio << "," << r.flop_limit << "," << r.gqa_gflops << "," << r.gqe_gflops << "," << r.gqa_tok_s << ","
+      << r.gqe_tok_s << "," << r.runs << "," << r.peak_rss_mb << "\n";
+  return o.str();
+}
+
+std::string rows_to_json(const std::vector<BenchRow>& rows, const std::string& runtime, const BenchOptions& opt) {
+  nlohmann::json j;
+  j["runtime"] = runtime;
+  j["implementation"] = opt.implementation;
+  j["repeats"] = opt.repeats;
+  j["note"] =
+      "medians after one warm-up; ratio = GQA latency / GQE latency; flop_limit = GQA/GQE forward FLOPs at that "
+      "level; attention GFLOP/s count 2*2*heads*d_h*n(n+1)/2";
+  j["rows"] = nlohmann::json::array();
+  for (const BenchRow& r : rows)
+    j["rows"].push_back({{"section", r.section}, {"shape", r.shape}, {"level", r.level}, {"n", r.n},
+                         {"gqa_ms", r.gqa_ms}, {"gqe_ms", r.gqe_ms}, {"ratio", r.ratio},
+                         {"flop_limit", r.flop_limit}, {"gqa_attn_gflops", r.gqa_gflops},
+                         {"gqe_attn_gflops", r.gqe_gflops}, {"gqa_tok_s", r.gqa_tok_s}, {"gqe_tok_s", r.gqe_tok_s},
+                         {"runs", r.runs}, {"peak_rss_mb", r.peak_rss_mb}});
+  return j.dump(2);
+}
+
+std::string gnuplot_script(const std::vector<BenchRow>& rows, const std::string& csv_path,
+                           const std::string& png_path) {
+  std::vector<std::pair<std::string, std::string>> series;
+  for (const BenchRow& r : rows)
+    if (r.section == "prefill" &&
+        std::find(series.begin(), series.end(), std::make_pair(r.shape, r.level)) == series.end())
+      series.emplace_back(r.shape, r.level);
+  std::ostringstream o;
+  o << "set terminal pngcairo size 900,600 noenhanced\n"
+    << "set output '" << png_path << "'\n"
+    << "set datafile separator ','\n"
+    << "set logscale x 2\nset xlabel 'sequence length n (tokens)'\nset ylabel 'GQA latency / GQE latency'\n"
+    << "set title 'GQE prefill speedup over GQA (solid: measured; dashed: FLOP limit)'\n"
+    << "set key outside right\nset grid\nset yrange [0:*]\nset offsets 0, 0, 0.1, 0\n";
+  if (series.empty()) {
+    o << "plot 1 title 'no prefill rows'\n";
+    return o.str();
+  }
+  o << "plot ";
+  for (size_t i = 0; i < series.size(); ++i) {
+    const auto& [shape, level] = series[i];
+    const std::string sel = "(strcol(1) eq 'prefill' && strcol(2) eq '" + shape + "' && strcol(3) eq '" + level + "')";
+    if (i) o << ", \\\n     ";
+    o << "'" << csv_path << "' skip 1 using 4:(" << sel << " ? $7 : 1/0) with linespoints lw 2 lc " << i + 1
+      << " title '" << shape << " " << level << "', \\\n     '" << csv_path << "' skip 1 using 4:(" << sel
+      << " ? $8 : 1/0) with lines dt 2 lc " << i + 1 << " notitle";
+  }
+  o << "\n";
+  return o.str();
+}
+
+}  // namespace gqe::bench

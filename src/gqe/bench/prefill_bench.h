@@ -1,0 +1,57 @@
+// `gqe bench`: GQA vs GQE wall-clock on this machine. Prefill latency at three levels (attention core,
+// attention layer, transformer block), a training step (forward + backward) and decode with a KV cache.
+// A benchmark, not a test: the numbers depend on the machine and on whatever else runs on it.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gqe/core/config.h"
+
+namespace gqe::bench {
+
+struct BenchOptions {
+  std::vector<std::string> shapes = {"paper", "small"};  // see shape_config()
+  std::vector<std::string> levels = {"core", "layer", "block"};
+  std::vector<int64_t> lengths = {1024, 2048, 4096, 8192};
+  int repeats = 5;                 // timed runs per point (after one warm-up); fewer when a run is slow
+  double seconds_per_point = 20;   // cap on timed seconds per (shape, level, length, model)
+  bool train = true;               // training step at train_length
+  int64_t train_length = 2048;
+  bool decode = true;              // decode tokens/s at decode_lengths of context
+  std::vector<int64_t> decode_lengths = {1024, 4096, 16384};
+  int decode_tokens = 16;
+  std::string implementation = "fast";  // "fast" | "reference" (attention.implementation)
+};
+
+// "paper": d 1024, d_h 64, N 16, G 8, k 1, SwiGLU 2816; "small": d 256, d_h 32, N 8, G 4, k 1, SwiGLU 704.
+ModelConfig shape_config(const std::string& shape, const std::string& kind);
+
+// GQA/GQE ratio of forward FLOPs at prefill length n for a level ("core" | "layer" | "block").
+double flop_limit(const ModelConfig& gqa, const ModelConfig& gqe, const std::string& level, int64_t n);
+// Causal attention-core FLOPs of one layer's prefill: 2*2*heads*d_h*n(n+1)/2.
+double attention_core_flops(const ModelConfig& cfg, int64_t n);
+
+struct BenchRow {
+  std::string section;  // "prefill" | "train" | "decode"
+  std::string shape, level;
+  int64_t n = 0;
+  double gqa_ms = 0, gqe_ms = 0;  // median latency (train: one step; decode: one token)
+  double ratio = 0;               // gqa_ms / gqe_ms
+  double flop_limit = 0;          // GQA/GQE forward FLOP ratio at this level (0 where not defined)
+  double gqa_gflops = 0, gqe_gflops = 0;  // attention-core GFLOP/s (prefill core level), else 0
+  double gqa_tok_s = 0, gqe_tok_s = 0;    // train / decode
+  int runs = 0;
+  double peak_rss_mb = 0;  // process peak RSS after this row
+};
+
+// Runs everything in `opt`, printing rows as they finish to `log` (may be null).
+std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log);
+
+std::string rows_to_csv(const std::vector<BenchRow>& rows);
+std::string rows_to_json(const std::vector<BenchRow>& rows, const std::string& runtime, const BenchOptions& opt);
+std::string rows_to_table(const std::vector<BenchRow>& rows);
+// gnuplot script plotting the prefill GQA/GQE ratio against n, one line per (shape, level), into png_path.
+std::string gnuplot_script(const std::vector<BenchRow>& rows, const std::string& csv_path, const std::string& png_path);
+
+}  // namespace gqe::bench

@@ -1,0 +1,106 @@
+// gqe bench: GQA vs GQE wall-clock (prefill at three levels, training step, decode); see bench/prefill_bench.h.
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "gqe/bench/prefill_bench.h"
+#include "gqe/cli/args.h"
+#include "gqe/cli/commands.h"
+#include "gqe/core/error.h"
+#include "gqe/core/runtime.h"
+#include "gqe/io/safetensors.h"
+
+namespace gqe::cli {
+namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::vector<int64_t> split_ints(const std::string& s, const std::string& option) {
+  std::vector<int64_t> out;
+  for (const std::string& item : split(s)) {
+    char* end = nullptr;
+    long long v = std::strtoll(item.c_str(), &end, 10);
+    if (!end || *end || v <= 0)
+      throw Error("gqe bench: " + option + ": expected comma-separated positive integers, got '" + item + "'");
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  Args args("bench", argc, argv,
+            {"shapes", "levels", "lengths", "repeats", "seconds-per-point", "threads", "out", "train-length",
+             "decode-lengths", "decode-tokens", "implementation"},
+            {"help", "no-train", "no-decode", "no-plot"});
+  if (args.flag("help")) {
+    std::cout
+        << "usage: gqe bench [options]\n"
+           "  GQA vs GQE latency on this machine, batch 1, fp32. Prints a table; writes OUT.json, OUT.csv and\n"
+           "  (gnuplot) OUT.png of the prefill speedup vs sequence length.\n"
+           "  --shapes paper,small        paper: d 1024, d_h 64, N 16, G 8, k 1; small: d 256, d_h 32, N 8, G 4\n"
+           "  --levels core,layer,block   attention core / attention layer / transformer block (prefill)\n"
+           "  --lengths 1024,2048,4096,8192   prefill lengths\n"
+           "  --repeats 5                 timed runs per point after one warm-up (median reported)\n"
+           "  --seconds-per-point 20      stop repeating a point after this many timed seconds\n"
+           "  --threads N                 intra-op threads (default: all cores)\n"
+           "  --train-length 2048         training step (fwd+bwd, 2-layer LM) length; --no-train to skip\n"
+           "  --decode-lengths 1024,4096,16384  KV-cache context for decode tokens/s; --no-decode to skip\n"
+           "  --decode-tokens 16          timed decode tokens per point\n"
+           "  --implementation fast       fast | reference (attention.implementation)\n"
+           "  --out bench/gqe-bench       output prefix\n";
+    return 0;
+  }
+  bench::BenchOptions opt;
+  if (args.has("shapes")) opt.shapes = split(args.get("shapes", ""));
+  if (args.has("levels")) opt.levels = split(args.get("levels", ""));
+  if (args.has("lengths")) opt.lengths = split_ints(args.get("lengths", ""), "--lengths");
+  if (args.has("decode-lengths")) opt.decode_lengths = split_ints(args.get("decode-lengths", ""), "--decode-lengths");
+  opt.repeats = int(args.get_int("repeats", opt.repeats));
+  opt.seconds_per_point = args.get_double("seconds-per-point", opt.seconds_per_point);
+  opt.train_length = args.get_int("train-length", opt.train_length);
+  opt.decode_tokens = int(args.get_int("decode-tokens", opt.decode_tokens));
+  opt.implementation = args.get("implementation", opt.implementation);
+  opt.train = !args.flag("no-train");
+  opt.decode = !args.flag("no-decode");
+  if (opt.repeats < 1) throw Error("gqe bench: --repeats must be >= 1, got " + std::to_string(opt.repeats));
+  if (opt.train_length < 2) throw Error("gqe bench: --train-length must be >= 2");
+  if (opt.decode_tokens < 1) throw Error("gqe bench: --decode-tokens must be >= 1");
+  if (opt.implementation != "fast" && opt.implementation != "reference")
+    throw Error("gqe bench: --implementation: expected fast or reference, got '" + opt.implementation + "'");
+  const std::string out = args.get("out", "bench/gqe-bench");
+
+  configure_threads(int(args.get_int("threads", 0)));
+  const std::string runtime = describe_runtime();
+  std::cout << "gqe bench: " << runtime << "\n"
+            << "ratio = GQA latency / GQE latency (median); limit = GQA/GQE forward FLOPs at that level; "
+               "GF/s = causal attention-core GFLOP/s\n";
+  std::vector<bench::BenchRow> rows = bench::run_bench(opt, &std::cout);
+
+  const std::string dir = out.find('/') == std::string::npos ? "." : out.substr(0, out.rfind('/'));
+  if (std::system(("mkdir -p '" + dir + "'").c_str()) != 0) throw Error("gqe bench: cannot create " + dir);
+  const std::string csv = out + ".csv";
+  write_file_atomic(out + ".json", bench::rows_to_json(rows, runtime, opt));
+  write_file_atomic(csv, bench::rows_to_csv(rows));
+  std::cout << "wrote " << out << ".json, " << csv << "\n";
+  if (!args.flag("no-plot")) {
+    const std::string script = out + ".gnuplot", png = out + ".png";
+    write_file_atomic(script, bench::gnuplot_script(rows, csv, png));
+    if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) == 0)
+      std::cout << "wrote " << png << "\n";
+    else
+      std::cout << "gnuplot failed or missing: plot script left at " << script << "\n";
+  }
+  return 0;
+}
+
+}  // namespace gqe::cli
