@@ -100,8 +100,15 @@ int cmd_tokenizer(int argc, char** argv) {
   }
   SpmTrainOptions o;
   const std::string prefix = args.require("out");
+  if (const auto parent = std::filesystem::path(prefix).parent_path(); !parent.empty())
+    std::filesystem::create_directories(parent);
   const std::string tmp = prefix + ".jsonl-text.tmp." + std::to_string(::getpid());
-  o.inputs = text_inputs_for_training(inputs_of(args), args.get("text-field", "text"), tmp);
+  try {
+    o.inputs = text_inputs_for_training(inputs_of(args), args.get("text-field", "text"), tmp);
+  } catch (...) {
+    std::filesystem::remove(tmp);
+    throw;
+  }
   if (o.inputs.empty()) throw Error("gqe tokenizer train: no input files (--input or positional)");
   o.model_prefix = prefix;
   o.vocab_size = args.get_int("vocab-size", o.vocab_size);
@@ -110,8 +117,6 @@ int cmd_tokenizer(int argc, char** argv) {
   o.input_sentence_size = args.get_int("sentences", 0);
   o.character_coverage = args.get_double("character-coverage", o.character_coverage);
   o.extra = split_list(args.get("spm-option", ""));
-  if (const auto parent = std::filesystem::path(prefix).parent_path(); !parent.empty())
-    std::filesystem::create_directories(parent);
   std::cerr << "training SentencePiece " << o.model_type << " (vocab " << o.vocab_size << ", " << o.num_threads
             << " threads) on " << o.inputs.size() << " file(s)...\n";
   const auto t0 = std::chrono::steady_clock::now();

@@ -243,7 +243,8 @@ PrepareResult prepare_data(const PrepareOptions& opt) {
       if (e) std::rethrow_exception(e);
     for (auto& c : batch) (c.val ? val : train).append(c.tokens);
     const auto now = Clock::now();
-    if (opt.progress && std::chrono::duration<double>(now - last_print).count() > 0.25) {
+    if (opt.progress && reader.bytes_read() < total_bytes &&
+        std::chrono::duration<double>(now - last_print).count() > 0.25) {
       progress_line(reader.bytes_read(), total_bytes, train.total() + val.total(),
                     std::chrono::duration<double>(now - t0).count(), false);
       last_print = now;
