@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <random>
 
 #include "gqe/core/error.h"
@@ -211,6 +212,50 @@ TEST(Trainer, KillDuringCheckpointWriteLeavesThePreviousOneLoadable) {
   const std::string ck2 = find_train_checkpoint(run2);
   LanguageModel m2(cfg);
   EXPECT_NO_THROW(read_train_checkpoint(ck2, m2)) << ck2;
+}
+
+}  // namespace gqe
+
+namespace gqe {
+
+// Across processes: `gqe train --stop-at 3` then `gqe train --resume auto` logs exactly the losses of
+// one uninterrupted `gqe train` (the JSON log keeps doubles to the last bit).
+TEST(Trainer, ResumeAcrossProcessesIsBitExact) {
+  const char* bin = std::getenv("GQE_BIN");
+  if (!bin || access(bin, X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
+  const std::string dir = test::scratch_dir("train_resume_cli");
+  {
+    std::ofstream f(dir + "/text.txt");
+    for (int i = 0; i < 300; ++i) f << "And the evening and the morning were the " << i << " day.\n";
+  }
+  auto cfg = test::small_config("gqe", 4, 2);
+  cfg.vocab_size = 256;
+  std::ofstream(dir + "/model.json") << model_config_to_json(cfg);
+  auto gqe = [&](const std::string& out, const std::string& extra) {
+    const std::string cmd = "'" + std::string(bin) + "' train --config " + dir + "/model.json --data " + dir +
+                            "/text.txt --out " + dir + "/" + out + " --steps 6 --batch 2 --seq 16 --global-batch 64" +
+                            " --threads 1 --sample-tokens 0 --eval-every 2 --lr 1e-2 " + extra + " >> " + dir +
+                            "/log.txt 2>&1";
+    return std::system(cmd.c_str());
+  };
+  ASSERT_EQ(gqe("straight", ""), 0);
+  ASSERT_EQ(gqe("split", "--stop-at 3"), 0);
+  ASSERT_EQ(gqe("split", "--resume auto"), 0);
+  auto losses = [&](const std::string& run) {
+    std::map<int64_t, std::string> by_step;  // the raw JSON number text, for a bit-exact comparison
+    std::ifstream f(dir + "/" + run + "/metrics.jsonl");
+    std::string line;
+    while (std::getline(f, line)) {
+      auto j = nlohmann::json::parse(line);
+      by_step[j["step"].get<int64_t>() * 2 + (j["type"] == "val")] =
+          j.contains("loss") ? j["loss"].dump() : j["val_loss"].dump();
+    }
+    return by_step;
+  };
+  auto a = losses("straight"), b = losses("split");
+  ASSERT_EQ(b.erase(3 * 2 + 1), 1u);  // the interrupted run also validated where it stopped
+  ASSERT_EQ(a.size(), 9u);  // 6 train records + validation at steps 2, 4, 6
+  EXPECT_EQ(a, b);
 }
 
 }  // namespace gqe
