@@ -83,7 +83,14 @@ void dot_rows(const float* x, const int64_t* tok, const int64_t* row, const floa
   }
 }
 
-constexpr int64_t kEntriesPerItem = 32;  // work item: up to 32 entries of one expert
+constexpr int64_t kEntriesPerItem = 36;  // work item: up to 36 entries of one expert
+// Entries per register block: 6 x 4 outputs = 24 vector accumulators (AVX-512 has 32 registers; AVX2's 16
+// would spill, so fewer there).
+#if defined(__AVX512F__)
+constexpr int kRows = 6;
+#else
+constexpr int kRows = 3;
+#endif
 
 at::Tensor routed_forward(const at::Tensor& x2, const at::Tensor& weight, const Buckets& b, int64_t rows_out,
                           int64_t dh) {
@@ -106,11 +113,13 @@ at::Tensor routed_forward(const at::Tensor& x2, const at::Tensor& weight, const 
       const int64_t* tok = b.entry_token.data();
       const int64_t* row = b.entry_row.data();
       int64_t i = s;
-      for (; i + 4 <= end; i += 4) dot_rows<4>(xp, tok + i, row + i, W, d, dh, op);
+      for (; i + kRows <= end; i += kRows) dot_rows<kRows>(xp, tok + i, row + i, W, d, dh, op);
       switch (end - i) {
         case 1: dot_rows<1>(xp, tok + i, row + i, W, d, dh, op); break;
         case 2: dot_rows<2>(xp, tok + i, row + i, W, d, dh, op); break;
         case 3: dot_rows<3>(xp, tok + i, row + i, W, d, dh, op); break;
+        case 4: dot_rows<(kRows > 4 ? 4 : 1)>(xp, tok + i, row + i, W, d, dh, op); break;
+        case 5: dot_rows<(kRows > 5 ? 5 : 1)>(xp, tok + i, row + i, W, d, dh, op); break;
         default: break;
       }
     }
