@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -22,6 +23,11 @@ struct GqeRun {
   int rc;
   std::string out;  // stdout + stderr
 };
+
+bool gqe_bin_available() {
+  const char* bin = std::getenv("GQE_BIN");
+  return bin && ::access(bin, X_OK) == 0;
+}
 
 GqeRun run_gqe(const std::string& args) {
   const char* bin = std::getenv("GQE_BIN");
@@ -73,7 +79,7 @@ void write_fixtures(const std::string& dir) {
 }  // namespace
 
 TEST(Cli, EvalThreeTasksWritesJsonAndRequestDump) {
-  if (!std::getenv("GQE_BIN")) GTEST_SKIP() << "GQE_BIN not set";
+  if (!gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
   const std::string dir = scratch_dir("cli");
   const std::string ckpt = make_checkpoint(dir, "gqe");
   write_fixtures(dir);
@@ -104,7 +110,7 @@ TEST(Cli, EvalThreeTasksWritesJsonAndRequestDump) {
 }
 
 TEST(Cli, MalformedFileFailsBeforeScoringWithFileAndLine) {
-  if (!std::getenv("GQE_BIN")) GTEST_SKIP() << "GQE_BIN not set";
+  if (!gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
   const std::string dir = scratch_dir("cli_bad");
   const std::string ckpt = make_checkpoint(dir, "gqa");
   write(dir + "/bad.jsonl", R"({"goal": "g", "sol1": "a", "sol2": "b"})" "\n{not json\n");
@@ -115,7 +121,7 @@ TEST(Cli, MalformedFileFailsBeforeScoringWithFileAndLine) {
 }
 
 TEST(Cli, ValLossAndRoutes) {
-  if (!std::getenv("GQE_BIN")) GTEST_SKIP() << "GQE_BIN not set";
+  if (!gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
   const std::string dir = scratch_dir("cli_routes");
   const std::string ckpt = make_checkpoint(dir, "gqe");
   std::string text;

@@ -43,7 +43,7 @@ double parse_limit(const Args& args) {
     if (pos != v.size() || x <= 0) throw std::invalid_argument(v);
     return x;
   } catch (const std::exception&) {
-    throw Error("gqe eval: --limit expects a positive number (N docs, or a fraction below 1), got '" + v + "'");
+    throw Error("--limit expects a positive number (N docs, or a fraction below 1), got '" + v + "'");
   }
 }
 
@@ -106,7 +106,7 @@ int cmd_eval(int argc, char** argv) {
            "  --tokenizer bytes|PATH (default: DIR/tokenizer.model if present, else bytes)\n"
            "  --out FILE (eval_results.json)  results JSON   --dump-requests FILE  every request as a JSON line\n"
            "  --threads N (all cores)  --no-progress\n"
-           "  --val-loss: loss/perplexity on an llm.c .bin shard or a text file; --seq T (min(1024, max pos))\n";
+           "  --val-loss: loss/perplexity on a token shard (gqe or llm.c .bin) or a text file; --seq T (min(1024, max pos))\n";
     return 0;
   }
   configure_threads(int(args.get_int("threads", 0)));
@@ -114,10 +114,10 @@ int cmd_eval(int argc, char** argv) {
 
   const std::string dir = args.require("checkpoint");
   const std::vector<std::string> task_names = split_commas(args.require("task"));
-  if (task_names.empty()) throw Error("gqe eval: --task is empty");
+  if (task_names.empty()) throw Error("--task is empty");
   if (args.has("data") && task_names.size() != 1)
-    throw Error("gqe eval: --data names one file; for several tasks use --data-dir DIR");
-  if (!args.has("data") && !args.has("data-dir")) throw Error("gqe eval: pass --data FILE or --data-dir DIR");
+    throw Error("--data names one file; for several tasks use --data-dir DIR");
+  if (!args.has("data") && !args.has("data-dir")) throw Error("pass --data FILE or --data-dir DIR");
   const double limit = parse_limit(args);
 
   // Load every task first, so that a malformed file fails before any model time is spent.
@@ -137,8 +137,8 @@ int cmd_eval(int argc, char** argv) {
   opt.limit = limit;
   opt.score.batch_size = args.get_int("batch-size", 16);
   opt.score.max_length = args.get_int("max-length", 0);
-  if (opt.score.batch_size <= 0) throw Error("gqe eval: --batch-size must be positive");
-  if (opt.score.max_length < 0) throw Error("gqe eval: --max-length must be positive");
+  if (opt.score.batch_size <= 0) throw Error("--batch-size must be positive");
+  if (opt.score.max_length < 0) throw Error("--max-length must be positive");
   std::ostringstream dump;
   if (args.has("dump-requests")) opt.dump = &dump;
 
@@ -193,7 +193,7 @@ int cmd_routes(int argc, char** argv) {
   const std::string dir = args.require("checkpoint");
   auto model = load_model_checkpoint(dir);
   if (!model->config().attention.is_gqe())
-    throw Error("gqe routes: " + dir + " is a '" + model->config().attention.kind +
+    throw Error(dir + " is a '" + model->config().attention.kind +
                 "' checkpoint; routing analytics need a GQE checkpoint");
   auto tok = eval::open_tokenizer(args.get("tokenizer", ""), dir, model->config().vocab_size);
   const std::string data = args.require("data");

@@ -75,12 +75,12 @@ RouteStats collect_routing(LanguageModel& model, const std::vector<int64_t>& tok
   const auto& a = model.config().attention;
   const int64_t L = int64_t(gqe.size()), G = a.num_kv_heads, M = a.experts_per_group(), k = a.top_k;
   const int64_t V = model.config().vocab_size;
-  if (opt.seq_len <= 0 || opt.batch_size <= 0) throw Error("routes: --seq and --batch must be positive");
+  if (opt.seq_len <= 0 || opt.batch_size <= 0) throw Error("routing: sequence length and batch size must be positive");
   if (opt.seq_len > model.config().max_position_embeddings)
-    throw Error("routes: --seq " + std::to_string(opt.seq_len) + " exceeds max_position_embeddings " +
+    throw Error("routing: sequence length " + std::to_string(opt.seq_len) + " exceeds max_position_embeddings " +
                 std::to_string(model.config().max_position_embeddings));
   for (int64_t t : tokens)
-    if (t < 0 || t >= V) throw Error("routes: token id " + std::to_string(t) + " is outside the vocabulary of " + std::to_string(V));
+    if (t < 0 || t >= V) throw Error("routing: token id " + std::to_string(t) + " is outside the vocabulary of " + std::to_string(V));
 
   // Accumulators (double, CPU).
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
