@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -129,6 +130,11 @@ TEST(Experiment, KilledExperimentResumesWithoutRedoingFinishedRuns) {
   EXPECT_NE(second.find("gqa seed 1: trained earlier, skipping"), std::string::npos) << second;
   EXPECT_EQ(read_all(dir + "/exp/runs/gqa-seed1/train.log"), log1_before);  // not run again
   EXPECT_TRUE(exists(dir + "/exp/report/README.md"));
+  // the same directory with another budget is refused, not silently mixed into one table
+  std::vector<std::string> other = experiment_args(dir);
+  other[std::find(other.begin(), other.end(), "--steps") - other.begin() + 1] = "5";
+  EXPECT_NE(wait_exit(spawn(other, dir + "/third.log")), 0);
+  EXPECT_NE(read_all(dir + "/third.log").find("different budget"), std::string::npos) << read_all(dir + "/third.log");
 }
 
 TEST(Experiment, VariantConfigsDifferOnlyInAttention) {

@@ -12,4 +12,5 @@ int cmd_data(int argc, char** argv);       // gqe data prepare
 int cmd_eval(int argc, char** argv);
 int cmd_routes(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
+int cmd_experiment(int argc, char** argv);  // gqe experiment: the paper's comparison, end to end
 }  // namespace gqe::cli

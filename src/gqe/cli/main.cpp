@@ -21,6 +21,7 @@ const char* kUsage =
     "  eval --checkpoint DIR --task T --data F [...]  zero-shot hellaswag/arc/piqa as the harness; --val-loss\n"
     "  routes --checkpoint DIR --data F [...]   GQE routing analytics: expert load, entropy, heat map\n"
     "  plot RUN_DIR [...] --out F.png  loss curves of training runs (gnuplot)\n"
+    "  experiment --config C --out DIR --data F [--quick]  GQA vs GQE vs ablations: train, eval, bench, report\n"
     "\n"
     "run `gqe <command> --help` for a command's options.\n";
 }
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
     if (cmd == "eval") return gqe::cli::cmd_eval(argc - 2, argv + 2);
     if (cmd == "routes") return gqe::cli::cmd_routes(argc - 2, argv + 2);
     if (cmd == "plot") return gqe::cli::cmd_plot(argc - 2, argv + 2);
+    if (cmd == "experiment") return gqe::cli::cmd_experiment(argc - 2, argv + 2);
     std::cerr << "gqe: unknown command '" << cmd << "'\n\n" << kUsage;
     return 2;
   } catch (const gqe::Error& e) {

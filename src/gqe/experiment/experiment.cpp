@@ -212,7 +212,14 @@ std::string run_experiment(const ExperimentOptions& o) {
       const std::string run = o.out_dir + "/runs/" + experiment_run_name(v, seed);
       const std::string tag = "[experiment " + std::to_string(index) + "/" + std::to_string(total) + "] " + v +
                               " seed " + std::to_string(seed);
+      const json budget = {{"steps", o.steps}, {"batch", o.batch}, {"seq", o.seq}, {"lr", o.lr}, {"data", o.data},
+                           {"train_shards", o.train_shards}};
       if (exists(run + "/DONE.json")) {
+        // A finished run is reused only for the same budget: anything else would mix runs in one table.
+        json done = json::parse(read_text(run + "/DONE.json"));
+        if (done.value("budget", json()) != budget)
+          throw Error(run + ": trained with a different budget (" + done.value("budget", json()).dump() + ", now " +
+                      budget.dump() + "); use another --out directory");
         std::cout << tag << ": trained earlier, skipping\n";
       } else {
         mkdirs(run);
@@ -231,7 +238,7 @@ std::string run_experiment(const ExperimentOptions& o) {
         if (!o.tokenizer.empty()) args.insert(args.end(), {"--tokenizer", o.tokenizer});
         if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
         run_or_fail(args, run + "/train.log", tag + ": training");
-        write_file_atomic(run + "/DONE.json", json({{"variant", v}, {"seed", seed}, {"steps", o.steps}}).dump() + "\n");
+        write_file_atomic(run + "/DONE.json", json({{"variant", v}, {"seed", seed}, {"budget", budget}}).dump() + "\n");
       }
       if (!o.eval_dir.empty() && !exists(run + "/eval.json")) {
         std::cout << tag << ": evaluating " << o.eval_tasks << "\n";
