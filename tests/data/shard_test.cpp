@@ -43,6 +43,34 @@ void expect_format_error(const std::string& path, const std::string& what) {
   }
 }
 
+TEST(Shard, TokenChecksumMatchesItsDefinitionAndStreams) {
+  // By hand, from the definition in docs/data.md: words 0x01 and 0x02 (9 bytes: the second zero-padded),
+  // then the byte count 9.
+  auto mix = [](uint64_t h, uint64_t w) {
+    h = (h ^ w) * 1099511628211ull;
+    return h ^ (h >> 32);
+  };
+  const unsigned char bytes[9] = {1, 0, 0, 0, 0, 0, 0, 0, 2};
+  EXPECT_EQ(token_checksum(bytes, 9), mix(mix(mix(kFnvOffset, 1), 2), 9));
+  EXPECT_EQ(token_checksum(bytes, 0), mix(kFnvOffset, 0));
+  // Fed in pieces of any size it gives the same value.
+  std::string data(1000, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 37 + 11);
+  const uint64_t whole = token_checksum(data.data(), data.size());
+  for (size_t piece : {1, 3, 7, 8, 13, 999}) {
+    TokenChecksum c;
+    for (size_t i = 0; i < data.size(); i += piece) c.update(data.data() + i, std::min(piece, data.size() - i));
+    EXPECT_EQ(c.value(), whole) << piece;
+  }
+  // Any single flipped bit changes it (high bits of a word included), and so does a moved zero byte.
+  for (size_t bit = 0; bit < 64; ++bit) {
+    std::string f = data;
+    f[8 * 5 + bit / 8] ^= static_cast<char>(1 << (bit % 8));
+    EXPECT_NE(token_checksum(f.data(), f.size()), whole) << bit;
+  }
+  EXPECT_NE(token_checksum(data.data(), 999), token_checksum((data.substr(0, 999) + '\0').data(), 1000));
+}
+
 TEST(Shard, GqeRoundTripUInt16AndUInt32) {
   const std::string dir = scratch("shard-rt");
   for (TokenDtype dt : {TokenDtype::kUInt16, TokenDtype::kUInt32}) {

@@ -64,7 +64,7 @@ TokenLoader::TokenLoader(std::vector<std::string> shards, int64_t seq_len, int64
     throw Error("data loader: rank " + std::to_string(rank) + " not in [0, world_size=" + std::to_string(world_size) +
                 ")");
   window_begin_.push_back(0);
-  // Checksumming reads every shard once (about 1 GB/s); GQE_SKIP_SHARD_CHECKSUM=1 skips it for corpora so
+  // Checksumming reads every shard once (several GB/s); GQE_SKIP_SHARD_CHECKSUM=1 skips it for corpora so
   // large that this matters (sizes and headers are still checked).
   const char* skip = std::getenv("GQE_SKIP_SHARD_CHECKSUM");
   const bool verify = !(skip && *skip && std::string(skip) != "0");

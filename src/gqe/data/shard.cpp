@@ -80,6 +80,50 @@ uint64_t fnv1a64(const void* data, size_t n, uint64_t h) {
   return h;
 }
 
+namespace {
+inline uint64_t mix_word(uint64_t h, uint64_t w) {
+  h = (h ^ w) * 1099511628211ull;
+  return h ^ (h >> 32);
+}
+}  // namespace
+
+void TokenChecksum::update(const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  bytes_ += n;
+  if (tail_n_ > 0) {  // complete the pending partial word first
+    const size_t take = std::min(n, 8 - tail_n_);
+    std::memcpy(tail_ + tail_n_, p, take);
+    tail_n_ += take;
+    p += take;
+    n -= take;
+    if (tail_n_ < 8) return;
+    h_ = mix_word(h_, load_le<uint64_t>(tail_));
+    tail_n_ = 0;
+  }
+  const size_t words = n / 8;
+  uint64_t h = h_;
+  for (size_t i = 0; i < words; ++i) h = mix_word(h, load_le<uint64_t>(p + 8 * i));
+  h_ = h;
+  tail_n_ = n - 8 * words;
+  std::memcpy(tail_, p + 8 * words, tail_n_);
+}
+
+uint64_t TokenChecksum::value() const {
+  uint64_t h = h_;
+  if (tail_n_ > 0) {
+    unsigned char last[8] = {};
+    std::memcpy(last, tail_, tail_n_);
+    h = mix_word(h, load_le<uint64_t>(last));
+  }
+  return mix_word(h, bytes_);
+}
+
+uint64_t token_checksum(const void* data, size_t n) {
+  TokenChecksum c;
+  c.update(data, n);
+  return c.value();
+}
+
 TokenDtype dtype_for_vocab(uint64_t vocab_size) {
   return vocab_size > 0 && vocab_size <= 65536 ? TokenDtype::kUInt16 : TokenDtype::kUInt32;
 }
@@ -163,7 +207,7 @@ TokenShard::TokenShard(const std::string& path, bool verify) : path_(path) {
                         std::to_string(payload) + " bytes after it");
     tokens_ = map_ + header_bytes;
     if (verify && format_ == ShardFormat::kGqe) {
-      const uint64_t sum = fnv1a64(tokens_, num_tokens_ * width);
+      const uint64_t sum = token_checksum(tokens_, num_tokens_ * width);
       if (sum != load_le<uint64_t>(map_ + 32))
         throw FormatError(path + ": corrupted token data (checksum mismatch over " + std::to_string(num_tokens_) +
                           " tokens)");
@@ -241,7 +285,7 @@ void ShardWriter::append(const int64_t* tokens, size_t n) {
 }
 
 void ShardWriter::flush() {
-  checksum_ = fnv1a64(buf_.data(), buf_.size(), checksum_);
+  checksum_.update(buf_.data(), buf_.size());
   write_all(fd_, buf_.data(), buf_.size(), path_);
   buf_.clear();
 }
@@ -250,7 +294,7 @@ void ShardWriter::finish() {
   if (fd_ < 0) throw Error(path_ + ": shard writer already finished");
   if (count_ == 0) throw Error(path_ + ": refusing to write an empty token shard (0 tokens)");
   flush();
-  const auto header = gqe_header(dtype_, count_, vocab_size_, checksum_);
+  const auto header = gqe_header(dtype_, count_, vocab_size_, checksum_.value());
   if (::lseek(fd_, 0, SEEK_SET) != 0) throw Error(path_ + ": seek failed: " + errno_text());
   write_all(fd_, header.data(), header.size(), path_);
   if (::fsync(fd_) != 0) throw Error(path_ + ": fsync failed: " + errno_text());
