@@ -108,6 +108,8 @@ TEST(Experiment, MicroscopicRunWritesACompleteReportMatchingTheLogs) {
   }
   EXPECT_EQ(r["gqe"]["active_query_heads"].get<int64_t>(), 3);  // kG + 1 with G = 2, k = 1
   EXPECT_EQ(r["bench"]["rows"].size(), 2u);
+  for (const char* png : {"loss_curves.png", "speedup.png", "routing.png"})  // gnuplot is a dependency
+    EXPECT_TRUE(exists(rep + "/" + png)) << png;
   EXPECT_TRUE(exists(dir + "/exp/runs/gqe-seed1/routes.json"));
   EXPECT_FALSE(exists(dir + "/exp/runs/gqa-seed1/routes.json"));  // GQA has no router
 }

@@ -231,7 +231,7 @@ std::string write_experiment_report(const ExperimentOptions& o) {
 
   // ---- loss curves --------------------------------------------------------------------------------------
   std::ostringstream gp;
-  gp << "set terminal pngcairo size 1000,600\nset output '" << rep << "/loss_curves.png'\n"
+  gp << "set terminal pngcairo noenhanced size 1000,600\nset output '" << rep << "/loss_curves.png'\n"
      << "set title 'Training loss (smoothed) and validation loss, seed " << o.seeds.front() << "'\n"
      << "set xlabel 'step'\nset ylabel 'loss (nats/token)'\nset grid\nset key top right\nplot ";
   int color = 1;
@@ -267,8 +267,9 @@ std::string write_experiment_report(const ExperimentOptions& o) {
          << fmt("%.2f", row["gqe_ms"].get<double>()) << " | " << fmt("%.3f", row["speedup"].get<double>()) << " |\n";
       d << row["n"].get<int64_t>() << " " << row["speedup"].get<double>() << "\n";
     }
+    d.close();  // gnuplot reads it below
     std::ofstream(rep + "/speedup.gp")
-        << "set terminal pngcairo size 800,500\nset output '" << rep << "/speedup.png'\n"
+        << "set terminal pngcairo noenhanced size 800,500\nset output '" << rep << "/speedup.png'\n"
         << "set title 'Prefill speedup GQA/GQE (whole model, batch 1)'\nset xlabel 'sequence length'\n"
         << "set ylabel 'GQA latency / GQE latency'\nset logscale x 2\nset grid\nset yrange [0:*]\n"
         << "plot '" << rep << "/speedup.dat' using 1:2 with linespoints lw 2 pt 7 title 'measured', 1 lc rgb 'gray' dt 2 title 'parity'\n";
