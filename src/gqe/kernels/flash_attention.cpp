@@ -129,16 +129,19 @@ FlashForward flash_attention_forward(const at::Tensor& q_in, const at::Tensor& k
   const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
   float *op = out.data_ptr<float>(), *lp = lse.data_ptr<float>();
   const int64_t rmax = s.Br * s.M;
-  const int64_t scratch = 3 * rmax * s.dhp + rmax * kKeyTile + 64 * 16;
+  const int64_t scratch = 3 * rmax * s.dhp + rmax * kKeyTile + s.dh * kKeyTile + kKeyTile * s.dhp + 64 * 16;
 
-  // K (transposed, [d_h x Tkp]) and V (rows, [Tkp x dhp]) of every (b, g), packed once and shared by all
-  // query blocks of the group; zero past the last visible key so that masked products stay exactly 0.
-  const int64_t key_end_all = s.q_start + s.Tq, Tkp = round_up(key_end_all, kKeyTile);
-  at::Tensor kt_all = at::empty({s.B, s.G, s.dh, Tkp}, q.options());
-  at::Tensor vr_all = at::empty({s.B, s.G, Tkp, s.dhp}, q.options());
+  // With several query blocks per group, K (transposed, [d_h x Tkp]) and V (rows, [Tkp x dhp]) of every
+  // (b, g) are packed once and shared by all of them; zero past the last visible key so that masked
+  // products stay exactly 0. With one block (decode, short chunks) each tile is packed into the worker's
+  // scratch instead: same copying, and no large fresh allocation (page faults cost more than the work).
+  const bool prepack = s.nqb > 1;
+  const int64_t key_end_all = s.q_start + s.Tq, Tkp = prepack ? round_up(key_end_all, kKeyTile) : 0;
+  at::Tensor kt_all = at::empty({prepack ? s.B * s.G * s.dh * Tkp : 0}, q.options());
+  at::Tensor vr_all = at::empty({prepack ? s.B * s.G * Tkp * s.dhp : 0}, q.options());
   float *ktp = kt_all.data_ptr<float>(), *vrp = vr_all.data_ptr<float>();
   const int64_t ntiles = Tkp / kKeyTile;
-  at::parallel_for(0, s.B * s.G * ntiles, 1, [&](int64_t begin, int64_t end) {
+  if (prepack) at::parallel_for(0, s.B * s.G * ntiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> tile(size_t(s.dh * kKeyTile));
     for (int64_t it = begin; it < end; ++it) {
       const int64_t bg = it / ntiles, k0 = (it % ntiles) * kKeyTile, b = bg / s.G, g = bg % s.G;
@@ -162,8 +165,8 @@ FlashForward flash_attention_forward(const at::Tensor& q_in, const at::Tensor& k
     float* Q = sc->take(rmax * s.dhp);
     float* O = sc->take(rmax * s.dhp);
     float* S = sc->take(rmax * kKeyTile);
-    const float* Kg = ktp + (b * s.G + g) * s.dh * Tkp;    // [d_h x Tkp]
-    const float* Vg = vrp + (b * s.G + g) * Tkp * s.dhp;  // [Tkp x dhp]
+    float* Kt = sc->take(s.dh * kKeyTile);  // per-tile packing when !prepack
+    float* Vr = sc->take(kKeyTile * s.dhp);
     float* m = sc->take(rmax);
     float* l = sc->take(rmax);
     pack_rows(qp, s, s.Tq, s.Hq, b, g, t0, nt, s.scale, Q);  // scores come out scaled
@@ -173,7 +176,17 @@ FlashForward flash_attention_forward(const at::Tensor& q_in, const at::Tensor& k
     const int64_t first_pos = s.q_start + t0, key_end = first_pos + nt;  // keys [0, key_end) are visible to someone
     for (int64_t k0 = 0; k0 < key_end; k0 += kKeyTile) {
       const int64_t nk = std::min(kKeyTile, key_end - k0);
-      micro_gemm(R, s.dh, kKeyTile, Q, s.dhp, 1, Kg + k0, Tkp, S, kKeyTile, false);  // S = Q K^T
+      const float *Kk, *Vk;  // this tile: K^T [d_h x kKeyTile] with row stride ldk, V [kKeyTile x dhp]
+      int64_t ldk;
+      if (prepack) {
+        Kk = ktp + (b * s.G + g) * s.dh * Tkp + k0, ldk = Tkp;
+        Vk = vrp + ((b * s.G + g) * Tkp + k0) * s.dhp;
+      } else {
+        pack_kv_transposed(kp, s, b, g, k0, nk, Kt);
+        pack_kv_rows(vp, s, b, g, k0, nk, Vr);
+        Kk = Kt, ldk = kKeyTile, Vk = Vr;
+      }
+      micro_gemm(R, s.dh, kKeyTile, Q, s.dhp, 1, Kk, ldk, S, kKeyTile, false);  // S = Q K^T
       const bool diagonal = k0 + kKeyTile > first_pos + 1;
       for (int64_t r = 0; r < R; ++r) {
         float* srow = S + r * kKeyTile;
@@ -203,7 +216,7 @@ FlashForward flash_attention_forward(const at::Tensor& q_in, const at::Tensor& k
           for (int64_t j = 0; j < s.dhp; j += simd::kW) simd::store(orow + j, simd::mul(simd::load(orow + j), av));
         }
       }
-      micro_gemm(R, nk, s.dhp, S, kKeyTile, 1, Vg + k0 * s.dhp, s.dhp, O, s.dhp, true);  // O += P V
+      micro_gemm(R, nk, s.dhp, S, kKeyTile, 1, Vk, s.dhp, O, s.dhp, true);  // O += P V
     }
     for (int64_t r = 0; r < R; ++r) {
       const int64_t t = t0 + r / s.M, h = g * s.M + r % s.M;
