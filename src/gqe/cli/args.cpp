@@ -1,5 +1,7 @@
 #include "gqe/cli/args.h"
 
+#include <cstdlib>
+
 #include "gqe/core/error.h"
 
 namespace gqe::cli {
@@ -35,6 +37,35 @@ Args::Args(const std::string& command, int argc, char** argv, const std::set<std
       throw Error("gqe " + command + ": unknown option --" + name + " (known:" + known + ")");
     }
   }
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t c = s.find(',', start);
+    if (c == std::string::npos) c = s.size();
+    if (c > start) out.push_back(s.substr(start, c - start));
+    start = c + 1;
+  }
+  return out;
+}
+
+std::vector<std::string> Args::get_list(const std::string& name, const std::vector<std::string>& def) const {
+  return has(name) ? split_commas(get(name, "")) : def;
+}
+
+std::vector<int64_t> Args::get_positive_ints(const std::string& name, const std::vector<int64_t>& def) const {
+  if (!has(name)) return def;
+  std::vector<int64_t> out;
+  for (const std::string& item : split_commas(get(name, ""))) {
+    char* end = nullptr;
+    long long v = std::strtoll(item.c_str(), &end, 10);
+    if (!end || *end || v <= 0)
+      throw Error("gqe " + command_ + ": --" + name + " expects comma-separated positive integers, got '" + item + "'");
+    out.push_back(v);
+  }
+  return out;
 }
 
 std::string Args::get(const std::string& name, const std::string& def) const {

@@ -9,6 +9,9 @@
 
 namespace gqe::cli {
 
+// "a,b,,c" -> {"a", "b", "c"}
+std::vector<std::string> split_commas(const std::string& s);
+
 class Args {
  public:
   // `options` take a value; `flags` do not.
@@ -21,6 +24,10 @@ class Args {
   int64_t get_int(const std::string& name, int64_t def) const;
   double get_double(const std::string& name, double def) const;
   const std::vector<std::string>& positional() const { return positional_; }
+  // Comma-separated values of --name (empty items dropped); `def` when the option is absent.
+  std::vector<std::string> get_list(const std::string& name, const std::vector<std::string>& def = {}) const;
+  // Comma-separated positive integers of --name; an error names the option and the bad item.
+  std::vector<int64_t> get_positive_ints(const std::string& name, const std::vector<int64_t>& def = {}) const;
 
  private:
   std::string command_;

@@ -12,30 +12,6 @@
 #include "gqe/io/safetensors.h"
 
 namespace gqe::cli {
-namespace {
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-std::vector<int64_t> split_ints(const std::string& s, const std::string& option) {
-  std::vector<int64_t> out;
-  for (const std::string& item : split(s)) {
-    char* end = nullptr;
-    long long v = std::strtoll(item.c_str(), &end, 10);
-    if (!end || *end || v <= 0)
-      throw Error("gqe bench: " + option + ": expected comma-separated positive integers, got '" + item + "'");
-    out.push_back(v);
-  }
-  return out;
-}
-
-}  // namespace
 
 int cmd_bench(int argc, char** argv) {
   Args args("bench", argc, argv,
@@ -61,10 +37,10 @@ int cmd_bench(int argc, char** argv) {
     return 0;
   }
   bench::BenchOptions opt;
-  if (args.has("shapes")) opt.shapes = split(args.get("shapes", ""));
-  if (args.has("levels")) opt.levels = split(args.get("levels", ""));
-  if (args.has("lengths")) opt.lengths = split_ints(args.get("lengths", ""), "--lengths");
-  if (args.has("decode-lengths")) opt.decode_lengths = split_ints(args.get("decode-lengths", ""), "--decode-lengths");
+  opt.shapes = args.get_list("shapes", opt.shapes);
+  opt.levels = args.get_list("levels", opt.levels);
+  opt.lengths = args.get_positive_ints("lengths", opt.lengths);
+  opt.decode_lengths = args.get_positive_ints("decode-lengths", opt.decode_lengths);
   opt.repeats = int(args.get_int("repeats", opt.repeats));
   opt.seconds_per_point = args.get_double("seconds-per-point", opt.seconds_per_point);
   opt.train_length = args.get_int("train-length", opt.train_length);

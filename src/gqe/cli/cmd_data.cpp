@@ -18,21 +18,10 @@ namespace gqe::cli {
 
 namespace {
 
-// Multi-valued options are comma-separated (--input a.txt,b.txt) and/or positional.
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t c = s.find(',', start);
-    if (c == std::string::npos) c = s.size();
-    if (c > start) out.push_back(s.substr(start, c - start));
-    start = c + 1;
-  }
-  return out;
-}
+// Multi-valued options are comma-separated (--input a.txt,b.txt) and/or positional: split_commas (args.h).
 
 std::vector<std::string> inputs_of(const Args& args) {
-  std::vector<std::string> in = split_list(args.get("input", ""));
+  std::vector<std::string> in = split_commas(args.get("input", ""));
   for (const auto& p : args.positional()) in.push_back(p);
   return in;
 }
@@ -116,7 +105,7 @@ int cmd_tokenizer(int argc, char** argv) {
   o.num_threads = static_cast<int>(args.get_int("threads", o.num_threads));
   o.input_sentence_size = args.get_int("sentences", 0);
   o.character_coverage = args.get_double("character-coverage", o.character_coverage);
-  o.extra = split_list(args.get("spm-option", ""));
+  o.extra = split_commas(args.get("spm-option", ""));
   std::cerr << "training SentencePiece " << o.model_type << " (vocab " << o.vocab_size << ", " << o.num_threads
             << " threads) on " << o.inputs.size() << " file(s)...\n";
   const auto t0 = std::chrono::steady_clock::now();

@@ -25,15 +25,6 @@ namespace gqe::cli {
 
 namespace {
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 double parse_limit(const Args& args) {
   if (!args.has("limit")) return 0;
   const std::string v = args.get("limit", "");

@@ -10,27 +10,6 @@
 
 namespace gqe::cli {
 
-namespace {
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ','))
-    if (!x.empty()) out.push_back(x);
-  return out;
-}
-std::vector<int64_t> split_ints(const std::string& s, const std::string& opt) {
-  std::vector<int64_t> out;
-  for (const auto& x : split(s)) {
-    try {
-      out.push_back(std::stoll(x));
-    } catch (const std::exception&) {
-      throw Error("gqe experiment: " + opt + " expects comma-separated integers, got '" + s + "'");
-    }
-  }
-  return out;
-}
-}  // namespace
 
 int cmd_experiment(int argc, char** argv) {
   Args args("experiment", argc, argv,
@@ -61,9 +40,8 @@ int cmd_experiment(int argc, char** argv) {
   o.train_shards = args.get("train-shards", "");
   o.val_shards = args.get("val-shards", "");
   o.tokenizer = args.get("tokenizer", "");
-  if (args.has("variants")) o.variants = split(args.get("variants", ""));
-  o.seeds = args.has("seeds") ? split_ints(args.get("seeds", ""), "--seeds") : quick ? std::vector<int64_t>{1}
-                                                                                     : std::vector<int64_t>{1, 2, 3};
+  o.variants = args.get_list("variants", o.variants);
+  o.seeds = args.get_positive_ints("seeds", quick ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2, 3});
   o.steps = args.get_int("steps", quick ? 150 : 600);
   o.batch = args.get_int("batch", quick ? 8 : 16);
   o.seq = args.get_int("seq", 128);
@@ -73,9 +51,8 @@ int cmd_experiment(int argc, char** argv) {
   o.eval_dir = args.get("eval-dir", "");
   o.eval_tasks = args.get("eval-tasks", o.eval_tasks);
   o.eval_limit = args.get_double("eval-limit", 0);
-  o.bench_lengths = args.has("bench-lengths") ? split_ints(args.get("bench-lengths", ""), "--bench-lengths")
-                    : quick                   ? std::vector<int64_t>{256, 512, 1024}
-                                              : std::vector<int64_t>{256, 512, 1024, 2048};
+  o.bench_lengths = args.get_positive_ints(
+      "bench-lengths", quick ? std::vector<int64_t>{256, 512, 1024} : std::vector<int64_t>{256, 512, 1024, 2048});
   o.bench_repeats = int(args.get_int("bench-repeats", 3));
   o.threads = int(args.get_int("threads", 0));
   if (o.steps <= 0 || o.batch <= 0 || o.seq <= 0) throw Error("gqe experiment: --steps, --batch, --seq must be positive");

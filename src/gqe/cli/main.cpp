@@ -47,7 +47,10 @@ int main(int argc, char** argv) {
     std::cerr << "gqe: unknown command '" << cmd << "'\n\n" << kUsage;
     return 2;
   } catch (const gqe::Error& e) {
-    std::cerr << "gqe " << cmd << ": error: " << e.what() << "\n";
+    std::string msg = e.what();
+    const std::string prefix = "gqe " + cmd + ": ";  // many messages already name the command
+    if (msg.rfind(prefix, 0) == 0) msg = msg.substr(prefix.size());
+    std::cerr << prefix << "error: " << msg << "\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "gqe " << cmd << ": internal error: " << e.what() << "\n";
