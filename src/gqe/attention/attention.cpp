@@ -5,6 +5,7 @@
 #include "gqe/attention/rope.h"
 #include "gqe/attention/sdpa_reference.h"
 #include "gqe/kernels/flash_attention.h"
+#include "gqe/kernels/rope.h"
 #include "gqe/kernels/routed_projection.h"
 
 namespace gqe {
@@ -17,6 +18,17 @@ torch::nn::Linear linear(int64_t in, int64_t out) {
   return l;
 }
 
+// The fast path (flash kernel, sparse routing, one-pass RoPE) unless the config asks for the reference; it
+// is fp32-only, so other dtypes (e.g. double-precision gradient checks) take the reference path.
+bool use_fast(const AttentionConfig& a, const at::Tensor& x) {
+  return a.implementation == "fast" && x.scalar_type() == at::kFloat;
+}
+
+// RoPE on [B,T,H,d_h] at positions start..: the one-pass kernel or its libtorch reference twin.
+at::Tensor rotate(const at::Tensor& x, bool fast, int64_t start, double theta) {
+  return fast ? kernels::rope(x, start, theta) : apply_rope(x, start, theta);
+}
+
 // Projects x [B,T,d] to K and V [B,T,G,d_h], applies RoPE to K and appends to the cache.
 std::pair<at::Tensor, at::Tensor> keys_values(const at::Tensor& x, torch::nn::Linear& kp, torch::nn::Linear& vp,
                                               const AttentionConfig& a, bool rope, double theta, int64_t start,
@@ -24,15 +36,9 @@ std::pair<at::Tensor, at::Tensor> keys_values(const at::Tensor& x, torch::nn::Li
   const int64_t B = x.size(0), T = x.size(1);
   at::Tensor k = kp->forward(x).view({B, T, a.num_kv_heads, a.head_dim});
   at::Tensor v = vp->forward(x).view({B, T, a.num_kv_heads, a.head_dim});
-  if (rope) k = apply_rope(k, start, theta);
+  if (rope) k = rotate(k, use_fast(a, x), start, theta);
   if (cache) return cache->append(k, v);
   return {k, v};
-}
-
-// The fast path (flash kernel, sparse routing) unless the config asks for the reference; it is fp32-only,
-// so other dtypes (e.g. double-precision gradient checks) take the reference path.
-bool use_fast(const AttentionConfig& a, const at::Tensor& x) {
-  return a.implementation == "fast" && x.scalar_type() == at::kFloat;
 }
 
 }  // namespace
@@ -50,10 +56,11 @@ AttentionResult GQAAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
   const int64_t B = x.size(0), T = x.size(1), start = cache ? cache->length() : 0;
   const int64_t M = a_.experts_per_group();
   auto [k, v] = keys_values(x, k_proj, v_proj, a_, rope_, rope_theta_, start, cache);
+  const bool fast = use_fast(a_, x);
   at::Tensor q = q_proj->forward(x).view({B, T, a_.num_heads, a_.head_dim});
-  if (rope_) q = apply_rope(q, start, rope_theta_);
+  if (rope_) q = rotate(q, fast, start, rope_theta_);
   at::Tensor o;
-  if (use_fast(a_, x)) {
+  if (fast) {
     o = kernels::flash_attention(q, k, v, start);  // GQA-native: head h uses KV head h / M, no expansion
   } else {
     // Head h uses KV head h / M: repeat each KV head M times along the head axis.
@@ -100,7 +107,7 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
     // Slot head g*k + r holds token i's r-th choice of group g: for attention only the query values and
     // positions matter, so this is GQA with k query heads per KV head (fast-gqe-design.md).
     at::Tensor q = kernels::routed_query_projection(x, q_proj->weight, r.selected, M, dh);  // [B,T,G*k,d_h]
-    if (rope_) q = apply_rope(q, start, rope_theta_);
+    if (rope_) q = rotate(q, fast, start, rope_theta_);
     o_sel = kernels::flash_attention(q, keys, values, start).view({B, T, G, k, dh});
   } else {
     at::Tensor q = q_proj->forward(x).view({B, T, G * M, dh});
@@ -126,10 +133,15 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
       at::Tensor obar = (w.unsqueeze(-1) * o_sel).sum({2, 3});                           // [B,T,d_h]
       // 4. Shared head: own query against the mean of the G KV heads (keys averaged after RoPE).
       at::Tensor qs = shared_q_proj->forward(x).view({B, T, 1, dh});
-      if (rope_) qs = apply_rope(qs, start, rope_theta_);
-      at::Tensor s = (fast ? kernels::flash_attention(qs, keys.mean(2, true), values.mean(2, true), start)
-                           : causal_attention_reference(qs, keys.mean(2, true), values.mean(2, true), start))
-                         .view({B, T, dh});
+      if (rope_) qs = rotate(qs, fast, start, rope_theta_);
+      at::Tensor s;
+      if (fast) {
+        // Decoding: the cache keeps the running mean, so a step does not re-read all of K/V to average it.
+        auto [k_mean, v_mean] = cache ? cache->mean_kv() : std::make_pair(keys.mean(2, true), values.mean(2, true));
+        s = kernels::flash_attention(qs, k_mean, v_mean, start).view({B, T, dh});
+      } else {
+        s = causal_attention_reference(qs, keys.mean(2, true), values.mean(2, true), start).view({B, T, dh});
+      }
       slots = at::cat({hard, obar, s}, -1);
     }
   }

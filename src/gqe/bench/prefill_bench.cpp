@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -31,20 +32,31 @@ struct Timing {
   int runs = 0;
 };
 
-// One warm-up call, then up to `repeats` timed calls (at least one) within `budget_s`; the median.
-Timing time_median(const std::function<void()>& f, int repeats, double budget_s) {
+// GQA and GQE timed in alternation: one warm-up call of each, then pairs (GQA, GQE) until each has
+// `repeats` timed calls (at least one) or the pair budget `budget_s` is spent. Alternating exposes both to
+// the same machine state (other load, clock, page cache), so their ratio is steadier than two separate
+// series. Returns the median of each.
+std::array<Timing, 2> time_pair(const std::function<void()>& f0, const std::function<void()>& f1, int repeats,
+                                double budget_s) {
   using clock = std::chrono::steady_clock;
-  f();
-  std::vector<double> t;
+  const std::function<void()>* f[2] = {&f0, &f1};
+  std::vector<double> t[2];
+  for (auto* g : f) (*g)();
   double spent = 0;
-  while (int(t.size()) < std::max(1, repeats) && (t.empty() || spent < budget_s)) {
-    auto t0 = clock::now();
-    f();
-    t.push_back(std::chrono::duration<double>(clock::now() - t0).count());
-    spent += t.back();
+  while (int(t[0].size()) < std::max(1, repeats) && (t[0].empty() || spent < budget_s)) {
+    for (int i = 0; i < 2; ++i) {
+      auto t0 = clock::now();
+      (*f[i])();
+      t[i].push_back(std::chrono::duration<double>(clock::now() - t0).count());
+      spent += t[i].back();
+    }
   }
-  std::sort(t.begin(), t.end());
-  return {t[t.size() / 2], int(t.size())};
+  std::array<Timing, 2> out;
+  for (int i = 0; i < 2; ++i) {
+    std::sort(t[i].begin(), t[i].end());
+    out[i] = {t[i][t[i].size() / 2], int(t[i].size())};
+  }
+  return out;
 }
 
 double per_token_projection_flops(const ModelConfig& c) {
@@ -104,8 +116,10 @@ double attention_core_flops(const ModelConfig& c, int64_t n) {
 double flop_limit(const ModelConfig& gqa, const ModelConfig& gqe, const std::string& level, int64_t n) {
   auto flops = [&](const ModelConfig& c) {
     double f = attention_core_flops(c, n);
-    if (level == "layer" || level == "block") f += double(n) * per_token_projection_flops(c);
-    if (level == "block") f += double(n) * mlp_flops_per_token(c);
+    if (level != "core") f += double(n) * per_token_projection_flops(c);
+    if (level == "block" || level == "model") f += double(n) * mlp_flops_per_token(c);
+    // Whole model: every layer, plus the LM head over all n positions (the embedding is a lookup).
+    if (level == "model") f = f * double(c.num_hidden_layers) + double(n) * 2.0 * c.hidden_size * c.vocab_size;
     return f;
   };
   return flops(gqa) / flops(gqe);
@@ -125,27 +139,28 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
     for (auto& c : cfg) c.attention.implementation = opt.implementation;
     const int64_t d = cfg[0].hidden_size, dh = cfg[0].attention.head_dim, G = cfg[0].attention.num_kv_heads;
     for (const std::string& level : opt.levels) {
-      if (level != "core" && level != "layer" && level != "block")
-        throw Error("gqe bench: --levels: unknown level '" + level + "' (expected core, layer or block)");
+      if (level != "core" && level != "layer" && level != "block" && level != "model")
+        throw Error("gqe bench: --levels: unknown level '" + level + "' (expected core, layer, block or model)");
       // Modules are built once per level; inputs per length.
       std::shared_ptr<AttentionBlock> attn[2];
       std::shared_ptr<DecoderLayer> block[2];
+      std::shared_ptr<LanguageModel> model[2];
       for (int i = 0; i < 2; ++i) {
         if (level == "layer") attn[i] = make_attention(cfg[i]), randomise_router(*attn[i]);
         if (level == "block") block[i] = std::make_shared<DecoderLayer>(cfg[i]), randomise_router(*block[i]);
+        if (level == "model") model[i] = std::make_shared<LanguageModel>(cfg[i]), randomise_router(*model[i]);
       }
       for (int64_t n : opt.lengths) {
         BenchRow r;
         r.section = "prefill", r.shape = shape, r.level = level, r.n = n;
-        Timing t[2];
+        std::function<void()> f[2];
         for (int i = 0; i < 2; ++i) {
-          std::function<void()> f;
           if (level == "core") {
             const int64_t H = cfg[i].attention.is_gqe() ? cfg[i].attention.top_k * G : cfg[i].attention.num_heads;
             at::Tensor q = at::randn({1, n, H, dh}), k = at::randn({1, n, G, dh}), v = at::randn({1, n, G, dh});
             at::Tensor qs = at::randn({1, n, 1, dh});
             const bool gqe = cfg[i].attention.is_gqe(), ref = opt.implementation == "reference";
-            f = [=] {
+            f[i] = [=] {
               auto attend = [&](const at::Tensor& qq, const at::Tensor& kk, const at::Tensor& vv) {
                 if (!ref) return kernels::flash_attention_forward(qq, kk, vv, 0).out;
                 const int64_t M = qq.size(2) / kk.size(2);
@@ -154,18 +169,22 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
               attend(q, k, v);
               if (gqe) attend(qs, k.mean(2, true), v.mean(2, true));  // shared head on mean K/V
             };
+          } else if (level == "model") {
+            auto m = model[i];
+            at::Tensor tok = at::randint(0, cfg[i].vocab_size, {1, n}, at::kLong);
+            f[i] = [m, tok] { m->forward(tok); };
           } else {
             at::Tensor x = at::randn({1, n, d});
             if (level == "layer") {
               auto a = attn[i];
-              f = [a, x] { a->forward(x, nullptr); };
+              f[i] = [a, x] { a->forward(x, nullptr); };
             } else {
               auto b = block[i];
-              f = [b, x] { b->forward(x, nullptr); };
+              f[i] = [b, x] { b->forward(x, nullptr); };
             }
           }
-          t[i] = time_median(f, opt.repeats, opt.seconds_per_point);
         }
+        const auto t = time_pair(f[0], f[1], opt.repeats, opt.seconds_per_point);
         r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3;
         r.ratio = t[0].median_s / t[1].median_s;
         r.runs = std::min(t[0].runs, t[1].runs);
@@ -182,26 +201,26 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
       // Forward + backward of a 2-layer LM of this shape on one sequence (no optimizer step).
       BenchRow r;
       r.section = "train", r.shape = shape, r.level = "lm-2layer", r.n = opt.train_length;
-      Timing t[2];
+      torch::AutoGradMode grad_on(true);
+      std::shared_ptr<LanguageModel> m[2];
+      std::function<void()> f[2];
+      at::Tensor tok = at::randint(0, cfg[0].vocab_size, {1, opt.train_length + 1}, at::kLong);
+      at::Tensor in = tok.narrow(1, 0, opt.train_length), target = tok.narrow(1, 1, opt.train_length);
       for (int i = 0; i < 2; ++i) {
-        torch::AutoGradMode grad_on(true);
-        LanguageModel m(cfg[i]);
-        randomise_router(m);
-        at::Tensor tok = at::randint(0, cfg[i].vocab_size, {1, opt.train_length + 1}, at::kLong);
-        at::Tensor in = tok.narrow(1, 0, opt.train_length), target = tok.narrow(1, 1, opt.train_length);
-        t[i] = time_median(
-            [&] {
-              m.zero_grad();
-              LMOutput o = m.forward(in);
-              (LanguageModel::lm_loss(o.logits, target) + cfg[i].attention.aux_loss_weight * o.aux_loss).backward();
-            },
-            std::max(1, opt.repeats / 2), opt.seconds_per_point);
+        m[i] = std::make_shared<LanguageModel>(cfg[i]);
+        randomise_router(*m[i]);
+        f[i] = [model = m[i], in, target, w = cfg[i].attention.aux_loss_weight] {
+          model->zero_grad();
+          LMOutput o = model->forward(in);
+          (LanguageModel::lm_loss(o.logits, target) + w * o.aux_loss).backward();
+        };
       }
+      const auto t = time_pair(f[0], f[1], std::max(1, opt.repeats / 2), opt.seconds_per_point);
       r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3, r.ratio = t[0].median_s / t[1].median_s;
       r.gqa_tok_s = double(opt.train_length) / t[0].median_s, r.gqe_tok_s = double(opt.train_length) / t[1].median_s;
       r.runs = std::min(t[0].runs, t[1].runs);
-      // Training FLOPs are ~3x forward for both; the forward block ratio (plus head/embedding) bounds it.
-      r.flop_limit = flop_limit(cfg[0], cfg[1], "block", opt.train_length);
+      // Training FLOPs are ~3x forward for both; the forward FLOP ratio of the whole model bounds it.
+      r.flop_limit = flop_limit(cfg[0], cfg[1], "model", opt.train_length);
       emit(r);
     }
 
@@ -210,20 +229,20 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
       for (int64_t L : opt.decode_lengths) {
         BenchRow r;
         r.section = "decode", r.shape = shape, r.level = "layer", r.n = L;
-        Timing t[2];
+        std::shared_ptr<AttentionBlock> a[2];
+        auto cache = std::make_shared<std::array<LayerKVCache, 2>>();
+        std::function<void()> f[2];
+        at::Tensor K = at::randn({1, L, G, dh}), V = at::randn({1, L, G, dh}), x = at::randn({1, 1, d});
         for (int i = 0; i < 2; ++i) {
-          auto a = make_attention(cfg[i]);
-          randomise_router(*a);
-          at::Tensor K = at::randn({1, L, G, dh}), V = at::randn({1, L, G, dh});
-          at::Tensor x = at::randn({1, 1, d});
-          LayerKVCache cache;
-          t[i] = time_median(
-              [&] {
-                cache.k = K, cache.v = V;  // same context length for every timed token
-                a->forward(x, &cache);
-              },
-              opt.decode_tokens, opt.seconds_per_point);
+          a[i] = make_attention(cfg[i]);
+          randomise_router(*a[i]);
+          (*cache)[i].append(K, V);
+          f[i] = [blk = a[i], cache, i, x, L] {
+            (*cache)[i].truncate(L);  // same context length for every timed token
+            blk->forward(x, &(*cache)[i]);
+          };
         }
+        const auto t = time_pair(f[0], f[1], opt.decode_tokens, opt.seconds_per_point);
         r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3, r.ratio = t[0].median_s / t[1].median_s;
         r.gqa_tok_s = 1.0 / t[0].median_s, r.gqe_tok_s = 1.0 / t[1].median_s;
         r.runs = std::min(t[0].runs, t[1].runs);

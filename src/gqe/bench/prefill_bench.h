@@ -1,5 +1,6 @@
-// `gqe bench`: GQA vs GQE wall-clock on this machine. Prefill latency at three levels (attention core,
-// attention layer, transformer block), a training step (forward + backward) and decode with a KV cache.
+// `gqe bench`: GQA vs GQE wall-clock on this machine. Prefill latency at four levels (attention core,
+// attention layer, transformer block, whole model of the bench shape: 2 layers, vocab 256), a training
+// step (forward + backward) and decode with a KV cache. GQA and GQE runs alternate (time_pair).
 // A benchmark, not a test: the numbers depend on the machine and on whatever else runs on it.
 #pragma once
 #include <cstdint>
@@ -27,7 +28,7 @@ struct BenchOptions {
 // "paper": d 1024, d_h 64, N 16, G 8, k 1, SwiGLU 2816; "small": d 256, d_h 32, N 8, G 4, k 1, SwiGLU 704.
 ModelConfig shape_config(const std::string& shape, const std::string& kind);
 
-// GQA/GQE ratio of forward FLOPs at prefill length n for a level ("core" | "layer" | "block").
+// GQA/GQE ratio of forward FLOPs at prefill length n for a level ("core" | "layer" | "block" | "model").
 double flop_limit(const ModelConfig& gqa, const ModelConfig& gqe, const std::string& level, int64_t n);
 // Causal attention-core FLOPs of one layer's prefill: 2*2*heads*d_h*n(n+1)/2.
 double attention_core_flops(const ModelConfig& cfg, int64_t n);

@@ -1,4 +1,4 @@
-// gqe bench: GQA vs GQE wall-clock (prefill at three levels, training step, decode); see bench/prefill_bench.h.
+// gqe bench: GQA vs GQE wall-clock (prefill at four levels, training step, decode); see bench/prefill_bench.h.
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -21,10 +21,12 @@ int cmd_bench(int argc, char** argv) {
   if (args.flag("help")) {
     std::cout
         << "usage: gqe bench [options]\n"
-           "  GQA vs GQE latency on this machine, batch 1, fp32. Prints a table; writes OUT.json, OUT.csv and\n"
+           "  GQA vs GQE latency on this machine, batch 1, fp32, GQA and GQE runs alternating. Prints a table;\n"
+           "  writes OUT.json, OUT.csv and\n"
            "  (gnuplot) OUT.png of the prefill speedup vs sequence length.\n"
            "  --shapes paper,small        paper: d 1024, d_h 64, N 16, G 8, k 1; small: d 256, d_h 32, N 8, G 4\n"
-           "  --levels core,layer,block   attention core / attention layer / transformer block (prefill)\n"
+           "  --levels core,layer,block   attention core / attention layer / transformer block / model (the\n"
+           "                              bench shape's 2-layer LM with its vocab-256 head), prefill\n"
            "  --lengths 1024,2048,4096,8192   prefill lengths\n"
            "  --repeats 5                 timed runs per point after one warm-up (median reported)\n"
            "  --seconds-per-point 20      stop repeating a point after this many timed seconds\n"

@@ -5,6 +5,7 @@
 
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
+#include "gqe/core/runtime.h"
 
 namespace {
 const char* kUsage =
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string cmd = argv[1];
+  gqe::configure_allocator();
   try {
     if (cmd == "info") return gqe::cli::cmd_info(argc - 2, argv + 2);
     if (cmd == "env") return gqe::cli::cmd_env(argc - 2, argv + 2);

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <malloc.h>
 #include <torch/version.h>
 
 #include <algorithm>
@@ -13,6 +14,20 @@
 #include <vector>
 
 namespace gqe {
+namespace {
+std::string g_allocator = "system malloc";
+}
+
+std::string configure_allocator() {
+  const char* env = std::getenv("GQE_MALLOC");
+  if (env && std::string(env) == "system") return g_allocator = "system malloc (GQE_MALLOC=system)";
+#if defined(__GLIBC__)
+  // Large blocks from the heap instead of fresh mmaps, and freed memory kept (not trimmed) for reuse.
+  if (mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1)
+    g_allocator = "glibc malloc, freed memory kept for reuse";
+#endif
+  return g_allocator;
+}
 
 int configure_threads(int n) {
   if (n <= 0) n = int(std::max(1u, std::thread::hardware_concurrency()));
@@ -56,7 +71,7 @@ double measure_matmul_gflops(int n, int repeats) {
 
 std::string describe_runtime() {
   return "threads=" + std::to_string(at::get_num_threads()) + " blas=" + loaded_blas_library() +
-         " libtorch=" + TORCH_VERSION;
+         " malloc=\"" + g_allocator + "\" libtorch=" + TORCH_VERSION;
 }
 
 }  // namespace gqe

@@ -76,6 +76,26 @@ void parallel_items(int64_t n, F body) {
   });
 }
 
+// Runs body(item, worker) for item in [0, n) on `workers` threads with a fixed assignment: items in index
+// order go to the worker with the least cost so far (lowest index on ties). The plan depends only on n,
+// workers and cost, so each worker sees the same items in the same order on every run.
+template <typename Cost, typename F>
+void parallel_items_static(int64_t n, int64_t workers, Cost cost, F body) {
+  if (n <= 0) return;
+  workers = std::max<int64_t>(1, std::min(workers, n));
+  std::vector<std::vector<int64_t>> plan(static_cast<size_t>(workers));
+  std::vector<double> load(static_cast<size_t>(workers), 0.0);
+  for (int64_t item = 0; item < n; ++item) {
+    const auto w = std::min_element(load.begin(), load.end()) - load.begin();
+    plan[size_t(w)].push_back(item);
+    load[size_t(w)] += cost(item);
+  }
+  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t w = begin; w < end; ++w)
+      for (int64_t item : plan[size_t(w)]) body(item, w);
+  });
+}
+
 // Copies rows of a (position, head) block of a [B, T, H, d_h] tensor into dst [rows x dhp], times `mul`,
 // zero-padding columns d_h..dhp. Rows are position-major: row r = t * M + h, tensor head g*M + h.
 void pack_rows(const float* src, const Shape& s, int64_t T, int64_t H, int64_t b, int64_t g, int64_t t0, int64_t nt,
@@ -186,15 +206,14 @@ FlashForward flash_attention_forward(const at::Tensor& q_in, const at::Tensor& k
         pack_kv_rows(vp, s, b, g, k0, nk, Vr);
         Kk = Kt, ldk = kKeyTile, Vk = Vr;
       }
-      micro_gemm(R, s.dh, kKeyTile, Q, s.dhp, 1, Kk, ldk, S, kKeyTile, false);  // S = Q K^T
+      // Rows before r_lo (positions < k0) see none of this tile: skip them (index arithmetic, not a mask).
+      const int64_t r_lo = std::max<int64_t>(0, k0 - first_pos) * s.M;
+      micro_gemm(R - r_lo, s.dh, kKeyTile, Q + r_lo * s.dhp, s.dhp, 1, Kk, ldk, S + r_lo * kKeyTile, kKeyTile,
+                 false);  // S = Q K^T
       const bool diagonal = k0 + kKeyTile > first_pos + 1;
-      for (int64_t r = 0; r < R; ++r) {
+      for (int64_t r = r_lo; r < R; ++r) {
         float* srow = S + r * kKeyTile;
         const int64_t nv = diagonal ? visible(first_pos + r / s.M, k0) : kKeyTile;
-        if (nv == 0) {
-          std::fill(srow, srow + kKeyTile, 0.f);
-          continue;
-        }
         fill_masked(srow, nv);
         simd::Vec mx = simd::set1(kNegInf);
         for (int64_t c = 0; c < kKeyTile; c += simd::kW) mx = simd::vmax(mx, simd::load(srow + c));
@@ -216,7 +235,8 @@ FlashForward flash_attention_forward(const at::Tensor& q_in, const at::Tensor& k
           for (int64_t j = 0; j < s.dhp; j += simd::kW) simd::store(orow + j, simd::mul(simd::load(orow + j), av));
         }
       }
-      micro_gemm(R, nk, s.dhp, S, kKeyTile, 1, Vk, s.dhp, O, s.dhp, true);  // O += P V
+      micro_gemm(R - r_lo, nk, s.dhp, S + r_lo * kKeyTile, kKeyTile, 1, Vk, s.dhp, O + r_lo * s.dhp, s.dhp,
+                 true);  // O += P V
     }
     for (int64_t r = 0; r < R; ++r) {
       const int64_t t = t0 + r / s.M, h = g * s.M + r % s.M;
@@ -255,8 +275,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attention_backward(const at
   const int64_t key_end = s.q_start + s.Tq;  // keys at or after this are seen by no query
   const int64_t nkb = (key_end + kKeyTile - 1) / kKeyTile, per_tile = s.B * s.G;
   std::vector<std::unique_ptr<Scratch>> scratches(workers);
-  // Items: (key tile, b, g), first (longest: seen by the most queries) key tiles first.
-  parallel_items(nkb * per_tile, [&](int64_t item, int64_t slot) {
+  // Items: (key tile, b, g). Each worker sums dQ in its own order, so for bit-reproducible gradients (a
+  // resumed run must retrace the uninterrupted one) items go to workers by a fixed plan, not first-come:
+  // longest first (early key tiles are seen by the most queries), each to the least-loaded worker.
+  auto tile_cost = [&](int64_t item) { return double(key_end - (item / per_tile) * kKeyTile); };
+  parallel_items_static(nkb * per_tile, workers, tile_cost, [&](int64_t item, int64_t slot) {
     auto& sc = scratches[slot];
     if (!sc) sc = std::make_unique<Scratch>(scratch);
     sc->used = 0;
@@ -292,10 +315,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attention_backward(const at
         lse_r[r] = lp[idx];
         D_r[r] = Dp[idx];
       }
-      micro_gemm(R, s.dh, kKeyTile, Q, s.dhp, 1, Kt, kKeyTile, P, kKeyTile, false);   // S = Q K^T (scaled)
-      micro_gemm(R, s.dh, kKeyTile, dO, s.dhp, 1, Vt, kKeyTile, dS, kKeyTile, false);  // dP = dO V^T
+      // Rows before r_lo (positions < k0) see none of this tile and contribute nothing: skipped.
+      const int64_t r_lo = std::max<int64_t>(0, k0 - first_pos) * s.M, Rv = R - r_lo;
+      float *Qv = Q + r_lo * s.dhp, *dOv = dO + r_lo * s.dhp, *Pv = P + r_lo * kKeyTile, *dSv = dS + r_lo * kKeyTile;
+      micro_gemm(Rv, s.dh, kKeyTile, Qv, s.dhp, 1, Kt, kKeyTile, Pv, kKeyTile, false);   // S = Q K^T (scaled)
+      micro_gemm(Rv, s.dh, kKeyTile, dOv, s.dhp, 1, Vt, kKeyTile, dSv, kKeyTile, false);  // dP = dO V^T
       const bool diagonal = k0 + kKeyTile > first_pos + 1;
-      for (int64_t r = 0; r < R; ++r) {
+      for (int64_t r = r_lo; r < R; ++r) {
         float* prow = P + r * kKeyTile;
         float* dsrow = dS + r * kKeyTile;
         if (diagonal) fill_masked(prow, visible(first_pos + r / s.M, k0));
@@ -306,10 +332,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attention_backward(const at
           simd::store(dsrow + c, simd::mul(p, simd::sub(simd::load(dsrow + c), dv_)));  // dS = P (dP - D)
         }
       }
-      micro_gemm(nk, R, s.dhp, P, 1, kKeyTile, dO, s.dhp, dV, s.dhp, true);   // dV += P^T dO
-      micro_gemm(nk, R, s.dhp, dS, 1, kKeyTile, Q, s.dhp, dK, s.dhp, true);   // dK += dS^T (scale Q)
-      micro_gemm(R, nk, s.dhp, dS, kKeyTile, 1, Kr, s.dhp, dQb, s.dhp, false);  // dQ_blk = dS K
-      for (int64_t r = 0; r < R; ++r) {
+      micro_gemm(nk, Rv, s.dhp, Pv, 1, kKeyTile, dOv, s.dhp, dV, s.dhp, true);   // dV += P^T dO
+      micro_gemm(nk, Rv, s.dhp, dSv, 1, kKeyTile, Qv, s.dhp, dK, s.dhp, true);   // dK += dS^T (scale Q)
+      micro_gemm(Rv, nk, s.dhp, dSv, kKeyTile, 1, Kr, s.dhp, dQb + r_lo * s.dhp, s.dhp, false);  // dQ_blk = dS K
+      for (int64_t r = r_lo; r < R; ++r) {
         float* dst = dq + ((b * s.Tq + t0 + r / s.M) * s.Hq + g * s.M + r % s.M) * s.dh;
         const float* src = dQb + r * s.dhp;
         for (int64_t j = 0; j < s.dh; ++j) dst[j] += src[j] * s.scale;

@@ -6,7 +6,7 @@
 #include <atomic>
 #include <vector>
 
-#include "gqe/kernels/simd.h"
+#include "gqe/kernels/micro_gemm.h"
 
 namespace gqe::kernels {
 namespace {
@@ -39,66 +39,21 @@ Buckets bucket_by_expert(const at::Tensor& selected, int64_t M) {  // selected: 
   return b;
 }
 
-// out[row_i, j] = x[tok_i, :] . W[j, :] for RB entries x JB outputs, as dot products over d (W stays in its
-// [d_h, d] layout: no transposed copy). Every output element is accumulated in the same order whatever
-// the block shape, so a token's result never depends on which other tokens share its bucket.
-template <int RB, int JB>
-void dot_block(const float* x, const int64_t* tok, const int64_t* row, const float* W, int64_t j0, int64_t d,
-               int64_t dh, float* out) {
-  using namespace simd;
-  const float* xr[RB];
-  for (int i = 0; i < RB; ++i) xr[i] = x + tok[i] * d;
-  const float* wr[JB];
-  for (int j = 0; j < JB; ++j) wr[j] = W + (j0 + j) * d;
-  Vec acc[RB][JB];
-  for (int i = 0; i < RB; ++i)
-    for (int j = 0; j < JB; ++j) acc[i][j] = zero();
-  int64_t t = 0;
-  for (; t + kW <= d; t += kW) {
-    Vec wv[JB];
-    for (int j = 0; j < JB; ++j) wv[j] = load(wr[j] + t);
-    for (int i = 0; i < RB; ++i) {
-      Vec xv = load(xr[i] + t);
-      for (int j = 0; j < JB; ++j) acc[i][j] = fma(xv, wv[j], acc[i][j]);
-    }
-  }
-  for (int i = 0; i < RB; ++i)
-    for (int j = 0; j < JB; ++j) {
-      float s = hsum(acc[i][j]);
-      for (int64_t u = t; u < d; ++u) s += xr[i][u] * wr[j][u];
-      out[row[i] * dh + j0 + j] = s;
-    }
-}
+constexpr int64_t kEntriesPerItem = 64;  // work item: up to 64 entries of one expert
 
-template <int RB>
-void dot_rows(const float* x, const int64_t* tok, const int64_t* row, const float* W, int64_t d, int64_t dh,
-              float* out) {
-  int64_t j0 = 0;
-  for (; j0 + 4 <= dh; j0 += 4) dot_block<RB, 4>(x, tok, row, W, j0, d, dh, out);
-  switch (dh - j0) {
-    case 1: dot_block<RB, 1>(x, tok, row, W, j0, d, dh, out); break;
-    case 2: dot_block<RB, 2>(x, tok, row, W, j0, d, dh, out); break;
-    case 3: dot_block<RB, 3>(x, tok, row, W, j0, d, dh, out); break;
-    default: break;
-  }
-}
-
-constexpr int64_t kEntriesPerItem = 36;  // work item: up to 36 entries of one expert
-// Entries per register block: 6 x 4 outputs = 24 vector accumulators (AVX-512 has 32 registers; AVX2's 16
-// would spill, so fewer there).
-#if defined(__AVX512F__)
-constexpr int kRows = 6;
-#else
-constexpr int kRows = 3;
-#endif
-
+// Forward as one small matrix product per (expert, chunk of its entries), computed transposed:
+//   Out^T [d_h, rows] = W_e [d_h, d] . X_rows^T [d, rows]
+// so that the weight is read in place, row by row (micro_gemm broadcasts it), and only the chunk's x rows
+// are gathered (transposed, zero-padded to whole vectors) into per-thread scratch. No per-call copy of the
+// weight, which also keeps decode (one token, 8 experts) cheap. micro_gemm accumulates every output element
+// over t = 0..d-1 in order from zero whatever the block shape, so a token's query is bitwise independent
+// of which other tokens share its bucket.
 at::Tensor routed_forward(const at::Tensor& x2, const at::Tensor& weight, const Buckets& b, int64_t rows_out,
                           int64_t dh) {
   const int64_t d = x2.size(1), experts = int64_t(b.offsets.size()) - 1;
   at::Tensor out = at::empty({rows_out, dh}, x2.options());
   const float *xp = x2.data_ptr<float>(), *wp = weight.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  // Items: (expert, chunk of its entries).
   std::vector<std::pair<int64_t, int64_t>> items;  // (expert, first entry)
   for (int64_t e = 0; e < experts; ++e)
     for (int64_t s = b.offsets[e]; s < b.offsets[e + 1]; s += kEntriesPerItem) items.emplace_back(e, s);
@@ -106,21 +61,20 @@ at::Tensor routed_forward(const at::Tensor& x2, const at::Tensor& weight, const 
   const int64_t n_items = int64_t(items.size());
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_items));
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    std::vector<float> xt(size_t(d * kEntriesPerItem)), c(size_t(dh * kEntriesPerItem));  // per-thread scratch
     for (int64_t it = next++; it < n_items; it = next++) {
       const auto [e, s] = items[it];
-      const int64_t end = std::min(b.offsets[e + 1], s + kEntriesPerItem);
-      const float* W = wp + e * dh * d;  // expert e's rows of q_proj: [d_h, d]
-      const int64_t* tok = b.entry_token.data();
-      const int64_t* row = b.entry_row.data();
-      int64_t i = s;
-      for (; i + kRows <= end; i += kRows) dot_rows<kRows>(xp, tok + i, row + i, W, d, dh, op);
-      switch (end - i) {
-        case 1: dot_rows<1>(xp, tok + i, row + i, W, d, dh, op); break;
-        case 2: dot_rows<2>(xp, tok + i, row + i, W, d, dh, op); break;
-        case 3: dot_rows<3>(xp, tok + i, row + i, W, d, dh, op); break;
-        case 4: dot_rows<(kRows > 4 ? 4 : 1)>(xp, tok + i, row + i, W, d, dh, op); break;
-        case 5: dot_rows<(kRows > 5 ? 5 : 1)>(xp, tok + i, row + i, W, d, dh, op); break;
-        default: break;
+      const int64_t rows = std::min(b.offsets[e + 1], s + kEntriesPerItem) - s;
+      const int64_t width = (rows + simd::kW - 1) / simd::kW * simd::kW;
+      for (int64_t t = 0; t < d; ++t) std::fill_n(xt.data() + t * width + rows, width - rows, 0.f);
+      for (int64_t i = 0; i < rows; ++i) {
+        const float* xr = xp + b.entry_token[s + i] * d;
+        for (int64_t t = 0; t < d; ++t) xt[t * width + i] = xr[t];
+      }
+      micro_gemm(dh, d, width, wp + e * dh * d, d, 1, xt.data(), width, c.data(), width, false);
+      for (int64_t i = 0; i < rows; ++i) {
+        float* o = op + b.entry_row[s + i] * dh;
+        for (int64_t j = 0; j < dh; ++j) o[j] = c[j * width + i];
       }
     }
   });

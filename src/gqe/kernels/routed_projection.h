@@ -1,8 +1,9 @@
 // GQE's routed query projection, sparse: only the k*G selected experts' query vectors per token are
 // computed. Tokens are bucketed by chosen expert and each expert does one matrix product over just its
-// tokens (no dense N-head projection, no per-token weight gather, no gathered copy of x: the kernel reads
-// x rows in place and dots them with the expert's weight rows). Each output is accumulated in a fixed
-// order, so a token's query never depends on which other tokens were routed with it (bitwise causality).
+// tokens (no dense N-head projection, no per-token weight gather, no copy of the weight): a chunk of an
+// expert's x rows is gathered, transposed, into per-thread scratch and W_e [d_h, d] multiplies it in
+// place. Each output is accumulated in a fixed order, so a token's query never depends on which other
+// tokens were routed with it (bitwise causality).
 // Backward (custom autograd function): per expert dW = dQ_rows^T X_rows and dX_rows += dQ_rows W.
 #pragma once
 #include <ATen/ATen.h>
