@@ -29,6 +29,19 @@ TEST(Router, ProbabilitiesSumToOnePerGroupAndKDistinctExperts) {
   EXPECT_TRUE(at::equal(r.selected_probs, r.probs.gather(-1, r.selected)));
 }
 
+TEST(Router, SelectionEqualsAStableDescendingSort) {
+  // Probabilities on a coarse grid, so that ties are frequent; several M and k.
+  at::manual_seed(2);
+  for (int64_t M : {1, 2, 3, 8}) {
+    for (int64_t k = 1; k <= std::min<int64_t>(M, 3); ++k) {
+      at::Tensor logits = at::randint(0, 3, {2, 9, 4, M}, at::kFloat);
+      Routing r = route_tokens(logits, k);
+      auto sorted = at::sort(r.probs, /*stable=*/true, /*dim=*/-1, /*descending=*/true);
+      EXPECT_TRUE(at::equal(r.selected, std::get<1>(sorted).narrow(-1, 0, k))) << "M=" << M << " k=" << k;
+    }
+  }
+}
+
 TEST(Router, TiesBreakByIndex) {
   Routing r = route_tokens(at::zeros({1, 5, 2, 4}), 2);  // a zero-initialised router
   EXPECT_TRUE(at::equal(r.selected.select(-1, 0), at::zeros({1, 5, 2}, at::kLong)));

@@ -167,5 +167,21 @@ TEST(RoutedProjection, TokenResultDoesNotDependOnBucketMates) {
   EXPECT_TRUE(at::equal(a.narrow(1, 8, T - 8), b.narrow(1, 8, T - 8)));
 }
 
+TEST(RoutedProjection, ManyAndFewEntriesGiveTheSameBits) {
+  // A whole sequence takes the packed-weight path, a single token the transposed-x path (decode): both
+  // must produce bit-identical queries, or decoding would drift from prefill. Odd d exercises the tails.
+  at::manual_seed(15);
+  for (int64_t dh : {16, 6, 64}) {
+    const int64_t T = 70, d = 37, G = 2, M = 3;
+    at::Tensor x = at::randn({1, T, d}), W = at::randn({G * M * dh, d});
+    at::Tensor sel = at::randint(0, M, {1, T, G, 1}, at::kLong);
+    at::Tensor all = kernels::routed_query_projection(x, W, sel, M, dh);
+    for (int64_t t : {0, 33, 69}) {
+      at::Tensor one = kernels::routed_query_projection(x.narrow(1, t, 1), W, sel.narrow(1, t, 1), M, dh);
+      EXPECT_TRUE(at::equal(one, all.narrow(1, t, 1))) << "d_h=" << dh << " t=" << t;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace gqe

@@ -41,43 +41,122 @@ Buckets bucket_by_expert(const at::Tensor& selected, int64_t M) {  // selected: 
 
 constexpr int64_t kEntriesPerItem = 64;  // work item: up to 64 entries of one expert
 
-// Forward as one small matrix product per (expert, chunk of its entries), computed transposed:
-//   Out^T [d_h, rows] = W_e [d_h, d] . X_rows^T [d, rows]
-// so that the weight is read in place, row by row (micro_gemm broadcasts it), and only the chunk's x rows
-// are gathered (transposed, zero-padded to whole vectors) into per-thread scratch. No per-call copy of the
-// weight, which also keeps decode (one token, 8 experts) cheap. micro_gemm accumulates every output element
-// over t = 0..d-1 in order from zero whatever the block shape, so a token's query is bitwise independent
-// of which other tokens share its bucket.
-at::Tensor routed_forward(const at::Tensor& x2, const at::Tensor& weight, const Buckets& b, int64_t rows_out,
-                          int64_t dh) {
-  const int64_t d = x2.size(1), experts = int64_t(b.offsets.size()) - 1;
-  at::Tensor out = at::empty({rows_out, dh}, x2.options());
-  const float *xp = x2.data_ptr<float>(), *wp = weight.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  std::vector<std::pair<int64_t, int64_t>> items;  // (expert, first entry)
+// Work items: (expert, first entry of a chunk of up to kEntriesPerItem of its entries), handed out
+// dynamically to the intra-op threads; body(expert, first, rows) runs each.
+template <typename F>
+void for_each_chunk(const Buckets& b, F body) {
+  const int64_t experts = int64_t(b.offsets.size()) - 1;
+  std::vector<std::pair<int64_t, int64_t>> items;
   for (int64_t e = 0; e < experts; ++e)
     for (int64_t s = b.offsets[e]; s < b.offsets[e + 1]; s += kEntriesPerItem) items.emplace_back(e, s);
   std::atomic<int64_t> next{0};
   const int64_t n_items = int64_t(items.size());
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_items));
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    std::vector<float> xt(size_t(d * kEntriesPerItem)), c(size_t(dh * kEntriesPerItem));  // per-thread scratch
     for (int64_t it = next++; it < n_items; it = next++) {
       const auto [e, s] = items[it];
-      const int64_t rows = std::min(b.offsets[e + 1], s + kEntriesPerItem) - s;
-      const int64_t width = (rows + simd::kW - 1) / simd::kW * simd::kW;
-      for (int64_t t = 0; t < d; ++t) std::fill_n(xt.data() + t * width + rows, width - rows, 0.f);
-      for (int64_t i = 0; i < rows; ++i) {
-        const float* xr = xp + b.entry_token[s + i] * d;
-        for (int64_t t = 0; t < d; ++t) xt[t * width + i] = xr[t];
-      }
-      micro_gemm(dh, d, width, wp + e * dh * d, d, 1, xt.data(), width, c.data(), width, false);
-      for (int64_t i = 0; i < rows; ++i) {
-        float* o = op + b.entry_row[s + i] * dh;
-        for (int64_t j = 0; j < dh; ++j) o[j] = c[j * width + i];
-      }
+      body(e, s, std::min(b.offsets[e + 1], s + kEntriesPerItem) - s);
     }
   });
+}
+
+// C[i, 0:NV*kW] = sum_t x_i[t] * Wt[t, 0:NV*kW] for RB entries whose x rows are read in place (xr[i]).
+// Like micro_tile, each element is one FMA chain over t = 0..d-1 from zero.
+template <int RB, int NV>
+inline void rows_tile(int64_t d, const float* const* xr, const float* wt, int64_t ldw, float* c, int64_t ldc) {
+  using namespace simd;
+  Vec acc[RB][NV];
+  for (int i = 0; i < RB; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = zero();
+  for (int64_t t = 0; t < d; ++t) {
+    Vec wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = load(wt + t * ldw + v * kW);
+    for (int i = 0; i < RB; ++i) {
+      const Vec xi = set1(xr[i][t]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = fma(xi, wv[v], acc[i][v]);
+    }
+  }
+  for (int i = 0; i < RB; ++i)
+    for (int v = 0; v < NV; ++v) store(c + i * ldc + v * kW, acc[i][v]);
+}
+
+template <int RB>
+inline void rows_block(int64_t d, int64_t dhp, const float* const* xr, const float* wt, float* c) {
+  constexpr int NV = detail::kVecBlock;
+  constexpr int64_t step = NV * simd::kW;
+  int64_t j = 0;
+  for (; j + step <= dhp; j += step) rows_tile<RB, NV>(d, xr, wt + j, dhp, c + j, dhp);
+  switch ((dhp - j) / simd::kW) {
+    case 0: break;
+    case 1: rows_tile<RB, 1>(d, xr, wt + j, dhp, c + j, dhp); break;
+    case 2: rows_tile<RB, (NV > 2 ? 2 : 1)>(d, xr, wt + j, dhp, c + j, dhp); break;
+    default: rows_tile<RB, (NV > 3 ? 3 : 1)>(d, xr, wt + j, dhp, c + j, dhp); break;
+  }
+}
+
+// Many entries (prefill, training): W^T of every expert is packed once, [E, d, d_h_pad], and each chunk of
+// entries reads its x rows in place: Out [rows, d_h] = X_rows W_e^T, register-blocked over entries.
+void forward_packed_weight(const at::Tensor& x2, const at::Tensor& weight, const Buckets& b, int64_t dh, float* op) {
+  const int64_t d = x2.size(1), experts = int64_t(b.offsets.size()) - 1;
+  const int64_t dhp = (dh + simd::kW - 1) / simd::kW * simd::kW;
+  at::Tensor wt = at::zeros({experts, d, dhp}, weight.options());
+  wt.narrow(2, 0, dh).copy_(weight.view({experts, dh, d}).transpose(1, 2));
+  const float *xp = x2.data_ptr<float>(), *wtp = wt.data_ptr<float>();
+  constexpr int RB = detail::kRowBlock;
+  for_each_chunk(b, [&](int64_t e, int64_t s, int64_t rows) {
+    float c[RB * 64 * 4];  // RB x dhp; dhp <= 256 (checked by the caller)
+    const float* xr[RB];
+    for (int64_t i0 = 0; i0 < rows; i0 += RB) {
+      const int n = int(std::min<int64_t>(RB, rows - i0));
+      for (int i = 0; i < n; ++i) xr[i] = xp + b.entry_token[s + i0 + i] * d;
+      const float* w = wtp + e * d * dhp;
+      switch (n) {
+        case RB: rows_block<RB>(d, dhp, xr, w, c); break;
+        case 1: rows_block<1>(d, dhp, xr, w, c); break;
+        case 2: rows_block<2>(d, dhp, xr, w, c); break;
+        case 3: rows_block<3>(d, dhp, xr, w, c); break;
+        case 4: rows_block<(RB > 4 ? 4 : 1)>(d, dhp, xr, w, c); break;
+        default: rows_block<(RB > 5 ? 5 : 1)>(d, dhp, xr, w, c); break;
+      }
+      for (int i = 0; i < n; ++i) std::copy_n(c + i * dhp, dh, op + b.entry_row[s + i0 + i] * dh);
+    }
+  });
+}
+
+// Few entries (decode, short chunks): packing all of W^T would cost more than the products, so the
+// product is computed transposed, Out^T [d_h, rows] = W_e [d_h, d] X_rows^T [d, rows]: the weight is read
+// in place (micro_gemm broadcasts it) and only the chunk's x rows are gathered, transposed and zero-padded
+// to whole vectors, into per-thread scratch. Each element is the same FMA chain as in the packed path
+// (fma(w, x, acc) == fma(x, w, acc)), so both paths give identical bits.
+void forward_transposed_x(const at::Tensor& x2, const at::Tensor& weight, const Buckets& b, int64_t dh, float* op) {
+  const int64_t d = x2.size(1);
+  const float *xp = x2.data_ptr<float>(), *wp = weight.data_ptr<float>();
+  for_each_chunk(b, [&](int64_t e, int64_t s, int64_t rows) {
+    thread_local std::vector<float> xt, c;
+    xt.resize(size_t(d * kEntriesPerItem)), c.resize(size_t(dh * kEntriesPerItem));
+    const int64_t width = (rows + simd::kW - 1) / simd::kW * simd::kW;
+    for (int64_t t = 0; t < d; ++t) std::fill_n(xt.data() + t * width + rows, width - rows, 0.f);
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* xr = xp + b.entry_token[s + i] * d;
+      for (int64_t t = 0; t < d; ++t) xt[t * width + i] = xr[t];
+    }
+    micro_gemm(dh, d, width, wp + e * dh * d, d, 1, xt.data(), width, c.data(), width, false);
+    for (int64_t i = 0; i < rows; ++i) {
+      float* o = op + b.entry_row[s + i] * dh;
+      for (int64_t j = 0; j < dh; ++j) o[j] = c[j * width + i];
+    }
+  });
+}
+
+at::Tensor routed_forward(const at::Tensor& x2, const at::Tensor& weight, const Buckets& b, int64_t rows_out,
+                          int64_t dh) {
+  at::Tensor out = at::empty({rows_out, dh}, x2.options());
+  const int64_t weight_rows = weight.size(0);
+  // The transposed gather writes rows_out * d scattered floats; the packing copies weight_rows * d.
+  if (rows_out * 8 > weight_rows)
+    forward_packed_weight(x2, weight, b, dh, out.data_ptr<float>());
+  else
+    forward_transposed_x(x2, weight, b, dh, out.data_ptr<float>());
   return out;
 }
 
@@ -131,6 +210,7 @@ at::Tensor routed_query_projection(const at::Tensor& x, const at::Tensor& weight
   TORCH_CHECK(x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
               "routed_query_projection: fp32 x and weight expected");
   TORCH_CHECK(selected.scalar_type() == at::kLong, "routed_query_projection: selected must be int64");
+  TORCH_CHECK(dh <= 256, "routed_query_projection: head_dim ", dh, " above the kernel's 256");
   at::Tensor out = RoutedProjectionFunction::apply(x.reshape({B * T, d}), weight,
                                                    selected.reshape({B * T, G, k}), M, dh);
   return out.view({B, T, G * k, dh});
