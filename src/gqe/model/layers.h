@@ -27,6 +27,7 @@ class MLP : public torch::nn::Module {
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 
  private:
+  at::Tensor forward_rows(const at::Tensor& x);  // [..., d] -> [..., d], all rows at once
   bool swiglu_;
 };
 
