@@ -15,7 +15,7 @@ std::string configure_allocator();
 // n <= 0 means all cores. Sets libtorch's intra-op threads and, when the loaded BLAS is OpenBLAS,
 // its thread count too. Returns the number of threads in effect.
 int configure_threads(int n);
-// The shared library that provides sgemm_ in this process (e.g. ".../openblas-pthread/libblas.so.3").
+// The shared library that provides sgemm_ in this process (e.g. ".../openblas-openmp/libblas.so.3").
 std::string loaded_blas_library();
 // Measured GFLOP/s of an n x n float matmul (median of a few runs).
 double measure_matmul_gflops(int n = 1024, int repeats = 5);
