@@ -167,6 +167,21 @@ TEST(RoutedProjection, TokenResultDoesNotDependOnBucketMates) {
   EXPECT_TRUE(at::equal(a.narrow(1, 8, T - 8), b.narrow(1, 8, T - 8)));
 }
 
+TEST(RoutedProjection, NarrowProjectionEqualsLinear) {
+  at::manual_seed(16);
+  for (int64_t T : {1, 5, 77}) {
+    at::Tensor x = at::randn({2, T, 37}).requires_grad_(), W = at::randn({6, 37}).requires_grad_();
+    at::Tensor xr = x.detach().clone().requires_grad_(), Wr = W.detach().clone().requires_grad_();
+    at::Tensor probe = at::randn({2, T, 1, 6});
+    at::Tensor got = kernels::narrow_projection(x, W), want = at::linear(xr, Wr).view({2, T, 1, 6});
+    EXPECT_LT(test::max_rel_diff(got, want), 1e-6) << "T=" << T;
+    (got * probe).sum().backward();
+    (want * probe).sum().backward();
+    EXPECT_LT(test::max_rel_diff(x.grad(), xr.grad()), 1e-5) << "T=" << T;
+    EXPECT_LT(test::max_rel_diff(W.grad(), Wr.grad()), 1e-5) << "T=" << T;
+  }
+}
+
 TEST(RoutedProjection, ManyAndFewEntriesGiveTheSameBits) {
   // A whole sequence takes the packed-weight path, a single token the transposed-x path (decode): both
   // must produce bit-identical queries, or decoding would drift from prefill. Odd d exercises the tails.

@@ -132,7 +132,8 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
       at::Tensor w = renormalised_weights(r.selected_probs, a_.router_denominator_eps);  // [B,T,G,k]
       at::Tensor obar = (w.unsqueeze(-1) * o_sel).sum({2, 3});                           // [B,T,d_h]
       // 4. Shared head: own query against the mean of the G KV heads (keys averaged after RoPE).
-      at::Tensor qs = shared_q_proj->forward(x).view({B, T, 1, dh});
+      at::Tensor qs = fast ? kernels::narrow_projection(x, shared_q_proj->weight)
+                           : shared_q_proj->forward(x).view({B, T, 1, dh});
       if (rope_) qs = rotate(qs, fast, start, rope_theta_);
       at::Tensor s;
       if (fast) {

@@ -192,8 +192,14 @@ class RoutedProjectionFunction : public torch::autograd::Function<RoutedProjecti
       at::Tensor t = tok.narrow(0, s, n);
       at::Tensor dq = dout.index_select(0, row.narrow(0, s, n));  // [n, d_h]
       at::Tensor We = w.narrow(0, e * dh, dh);                    // [d_h, d]
-      dx.index_add_(0, t, at::mm(dq, We));
-      dw.narrow(0, e * dh, dh).copy_(at::mm(dq.t(), x.index_select(0, t)));
+      if (n == x.size(0)) {
+        // Every token (a token is at most once per expert, and buckets keep token order): no gather/scatter.
+        dx.addmm_(dq, We);
+        dw.narrow(0, e * dh, dh).copy_(at::mm(dq.t(), x));
+      } else {
+        dx.index_add_(0, t, at::mm(dq, We));
+        dw.narrow(0, e * dh, dh).copy_(at::mm(dq.t(), x.index_select(0, t)));
+      }
     }
     return {dx, dw, at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -214,6 +220,12 @@ at::Tensor routed_query_projection(const at::Tensor& x, const at::Tensor& weight
   at::Tensor out = RoutedProjectionFunction::apply(x.reshape({B * T, d}), weight,
                                                    selected.reshape({B * T, G, k}), M, dh);
   return out.view({B, T, G * k, dh});
+}
+
+at::Tensor narrow_projection(const at::Tensor& x, const at::Tensor& weight) {
+  TORCH_CHECK(x.dim() == 3 && weight.dim() == 2, "narrow_projection: x [B,T,d] and weight [d_h, d] expected");
+  const at::Tensor one_expert = at::zeros({x.size(0), x.size(1), 1, 1}, x.options().dtype(at::kLong));
+  return routed_query_projection(x, weight, one_expert, 1, weight.size(0));
 }
 
 }  // namespace gqe::kernels

@@ -17,4 +17,9 @@ namespace gqe::kernels {
 at::Tensor routed_query_projection(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& selected,
                                    int64_t experts_per_group, int64_t head_dim);
 
+// x [B, T, d] . weight^T for a narrow weight [d_h, d]: every token as one bucket of a single expert, so the
+// same register-blocked kernel runs it. For 64 outputs it is ~3x OpenBLAS's rate (GQE's shared query at
+// 2k tokens: 3.3 -> ~1.1 ms). Returns [B, T, 1, d_h]; differentiable.
+at::Tensor narrow_projection(const at::Tensor& x, const at::Tensor& weight);
+
 }  // namespace gqe::kernels
