@@ -3,10 +3,10 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <atomic>
 #include <vector>
 
 #include "gqe/kernels/micro_gemm.h"
+#include "gqe/kernels/parallel_items.h"
 
 namespace gqe::kernels {
 namespace {
@@ -49,14 +49,9 @@ void for_each_chunk(const Buckets& b, F body) {
   std::vector<std::pair<int64_t, int64_t>> items;
   for (int64_t e = 0; e < experts; ++e)
     for (int64_t s = b.offsets[e]; s < b.offsets[e + 1]; s += kEntriesPerItem) items.emplace_back(e, s);
-  std::atomic<int64_t> next{0};
-  const int64_t n_items = int64_t(items.size());
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_items));
-  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    for (int64_t it = next++; it < n_items; it = next++) {
-      const auto [e, s] = items[it];
-      body(e, s, std::min(b.offsets[e + 1], s + kEntriesPerItem) - s);
-    }
+  parallel_items(int64_t(items.size()), [&](int64_t it, int64_t) {
+    const auto [e, s] = items[it];
+    body(e, s, std::min(b.offsets[e + 1], s + kEntriesPerItem) - s);
   });
 }
 
