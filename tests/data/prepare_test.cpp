@@ -7,6 +7,7 @@
 
 #include "data_test_util.h"
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/data/loader.h"
 #include "gqe/data/sentencepiece.h"
 #include "gqe/data/shard.h"
@@ -14,7 +15,6 @@
 namespace gqe {
 namespace {
 
-using datatest::read_bytes;
 using datatest::scratch;
 using datatest::write_bytes;
 
@@ -69,7 +69,7 @@ TEST(Prepare, BytesTextSplitsLosslesslyIntoTrainAndVal) {
   split(val_text, lines_out);
   EXPECT_EQ(lines_in, lines_out);
   // meta.json describes the output.
-  const auto meta = nlohmann::json::parse(read_bytes(dir + "/out/meta.json"));
+  const auto meta = nlohmann::json::parse(fs::read_file(dir + "/out/meta.json"));
   EXPECT_EQ(meta["train"]["tokens"].get<int64_t>(), r.train_tokens);
   EXPECT_EQ(meta["val"]["shards"].size(), 1u);
   EXPECT_EQ(meta["dtype"], "uint16");
@@ -95,8 +95,8 @@ TEST(Prepare, OutputDoesNotDependOnThreadCount) {
   EXPECT_EQ(r1.documents, 2);
   ASSERT_EQ(r1.train_shards.size(), r3.train_shards.size());
   for (size_t i = 0; i < r1.train_shards.size(); ++i)
-    EXPECT_EQ(read_bytes(r1.train_shards[i]), read_bytes(r3.train_shards[i]));
-  EXPECT_EQ(read_bytes(r1.val_shards[0]), read_bytes(r3.val_shards[0]));
+    EXPECT_EQ(fs::read_file(r1.train_shards[i]), fs::read_file(r3.train_shards[i]));
+  EXPECT_EQ(fs::read_file(r1.val_shards[0]), fs::read_file(r3.val_shards[0]));
 }
 
 TEST(Prepare, JsonlDocumentsWithSentencePieceAndEos) {

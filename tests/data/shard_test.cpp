@@ -6,11 +6,11 @@
 
 #include "data_test_util.h"
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 
 namespace gqe {
 namespace {
 
-using datatest::read_bytes;
 using datatest::scratch;
 using datatest::write_bytes;
 
@@ -79,7 +79,7 @@ TEST(Shard, GqeRoundTripUInt16AndUInt32) {
     toks[0] = vocab - 1;  // the largest id survives the narrow dtype
     const std::string p = dir + "/a" + std::to_string(int(dt)) + ".tok";
     write_token_shard(p, toks, dt, static_cast<uint64_t>(vocab));
-    EXPECT_EQ(read_bytes(p).size(), kShardHeaderBytes + toks.size() * static_cast<size_t>(dt));
+    EXPECT_EQ(fs::read_file(p).size(), kShardHeaderBytes + toks.size() * static_cast<size_t>(dt));
     TokenShard s(p);
     EXPECT_EQ(s.format(), ShardFormat::kGqe);
     EXPECT_EQ(s.dtype(), dt);
@@ -102,7 +102,7 @@ TEST(Shard, StreamingWriterMatchesOneShotAndLeavesNoTempFiles) {
   EXPECT_EQ(w.num_tokens(), toks.size());
   w.finish();
   write_token_shard(dir + "/o.tok", toks, TokenDtype::kUInt16, 50000);
-  EXPECT_EQ(read_bytes(dir + "/s.tok"), read_bytes(dir + "/o.tok"));
+  EXPECT_EQ(fs::read_file(dir + "/s.tok"), fs::read_file(dir + "/o.tok"));
   EXPECT_EQ(read_all(TokenShard(dir + "/s.tok")), toks);
   EXPECT_EQ(std::system(("ls " + dir + " | grep -q tmp").c_str()) == 0, false) << "temp file left behind";
 }
@@ -126,7 +126,7 @@ TEST(Shard, LlmcRoundTripBothVersions) {
   const std::string dir = scratch("shard-llmc");
   const auto toks16 = sample_tokens(3001, 50257);
   write_llmc_shard(dir + "/gpt2.bin", toks16, TokenDtype::kUInt16);
-  const std::string bytes = read_bytes(dir + "/gpt2.bin");
+  const std::string bytes = fs::read_file(dir + "/gpt2.bin");
   ASSERT_EQ(bytes.size(), 1024 + 2 * toks16.size());
   int32_t header[3];
   std::memcpy(header, bytes.data(), sizeof header);
@@ -163,9 +163,9 @@ TEST(Shard, CorruptFilesGiveClearErrors) {
   const std::string dir = scratch("shard-corrupt");
   const auto toks = sample_tokens(1000, 4096);
   write_token_shard(dir + "/good.tok", toks, TokenDtype::kUInt16, 4096);
-  const std::string good = read_bytes(dir + "/good.tok");
+  const std::string good = fs::read_file(dir + "/good.tok");
   write_llmc_shard(dir + "/good.bin", toks);
-  const std::string good_llmc = read_bytes(dir + "/good.bin");
+  const std::string good_llmc = fs::read_file(dir + "/good.bin");
 
   write_bytes(dir + "/empty.tok", "");
   expect_format_error(dir + "/empty.tok", "empty file");

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/eval_test_util.h"
+#include "gqe/core/fs.h"
 #include "gqe/io/checkpoint.h"
 
 using namespace gqe;
@@ -89,7 +90,7 @@ TEST(Cli, EvalThreeTasksWritesJsonAndRequestDump) {
   EXPECT_NE(r.out.find("|hellaswag|"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("|piqa     |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Average of 3 tasks"), std::string::npos) << r.out;
-  const auto j = nlohmann::json::parse(slurp(dir + "/res.json"));
+  const auto j = nlohmann::json::parse(fs::read_file(dir + "/res.json"));
   for (const char* t : {"hellaswag", "arc_easy", "piqa"}) {
     const double acc = j["results"][t]["acc,none"].get<double>();
     EXPECT_GE(acc, 0.0);
@@ -100,7 +101,7 @@ TEST(Cli, EvalThreeTasksWritesJsonAndRequestDump) {
   EXPECT_EQ(j["checkpoint_sha256"].get<std::string>().size(), 64u);
   EXPECT_EQ(j["model_config"]["attention"]["kind"], "gqe");
   // 3 x 4 + (3 + 5) + 2 x 2 requests, in task then doc then choice order.
-  const std::string dump = slurp(dir + "/req.jsonl");
+  const std::string dump = fs::read_file(dir + "/req.jsonl");
   EXPECT_EQ(std::count(dump.begin(), dump.end(), '\n'), 24);
   const auto first = nlohmann::json::parse(dump.substr(0, dump.find('\n')));
   EXPECT_EQ(first["context"], "Kite flying: A boy holds a kite. The boy");
@@ -130,7 +131,7 @@ TEST(Cli, ValLossAndRoutes) {
   GqeRun r = run_gqe("eval --val-loss --checkpoint " + ckpt + " --data " + dir + "/val.txt --seq 64 --out " + dir + "/vl.json");
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("perplexity"), std::string::npos) << r.out;
-  const auto vl = nlohmann::json::parse(slurp(dir + "/vl.json"));
+  const auto vl = nlohmann::json::parse(fs::read_file(dir + "/vl.json"));
   EXPECT_EQ(vl["predicted_tokens"], int64_t(text.size()) - 1);
   EXPECT_GT(vl["loss"].get<double>(), 0.0);
 
@@ -139,9 +140,9 @@ TEST(Cli, ValLossAndRoutes) {
               (plot ? "" : " --no-plot"));
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("preferred tokens"), std::string::npos) << r.out;
-  const auto rj = nlohmann::json::parse(slurp(dir + "/routes.json"));
+  const auto rj = nlohmann::json::parse(fs::read_file(dir + "/routes.json"));
   EXPECT_EQ(rj["tokens"], int64_t(text.size()));
-  if (plot) EXPECT_EQ(slurp(dir + "/routes.png").substr(0, 4), "\x89PNG");
+  if (plot) EXPECT_EQ(fs::read_file(dir + "/routes.png").substr(0, 4), "\x89PNG");
 
   const std::string gqa = make_checkpoint(dir, "gqa");
   r = run_gqe("routes --checkpoint " + gqa + " --data " + dir + "/val.txt");

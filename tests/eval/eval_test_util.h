@@ -26,11 +26,6 @@ inline std::string write(const std::string& path, const std::string& text) {
   return path;
 }
 
-inline std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
 // Runs `fn` and returns the gqe::Error message ("" if nothing was thrown).
 template <class F>
 std::string error_of(F&& fn) {

@@ -14,6 +14,7 @@
 #include "eval/eval_test_util.h"
 #include "gqe/attention/router.h"
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/data/shard.h"
 #include "gqe/eval/harness.h"
 #include "gqe/eval/requests.h"
@@ -301,7 +302,7 @@ TEST(Routing, HeatMapIsAPng) {
   const RouteStats s = collect_routing(*model, tokens, opt);
   const std::string png = scratch_dir("heat") + "/routes.png";
   plot_routing_heatmap(s, png, "test \"title\"");
-  const std::string bytes = slurp(png);
+  const std::string bytes = fs::read_file(png);
   ASSERT_GT(bytes.size(), 100u);
   EXPECT_EQ(bytes.substr(0, 8), "\x89PNG\r\n\x1a\n");
 }

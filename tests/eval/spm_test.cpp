@@ -6,6 +6,7 @@
 
 #include "eval/eval_test_util.h"
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/data/sentencepiece.h"
 #include "gqe/eval/requests.h"
 #include "gqe/eval/scoring.h"
@@ -34,7 +35,7 @@ TEST(EvalSentencePiece, JointEncodingAndScoring) {
     GTEST_SKIP() << "SentencePiece shim unavailable: " << e.what();
   }
   // A checkpoint directory with tokenizer.model is picked up without --tokenizer.
-  write(dir + "/tokenizer.model", slurp(dir + "/tok.model"));
+  write(dir + "/tokenizer.model", fs::read_file(dir + "/tok.model"));
   auto tok = open_tokenizer("", dir, 512);
   EXPECT_EQ(tok->name(), dir + "/tokenizer.model");
   EXPECT_EQ(tok->vocab_size(), 300);

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "gqe/core/fs.h"
 #include "gqe/experiment/experiment.h"
 #include "gqe/experiment/report.h"
 #include "test_util.h"
@@ -21,13 +22,6 @@ namespace gqe {
 namespace {
 using nlohmann::json;
 
-std::string read_all(const std::string& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-bool exists(const std::string& p) { return ::access(p.c_str(), F_OK) == 0; }
 
 std::string gqe_bin() {
   const char* b = std::getenv("GQE_BIN");
@@ -87,13 +81,13 @@ double last_val_loss(const std::string& metrics) {
 
 TEST(Experiment, MicroscopicRunWritesACompleteReportMatchingTheLogs) {
   const std::string dir = setup(test::scratch_dir("experiment_complete"));
-  ASSERT_EQ(wait_exit(spawn(experiment_args(dir), dir + "/out.log")), 0) << read_all(dir + "/out.log");
+  ASSERT_EQ(wait_exit(spawn(experiment_args(dir), dir + "/out.log")), 0) << fs::read_file(dir + "/out.log");
   const std::string rep = dir + "/exp/report";
-  const std::string md = read_all(rep + "/README.md");
+  const std::string md = fs::read_file(rep + "/README.md");
   for (const char* s : {"GQA baseline", "GQE (renorm", "hard concat only", "weighted concat", "3 of 4", "4 of 4",
                         "Prefill speed", "Setup"})
     EXPECT_NE(md.find(s), std::string::npos) << s << "\n" << md;
-  json r = json::parse(read_all(rep + "/results.json"));
+  json r = json::parse(fs::read_file(rep + "/results.json"));
   for (const char* v : {"gqa", "gqe", "hard_concat", "weighted_concat"}) {
     ASSERT_TRUE(r.contains(v)) << v;
     std::vector<double> vals;
@@ -109,9 +103,9 @@ TEST(Experiment, MicroscopicRunWritesACompleteReportMatchingTheLogs) {
   EXPECT_EQ(r["gqe"]["active_query_heads"].get<int64_t>(), 3);  // kG + 1 with G = 2, k = 1
   EXPECT_EQ(r["bench"]["rows"].size(), 2u);
   for (const char* png : {"loss_curves.png", "speedup.png", "routing.png"})  // gnuplot is a dependency
-    EXPECT_TRUE(exists(rep + "/" + png)) << png;
-  EXPECT_TRUE(exists(dir + "/exp/runs/gqe-seed1/routes.json"));
-  EXPECT_FALSE(exists(dir + "/exp/runs/gqa-seed1/routes.json"));  // GQA has no router
+    EXPECT_TRUE(fs::exists(rep + "/" + png)) << png;
+  EXPECT_TRUE(fs::exists(dir + "/exp/runs/gqe-seed1/routes.json"));
+  EXPECT_FALSE(fs::exists(dir + "/exp/runs/gqa-seed1/routes.json"));  // GQA has no router
 }
 
 TEST(Experiment, KilledExperimentResumesWithoutRedoingFinishedRuns) {
@@ -121,29 +115,29 @@ TEST(Experiment, KilledExperimentResumesWithoutRedoingFinishedRuns) {
   const std::string done1 = dir + "/exp/runs/gqa-seed1/DONE.json";
   const std::string started2 = dir + "/exp/runs/gqe-seed1/train.log";
   auto t0 = std::chrono::steady_clock::now();
-  while (!(exists(done1) && exists(started2)) && std::chrono::steady_clock::now() - t0 < std::chrono::minutes(5))
+  while (!(fs::exists(done1) && fs::exists(started2)) && std::chrono::steady_clock::now() - t0 < std::chrono::minutes(5))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_TRUE(exists(done1)) << read_all(dir + "/first.log");
+  ASSERT_TRUE(fs::exists(done1)) << fs::read_file(dir + "/first.log");
   ::kill(-pid, SIGKILL);
   wait_exit(pid);
-  const std::string log1_before = read_all(dir + "/exp/runs/gqa-seed1/train.log");
-  ASSERT_EQ(wait_exit(spawn(experiment_args(dir), dir + "/second.log")), 0) << read_all(dir + "/second.log");
-  const std::string second = read_all(dir + "/second.log");
+  const std::string log1_before = fs::read_file(dir + "/exp/runs/gqa-seed1/train.log");
+  ASSERT_EQ(wait_exit(spawn(experiment_args(dir), dir + "/second.log")), 0) << fs::read_file(dir + "/second.log");
+  const std::string second = fs::read_file(dir + "/second.log");
   EXPECT_NE(second.find("gqa seed 1: trained earlier, skipping"), std::string::npos) << second;
-  EXPECT_EQ(read_all(dir + "/exp/runs/gqa-seed1/train.log"), log1_before);  // not run again
-  EXPECT_TRUE(exists(dir + "/exp/report/README.md"));
+  EXPECT_EQ(fs::read_file(dir + "/exp/runs/gqa-seed1/train.log"), log1_before);  // not run again
+  EXPECT_TRUE(fs::exists(dir + "/exp/report/README.md"));
   // the same directory with another budget is refused, not silently mixed into one table
   std::vector<std::string> other = experiment_args(dir);
   other[std::find(other.begin(), other.end(), "--steps") - other.begin() + 1] = "5";
   EXPECT_NE(wait_exit(spawn(other, dir + "/third.log")), 0);
-  EXPECT_NE(read_all(dir + "/third.log").find("different budget"), std::string::npos) << read_all(dir + "/third.log");
+  EXPECT_NE(fs::read_file(dir + "/third.log").find("different budget"), std::string::npos) << fs::read_file(dir + "/third.log");
 }
 
 TEST(Experiment, VariantConfigsDifferOnlyInAttention) {
   const std::string dir = setup(test::scratch_dir("experiment_configs"));
   write_variant_config(dir + "/base.json", "gqa", dir + "/gqa.json");
   write_variant_config(dir + "/base.json", "hard_concat", dir + "/hc.json");
-  json a = json::parse(read_all(dir + "/gqa.json")), b = json::parse(read_all(dir + "/hc.json"));
+  json a = json::parse(fs::read_file(dir + "/gqa.json")), b = json::parse(fs::read_file(dir + "/hc.json"));
   EXPECT_EQ(a["attention"]["kind"], "gqa");
   EXPECT_FALSE(a["attention"].contains("top_k"));
   EXPECT_EQ(b["attention"]["variant"], "hard_concat");

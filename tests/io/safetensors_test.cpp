@@ -5,16 +5,13 @@
 #include <fstream>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/io/checkpoint.h"
 #include "test_util.h"
 
 namespace gqe {
 namespace {
 
-std::string read_all(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 void write_all(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
 
 std::string error_loading(const std::string& path) {
@@ -49,7 +46,7 @@ TEST(Safetensors, RoundTripIsBitExact) {
     EXPECT_TRUE(at::equal(*got, t.contiguous())) << name;
   }
   // The header follows the format: u64 length, then JSON; data starts 8-byte aligned.
-  std::string bytes = read_all(dir + "/t.safetensors");
+  std::string bytes = fs::read_file(dir + "/t.safetensors");
   uint64_t n;
   std::memcpy(&n, bytes.data(), 8);
   EXPECT_EQ((8 + n) % 8, 0u);
@@ -60,7 +57,7 @@ TEST(Safetensors, CorruptAndTruncatedFilesGiveClearErrors) {
   const std::string dir = test::scratch_dir("safetensors_corrupt");
   const std::string good = dir + "/good.safetensors";
   save_safetensors(good, {{"w", at::randn({64})}});
-  const std::string bytes = read_all(good);
+  const std::string bytes = fs::read_file(good);
 
   write_all(dir + "/trunc.safetensors", bytes.substr(0, bytes.size() - 10));
   std::string e = error_loading(dir + "/trunc.safetensors");

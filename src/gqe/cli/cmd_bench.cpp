@@ -1,5 +1,6 @@
 // gqe bench: GQA vs GQE wall-clock (prefill at four levels, training step, decode); see bench/prefill_bench.h.
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -8,8 +9,8 @@
 #include "gqe/cli/args.h"
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/core/runtime.h"
-#include "gqe/io/safetensors.h"
 
 namespace gqe::cli {
 
@@ -64,15 +65,14 @@ int cmd_bench(int argc, char** argv) {
                "GF/s = causal attention-core GFLOP/s\n";
   std::vector<bench::BenchRow> rows = bench::run_bench(opt, &std::cout);
 
-  const std::string dir = out.find('/') == std::string::npos ? "." : out.substr(0, out.rfind('/'));
-  if (std::system(("mkdir -p '" + dir + "'").c_str()) != 0) throw Error("gqe bench: cannot create " + dir);
+  if (const auto dir = std::filesystem::path(out).parent_path(); !dir.empty()) fs::mkdirs(dir.string());
   const std::string csv = out + ".csv";
-  write_file_atomic(out + ".json", bench::rows_to_json(rows, runtime, opt));
-  write_file_atomic(csv, bench::rows_to_csv(rows));
+  fs::write_file_atomic(out + ".json", bench::rows_to_json(rows, runtime, opt));
+  fs::write_file_atomic(csv, bench::rows_to_csv(rows));
   std::cout << "wrote " << out << ".json, " << csv << "\n";
   if (!args.flag("no-plot")) {
     const std::string script = out + ".gnuplot", png = out + ".png";
-    write_file_atomic(script, bench::gnuplot_script(rows, csv, png));
+    fs::write_file_atomic(script, bench::gnuplot_script(rows, csv, png));
     if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) == 0)
       std::cout << "wrote " << png << "\n";
     else

@@ -10,6 +10,7 @@
 #include "gqe/cli/args.h"
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/data/prepare.h"
 #include "gqe/data/sentencepiece.h"
 #include "gqe/data/shard.h"
@@ -89,8 +90,7 @@ int cmd_tokenizer(int argc, char** argv) {
   }
   SpmTrainOptions o;
   const std::string prefix = args.require("out");
-  if (const auto parent = std::filesystem::path(prefix).parent_path(); !parent.empty())
-    std::filesystem::create_directories(parent);
+  if (const auto parent = std::filesystem::path(prefix).parent_path(); !parent.empty()) fs::mkdirs(parent.string());
   const std::string tmp = prefix + ".jsonl-text.tmp." + std::to_string(::getpid());
   try {
     o.inputs = text_inputs_for_training(inputs_of(args), args.get("text-field", "text"), tmp);

@@ -10,6 +10,7 @@
 #include "gqe/cli/commands.h"
 #include "gqe/core/config.h"
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
 #include "gqe/eval/harness.h"
@@ -19,7 +20,6 @@
 #include "gqe/eval/tokenizer_spec.h"
 #include "gqe/eval/val_loss.h"
 #include "gqe/io/checkpoint.h"
-#include "gqe/io/safetensors.h"
 
 namespace gqe::cli {
 
@@ -70,7 +70,7 @@ int run_val_loss(const Args& args) {
                                 {"aux_loss", r.aux_loss},
                                 {"predicted_tokens", r.predicted_tokens},
                                 {"windows", r.windows}};
-    write_file_atomic(args.get("out", ""), j.dump(2) + "\n");
+    fs::write_file_atomic(args.get("out", ""), j.dump(2) + "\n");
     std::cout << "wrote " << args.get("out", "") << "\n";
   }
   return 0;
@@ -156,8 +156,8 @@ int cmd_eval(int argc, char** argv) {
                                             : model->config().max_position_embeddings;
   run.limit = limit;
   const std::string out = args.get("out", "eval_results.json");
-  write_file_atomic(out, eval::results_json(evals, tasks, run).dump(2) + "\n");
-  if (args.has("dump-requests")) write_file_atomic(args.get("dump-requests", ""), dump.str());
+  fs::write_file_atomic(out, eval::results_json(evals, tasks, run).dump(2) + "\n");
+  if (args.has("dump-requests")) fs::write_file_atomic(args.get("dump-requests", ""), dump.str());
 
   std::cout << "gqe (checkpoint=" << dir << ", tokenizer=" << tok->name() << "), limit: "
             << (limit <= 0 ? std::string("None") : limit >= 1 ? std::to_string(int64_t(limit)) : std::to_string(limit)) << ", num_fewshot: 0, batch_size: " << run.batch_size
@@ -203,7 +203,7 @@ int cmd_routes(int argc, char** argv) {
   j["checkpoint"] = dir;
   j["data"] = data;
   j["tokenizer"] = tok->name();
-  write_file_atomic(prefix + ".json", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  fs::write_file_atomic(prefix + ".json", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   std::cout << "wrote " << prefix << ".json";
   if (!args.flag("no-plot")) {
     eval::plot_routing_heatmap(s, prefix + ".png", "expert load: " + dir + " on " + data);

@@ -2,7 +2,6 @@
 //   gqe plot RUN_DIR|metrics.jsonl [...] --out curves.png [--labels a,b] [--smooth 0.9] [--title T]
 // Top panel: training loss (EMA-smoothed lines) and validation loss (points) per run, against tokens
 // seen; bottom panel: learning rate and gradient norm (clipped steps marked).
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -18,7 +17,7 @@
 #include "gqe/cli/args.h"
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
-#include "gqe/io/safetensors.h"
+#include "gqe/core/fs.h"
 
 namespace gqe::cli {
 
@@ -95,8 +94,7 @@ int cmd_plot(int argc, char** argv) {
   const auto& inputs = args.positional();
   for (size_t i = 0; i < inputs.size(); ++i) {
     std::string path = inputs[i];
-    struct stat st;
-    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) path += "/metrics.jsonl";
+    if (fs::is_directory(path)) path += "/metrics.jsonl";
     Series s = read_metrics(path);
     const std::string label = i < labels.size() ? labels[i] : inputs[i];
     const std::string tf = tmp + "/train" + std::to_string(i) + ".dat", vf = tmp + "/val" + std::to_string(i) + ".dat";
@@ -143,7 +141,7 @@ int cmd_plot(int argc, char** argv) {
     ss << e.rdbuf();
     err = ss.str();
   }
-  std::system(("rm -rf " + quote(tmp)).c_str());
+  fs::remove_tree(tmp);
   if (rc != 0) {
     std::remove((out + ".tmp.png").c_str());
     throw Error("gqe plot: gnuplot failed: " + err);

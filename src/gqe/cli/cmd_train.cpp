@@ -1,9 +1,6 @@
 // gqe train: language-model training with the paper's recipe (src/gqe/train/), on a text file (byte
 // tokens) or token shards, in one process or data-parallel over several (torchrun-style environment).
-#include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -11,6 +8,7 @@
 #include "gqe/cli/args.h"
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
 #include "gqe/data/sentencepiece.h"
@@ -18,7 +16,6 @@
 #include "gqe/data/tokenizer.h"
 #include "gqe/dist/dist.h"
 #include "gqe/generate/generate.h"
-#include "gqe/io/safetensors.h"
 #include "gqe/train/recipe.h"
 #include "gqe/train/train_checkpoint.h"
 #include "gqe/train/token_source.h"
@@ -51,13 +48,6 @@ const char* kHelp =
     "  torchrun --no-python --nproc-per-node=2 gqe train ...   (rank 0 writes logs and checkpoints)\n"
     "Writes DIR/metrics.jsonl, DIR/checkpoints/step-*/ (resumable) and DIR/config.json + model.safetensors.\n";
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 }  // namespace
 
 int cmd_train(int argc, char** argv) {
@@ -146,7 +136,7 @@ int cmd_train(int argc, char** argv) {
     throw Error("gqe train: give exactly one of --data TEXT_FILE or --train-shards LIST");
   if (args.has("data")) {
     const std::string path = args.require("data");
-    auto tokens = tok->encode(read_file(path));
+    auto tokens = tok->encode(fs::read_file(path));
     const size_t n_val = args.has("val-shards") ? 0 : size_t(double(tokens.size()) * 0.05);
     auto train_tokens = std::make_shared<const std::vector<int64_t>>(tokens.begin(), tokens.end() - long(n_val));
     auto val_tokens = std::make_shared<const std::vector<int64_t>>(tokens.end() - long(n_val), tokens.end());
@@ -219,13 +209,13 @@ int cmd_train(int argc, char** argv) {
     if (have) trainer.resume(rp == "auto" ? out : rp);
   }
   if (main_rank) {
-    std::filesystem::create_directories(out);
-    if (!tok_spec.empty() && tok_spec != "bytes") write_file_atomic(out + "/tokenizer.model", read_file(tok_spec));
+    fs::mkdirs(out);
+    if (!tok_spec.empty() && tok_spec != "bytes") fs::write_file_atomic(out + "/tokenizer.model", fs::read_file(tok_spec));
     // The resolved recipe beside the checkpoints: what was actually run.
     nlohmann::json rec = recipe_to_json(r);
     rec["world_size"] = world;
     rec["model_config"] = config_path;
-    write_file_atomic(out + "/recipe.json", rec.dump(2) + "\n");
+    fs::write_file_atomic(out + "/recipe.json", rec.dump(2) + "\n");
   }
   TrainResult res = trainer.run(args.get_int("stop-at", -1));
   if (log) {

@@ -12,19 +12,19 @@
 #include <thread>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/data/sentencepiece.h"
 #include "gqe/data/shard.h"
-#include "gqe/io/safetensors.h"
 
 namespace gqe {
 
 namespace {
 
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 bool is_jsonl(const std::string& path) {
-  const std::string ext = fs::path(path).extension().string();
+  const std::string ext = stdfs::path(path).extension().string();
   return ext == ".jsonl" || ext == ".json" || ext == ".ndjson";
 }
 
@@ -195,19 +195,19 @@ PrepareResult prepare_data(const PrepareOptions& opt) {
   int64_t total_bytes = 0;
   for (const auto& p : opt.inputs) {
     std::error_code ec;
-    if (!fs::is_regular_file(p, ec)) throw Error(p + ": input not found (or not a regular file)");
-    total_bytes += static_cast<int64_t>(fs::file_size(p));
+    if (!stdfs::is_regular_file(p, ec)) throw Error(p + ": input not found (or not a regular file)");
+    total_bytes += static_cast<int64_t>(stdfs::file_size(p));
   }
-  fs::create_directories(opt.out_dir);
-  std::vector<fs::path> existing;
-  for (const auto& e : fs::directory_iterator(opt.out_dir))
+  fs::mkdirs(opt.out_dir);
+  std::vector<stdfs::path> existing;
+  for (const auto& e : stdfs::directory_iterator(opt.out_dir))
     if (e.path().extension() == ".tok") existing.push_back(e.path());
   if (!existing.empty()) {
     if (!opt.force)
       throw Error(opt.out_dir + ": already holds token shards (" + existing.front().filename().string() +
                   ", ...); pass --force to replace them");
-    for (const auto& p : existing) fs::remove(p);
-    fs::remove(fs::path(opt.out_dir) / "meta.json");
+    for (const auto& p : existing) stdfs::remove(p);
+    stdfs::remove(stdfs::path(opt.out_dir) / "meta.json");
   }
 
   std::unique_ptr<Tokenizer> tok = load_tokenizer(opt.tokenizer);
@@ -285,12 +285,12 @@ PrepareResult prepare_data(const PrepareOptions& opt) {
   meta["input_bytes"] = r.input_bytes;
   auto names = [](const std::vector<std::string>& v) {
     std::vector<std::string> out;
-    for (const auto& p : v) out.push_back(fs::path(p).filename().string());
+    for (const auto& p : v) out.push_back(stdfs::path(p).filename().string());
     return out;
   };
   meta["train"] = {{"shards", names(r.train_shards)}, {"tokens", r.train_tokens}};
   meta["val"] = {{"shards", names(r.val_shards)}, {"tokens", r.val_tokens}};
-  write_file_atomic(opt.out_dir + "/meta.json", meta.dump(2) + "\n");
+  fs::write_file_atomic(opt.out_dir + "/meta.json", meta.dump(2) + "\n");
   return r;
 }
 

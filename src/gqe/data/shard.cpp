@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 
 namespace gqe {
 
@@ -335,28 +336,13 @@ void write_llmc_shard(const std::string& path, const std::vector<int64_t>& token
     else
       store_le<uint32_t>(p + kLlmcHeaderBytes + 4 * i, static_cast<uint32_t>(tokens[i]));
   }
-  // Same temp + fsync + rename protocol as ShardWriter.
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw Error(path + ": cannot create temporary file " + tmp + ": " + errno_text());
-  try {
-    write_all(fd, bytes.data(), bytes.size(), path);
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0 || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string e = errno_text();
-    ::unlink(tmp.c_str());
-    throw Error(path + ": write failed: " + e);
-  }
+  fs::write_file_atomic(path, bytes);
 }
 
 // ---------------------------------------------------------------------------------------------------
 
 std::vector<std::string> resolve_shard_paths(const std::string& spec) {
-  namespace fs = std::filesystem;
+  namespace stdfs = std::filesystem;
   std::vector<std::string> out;
   size_t start = 0;
   while (start <= spec.size()) {
@@ -366,9 +352,9 @@ std::vector<std::string> resolve_shard_paths(const std::string& spec) {
     start = comma + 1;
     if (item.empty()) continue;
     std::error_code ec;
-    if (fs::is_directory(item, ec)) {
+    if (stdfs::is_directory(item, ec)) {
       std::vector<std::string> found;
-      for (const auto& e : fs::directory_iterator(item)) {
+      for (const auto& e : stdfs::directory_iterator(item)) {
         const std::string ext = e.path().extension().string();
         if (e.is_regular_file() && (ext == ".tok" || ext == ".bin")) found.push_back(e.path().string());
       }
@@ -387,7 +373,7 @@ std::vector<std::string> resolve_shard_paths(const std::string& spec) {
       std::sort(found.begin(), found.end());
       out.insert(out.end(), found.begin(), found.end());
     } else {
-      if (!fs::exists(item, ec)) throw Error(item + ": token shard not found");
+      if (!stdfs::exists(item, ec)) throw Error(item + ": token shard not found");
       out.push_back(item);
     }
   }

@@ -1,12 +1,9 @@
 #include "gqe/eval/tasks.h"
 
-#include <sys/stat.h>
-
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/eval/text.h"
 
 namespace gqe::eval {
@@ -15,18 +12,10 @@ using nlohmann::json;
 
 namespace {
 
-bool file_exists(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  std::string s = ss.str();
-  if (s.compare(0, 3, "\xEF\xBB\xBF") == 0) s.erase(0, 3);  // UTF-8 byte-order mark
+// Task files from Windows tools may start with a UTF-8 byte-order mark; it is not part of the first line.
+std::string read_without_bom(const std::string& path) {
+  std::string s = fs::read_file(path);
+  if (s.compare(0, 3, "\xEF\xBB\xBF") == 0) s.erase(0, 3);
   return s;
 }
 
@@ -38,7 +27,7 @@ struct Line {
 // Splits into lines (LF or CRLF). Whitespace-only lines are dropped; `gap` reports whether one appeared
 // before the last non-blank line (that would misalign PIQA's labels).
 std::vector<Line> read_lines(const std::string& path, bool* gap = nullptr) {
-  const std::string s = read_file(path);
+  const std::string s = read_without_bom(path);
   std::vector<Line> out;
   int64_t n = 0, last_blank = 0;
   size_t i = 0;
@@ -290,7 +279,7 @@ std::string find_task_file(const std::string& task, const std::string& dir) {
     task_info(task);  // throws naming the known tasks
   }
   for (const auto& n : names)
-    if (file_exists(dir + "/" + n)) return dir + "/" + n;
+    if (fs::is_file(dir + "/" + n)) return dir + "/" + n;
   return "";
 }
 
@@ -304,7 +293,7 @@ TaskData load_task(const std::string& task, const std::string& data, const std::
     path = find_task_file(task, data_dir);
     if (path.empty()) throw Error(task + ": no " + t.info.file_hint + " under " + data_dir + " (see docs/eval.md)");
   }
-  if (!file_exists(path)) throw Error(task + ": " + path + ": no such file");
+  if (!fs::is_file(path)) throw Error(task + ": " + path + ": no such file");
   t.source = path;
   if (task == "hellaswag") {
     t.docs = load_hellaswag(path);
@@ -314,7 +303,7 @@ TaskData load_task(const std::string& task, const std::string& data, const std::
     std::string lab = labels;
     if (lab.empty() && path.size() > 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0) {
       const std::string guess = path.substr(0, path.size() - 6) + "-labels.lst";
-      if (file_exists(guess)) lab = guess;
+      if (fs::is_file(guess)) lab = guess;
     }
     if (!lab.empty()) t.source += " + " + lab;
     t.docs = load_piqa(path, lab);

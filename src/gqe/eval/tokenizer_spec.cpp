@@ -1,9 +1,8 @@
 #include "gqe/eval/tokenizer_spec.h"
 
-#include <sys/stat.h>
-
 #include "gqe/core/error.h"
-// The SentencePiece tokenizer (issue 4) lives in data/sentencepiece.h; eval builds with or without it.
+#include "gqe/core/fs.h"
+// The SentencePiece tokenizer lives in data/sentencepiece.h; eval builds with or without it.
 #if __has_include("gqe/data/sentencepiece.h")
 #include "gqe/data/sentencepiece.h"
 #define GQE_EVAL_HAS_SPM 1
@@ -14,9 +13,8 @@ namespace gqe::eval {
 std::unique_ptr<Tokenizer> open_tokenizer(const std::string& spec, const std::string& checkpoint_dir, int64_t model_vocab) {
   std::string s = spec;
   if (s.empty()) {
-    struct stat st;
     const std::string auto_path = checkpoint_dir + "/tokenizer.model";
-    s = ::stat(auto_path.c_str(), &st) == 0 ? auto_path : "bytes";
+    s = fs::exists(auto_path) ? auto_path : "bytes";
   }
   std::unique_ptr<Tokenizer> tok;
   if (s == "bytes") {

@@ -3,9 +3,9 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/data/shard.h"
 
 namespace gqe::eval {
@@ -31,11 +31,7 @@ TokenSource load_eval_tokens(const std::string& path, const Tokenizer& tok, int6
     if (src.tokens.size() < 2) throw FormatError(path + ": fewer than 2 tokens; nothing to predict");
     return src;
   }
-  f.clear();
-  f.seekg(0);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  const std::string bytes = ss.str();
+  const std::string bytes = fs::read_file(path);
   src.kind = "text";
   src.tokens = tok.encode(bytes);
   src.text_bytes = int64_t(bytes.size());

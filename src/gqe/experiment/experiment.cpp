@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,43 +11,20 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <thread>
 
 #include "gqe/core/config.h"
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
 #include "gqe/experiment/report.h"
 #include "gqe/io/checkpoint.h"
-#include "gqe/io/safetensors.h"
 
 namespace gqe {
 using nlohmann::json;
 
 namespace {
-
-bool exists(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0;
-}
-
-void mkdirs(const std::string& dir) {
-  std::string cur;
-  for (size_t i = 0; i <= dir.size(); ++i) {
-    if ((i == dir.size() || dir[i] == '/') && !cur.empty() && ::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
-      throw Error(dir + ": cannot create directory: " + std::strerror(errno));
-    if (i < dir.size()) cur.push_back(dir[i]);
-  }
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw Error(path + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 std::string self_exe() {
   char buf[4096];
@@ -131,8 +107,8 @@ double time_prefill_ms(LanguageModel& model, int64_t n, int repeats) {
 
 void run_benchmark(const ExperimentOptions& o) {
   const std::string path = o.out_dir + "/bench.json";
-  if (exists(path)) {
-    json old = json::parse(read_text(path));
+  if (fs::exists(path)) {
+    json old = json::parse(fs::read_file(path));
     if (old.value("lengths", json::array()) == json(o.bench_lengths)) {
       std::cout << "[experiment] benchmark: done earlier (" << path << ")\n";
       return;
@@ -155,7 +131,7 @@ void run_benchmark(const ExperimentOptions& o) {
               {"what", "whole-model prefill forward (no grad), batch 1, trained seed-" + std::to_string(seed) +
                            " checkpoints"},
               {"rows", rows}};
-  write_file_atomic(path, out.dump(2) + "\n");
+  fs::write_file_atomic(path, out.dump(2) + "\n");
 }
 
 }  // namespace
@@ -166,7 +142,7 @@ std::string experiment_run_name(const std::string& variant, int64_t seed) {
 
 std::string write_variant_config(const std::string& base_config, const std::string& variant, const std::string& path) {
   const ModelConfig base = load_model_config(base_config);  // validates
-  json j = json::parse(read_text(base_config));
+  json j = json::parse(fs::read_file(base_config));
   json& a = j["attention"];
   if (variant == "gqa") {
     a["kind"] = "gqa";
@@ -181,7 +157,7 @@ std::string write_variant_config(const std::string& base_config, const std::stri
   }
   const std::string text = j.dump(2) + "\n";
   parse_model_config(text, path);  // the derived config must be valid too
-  write_file_atomic(path, text);
+  fs::write_file_atomic(path, text);
   return path;
 }
 
@@ -193,9 +169,9 @@ std::string run_experiment(const ExperimentOptions& o) {
     if (std::find(o.variants.begin(), o.variants.end(), v) == o.variants.end())
       throw Error(std::string("gqe experiment: --variants must include ") + v + " (the comparison needs both)");
   const std::string exe = o.gqe_binary.empty() ? self_exe() : o.gqe_binary;
-  mkdirs(o.out_dir + "/configs");
-  mkdirs(o.out_dir + "/runs");
-  write_file_atomic(o.out_dir + "/experiment.json",
+  fs::mkdirs(o.out_dir + "/configs");
+  fs::mkdirs(o.out_dir + "/runs");
+  fs::write_file_atomic(o.out_dir + "/experiment.json",
                     json({{"base_config", o.base_config}, {"variants", o.variants}, {"seeds", o.seeds},
                           {"steps", o.steps}, {"batch", o.batch}, {"seq", o.seq}, {"lr", o.lr},
                           {"data", o.data}, {"train_shards", o.train_shards}, {"val_shards", o.val_shards},
@@ -214,16 +190,16 @@ std::string run_experiment(const ExperimentOptions& o) {
                               " seed " + std::to_string(seed);
       const json budget = {{"steps", o.steps}, {"batch", o.batch}, {"seq", o.seq}, {"lr", o.lr}, {"data", o.data},
                            {"train_shards", o.train_shards}};
-      if (exists(run + "/DONE.json")) {
+      if (fs::exists(run + "/DONE.json")) {
         // A finished run is reused only for the same budget: anything else would mix runs in one table.
-        json done = json::parse(read_text(run + "/DONE.json"));
+        json done = json::parse(fs::read_file(run + "/DONE.json"));
         if (done.value("budget", json()) != budget)
           throw Error(run + ": trained with a different budget (" + done.value("budget", json()).dump() + ", now " +
                       budget.dump() + "); use another --out directory");
         std::cout << tag << ": trained earlier, skipping\n";
       } else {
-        mkdirs(run);
-        std::cout << tag << ": training" << (exists(run + "/checkpoints") ? " (resuming)" : "") << ", log "
+        fs::mkdirs(run);
+        std::cout << tag << ": training" << (fs::exists(run + "/checkpoints") ? " (resuming)" : "") << ", log "
                   << run << "/train.log\n";
         std::vector<std::string> args = {exe, "train", "--config", cfg, "--out", run, "--steps",
                                          std::to_string(o.steps), "--batch", std::to_string(o.batch), "--seq",
@@ -238,9 +214,9 @@ std::string run_experiment(const ExperimentOptions& o) {
         if (!o.tokenizer.empty()) args.insert(args.end(), {"--tokenizer", o.tokenizer});
         if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
         run_or_fail(args, run + "/train.log", tag + ": training");
-        write_file_atomic(run + "/DONE.json", json({{"variant", v}, {"seed", seed}, {"budget", budget}}).dump() + "\n");
+        fs::write_file_atomic(run + "/DONE.json", json({{"variant", v}, {"seed", seed}, {"budget", budget}}).dump() + "\n");
       }
-      if (!o.eval_dir.empty() && !exists(run + "/eval.json")) {
+      if (!o.eval_dir.empty() && !fs::exists(run + "/eval.json")) {
         std::cout << tag << ": evaluating " << o.eval_tasks << "\n";
         std::vector<std::string> args = {exe, "eval", "--checkpoint", run, "--task", o.eval_tasks, "--data-dir",
                                          o.eval_dir, "--out", run + "/eval.json", "--no-progress"};
@@ -249,7 +225,7 @@ std::string run_experiment(const ExperimentOptions& o) {
         run_or_fail(args, run + "/eval.log", tag + ": evaluation");
       }
       const std::string route_data = !o.data.empty() ? o.data : o.val_shards;
-      if (v != "gqa" && !route_data.empty() && !exists(run + "/routes.json")) {
+      if (v != "gqa" && !route_data.empty() && !fs::exists(run + "/routes.json")) {
         std::cout << tag << ": routing analytics\n";
         std::vector<std::string> args = {exe, "routes", "--checkpoint", run, "--data", route_data,
                                          "--max-tokens", "16384", "--out", run + "/routes", "--no-progress"};

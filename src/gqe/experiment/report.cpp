@@ -1,11 +1,11 @@
 #include "gqe/experiment/report.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -15,10 +15,10 @@
 
 #include "gqe/core/config.h"
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
 #include "gqe/experiment/experiment.h"
-#include "gqe/io/safetensors.h"
 
 namespace gqe {
 using nlohmann::json;
@@ -47,11 +47,6 @@ bool run_gnuplot(const std::string& script) {
 }
 
 namespace {
-
-bool exists(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0;
-}
 
 std::string fmt(const char* f, double v) {
   char buf[64];
@@ -121,7 +116,7 @@ RunData read_run(const std::string& dir) {
       r.final_val = j["val_loss"].get<double>();
     }
   }
-  if (exists(dir + "/eval.json")) {
+  if (fs::exists(dir + "/eval.json")) {
     std::ifstream e(dir + "/eval.json");
     r.eval = json::parse(e);
   }
@@ -143,7 +138,7 @@ std::vector<std::pair<int64_t, double>> smooth(const std::vector<std::pair<int64
 
 std::string write_experiment_report(const ExperimentOptions& o) {
   const std::string rep = o.out_dir + "/report";
-  if (::mkdir(rep.c_str(), 0755) != 0 && errno != EEXIST) throw Error(rep + ": cannot create directory");
+  fs::mkdirs(rep);
   const std::vector<std::string> tasks = {"hellaswag", "arc_easy", "piqa"};
   json results = json::object();
   std::map<std::string, std::map<int64_t, RunData>> runs;
@@ -254,7 +249,7 @@ std::string write_experiment_report(const ExperimentOptions& o) {
   if (run_gnuplot(rep + "/loss_curves.gp")) md << "![loss curves](loss_curves.png)\n\n";
 
   // ---- speed ------------------------------------------------------------------------------------------
-  if (exists(o.out_dir + "/bench.json")) {
+  if (fs::exists(o.out_dir + "/bench.json")) {
     std::ifstream bf(o.out_dir + "/bench.json");
     json b = json::parse(bf);
     results["bench"] = b;
@@ -279,12 +274,13 @@ std::string write_experiment_report(const ExperimentOptions& o) {
 
   // ---- routing ----------------------------------------------------------------------------------------
   const std::string routes = o.out_dir + "/runs/" + experiment_run_name("gqe", o.seeds.front()) + "/routes";
-  if (exists(routes + ".json")) {
+  if (fs::exists(routes + ".json")) {
     std::ifstream rf(routes + ".json");
     results["routing_gqe_seed" + std::to_string(o.seeds.front())] = json::parse(rf);
-    if (exists(routes + ".png")) {
-      const std::string cp = "cp '" + routes + ".png' '" + rep + "/routing.png'";
-      if (std::system(cp.c_str()) == 0)
+    if (fs::exists(routes + ".png")) {
+      std::error_code ec;
+      std::filesystem::copy_file(routes + ".png", rep + "/routing.png", std::filesystem::copy_options::overwrite_existing, ec);
+      if (!ec)
         md << "## Routing of the GQE model (seed " << o.seeds.front() << ")\n\n![routing heat map](routing.png)\n\n"
            << "Per layer and group, the fraction of tokens routed to each expert (from `gqe routes`; raw numbers in "
               "results.json).\n\n";
@@ -305,8 +301,8 @@ std::string write_experiment_report(const ExperimentOptions& o) {
   results["setup"] = {{"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()},
                       {"runtime", describe_runtime()}, {"steps", o.steps}, {"batch", o.batch}, {"seq", o.seq},
                       {"lr", o.lr}, {"seeds", o.seeds}, {"written", date}};
-  write_file_atomic(rep + "/results.json", results.dump(2) + "\n");
-  write_file_atomic(rep + "/README.md", md.str());
+  fs::write_file_atomic(rep + "/results.json", results.dump(2) + "\n");
+  fs::write_file_atomic(rep + "/README.md", md.str());
   return rep + "/README.md";
 }
 

@@ -1,14 +1,10 @@
 #include "gqe/io/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 
 namespace gqe {
 using nlohmann::json;
@@ -49,33 +45,6 @@ const at::Tensor* SafetensorsFile::find(const std::string& name) const {
   return nullptr;
 }
 
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw Error(path + ": cannot create temporary file " + tmp + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw Error(path + ": write failed: " + std::strerror(e));
-    }
-    done += size_t(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw Error(path + ": fsync/close failed: " + std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    throw Error(path + ": rename failed: " + std::strerror(e));
-  }
-}
-
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   json header = json::object();
@@ -99,7 +68,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   out.append(reinterpret_cast<const char*>(&n), 8);
   out += h;
   for (const auto& c : data) out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
-  write_file_atomic(path, out);
+  fs::write_file_atomic(path, out);
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {

@@ -26,7 +26,4 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 // not overlapping). Throws gqe::FormatError naming the file and the problem.
 SafetensorsFile load_safetensors(const std::string& path);
 
-// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
-void write_file_atomic(const std::string& path, const std::string& bytes);
-
 }  // namespace gqe

@@ -1,11 +1,10 @@
 #include "gqe/train/recipe.h"
 
 #include <cmath>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 
 namespace gqe {
 using nlohmann::json;
@@ -79,13 +78,10 @@ void apply_recipe_json(TrainRecipe& r, const json& j, const std::string& source)
 }
 
 TrainRecipe load_recipe(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw ConfigError(path + ": cannot open recipe file");
-  std::stringstream ss;
-  ss << f.rdbuf();
+  const std::string text = fs::read_file(path);
   json j;
   try {
-    j = json::parse(ss.str());
+    j = json::parse(text);
   } catch (const json::exception& e) {
     throw ConfigError(path + ": invalid JSON: " + e.what());
   }
