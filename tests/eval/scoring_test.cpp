@@ -301,7 +301,7 @@ TEST(Routing, HeatMapIsAPng) {
   opt.seq_len = 20;
   const RouteStats s = collect_routing(*model, tokens, opt);
   const std::string png = scratch_dir("heat") + "/routes.png";
-  plot_routing_heatmap(s, png, "test \"title\"");
+  ASSERT_TRUE(plot_routing_heatmap(s, png, "test \"title\"", PlotNeed::kRequired));
   const std::string bytes = fs::read_file(png);
   ASSERT_GT(bytes.size(), 100u);
   EXPECT_EQ(bytes.substr(0, 8), "\x89PNG\r\n\x1a\n");

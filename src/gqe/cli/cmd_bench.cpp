@@ -10,6 +10,7 @@
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/gnuplot.h"
 #include "gqe/core/runtime.h"
 
 namespace gqe::cli {
@@ -73,10 +74,7 @@ int cmd_bench(int argc, char** argv) {
   if (!args.flag("no-plot")) {
     const std::string script = out + ".gnuplot", png = out + ".png";
     fs::write_file_atomic(script, bench::gnuplot_script(rows, csv, png));
-    if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) == 0)
-      std::cout << "wrote " << png << "\n";
-    else
-      std::cout << "gnuplot failed or missing: plot script left at " << script << "\n";
+    if (run_gnuplot(script, PlotNeed::kOptional)) std::cout << "wrote " << png << "\n";
   }
   return 0;
 }

@@ -206,8 +206,8 @@ int cmd_routes(int argc, char** argv) {
   fs::write_file_atomic(prefix + ".json", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   std::cout << "wrote " << prefix << ".json";
   if (!args.flag("no-plot")) {
-    eval::plot_routing_heatmap(s, prefix + ".png", "expert load: " + dir + " on " + data);
-    std::cout << " and " << prefix << ".png";
+    if (eval::plot_routing_heatmap(s, prefix + ".png", "expert load: " + dir + " on " + data, PlotNeed::kOptional))
+      std::cout << " and " << prefix << ".png";
   }
   std::cout << "\n";
   return 0;

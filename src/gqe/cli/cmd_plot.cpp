@@ -18,6 +18,7 @@
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/gnuplot.h"
 
 namespace gqe::cli {
 
@@ -84,8 +85,8 @@ int cmd_plot(int argc, char** argv) {
     std::string l;
     while (std::getline(ss, l, ',')) labels.push_back(l);
   }
-  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0)
-    throw Error("gqe plot: the gnuplot program is not installed (Debian: apt-get install gnuplot-nox)");
+  const std::string terminal = gnuplot_png_terminal();
+  if (terminal.empty()) throw Error("gqe plot: the gnuplot program is not installed (Debian: apt-get install gnuplot-nox)");
 
   char tmpl[] = "/tmp/gqe-plot-XXXXXX";
   if (!mkdtemp(tmpl)) throw Error("gqe plot: cannot create a temporary directory");
@@ -120,10 +121,8 @@ int cmd_plot(int argc, char** argv) {
                 " pt 2 notitle, " + quote(tf) + " using 2:4 axes x1y2 with lines " + lt + " dt 3 title " +
                 quote(label + " lr");
   }
-  // pngcairo draws dashed lines (the learning rate); libgd's png is the fallback every gnuplot has.
-  const bool cairo = std::system("gnuplot -e 'set terminal pngcairo' > /dev/null 2>&1") == 0;
   std::ostringstream g;
-  g << "set terminal " << (cairo ? "pngcairo" : "png") << " size " << args.get_int("width", 1000) << "," << args.get_int("height", 800) << "\n"
+  g << "set terminal " << terminal << " size " << args.get_int("width", 1000) << "," << args.get_int("height", 800) << "\n"
     << "set output " << quote(out + ".tmp.png") << "\n"
     << "set datafile missing 'nan'\nset grid\nset key top right\n"
     << "set multiplot layout 2,1 title " << quote(args.get("title", "gqe training")) << "\n"
@@ -132,20 +131,14 @@ int cmd_plot(int argc, char** argv) {
     << "unset multiplot\n";
   const std::string script = tmp + "/plot.gp";
   std::ofstream(script) << g.str();
-  const std::string cmd = "gnuplot " + quote(script) + " 2> " + quote(tmp + "/gnuplot.err");
-  const int rc = std::system(cmd.c_str());
-  std::string err;
-  {
-    std::ifstream e(tmp + "/gnuplot.err");
-    std::stringstream ss;
-    ss << e.rdbuf();
-    err = ss.str();
+  try {
+    run_gnuplot(script, PlotNeed::kRequired);  // the picture is what was asked for: a failure is an error
+  } catch (const Error&) {
+    fs::remove_tree(tmp);
+    std::remove((out + ".tmp.png").c_str());
+    throw;
   }
   fs::remove_tree(tmp);
-  if (rc != 0) {
-    std::remove((out + ".tmp.png").c_str());
-    throw Error("gqe plot: gnuplot failed: " + err);
-  }
   if (std::rename((out + ".tmp.png").c_str(), out.c_str()) != 0) throw Error(out + ": cannot write the plot");
   std::cout << "wrote " << out << "\n";
   return 0;

@@ -275,10 +275,10 @@ nlohmann::ordered_json routing_json(const RouteStats& s, const Tokenizer& tok) {
   return j;
 }
 
-void plot_routing_heatmap(const RouteStats& s, const std::string& png_path, const std::string& title) {
+bool plot_routing_heatmap(const RouteStats& s, const std::string& png_path, const std::string& title, PlotNeed need) {
   const int64_t L = s.layers, G = s.groups, M = s.experts;
   const std::string tmp = png_path + ".tmp." + std::to_string(::getpid());
-  const std::string data = tmp + ".dat", script = tmp + ".gp", err = tmp + ".err";
+  const std::string data = tmp + ".dat", script = tmp + ".gp";
   {
     std::ofstream d(data);
     for (int64_t l = 0; l < L; ++l)
@@ -308,24 +308,20 @@ void plot_routing_heatmap(const RouteStats& s, const std::string& png_path, cons
     g << "plot '" << data << "' using 1:2:3 with image notitle"
       << (labels ? ", '' using 1:2:(sprintf('%.2f',$3)) with labels font 'sans,8' notitle" : "") << "\n";
   }
-  const std::string cmd = "gnuplot '" + script + "' 2> '" + err + "'";
-  const int rc = std::system(cmd.c_str());
-  std::string msg;
-  {
-    std::ifstream e(err);
-    std::stringstream ss;
-    ss << e.rdbuf();
-    msg = ss.str();
+  bool drawn = false;
+  try {
+    drawn = run_gnuplot(script, need);
+  } catch (const Error&) {
+    for (const std::string& f : {data, script, tmp}) std::remove(f.c_str());
+    throw;
   }
-  std::remove(data.c_str());
-  std::remove(script.c_str());
-  std::remove(err.c_str());
-  if (rc != 0) {
+  for (const std::string& f : {data, script}) std::remove(f.c_str());
+  if (!drawn) {
     std::remove(tmp.c_str());
-    throw Error("gnuplot failed (exit " + std::to_string(rc) + ") writing " + png_path +
-                (msg.empty() ? std::string(" (is gnuplot installed? apt-get install gnuplot-nox)") : ": " + msg));
+    return false;
   }
   if (std::rename(tmp.c_str(), png_path.c_str()) != 0) throw Error(png_path + ": cannot move the plot into place");
+  return true;
 }
 
 }  // namespace gqe::eval

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "gqe/core/gnuplot.h"
 #include "gqe/data/tokenizer.h"
 #include "gqe/model/transformer.h"
 
@@ -50,9 +51,9 @@ RouteStats collect_routing(LanguageModel& model, const std::vector<int64_t>& tok
 std::string format_routing(const RouteStats& s, const Tokenizer& tok);
 nlohmann::ordered_json routing_json(const RouteStats& s, const Tokenizer& tok);
 
-// Heat map of load fractions (rows: layers, columns: group/expert) written to png_path with gnuplot.
-// Throws gqe::Error when gnuplot is missing or fails.
-void plot_routing_heatmap(const RouteStats& s, const std::string& png_path, const std::string& title);
+// Heat map of load fractions (rows: layers, columns: group/expert) written to png_path with gnuplot;
+// true when drawn. A missing gnuplot or a gnuplot error follows `need` (see core/gnuplot.h).
+bool plot_routing_heatmap(const RouteStats& s, const std::string& png_path, const std::string& title, PlotNeed need);
 
 // A token's text for display: printable ASCII kept, other bytes as \xNN, spaces as '␣'.
 std::string printable_token(const Tokenizer& tok, int64_t token);

@@ -16,6 +16,7 @@
 #include "gqe/core/config.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/gnuplot.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
 #include "gqe/experiment/experiment.h"
@@ -35,15 +36,6 @@ MeanStd mean_std(const std::vector<double>& xs) {
     r.std = std::sqrt(s / double(xs.size() - 1));
   }
   return r;
-}
-
-bool run_gnuplot(const std::string& script) {
-  const std::string cmd = "gnuplot '" + script + "' 2>'" + script + ".err'";
-  if (std::system(cmd.c_str()) != 0) {
-    std::cerr << "[experiment] gnuplot failed on " << script << " (see " << script << ".err); no picture\n";
-    return false;
-  }
-  return true;
 }
 
 namespace {
@@ -246,7 +238,7 @@ std::string write_experiment_report(const ExperimentOptions& o) {
   {
     std::ofstream(rep + "/loss_curves.gp") << gp.str();
   }
-  if (run_gnuplot(rep + "/loss_curves.gp")) md << "![loss curves](loss_curves.png)\n\n";
+  if (run_gnuplot(rep + "/loss_curves.gp", PlotNeed::kOptional)) md << "![loss curves](loss_curves.png)\n\n";
 
   // ---- speed ------------------------------------------------------------------------------------------
   if (fs::exists(o.out_dir + "/bench.json")) {
@@ -269,7 +261,7 @@ std::string write_experiment_report(const ExperimentOptions& o) {
         << "set ylabel 'GQA latency / GQE latency'\nset logscale x 2\nset grid\nset yrange [0:*]\n"
         << "plot '" << rep << "/speedup.dat' using 1:2 with linespoints lw 2 pt 7 title 'measured', 1 lc rgb 'gray' dt 2 title 'parity'\n";
     md << "\n";
-    if (run_gnuplot(rep + "/speedup.gp")) md << "![speedup](speedup.png)\n\n";
+    if (run_gnuplot(rep + "/speedup.gp", PlotNeed::kOptional)) md << "![speedup](speedup.png)\n\n";
   }
 
   // ---- routing ----------------------------------------------------------------------------------------

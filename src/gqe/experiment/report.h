@@ -12,8 +12,4 @@ struct MeanStd {
 };
 MeanStd mean_std(const std::vector<double>& xs);
 
-// Runs gnuplot on `script` (a file path); returns false (and says why on stderr) when gnuplot is missing
-// or fails, so a report without pictures is still written.
-bool run_gnuplot(const std::string& script);
-
 }  // namespace gqe
