@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "gqe/core/format.h"
+
 namespace gqe {
 
 ParamCounts count_parameters(const ModelConfig& c) {
@@ -34,17 +36,6 @@ AttentionFlops attention_flops_per_token(const ModelConfig& c, int64_t L) {
   return f;
 }
 
-namespace {
-std::string human(double v) {
-  char buf[64];
-  if (v >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
-  else if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
-  else if (v >= 1e3) std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0f", v);
-  return buf;
-}
-}  // namespace
-
 std::string describe_model(const ModelConfig& c, int64_t L) {
   const AttentionConfig& a = c.attention;
   const ParamCounts p = count_parameters(c);
@@ -70,7 +61,7 @@ std::string describe_model(const ModelConfig& c, int64_t L) {
     o << ")";
   }
   o << "  -> W_O is " << a.num_slots() * a.head_dim << " x " << c.hidden_size << "\n";
-  o << "parameters: " << human(double(p.total())) << " (" << p.total() << ")\n";
+  o << "parameters: " << human_number(double(p.total())) << " (" << p.total() << ")\n";
   auto row = [&](const char* name, int64_t v) {
     char buf[128];
     std::snprintf(buf, sizeof buf, "  %-22s %14lld  %5.1f%%\n", name, (long long)v, 100.0 * v / double(p.total()));
@@ -86,12 +77,13 @@ std::string describe_model(const ModelConfig& c, int64_t L) {
   if (!c.tie_word_embeddings) row("lm_head", p.lm_head);
   const AttentionFlops at = attention_flops_per_token(c, L);
   const AttentionFlops avg = attention_flops_per_token(c, (L + 1) / 2);
-  o << "attention FLOPs per token per layer at context " << L << ": " << human(at.total()) << " (core "
-    << human(at.core) << ", q " << human(at.q_proj) << ", kv " << human(at.kv_proj) << ", o " << human(at.o_proj);
-  if (a.is_gqe()) o << ", router " << human(at.router);
+  o << "attention FLOPs per token per layer at context " << L << ": " << human_number(at.total()) << " (core "
+    << human_number(at.core) << ", q " << human_number(at.q_proj) << ", kv " << human_number(at.kv_proj) << ", o "
+    << human_number(at.o_proj);
+  if (a.is_gqe()) o << ", router " << human_number(at.router);
   o << ")\n";
-  o << "attention FLOPs per token per layer, mean over a causal prefill of " << L << ": " << human(avg.total())
-    << "; whole model: " << human(avg.total() * double(c.num_hidden_layers)) << "\n";
+  o << "attention FLOPs per token per layer, mean over a causal prefill of " << L << ": " << human_number(avg.total())
+    << "; whole model: " << human_number(avg.total() * double(c.num_hidden_layers)) << "\n";
   if (a.is_gqe()) {
     ModelConfig dense = c;
     dense.attention.kind = "gqa";

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "gqe/core/error.h"
+#include "gqe/core/format.h"
 #include "gqe/core/fs.h"
 #include "gqe/data/sentencepiece.h"
 #include "gqe/data/shard.h"
@@ -158,15 +159,6 @@ class SplitWriter {
   int64_t total_ = 0;
 };
 
-std::string human(double x) {
-  char b[32];
-  if (x >= 1e9) std::snprintf(b, sizeof b, "%.2fG", x / 1e9);
-  else if (x >= 1e6) std::snprintf(b, sizeof b, "%.2fM", x / 1e6);
-  else if (x >= 1e3) std::snprintf(b, sizeof b, "%.1fk", x / 1e3);
-  else std::snprintf(b, sizeof b, "%.0f", x);
-  return b;
-}
-
 void progress_line(int64_t done, int64_t total, int64_t tokens, double secs, bool final) {
   const double frac = total > 0 ? std::min(1.0, double(done) / double(total)) : 1.0;
   const int width = 30, filled = static_cast<int>(frac * width);
@@ -175,8 +167,8 @@ void progress_line(int64_t done, int64_t total, int64_t tokens, double secs, boo
   const double rate = secs > 0 ? double(done) / secs : 0;
   const double eta = rate > 0 ? double(total - done) / rate : 0;
   std::fprintf(stderr, "\r[%s] %3.0f%% %sB/%sB  %s tokens  %sB/s  ETA %.0fs  ", bar.c_str(), 100 * frac,
-               human(double(done)).c_str(), human(double(total)).c_str(), human(double(tokens)).c_str(),
-               human(rate).c_str(), final ? 0.0 : eta);
+               human_number(double(done)).c_str(), human_number(double(total)).c_str(),
+               human_number(double(tokens)).c_str(), human_number(rate).c_str(), final ? 0.0 : eta);
   if (final) std::fprintf(stderr, "\n");
   std::fflush(stderr);
 }

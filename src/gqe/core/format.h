@@ -1,0 +1,10 @@
+// Formatting numbers for people (progress lines, model summaries).
+#pragma once
+#include <string>
+
+namespace gqe {
+
+// A count with an SI suffix: 950 -> "950", 12345 -> "12.3k", 4.5e6 -> "4.50M", 7.1e9 -> "7.10G".
+std::string human_number(double x);
+
+}  // namespace gqe
