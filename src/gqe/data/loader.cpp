@@ -53,35 +53,69 @@ uint64_t IndexPermutation::operator()(uint64_t i) const {
 // ---------------------------------------------------------------------------------------------------
 // TokenLoader
 
+struct TokenLoader::Segment {
+  std::unique_ptr<TokenShard> shard;                   // a shard on disk,
+  std::shared_ptr<const std::vector<int64_t>> tokens;  // or tokens in memory
+  uint64_t num_tokens() const { return shard ? shard->num_tokens() : uint64_t(tokens->size()); }
+  void read(uint64_t begin, uint64_t count, int64_t* out) const {
+    if (shard) shard->read(begin, count, out);
+    else std::copy_n(tokens->data() + begin, count, out);
+  }
+};
+
 TokenLoader::TokenLoader(std::vector<std::string> shards, int64_t seq_len, int64_t batch_size, uint64_t seed,
                          int rank, int world_size)
     : seq_len_(seq_len), batch_size_(batch_size), global_batch_(batch_size * world_size), seed_(seed), rank_(rank),
       world_size_(world_size) {
   if (shards.empty()) throw Error("data loader: no token shards given");
-  if (seq_len < 1) throw Error("data loader: seq_len must be >= 1, got " + std::to_string(seq_len));
-  if (batch_size < 1) throw Error("data loader: batch_size must be >= 1, got " + std::to_string(batch_size));
-  if (world_size < 1 || rank < 0 || rank >= world_size)
-    throw Error("data loader: rank " + std::to_string(rank) + " not in [0, world_size=" + std::to_string(world_size) +
-                ")");
-  window_begin_.push_back(0);
+  check_arguments();
   // Checksumming reads every shard once (several GB/s); GQE_SKIP_SHARD_CHECKSUM=1 skips it for corpora so
   // large that this matters (sizes and headers are still checked).
   const char* skip = std::getenv("GQE_SKIP_SHARD_CHECKSUM");
   const bool verify = !(skip && *skip && std::string(skip) != "0");
   for (const auto& p : shards) {
-    shards_.push_back(std::make_unique<TokenShard>(p, verify));
-    const TokenShard& s = *shards_.back();
-    total_tokens_ += s.num_tokens();
-    vocab_size_ = std::max(vocab_size_, s.vocab_size());
-    total_windows_ += (s.num_tokens() - 1) / static_cast<uint64_t>(seq_len);
+    auto seg = std::make_unique<Segment>();
+    seg->shard = std::make_unique<TokenShard>(p, verify);
+    vocab_size_ = std::max(vocab_size_, seg->shard->vocab_size());
+    segments_.push_back(std::move(seg));
+  }
+  cut_windows("data loader: " + std::to_string(shards.size()) + " shard(s)");
+}
+
+TokenLoader::TokenLoader(std::shared_ptr<const std::vector<int64_t>> tokens, const std::string& name, int64_t seq_len,
+                         int64_t batch_size, uint64_t seed, int rank, int world_size)
+    : seq_len_(seq_len), batch_size_(batch_size), global_batch_(batch_size * world_size), seed_(seed), rank_(rank),
+      world_size_(world_size) {
+  if (!tokens) throw Error(name + ": no tokens given");
+  check_arguments();
+  auto seg = std::make_unique<Segment>();
+  seg->tokens = std::move(tokens);
+  segments_.push_back(std::move(seg));
+  cut_windows(name);
+}
+
+void TokenLoader::check_arguments() const {
+  if (seq_len_ < 1) throw Error("data loader: seq_len must be >= 1, got " + std::to_string(seq_len_));
+  if (batch_size_ < 1) throw Error("data loader: batch_size must be >= 1, got " + std::to_string(batch_size_));
+  if (world_size_ < 1 || rank_ < 0 || rank_ >= world_size_)
+    throw Error("data loader: rank " + std::to_string(rank_) + " not in [0, world_size=" + std::to_string(world_size_) +
+                ")");
+}
+
+void TokenLoader::cut_windows(const std::string& what) {
+  window_begin_.assign(1, 0);
+  for (const auto& seg : segments_) {
+    const uint64_t n = seg->num_tokens();
+    total_tokens_ += n;
+    if (n > 0) total_windows_ += (n - 1) / static_cast<uint64_t>(seq_len_);
     window_begin_.push_back(total_windows_);
   }
   steps_per_epoch_ = total_windows_ / static_cast<uint64_t>(global_batch_);
   if (steps_per_epoch_ == 0)
-    throw Error("data loader: " + std::to_string(shards.size()) + " shard(s) with " + std::to_string(total_tokens_) +
-                " tokens give " + std::to_string(total_windows_) + " windows of " + std::to_string(seq_len + 1) +
-                " tokens, fewer than one global batch of " + std::to_string(global_batch_) +
-                " (world_size x batch_size); use more data, a smaller batch or a shorter sequence");
+    throw Error(what + ": " + std::to_string(total_tokens_) + " tokens give " + std::to_string(total_windows_) +
+                " windows of " + std::to_string(seq_len_ + 1) + " tokens, fewer than one global batch of " +
+                std::to_string(global_batch_) + " (" + std::to_string(world_size_) + " rank(s) x batch " +
+                std::to_string(batch_size_) + "); use more data, a smaller batch or a shorter sequence");
 }
 
 TokenLoader::~TokenLoader() = default;
@@ -116,11 +150,11 @@ std::pair<at::Tensor, at::Tensor> TokenLoader::next() {
                          static_cast<uint64_t>(rank_) * static_cast<uint64_t>(batch_size_);
   for (int64_t b = 0; b < batch_size_; ++b) {
     const uint64_t w = perm(first + static_cast<uint64_t>(b));
-    // Shard holding window w: the last shard whose first window index is <= w.
+    // Segment holding window w: the last segment whose first window index is <= w.
     const size_t k = static_cast<size_t>(std::upper_bound(window_begin_.begin(), window_begin_.end(), w) -
                                          window_begin_.begin()) - 1;
     const uint64_t local = w - window_begin_[k];
-    shards_[k]->read(local * static_cast<uint64_t>(T), static_cast<uint64_t>(T + 1), window.data());
+    segments_[k]->read(local * static_cast<uint64_t>(T), static_cast<uint64_t>(T + 1), window.data());
     std::copy(window.begin(), window.end() - 1, in + b * T);
     std::copy(window.begin() + 1, window.end(), tg + b * T);
   }

@@ -1,4 +1,6 @@
-// TokenLoader: fixed-length training windows over token shards, in a seeded order, split over ranks.
+// TokenLoader: fixed-length training windows over token shards (or a token vector in memory), in a
+// seeded order, split over ranks. The one implementation of gqe's training data order: `gqe train` on
+// shards and on a text file both read through it.
 //
 // Windows: shard k with N_k tokens holds floor((N_k - 1) / T) windows; window j covers tokens
 // [j*T, j*T + T] (T + 1 tokens: inputs are the first T, targets the last T). Windows never cross a
@@ -43,6 +45,10 @@ class TokenLoader {
   // Throws gqe::Error if a shard is invalid or the shards hold fewer than world_size*batch_size windows.
   TokenLoader(std::vector<std::string> shards, int64_t seq_len, int64_t batch_size, uint64_t seed, int rank = 0,
               int world_size = 1);
+  // The same over tokens in memory (one segment, as if one shard); `name` (e.g. the text file) starts
+  // error messages.
+  TokenLoader(std::shared_ptr<const std::vector<int64_t>> tokens, const std::string& name, int64_t seq_len,
+              int64_t batch_size, uint64_t seed, int rank = 0, int world_size = 1);
   ~TokenLoader();
 
   // inputs [B, T] int64, targets [B, T] int64 (next tokens); advances the state by one step.
@@ -59,8 +65,12 @@ class TokenLoader {
   uint64_t window_at(uint64_t epoch, uint64_t pos) const;
 
  private:
-  std::vector<std::unique_ptr<TokenShard>> shards_;
-  std::vector<uint64_t> window_begin_;  // first global window index of each shard, plus W at the end
+  struct Segment;  // a run of tokens that windows are cut from: one shard, or the in-memory tokens
+  void check_arguments() const;
+  void cut_windows(const std::string& what);  // fills window_begin_, totals, steps_per_epoch_
+
+  std::vector<std::unique_ptr<Segment>> segments_;
+  std::vector<uint64_t> window_begin_;  // first global window index of each segment, plus W at the end
   int64_t seq_len_, batch_size_, global_batch_;
   uint64_t seed_;
   int rank_, world_size_;

@@ -1,10 +1,11 @@
-// Where training batches come from. The trainer sees only this interface; two implementations:
+// Where training batches come from. The trainer sees only this interface. Both implementations read
+// through gqe::TokenLoader (src/gqe/data/loader.h), the one home of the windowing, the seeded order and
+// the rank split:
 //   TextTokenSource   an in-memory token vector (byte-tokenized text for `gqe train --data FILE`),
-//   ShardTokenSource  token shards through gqe::TokenLoader (src/gqe/data/loader.h).
-// Both follow the same contract as TokenLoader: fixed windows of seq_len+1 tokens, window j covering
-// tokens [j*T, j*T+T]; epoch e visits windows in a permutation fixed by (seed, e); a step of the global
-// batch G = world*B takes permutation positions [s*G, (s+1)*G) and rank r takes [s*G + r*B, s*G + (r+1)*B).
-// The position (epoch, step) is the whole state, so a checkpoint stores it and resume continues exactly.
+//   make_shard_source token shards on disk.
+// Fixed windows of seq_len+1 tokens; epoch e visits them in an order fixed by (seed, e); rank r of a
+// global batch G = world*B takes its contiguous slice. The position (epoch, step) is the whole state, so a
+// checkpoint stores it and resume continues exactly.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -14,12 +15,11 @@
 #include <utility>
 #include <vector>
 
+#include "gqe/data/loader.h"
+
 namespace gqe {
 
-struct DataPosition {
-  uint64_t epoch = 0;
-  uint64_t step = 0;  // of the NEXT batch
-};
+using DataPosition = LoaderState;  // (epoch, step) of the NEXT batch
 
 class TokenSource {
  public:
@@ -33,29 +33,28 @@ class TokenSource {
   virtual int64_t vocab_size() const { return 0; }  // largest id + 1 the data may hold; 0 = unknown
 };
 
-class TextTokenSource : public TokenSource {
+// A TokenSource over a TokenLoader; `name` starts describe() ("data/kjv.txt", "3 shard(s)").
+class LoaderTokenSource : public TokenSource {
+ public:
+  LoaderTokenSource(std::unique_ptr<TokenLoader> loader, std::string name);
+  std::pair<at::Tensor, at::Tensor> next() override { return loader_->next(); }
+  DataPosition position() const override { return loader_->state(); }
+  void restore(const DataPosition& p) override { loader_->restore(p); }
+  int64_t total_tokens() const override { return loader_->total_tokens(); }
+  std::string describe() const override;
+  int64_t vocab_size() const override { return int64_t(loader_->vocab_size()); }
+  int64_t steps_per_epoch() const { return loader_->steps_per_epoch(); }
+
+ private:
+  std::unique_ptr<TokenLoader> loader_;
+  std::string name_;
+};
+
+class TextTokenSource : public LoaderTokenSource {
  public:
   // Throws gqe::Error when the tokens hold fewer than world_size * batch_size windows.
   TextTokenSource(std::shared_ptr<const std::vector<int64_t>> tokens, int64_t seq_len, int64_t batch_size,
-                  uint64_t seed, int rank = 0, int world_size = 1, std::string name = "text");
-  std::pair<at::Tensor, at::Tensor> next() override;
-  DataPosition position() const override { return pos_; }
-  void restore(const DataPosition& p) override;
-  int64_t total_tokens() const override { return int64_t(tokens_->size()); }
-  std::string describe() const override;
-  int64_t steps_per_epoch() const { return steps_per_epoch_; }
-
- private:
-  const std::vector<uint64_t>& order(uint64_t epoch);
-  std::shared_ptr<const std::vector<int64_t>> tokens_;
-  int64_t T_, B_;
-  uint64_t seed_;
-  int rank_, world_;
-  int64_t windows_ = 0, steps_per_epoch_ = 0;
-  DataPosition pos_;
-  uint64_t cached_epoch_ = ~uint64_t(0);
-  std::vector<uint64_t> order_;
-  std::string name_;
+                  uint64_t seed, int rank = 0, int world_size = 1, const std::string& name = "text");
 };
 
 // Shards through TokenLoader; `shards` are paths (expand user specs with data/shard.h resolve_shard_paths).
