@@ -213,7 +213,7 @@ TEST(ValLoss, EqualsCrossEntropyOverNonOverlappingWindows) {
   EXPECT_GT(r.aux_loss, 0.0);
 }
 
-TEST(ValLoss, TokenSources) {
+TEST(ValLoss, EvalTokensFromShardsAndText) {
   const std::string dir = scratch_dir("tokens");
   ByteTokenizer tok;
   // llm.c uint16 shard: 256 int32 header (magic, version, count), then the tokens.
@@ -222,7 +222,7 @@ TEST(ValLoss, TokenSources) {
   std::memcpy(&bin[0], header, sizeof(header));
   for (uint16_t t : {uint16_t(5), uint16_t(300), uint16_t(65535)}) bin.append(reinterpret_cast<const char*>(&t), 2);
   write(dir + "/val.bin", bin);
-  TokenSource s = load_eval_tokens(dir + "/val.bin", tok);
+  EvalTokens s = load_eval_tokens(dir + "/val.bin", tok);
   EXPECT_EQ(s.kind, "llm.c uint16 shard");
   EXPECT_EQ(s.tokens, (std::vector<int64_t>{5, 300, 65535}));
   EXPECT_EQ(load_eval_tokens(dir + "/val.bin", tok, 2).tokens.size(), 2u);

@@ -43,7 +43,7 @@ int run_val_loss(const Args& args) {
   auto model = load_model_checkpoint(dir);
   auto tok = eval::open_tokenizer(args.get("tokenizer", ""), dir, model->config().vocab_size);
   const std::string data = args.require("data");
-  eval::TokenSource src = eval::load_eval_tokens(data, *tok, args.get_int("max-tokens", 0));
+  eval::EvalTokens src = eval::load_eval_tokens(data, *tok, args.get_int("max-tokens", 0));
   const int64_t seq = args.get_int("seq", std::min<int64_t>(1024, model->config().max_position_embeddings));
   const int64_t batch = args.get_int("batch-size", 8);
   std::cerr << "gqe eval --val-loss: " << data << " (" << src.kind << ", " << src.tokens.size() << " tokens), seq " << seq
@@ -188,7 +188,7 @@ int cmd_routes(int argc, char** argv) {
                 "' checkpoint; routing analytics need a GQE checkpoint");
   auto tok = eval::open_tokenizer(args.get("tokenizer", ""), dir, model->config().vocab_size);
   const std::string data = args.require("data");
-  eval::TokenSource src = eval::load_eval_tokens(data, *tok, args.get_int("max-tokens", 65536));
+  eval::EvalTokens src = eval::load_eval_tokens(data, *tok, args.get_int("max-tokens", 65536));
   eval::RouteOptions opt;
   opt.seq_len = args.get_int("seq", std::min<int64_t>(256, model->config().max_position_embeddings));
   opt.batch_size = args.get_int("batch-size", opt.batch_size);

@@ -10,13 +10,13 @@
 
 namespace gqe::eval {
 
-TokenSource load_eval_tokens(const std::string& path, const Tokenizer& tok, int64_t max_tokens) {
+EvalTokens load_eval_tokens(const std::string& path, const Tokenizer& tok, int64_t max_tokens) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path + ": cannot open");
   char head[8] = {0};
   f.read(head, 8);
   const size_t got = size_t(f.gcount());
-  TokenSource src;
+  EvalTokens src;
   int32_t magic = 0;
   if (got >= 4) std::memcpy(&magic, head, 4);
   const bool gqe_shard = got == 8 && std::memcmp(head, kShardMagic, 8) == 0;

@@ -1,6 +1,6 @@
 // Validation loss and perplexity of a checkpoint on held-out tokens.
 //
-// Token sources: token shards as src/gqe/data/shard.h reads them (gqe shards, "GQETOKS"; llm.c .bin shards,
+// Evaluation data: token shards as src/gqe/data/shard.h reads them (gqe shards, "GQETOKS"; llm.c .bin shards,
 // magic 20240520 -> uint16 tokens, 20240801 -> uint32 tokens), or any other file as UTF-8 text encoded
 // with the tokenizer.
 #pragma once
@@ -14,7 +14,7 @@
 
 namespace gqe::eval {
 
-struct TokenSource {
+struct EvalTokens {  // the tokens of an evaluation data file
   std::vector<int64_t> tokens;
   std::string kind;      // "gqe uint16 shard", "llm.c uint16 shard", ..., "text"
   int64_t text_bytes = 0;  // bytes of text behind the tokens (text sources only; 0 otherwise)
@@ -22,7 +22,7 @@ struct TokenSource {
 
 // max_tokens > 0 keeps only the first max_tokens tokens (text: the bytes counted are those of the
 // kept prefix, re-measured by decoding). Throws gqe::FormatError on a truncated or inconsistent shard.
-TokenSource load_eval_tokens(const std::string& path, const Tokenizer& tok, int64_t max_tokens = 0);
+EvalTokens load_eval_tokens(const std::string& path, const Tokenizer& tok, int64_t max_tokens = 0);
 
 struct ValLossResult {
   double loss = 0;         // mean next-token cross-entropy (nats) over every predicted token
