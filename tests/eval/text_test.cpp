@@ -1,4 +1,4 @@
-// Python string semantics and HellaSwag's preprocess (eval-protocol.md section 1.3).
+// Python string semantics and HellaSwag's preprocess (docs/eval.md, "What is computed, exactly").
 #include <gtest/gtest.h>
 
 #include "gqe/eval/tasks.h"

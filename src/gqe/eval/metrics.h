@@ -1,4 +1,5 @@
-// acc / acc_norm of multiple-choice docs and the harness's mean +- stderr (eval-protocol.md section 0).
+// acc / acc_norm of multiple-choice docs and the harness's mean +- stderr (docs/eval.md, "What is
+// computed, exactly").
 // Torch-free.
 #pragma once
 #include <cstdint>

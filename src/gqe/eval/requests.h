@@ -1,5 +1,5 @@
 // Loglikelihood requests of the multiple-choice tasks and their tokenisation, as lm-evaluation-harness
-// v0.4+ builds them (eval-protocol.md section 0). Torch-free.
+// v0.4+ builds them (docs/eval.md, "What is computed, exactly"). Torch-free.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,5 +1,5 @@
 // Loglikelihood of continuations under a LanguageModel, batched, as lm-evaluation-harness's
-// HFLM._loglikelihood_tokens computes it (eval-protocol.md section 0):
+// HFLM._loglikelihood_tokens computes it (docs/eval.md, "What is computed, exactly"):
 //   input  = (context + continuation)[-(max_length + 1):][:-1]      (left truncation)
 //   logits = log_softmax(model(input)) at the last len(continuation) positions
 //   ll     = sum of the log-probabilities of the continuation tokens; greedy = argmax matches every token.

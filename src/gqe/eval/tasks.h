@@ -1,5 +1,5 @@
 // Zero-shot multiple-choice tasks read from their public files, rendered exactly as
-// lm-evaluation-harness renders them (../shared/reference/eval-protocol.md sections 1-3). Torch-free.
+// lm-evaluation-harness renders them (docs/eval.md, "What is computed, exactly"). Torch-free.
 //
 //   hellaswag      rowanz hellaswag_val.jsonl (label int) or the HF row layout (label string);
 //                  context = preprocess(activity_label + ": " + ctx_a + " " + capitalize(ctx_b)),
