@@ -1,5 +1,5 @@
-// The flash-attention kernel against its reference twin (causal_attention_reference with K/V expanded
-// per query head), forward and backward, over shapes that exercise every edge: odd lengths, lengths
+// The flash-attention kernel against its reference twin (flash_attention_reference: K/V expanded per
+// query head, every score formed), forward and backward, over shapes that exercise every edge: odd lengths, lengths
 // that are not multiples of the tiles, G = 1 and G = H, head dims that need padding, decode (Tq = 1)
 // and chunked prefill against a KV cache, and a length whose n x n score matrix would not fit in memory.
 #include "gqe/kernels/flash_attention.h"
@@ -8,7 +8,7 @@
 
 #include <sstream>
 
-#include "gqe/attention/sdpa_reference.h"
+#include "gqe/kernels/reference.h"
 #include "test_util.h"
 
 namespace gqe {
@@ -49,8 +49,7 @@ Inputs random_inputs(const Case& c) {
 
 // Reference in double precision, K/V expanded so head h sees KV head h / (Hq/G).
 at::Tensor reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t q_start) {
-  const int64_t M = q.size(2) / k.size(2);
-  return causal_attention_reference(q, k.repeat_interleave(M, 2), v.repeat_interleave(M, 2), q_start);
+  return kernels::flash_attention_reference(q, k, v, q_start);
 }
 
 TEST(FlashAttention, ForwardMatchesReference) {
@@ -144,7 +143,7 @@ TEST(FlashAttention, LengthWhoseScoreMatrixWouldNotFitInMemory) {
   ASSERT_EQ(out.sizes(), q.sizes());
   // Spot-check rows against the reference on just those rows (one query against its prefix).
   for (int64_t t : {int64_t(0), int64_t(4097), n / 2 + 13, n - 1}) {
-    at::Tensor ref = causal_attention_reference(q.narrow(1, t, 1), k.narrow(1, 0, t + 1), v.narrow(1, 0, t + 1), t);
+    at::Tensor ref = kernels::flash_attention_reference(q.narrow(1, t, 1), k.narrow(1, 0, t + 1), v.narrow(1, 0, t + 1), t);
     EXPECT_LT(test::max_rel_diff(out.narrow(1, t, 1), ref), 1e-5) << "row " << t;
   }
 }

@@ -1,8 +1,8 @@
-// The one-pass RoPE kernel against its reference twin apply_rope (src/gqe/attention/rope.cpp): outputs and
+// The one-pass RoPE kernel against its reference twin rope_reference (src/gqe/kernels/reference.h): outputs and
 // gradients on fresh random inputs, odd lengths, offsets (decode / chunked prefill), one head, d_h = 2.
 #include <gtest/gtest.h>
 
-#include "gqe/attention/rope.h"
+#include "gqe/kernels/reference.h"
 #include "gqe/kernels/rope.h"
 #include "test_util.h"
 
@@ -21,7 +21,7 @@ TEST(RopeKernel, OutputsAndGradientsMatchReference) {
     at::manual_seed(c.T * 31 + c.dh);
     at::Tensor x = at::randn({c.B, c.T, c.H, c.dh}), probe = at::randn({c.B, c.T, c.H, c.dh});
     at::Tensor xr = x.clone().requires_grad_(), xf = x.clone().requires_grad_();
-    at::Tensor yr = apply_rope(xr, c.start, c.theta), yf = kernels::rope(xf, c.start, c.theta);
+    at::Tensor yr = kernels::rope_reference(xr, c.start, c.theta), yf = kernels::rope(xf, c.start, c.theta);
     const std::string at = "B=" + std::to_string(c.B) + " T=" + std::to_string(c.T) + " H=" + std::to_string(c.H) +
                            " d_h=" + std::to_string(c.dh) + " start=" + std::to_string(c.start);
     EXPECT_LT(test::max_rel_diff(yf, yr), 1e-5) << at;
@@ -34,7 +34,7 @@ TEST(RopeKernel, OutputsAndGradientsMatchReference) {
 TEST(RopeKernel, NonContiguousInputIsRotatedLikeItsContiguousCopy) {
   at::Tensor x = at::randn({2, 11, 4, 16}).transpose(1, 2);  // [2, 4, 11, 16] viewed as B, T, H, d_h
   EXPECT_TRUE(at::equal(kernels::rope(x, 3, 10000.0), kernels::rope(x.contiguous(), 3, 10000.0)));
-  EXPECT_LT(test::max_rel_diff(kernels::rope(x, 3, 10000.0), apply_rope(x, 3, 10000.0)), 1e-5);
+  EXPECT_LT(test::max_rel_diff(kernels::rope(x, 3, 10000.0), kernels::rope_reference(x, 3, 10000.0)), 1e-5);
 }
 
 TEST(RopeKernel, RejectsOddHeadDimAndOtherDtypes) {

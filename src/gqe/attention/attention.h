@@ -1,4 +1,5 @@
-// Attention blocks: the GQA baseline and GQE (reference implementations in plain libtorch ops).
+// Attention blocks: the GQA baseline and GQE. Each forward reads as the method; which kernels compute the
+// pieces (CPU, CUDA or reference) is chosen in one place, attention_path_for (attention_path.h).
 #pragma once
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
@@ -36,7 +37,7 @@ class GQAAttention : public AttentionBlock {
   bool rope_;
 };
 
-// Grouped Query Experts (gqe-method.md). Expert E[g,m] owns rows [(g*M+m)*d_h, (g*M+m+1)*d_h) of q_proj.
+// Grouped Query Experts (docs/method.md). Expert E[g,m] owns rows [(g*M+m)*d_h, (g*M+m+1)*d_h) of q_proj.
 // Parameters: q_proj [N*d_h, d], k_proj/v_proj [G*d_h, d], router [G*M, d] (zero-initialised),
 // shared_q_proj [d_h, d] (variant gqe only), o_proj [d, slots*d_h].
 class GQEAttention : public AttentionBlock {

@@ -1,7 +1,9 @@
 // GQE routing: per-group softmax, top-k with ties broken by index, the renormalised slot weights,
-// and the Switch-style load-balancing loss (gqe-method.md, "Forward" steps 1 and 3, "Load-balancing loss").
+// and the Switch-style load-balancing loss (docs/method.md, "Forward" steps 1 and 3, "Load-balancing loss").
 #pragma once
 #include <ATen/ATen.h>
+
+#include "gqe/kernels/reference.h"
 
 namespace gqe {
 
@@ -11,9 +13,13 @@ struct Routing {
   at::Tensor selected_probs;  // [B, T, G, k] p at the selected experts (differentiable)
 };
 
+// The top-k of each row: probs [..., M] -> [..., k] int64, descending, the lower index first among equals.
+// The attention path supplies its kernel (AttentionPath::top_k); every one follows that tie rule.
+using TopK = at::Tensor (*)(const at::Tensor& probs, int64_t k);
+
 // logits: [B, T, G, M] -> routing with k experts per group. Softmax before top-k; among equal
 // probabilities the lower expert index ranks first (a zero-initialised router picks expert 0).
-Routing route_tokens(const at::Tensor& logits, int64_t k);
+Routing route_tokens(const at::Tensor& logits, int64_t k, TopK top_k = kernels::top_k_reference);
 
 // w[i,g,r] = p_sel[i,g,r] / max(sum over all groups and ranks of p_sel[i,.,.], eps)
 // selected_probs: [B, T, G, k] -> [B, T, G, k]

@@ -13,9 +13,9 @@
 #include <sstream>
 
 #include "gqe/attention/attention.h"
-#include "gqe/attention/sdpa_reference.h"
 #include "gqe/core/error.h"
 #include "gqe/kernels/flash_attention.h"
+#include "gqe/kernels/reference.h"
 #include "gqe/model/transformer.h"
 
 namespace gqe::bench {
@@ -163,8 +163,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
             f[i] = [=] {
               auto attend = [&](const at::Tensor& qq, const at::Tensor& kk, const at::Tensor& vv) {
                 if (!ref) return kernels::flash_attention_forward(qq, kk, vv, 0).out;
-                const int64_t M = qq.size(2) / kk.size(2);
-                return causal_attention_reference(qq, kk.repeat_interleave(M, 2), vv.repeat_interleave(M, 2), 0);
+                return kernels::flash_attention_reference(qq, kk, vv, 0);
               };
               attend(q, k, v);
               if (gqe) attend(qs, k.mean(2, true), v.mean(2, true));  // shared head on mean K/V

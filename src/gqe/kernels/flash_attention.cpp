@@ -10,6 +10,7 @@
 #include <limits>
 #include <memory>
 
+#include "gqe/kernels/cpu_check.h"
 #include "gqe/kernels/micro_gemm.h"
 #include "gqe/kernels/parallel_items.h"
 #include "gqe/kernels/simd.h"
@@ -45,6 +46,7 @@ struct Shape {
 };
 
 Shape check_shapes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t q_start) {
+  check_on_cpu("flash_attention", "q", q), check_on_cpu("flash_attention", "k", k), check_on_cpu("flash_attention", "v", v);
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "flash_attention: expected q [B,Tq,Hq,d_h], k/v [B,Tk,G,d_h]");
   TORCH_CHECK(q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat,
               "flash_attention: fp32 tensors expected");

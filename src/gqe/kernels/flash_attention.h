@@ -6,8 +6,7 @@
 // backward recomputes the probabilities (FlashAttention-2). Causality is index arithmetic: a query block
 // visits only the key tiles up to its last position, and only tiles on the diagonal are masked.
 // Query rows carry their positions (q_start + row), so one kernel serves prefill, chunked prefill and
-// decode against a KV cache. The reference twin is gqe::causal_attention_reference (sdpa_reference.h)
-// with K/V expanded by repeat_interleave(Hq / G, 2).
+// decode against a KV cache. The reference twin is kernels::flash_attention_reference (reference.h).
 #pragma once
 #include <ATen/ATen.h>
 

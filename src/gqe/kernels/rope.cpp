@@ -3,11 +3,13 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "gqe/kernels/cpu_check.h"
+
 namespace gqe::kernels {
 namespace {
 
 // cos and sin of pos * theta^(-2i/d_h) for pos in start..start+T-1, i < d_h/2: [2, T, d_h/2] fp32.
-// The same double-precision ops as apply_rope, so both paths rotate by identical float angles.
+// The same double-precision ops as rope_reference, so both paths rotate by identical float angles.
 at::Tensor angle_table(int64_t start, int64_t T, int64_t dh, double theta) {
   auto opts = at::TensorOptions().dtype(at::kDouble);
   at::Tensor inv_freq = at::pow(theta, -at::arange(0, dh / 2, opts) * (2.0 / double(dh)));
@@ -56,6 +58,7 @@ class RopeFunction : public torch::autograd::Function<RopeFunction> {
 }  // namespace
 
 at::Tensor rope(const at::Tensor& x, int64_t start, double theta) {
+  check_on_cpu("rope", "x", x);
   TORCH_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "rope: x must be [B, T, H, d_h] with even d_h, got ", x.sizes());
   TORCH_CHECK(x.scalar_type() == at::kFloat, "rope: fp32 expected, got ", x.scalar_type());
   return RopeFunction::apply(x, start, theta);

@@ -1,5 +1,5 @@
 // Rotary position embedding in one pass over x (fp32), forward and backward: the fast twin of
-// gqe::apply_rope (src/gqe/attention/rope.h), which builds it from six libtorch elementwise ops and
+// kernels::rope_reference (reference.h), which builds it from six libtorch elementwise ops and
 // their temporaries. Same angle table (computed in double, then cast), same rotate-half layout.
 #pragma once
 #include <ATen/ATen.h>

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "gqe/kernels/cpu_check.h"
 #include "gqe/kernels/micro_gemm.h"
 #include "gqe/kernels/parallel_items.h"
 
@@ -204,6 +205,8 @@ class RoutedProjectionFunction : public torch::autograd::Function<RoutedProjecti
 
 at::Tensor routed_query_projection(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& selected,
                                    int64_t M, int64_t dh) {
+  check_on_cpu("routed_query_projection", "x", x), check_on_cpu("routed_query_projection", "weight", weight);
+  check_on_cpu("routed_query_projection", "selected", selected);
   TORCH_CHECK(x.dim() == 3 && selected.dim() == 4, "routed_query_projection: x [B,T,d], selected [B,T,G,k] expected");
   const int64_t B = x.size(0), T = x.size(1), d = x.size(2), G = selected.size(2), k = selected.size(3);
   TORCH_CHECK(weight.dim() == 2 && weight.size(0) == G * M * dh && weight.size(1) == d, "routed_query_projection: weight ",
@@ -218,6 +221,7 @@ at::Tensor routed_query_projection(const at::Tensor& x, const at::Tensor& weight
 }
 
 at::Tensor narrow_projection(const at::Tensor& x, const at::Tensor& weight) {
+  check_on_cpu("narrow_projection", "x", x), check_on_cpu("narrow_projection", "weight", weight);
   TORCH_CHECK(x.dim() == 3 && weight.dim() == 2, "narrow_projection: x [B,T,d] and weight [d_h, d] expected");
   const at::Tensor one_expert = at::zeros({x.size(0), x.size(1), 1, 1}, x.options().dtype(at::kLong));
   return routed_query_projection(x, weight, one_expert, 1, weight.size(0));

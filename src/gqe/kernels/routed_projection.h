@@ -5,6 +5,7 @@
 // place. Each output is accumulated in a fixed order, so a token's query never depends on which other
 // tokens were routed with it (bitwise causality).
 // Backward (custom autograd function): per expert dW = dQ_rows^T X_rows and dX_rows += dQ_rows W.
+// Reference twins: kernels::routed_query_projection_reference, kernels::narrow_projection_reference.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -18,8 +19,8 @@ at::Tensor routed_query_projection(const at::Tensor& x, const at::Tensor& weight
                                    int64_t experts_per_group, int64_t head_dim);
 
 // x [B, T, d] . weight^T for a narrow weight [d_h, d]: every token as one bucket of a single expert, so the
-// same register-blocked kernel runs it. For 64 outputs it is ~3x OpenBLAS's rate (GQE's shared query at
-// 2k tokens: 3.3 -> ~1.1 ms). Returns [B, T, 1, d_h]; differentiable.
+// same register-blocked kernel runs it, which beats a BLAS sgemm at so few outputs (docs/kernels.md has the
+// measurements). Returns [B, T, 1, d_h]; differentiable.
 at::Tensor narrow_projection(const at::Tensor& x, const at::Tensor& weight);
 
 }  // namespace gqe::kernels

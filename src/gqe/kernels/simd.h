@@ -10,7 +10,9 @@
 #include <immintrin.h>
 #endif
 #if defined(__GNUC__) && !defined(__clang__)
-// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside their own reductions (a known false positive).
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside their own reductions (a known false positive);
+// off for this header's code only, not for its includers.
+#pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
@@ -116,3 +118,7 @@ inline Vec exp(Vec x) {
 }
 
 }  // namespace gqe::kernels::simd
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

@@ -1,0 +1,68 @@
+// How an attention block computes its pieces: one interface, three implementations, one place that
+// chooses between them (attention_path_for). The blocks in attention.cpp read as the method (route,
+// project, attend, combine) and never ask which kernels run.
+//
+//   path        runs on                                      kernels
+//   "cpu"       fp32 CPU tensors                             src/gqe/kernels/ (flash attention, sparse
+//                                                            routed projection, one-pass RoPE, top-k)
+//   "cuda"      CUDA tensors (builds with GQE_CUDA only)      src/gqe/kernels/cuda/ (libtorch SDPA with
+//                                                            flash/cuDNN/mem-efficient backends, grouped
+//                                                            GEMM routed projection, fused top-k)
+//   "reference" any other device or dtype, or               src/gqe/kernels/reference.h (plain libtorch
+//               attention.implementation = "reference"      ops: every score, all N query heads)
+//
+// All three give the same results up to rounding; tests compare them on random inputs.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <utility>
+
+#include "gqe/attention/kv_cache.h"
+#include "gqe/attention/router.h"
+#include "gqe/core/config.h"
+
+namespace gqe {
+
+class AttentionPath {
+ public:
+  virtual ~AttentionPath() = default;
+  virtual const char* name() const = 0;
+
+  // Rotary embedding of x [B, T, H, d_h] at positions start..start+T-1 -> same shape.
+  virtual at::Tensor rope(const at::Tensor& x, int64_t start, double theta) const = 0;
+
+  // Causal attention, GQA-native: q [B, Tq, Hq, d_h] at positions q_start.., k and v [B, Tk, G, d_h] with
+  // Hq % G == 0 (head h uses KV head h / (Hq / G)) -> [B, Tq, Hq, d_h].
+  virtual at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            int64_t q_start) const = 0;
+
+  // GQE's routed query projection: x [B, T, d], weight [N*d_h, d], selected [B, T, G, k] ->
+  // [B, T, G*k, d_h] (slot head g*k + r = token's r-th choice in group g).
+  virtual at::Tensor routed_queries(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& selected,
+                                    int64_t experts_per_group, int64_t head_dim) const = 0;
+
+  // The shared head's query: x [B, T, d], weight [d_h, d] -> [B, T, 1, d_h].
+  virtual at::Tensor shared_query(const at::Tensor& x, const at::Tensor& weight) const = 0;
+
+  // The routing top-k (route_tokens' tie rule).
+  virtual TopK top_k() const = 0;
+
+  // Mean over the G KV heads of keys and values [B, L, G, d_h] -> [B, L, 1, d_h] each, for the shared head.
+  // The fast paths take it from a decoding cache, which keeps it up to date (no re-read of all K/V per step).
+  virtual std::pair<at::Tensor, at::Tensor> mean_kv(const at::Tensor& keys, const at::Tensor& values,
+                                                    LayerKVCache* cache) const;
+};
+
+// The path for a block with config `a` whose input is x: the reference when a.implementation asks for it;
+// otherwise the fast path of x's device when it has one for x's dtype (CPU: fp32; CUDA: fp32, bf16, fp16);
+// otherwise the reference.
+const AttentionPath& attention_path_for(const AttentionConfig& a, const at::Tensor& x);
+
+// The paths themselves, for tests and benchmarks that compare them.
+const AttentionPath& reference_attention_path();
+const AttentionPath& cpu_attention_path();
+#ifdef GQE_WITH_CUDA
+const AttentionPath& cuda_attention_path();  // src/gqe/attention/cuda/attention_path_cuda.cpp
+#endif
+
+}  // namespace gqe

@@ -1,0 +1,50 @@
+// The reference twins of the fast kernels: the same operations in plain libtorch ops, clear rather than
+// fast, on any device and dtype. Tests compare every fast kernel (CPU in src/gqe/kernels/, CUDA in
+// src/gqe/kernels/cuda/) against its twin here; the attention blocks run them when the config asks for
+// attention.implementation "reference" or when no fast kernel fits the tensors (e.g. float64).
+//
+//   fast kernel                                   reference twin
+//   kernels::flash_attention (flash_attention.h)  flash_attention_reference
+//   kernels::rope (rope.h)                        rope_reference
+//   kernels::routed_query_projection              routed_query_projection_reference
+//   kernels::narrow_projection                    narrow_projection_reference
+//   cuda::sdpa_attention (cuda/sdpa_attention.h)  flash_attention_reference
+//   cuda::grouped_query_projection                routed_query_projection_reference
+//   cuda::route_top_k (cuda/route_top_k.h)        top_k_reference
+#pragma once
+#include <ATen/ATen.h>
+
+namespace gqe::kernels {
+
+// Causal attention, GQA-native like the fast kernels: K/V are expanded to the query heads first and the
+// full score matrix is formed.
+// q: [B, Tq, Hq, d_h]  queries at positions q_start .. q_start+Tq-1
+// k: [B, Tk, G, d_h]   keys at positions 0 .. Tk-1 (post-RoPE); Hq % G == 0, q_start + Tq <= Tk
+// v: [B, Tk, G, d_h]
+// returns [B, Tq, Hq, d_h]; head h attends against KV head h / (Hq / G), query at position p to keys 0..p
+// (softmax scaled by 1/sqrt(d_h)).
+at::Tensor flash_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                     int64_t q_start);
+
+// Rotary position embedding, rotate-half form (GPT-NeoX / Llama layout).
+// x: [B, T, H, d_h] at positions start..start+T-1; returns the rotated tensor (same shape and dtype).
+// Pairs (i, i + d_h/2) rotate by angle pos * theta^(-2i/d_h).
+at::Tensor rope_reference(const at::Tensor& x, int64_t start, double theta);
+
+// GQE's routed query projection the obvious way: all N experts' queries, then the selected ones.
+// x:        [B, T, d]
+// weight:   [N*d_h, d], expert (g, m) owns rows [(g*M + m)*d_h, (g*M + m + 1)*d_h)
+// selected: [B, T, G, k] int64 expert index m in 0..M-1
+// returns   [B, T, G*k, d_h]: slot head g*k + r of token i is W_Q[g, selected[i,g,r]] x_i.
+at::Tensor routed_query_projection_reference(const at::Tensor& x, const at::Tensor& weight,
+                                             const at::Tensor& selected, int64_t experts_per_group,
+                                             int64_t head_dim);
+
+// x [B, T, d] . weight^T for weight [d_h, d]; returns [B, T, 1, d_h].
+at::Tensor narrow_projection_reference(const at::Tensor& x, const at::Tensor& weight);
+
+// The k largest of each row of probs [..., M], descending, the lower index first among equal values
+// (a stable descending sort, cut at k); returns [..., k] int64.
+at::Tensor top_k_reference(const at::Tensor& probs, int64_t k);
+
+}  // namespace gqe::kernels
