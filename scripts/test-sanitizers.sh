@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # Builds the kernel tests with AddressSanitizer + UndefinedBehaviorSanitizer (-DGQE_SANITIZE=ON) in
 # build-asan/ and runs them. The hand-written kernels index raw memory; this is their memory-safety check.
-# Only the test_kernels target (and the library it links) is built. Usage: scripts/test-sanitizers.sh [gtest filter]
+# Only test_kernels and the layer it links (gqe_nn: core, kernels, attention, model, io) are built.
+# Usage: scripts/test-sanitizers.sh [gtest filter]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${GQE_ASAN_BUILD_DIR:-build-asan}
 FILTER=${1:-*}
 
-# Only the areas the kernel tests use are compiled (see GQE_LIB_AREAS in CMakeLists.txt).
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGQE_SANITIZE=ON \
-  -DGQE_LIB_AREAS="core;attention;kernels;model" >/dev/null
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGQE_SANITIZE=ON -DGQE_CUDA=OFF >/dev/null
 ninja -C "$BUILD" test_kernels
 
 # libtorch itself is not instrumented: leak reports from its static registries are noise, and ASan must
