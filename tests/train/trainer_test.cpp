@@ -13,7 +13,7 @@
 
 #include "gqe/core/error.h"
 #include "gqe/data/shard.h"
-#include "gqe/dist/dist.h"
+#include "gqe/distributed/communicator.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/train/train_checkpoint.h"
 #include "gqe/train/trainer.h"
@@ -96,6 +96,20 @@ void check_resume_is_bit_exact(const SourceFactory& make_source, const std::stri
   // The run directory holds a loadable model checkpoint for `gqe generate` too.
   auto loaded = load_model_checkpoint(dir);
   EXPECT_EQ(loaded->config().attention.kind, "gqe");
+}
+
+TEST(Trainer, DecideSkipOnNonFiniteValuesAndSpikes) {
+  LossSpikeDetector spikes(6.0, 0.97, 5);
+  const double nan = std::nan("");
+  EXPECT_EQ(decide_skip(nan, 1.0, 1.0, 6.0, spikes).reason, "non-finite loss or gradient");
+  EXPECT_TRUE(decide_skip(2.0, INFINITY, 1.0, 6.0, spikes).skip);
+  EXPECT_TRUE(decide_skip(2.0, 1.0, nan, 6.0, spikes).skip);
+  for (int i = 0; i < 10; ++i) EXPECT_FALSE(decide_skip(2.0 + 0.01 * (i % 3), 1.0, 1.0, 6.0, spikes).skip);
+  const SkipDecision spike = decide_skip(50.0, 1.0, 1.0, 6.0, spikes);
+  EXPECT_TRUE(spike.skip);
+  EXPECT_EQ(spike.reason, "loss spike");
+  LossSpikeDetector off;
+  EXPECT_FALSE(decide_skip(50.0, 1.0, 1.0, /*spike_z=*/0, off).skip);  // spike detection off
 }
 
 TEST(Trainer, ResumeIsBitExact) {

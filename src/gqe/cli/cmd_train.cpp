@@ -14,7 +14,7 @@
 #include "gqe/data/sentencepiece.h"
 #include "gqe/data/shard.h"
 #include "gqe/data/tokenizer.h"
-#include "gqe/dist/dist.h"
+#include "gqe/distributed/communicator.h"
 #include "gqe/generate/generate.h"
 #include "gqe/train/recipe.h"
 #include "gqe/train/train_checkpoint.h"
@@ -160,10 +160,6 @@ int cmd_train(int argc, char** argv) {
     throw ConfigError(config_path + ": field 'vocab_size': " + std::to_string(cfg.vocab_size) +
                       " is smaller than the data's vocabulary (" + std::to_string(train->vocab_size()) + " in " +
                       train->describe() + ")");
-  auto comm = make_communicator(env, std::chrono::milliseconds(int64_t(args.get_double("dist-timeout", 300) * 1000)));
-
-  at::manual_seed(r.seed);
-  LanguageModel model(cfg);
   const std::string device_name = args.get("device", "cpu");
   at::Device device(at::kCPU);
   try {
@@ -174,8 +170,13 @@ int cmd_train(int argc, char** argv) {
   if (device.is_cuda()) {
     if (!at::hasCUDA()) throw Error("gqe train: --device " + device_name + ": this libtorch has no CUDA support");
     if (!device.has_index()) device = at::Device(at::kCUDA, int8_t(env.local_rank));
-    model.to(device);
   }
+  auto comm = make_communicator(env, std::chrono::milliseconds(int64_t(args.get_double("dist-timeout", 300) * 1000)),
+                                device);
+
+  at::manual_seed(r.seed);
+  LanguageModel model(cfg);
+  if (device.is_cuda()) model.to(device);
 
   const ParamCounts pc = count_parameters(cfg);
   if (log) {

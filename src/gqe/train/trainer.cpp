@@ -1,13 +1,12 @@
 #include "gqe/train/trainer.h"
 
-#include <ATen/autocast_mode.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
 
+#include "gqe/core/autocast.h"
 #include "gqe/core/error.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/train/schedule.h"
@@ -19,27 +18,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// bf16 autocast for the forward pass on CUDA (the backward runs in the dtypes autocast chose).
-// Uses the 1.13 spelling, which 2.x keeps.
-class AutocastGuard {
- public:
-  explicit AutocastGuard(bool on) : on_(on) {
-    if (on_) {
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    }
-  }
-  ~AutocastGuard() {
-    if (on_) {
-      at::autocast::set_enabled(false);
-      at::autocast::clear_cache();
-    }
-  }
-
- private:
-  bool on_;
-};
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -106,88 +84,112 @@ Trainer::Trainer(LanguageModel& model, TrainRecipe recipe, TokenSource& train, V
   }
 }
 
+SkipDecision decide_skip(double loss, double aux, double grad_norm, double spike_z, LossSpikeDetector& spikes) {
+  if (!std::isfinite(loss) || !std::isfinite(aux) || !std::isfinite(grad_norm))
+    return {true, "non-finite loss or gradient"};
+  if (spike_z > 0 && spikes.observe(loss)) return {true, "loss spike"};
+  return {};
+}
+
+// An optimizer step in the order of the recipe (trainer.h): accumulate, reduce across ranks, decide,
+// clip and update.
 Trainer::StepOutcome Trainer::train_step() {
   StepOutcome o;
   const auto t0 = Clock::now();
   o.lr = wsd_learning_rate(r_.schedule, step_);
+  accumulate(o);
+  reduce_across_ranks(o);
+  o.grad_norm = gradient_norm();
+  o.clip_to = o.grad_norm;
+  const SkipDecision skip = decide_skip(o.loss, o.aux, o.grad_norm, r_.loss_spike_z, spikes_);
+  o.skipped = skip.skip;
+  o.skip_reason = skip.reason;
+  if (o.skipped) {
+    count_skip(o.skip_reason);
+  } else {
+    clip_and_update(o);
+  }
+  ++step_;
+  tokens_seen_ += tokens_per_step(r_, comm_.world_size());
+  o.seconds = seconds_since(t0);
+  return o;
+}
+
+void Trainer::accumulate(StepOutcome& o) {
   const double aux_weight = model_.config().attention.is_gqe() ? model_.config().attention.aux_loss_weight : 0.0;
   opt_->zero_grad();
   model_.train();
-  double lm_sum = 0, aux_sum = 0;
-  at::Tensor router;
   for (int64_t m = 0; m < accum_; ++m) {
     auto [x, y] = train_.next();
     x = x.to(device_);
     y = y.to(device_);
     LMOutput out;
     {
-      AutocastGuard ag(use_autocast_);
+      CudaAutocastScope autocast(use_autocast_);
       out = model_.forward(x);
     }
     at::Tensor lm = LanguageModel::lm_loss(out.logits.to(at::kFloat), y);
     at::Tensor loss = aux_weight != 0 ? lm + aux_weight * out.aux_loss.to(at::kFloat) : lm;
     if (accum_ > 1) loss = loss / double(accum_);
     loss.backward();
-    lm_sum += lm.item<double>();
-    aux_sum += out.aux_loss.item<double>();
-    accumulate_router_counts(model_, router);
+    o.loss += lm.item<double>();
+    o.aux += out.aux_loss.item<double>();
+    accumulate_router_counts(model_, o.router_counts);
   }
-  const auto& params = opt_->params();
-  std::vector<at::Tensor> plist;
-  for (const auto& [n, p] : params) plist.push_back(p);
+}
+
+void Trainer::reduce_across_ranks(StepOutcome& o) {
   const int W = comm_.world_size();
   if (W > 1) {
+    std::vector<at::Tensor> plist;
+    for (const auto& [n, p] : opt_->params()) plist.push_back(p);
     allreduce_mean_gradients(comm_, plist);
-    std::vector<at::Tensor> stats{router.defined() ? at::cat({at::tensor({lm_sum, aux_sum}, at::kDouble), router.reshape({-1})})
-                                                   : at::tensor({lm_sum, aux_sum}, at::kDouble)};
+    at::Tensor sums = at::tensor({o.loss, o.aux}, at::kDouble);
+    if (o.router_counts.defined()) sums = at::cat({sums, o.router_counts.reshape({-1})});
+    std::vector<at::Tensor> stats{sums};
     comm_.allreduce_sum(stats);
     const double* s = stats[0].data_ptr<double>();
-    lm_sum = s[0];
-    aux_sum = s[1];
-    if (router.defined()) router = stats[0].narrow(0, 2, router.numel()).view_as(router).clone();
+    o.loss = s[0];
+    o.aux = s[1];
+    if (o.router_counts.defined())
+      o.router_counts = stats[0].narrow(0, 2, o.router_counts.numel()).view_as(o.router_counts).clone();
   }
-  o.loss = lm_sum / double(accum_ * W);
-  o.aux = aux_sum / double(accum_ * W);
-  o.router_counts = router;
+  o.loss /= double(accum_ * W);  // sums over micro-batches and ranks -> means
+  o.aux /= double(accum_ * W);
+}
 
-  {
+double Trainer::gradient_norm() const {
+  torch::NoGradGuard g;
+  std::vector<at::Tensor> norms;
+  for (const auto& [n, p] : opt_->params())
+    if (p.grad().defined()) norms.push_back(p.grad().to(at::kFloat).norm(2));
+  return norms.empty() ? 0.0 : at::stack(norms).norm(2).item<double>();
+}
+
+void Trainer::clip_and_update(StepOutcome& o) {
+  const ZClipDecision d = zclip_.observe(o.grad_norm);
+  if (d.clipped && o.grad_norm > 0) {
     torch::NoGradGuard g;
-    std::vector<at::Tensor> norms;
-    for (const auto& p : plist)
-      if (p.grad().defined()) norms.push_back(p.grad().to(at::kFloat).norm(2));
-    o.grad_norm = norms.empty() ? 0.0 : at::stack(norms).norm(2).item<double>();
+    const double scale = d.target / o.grad_norm;
+    for (const auto& [n, p] : opt_->params())
+      if (p.grad().defined()) p.mutable_grad().mul_(scale);
   }
-  o.clip_to = o.grad_norm;
-  if (!std::isfinite(o.loss) || !std::isfinite(o.aux) || !std::isfinite(o.grad_norm)) {
-    o.skipped = true;
-    o.skip_reason = "non-finite loss or gradient";
-  } else if (r_.loss_spike_z > 0 && spikes_.observe(o.loss)) {
-    o.skipped = true;
-    o.skip_reason = "loss spike";
-  }
-  if (!o.skipped) {
-    const ZClipDecision d = zclip_.observe(o.grad_norm);
-    if (d.clipped && o.grad_norm > 0) {
-      torch::NoGradGuard g;
-      const double scale = d.target / o.grad_norm;
-      for (auto& p : plist)
-        if (p.grad().defined()) p.mutable_grad().mul_(scale);
-    }
-    o.clipped = d.clipped;
-    o.clip_to = d.target;
-    opt_->step(o.lr);
-    consecutive_skips_ = 0;
-  } else {
-    ++skipped_total_;
-    if (++consecutive_skips_ >= r_.max_skipped_steps)
-      throw Error("training stopped at step " + std::to_string(step_ + 1) + ": " + std::to_string(consecutive_skips_) +
-                  " consecutive steps skipped (last: " + o.skip_reason +
-                  "); the run has diverged. Resume from an earlier checkpoint (--resume) with a lower --lr");
-  }
-  ++step_;
-  tokens_seen_ += tokens_per_step(r_, W);
-  o.seconds = seconds_since(t0);
-  return o;
+  o.clipped = d.clipped;
+  o.clip_to = d.target;
+  opt_->step(o.lr);
+  consecutive_skips_ = 0;
+}
+
+void Trainer::count_skip(const std::string& reason) {
+  ++skipped_total_;
+  if (++consecutive_skips_ >= r_.max_skipped_steps)
+    throw Error("training stopped at step " + std::to_string(step_ + 1) + ": " + std::to_string(consecutive_skips_) +
+                " consecutive steps skipped (last: " + reason +
+                "); the run has diverged. Resume from an earlier checkpoint (--resume) with a lower --lr");
+}
+
+double Trainer::elapsed_seconds() const {
+  return elapsed_before_ + (running_since_ ? seconds_since(*running_since_) : 0.0);
 }
 
 double Trainer::evaluate() {
@@ -199,7 +201,7 @@ double Trainer::evaluate() {
   double sum = 0;
   for (int64_t i = 0; i < r_.eval_batches; ++i) {
     auto [x, y] = src->next();
-    AutocastGuard ag(use_autocast_);
+    CudaAutocastScope autocast(use_autocast_);
     sum += LanguageModel::lm_loss(model_.forward(x.to(device_)).logits.to(at::kFloat), y.to(device_)).item<double>();
   }
   std::vector<at::Tensor> s{at::tensor({sum, double(r_.eval_batches)}, at::kDouble)};
@@ -220,7 +222,7 @@ nlohmann::json Trainer::state_json() const {
           {"loss_spikes", spikes_.state()},
           {"consecutive_skips", consecutive_skips_},
           {"skipped_total", skipped_total_},
-          {"elapsed_s", elapsed_before_},
+          {"elapsed_s", elapsed_seconds()},
           {"world_size", comm_.world_size()},
           {"micro_batch", r_.micro_batch},
           {"seq_len", r_.seq_len},
@@ -294,6 +296,7 @@ TrainResult Trainer::run(int64_t stop_at) {
   res.final_val_loss = kNaN;
   double step_seconds = 0;
   const auto run_start = Clock::now();
+  running_since_ = run_start;
   int64_t window_n = 0;
   double window_loss = 0;
   while (step_ < target) {
@@ -320,7 +323,7 @@ TrainResult Trainer::run(int64_t stop_at) {
                       {"skip_reason", o.skip_reason},
                       {"tokens", tokens_seen_},
                       {"tokens_per_s", double(tps_step) / std::max(o.seconds, 1e-9)},
-                      {"elapsed_s", elapsed_before_ + seconds_since(run_start)},
+                      {"elapsed_s", elapsed_seconds()},
                       {"router_load", router_load_json(o.router_counts)}});
       if (o.skipped && io_.log)
         *io_.log << "step " << step_ << ": skipped the update (" << o.skip_reason << ", loss " << o.loss
@@ -337,7 +340,7 @@ TrainResult Trainer::run(int64_t stop_at) {
                     "step %6lld/%lld | loss %.4f | aux %.4f | lr %.2e | gnorm %.3f%s | %.0f tok/s | %s elapsed, ETA %s",
                     (long long)step_, (long long)total, window_n ? window_loss / double(window_n) : kNaN, o.aux, o.lr,
                     o.grad_norm, o.clipped ? " (clipped)" : "", tok_s,
-                    format_duration(elapsed_before_ + seconds_since(run_start)).c_str(), format_duration(eta).c_str());
+                    format_duration(elapsed_seconds()).c_str(), format_duration(eta).c_str());
       *io_.log << buf << std::endl;
       window_loss = 0;
       window_n = 0;
@@ -358,15 +361,13 @@ TrainResult Trainer::run(int64_t stop_at) {
       }
     }
     if (!io_.out_dir.empty() && ((r_.save_every > 0 && step_ % r_.save_every == 0) || last)) {
-      const double now = seconds_since(run_start);
-      elapsed_before_ += now;  // so that the checkpoint carries the training time so far
-      const std::string d = save_checkpoint();
-      elapsed_before_ -= now;
+      const std::string d = save_checkpoint();  // carries elapsed_seconds(), this call's time included
       if (main && io_.log && !d.empty() && !last) *io_.log << "checkpoint " << d << std::endl;
     }
   }
   res.seconds = seconds_since(run_start);
   elapsed_before_ += res.seconds;
+  running_since_.reset();
   res.tokens_per_second = res.losses.empty() ? 0.0 : double(res.losses.size() * tps_step) / std::max(step_seconds, 1e-9);
   return res;
 }

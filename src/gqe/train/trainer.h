@@ -1,9 +1,10 @@
-// The training loop: the paper's recipe (gqe-method.md, "Training recipe") on one or many processes.
+// The training loop: the paper's recipe (docs/method.md, "Training recipe") on one or many processes.
 //
 // One optimizer step:
 //   1. accum micro-batches per rank: forward (bf16 autocast on CUDA when asked), loss = LM loss +
 //      aux_loss_weight * load-balancing loss (GQE), scaled by 1/accum, backward (gradients add up);
-//   2. gradients averaged over ranks (dist/dist.h), the step's loss/aux/router statistics summed over ranks;
+//   2. gradients averaged over ranks (distributed/communicator.h), the step's loss/aux/router statistics
+//      summed over ranks;
 //   3. a non-finite loss or gradient norm, or a loss spike (z-score of the loss against its EMA above
 //      recipe.loss_spike_z), skips the update: weights, AdamW and ZClip state stay untouched, the batch is
 //      consumed, the skip is logged; max_skipped_steps consecutive skips stop the run with an error;
@@ -12,14 +13,16 @@
 // Every rank runs the same decisions on the same all-reduced numbers, so ranks never diverge.
 // Rank 0 alone prints, writes metrics.jsonl and checkpoints.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
-#include "gqe/dist/dist.h"
+#include "gqe/distributed/communicator.h"
 #include "gqe/model/transformer.h"
 #include "gqe/train/adamw.h"
 #include "gqe/train/metrics.h"
@@ -45,6 +48,13 @@ class LossSpikeDetector {
   int64_t warmup_, seen_ = 0;
   double mean_ = 0, var_ = 0;
 };
+
+// Step 3 of the recipe: whether this step's update is skipped, and why. Feeds the loss to `spikes`.
+struct SkipDecision {
+  bool skip = false;
+  std::string reason;  // "non-finite loss or gradient" | "loss spike"
+};
+SkipDecision decide_skip(double loss, double aux, double grad_norm, double spike_z, LossSpikeDetector& spikes);
 
 struct TrainerIO {
   std::string out_dir;           // run directory: checkpoints/, metrics.jsonl, config.json + model.safetensors
@@ -90,6 +100,13 @@ class Trainer {
  private:
   struct StepOutcome;
   StepOutcome train_step();
+  // The named steps of train_step, in order.
+  void accumulate(StepOutcome& o);           // 1: micro-batches forward + backward; loss sums, router counts
+  void reduce_across_ranks(StepOutcome& o);  // 2: gradients averaged, sums -> means over all micro-batches
+  double gradient_norm() const;              //    global L2 norm of the (averaged) gradients
+  void clip_and_update(StepOutcome& o);      // 4: ZClip, then AdamW at this step's learning rate
+  void count_skip(const std::string& reason);  // 3, when skipped: stops the run after too many in a row
+  double elapsed_seconds() const;            // training time of this run, earlier processes included
   nlohmann::json state_json() const;
 
   LanguageModel& model_;
@@ -103,7 +120,8 @@ class Trainer {
   LossSpikeDetector spikes_;
   MetricsLog metrics_;
   int64_t accum_ = 1, step_ = 0, tokens_seen_ = 0, consecutive_skips_ = 0, skipped_total_ = 0;
-  double elapsed_before_ = 0;  // training seconds of earlier processes (resumed runs)
+  double elapsed_before_ = 0;  // training seconds of earlier run() calls and processes (resumed runs)
+  std::optional<std::chrono::steady_clock::time_point> running_since_;  // set while run() trains
   bool resumed_ = false, use_autocast_ = false;
   at::Device device_{at::kCPU};
 };

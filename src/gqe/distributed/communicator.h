@@ -1,6 +1,6 @@
-// Data-parallel communication on PyTorch's c10d: a TCPStore rendezvous and a Gloo process group,
-// configured the torchrun way from the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
-// MASTER_PORT). The c10d headers stay inside dist.cpp; callers see only this small interface.
+// Data-parallel communication on PyTorch's c10d: a TCPStore rendezvous and a Gloo (CPU) or NCCL (CUDA)
+// process group, configured the torchrun way from the environment (RANK, WORLD_SIZE, LOCAL_RANK,
+// MASTER_ADDR, MASTER_PORT). The c10d headers stay inside this folder; callers see only this interface.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -46,8 +46,16 @@ std::unique_ptr<Communicator> make_local_communicator();
 // `timeout` bounds the rendezvous and every collective, so a dead rank ends the others with an error.
 std::unique_ptr<Communicator> make_gloo_communicator(const DistEnv& env, std::chrono::milliseconds timeout);
 
-// The communicator for `env`: local when world_size == 1, Gloo otherwise.
-std::unique_ptr<Communicator> make_communicator(const DistEnv& env, std::chrono::milliseconds timeout);
+#ifdef GQE_WITH_CUDA
+// NCCL over TCP rendezvous; `device` is this rank's GPU (cuda:LOCAL_RANK). cuda/nccl_communicator.cpp.
+std::unique_ptr<Communicator> make_nccl_communicator(const DistEnv& env, std::chrono::milliseconds timeout,
+                                                     const at::Device& device);
+#endif
+
+// The communicator for `env` and the device the model trains on: local when world_size == 1; NCCL for
+// CUDA (builds with GQE_CUDA; others refuse with a clear error); Gloo for the CPU.
+std::unique_ptr<Communicator> make_communicator(const DistEnv& env, std::chrono::milliseconds timeout,
+                                                const at::Device& device = at::kCPU);
 
 // Averages the gradients of `params` over ranks in place (sum, then divide by world size). Gradients are
 // packed into flat buckets of at most `bucket_bytes` so that a model costs a few collectives, not one per

@@ -1,4 +1,4 @@
-#include "gqe/dist/dist.h"
+#include "gqe/distributed/communicator.h"
 
 // Debian's libtorch is built with Gloo; the public c10d headers only declare ProcessGroupGloo when this
 // macro is set (the build of libtorch itself defines it). The symbols live in libtorch_cpu.so.
@@ -6,13 +6,13 @@
 #define USE_C10D_GLOO
 #endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 
 #include <cstdlib>
 #include <limits>
 
 #include "gqe/core/error.h"
+#include "gqe/distributed/process_group_communicator.h"
 
 namespace gqe {
 
@@ -39,79 +39,22 @@ class LocalCommunicator : public Communicator {
   void barrier() override {}
 };
 
-class GlooCommunicator : public Communicator {
- public:
-  GlooCommunicator(const DistEnv& env, std::chrono::milliseconds timeout) : env_(env) {
-    c10d::TCPStoreOptions so;
-    so.port = uint16_t(env.master_port);
-    so.isServer = env.rank == 0;
-    so.numWorkers = size_t(env.world_size);
-    so.waitWorkers = true;
-    so.timeout = timeout;
-    try {
-      store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
-      auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
-      // Bind to the address the peers reach us by: the master's interface on one host; on a cluster,
-      // GLOO_SOCKET_IFNAME picks the interface (as in PyTorch).
-      if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
-        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-      else if (env.master_addr == "127.0.0.1" || env.master_addr == "localhost")
-        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-      else
-        opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-      opts->threads = 2;
-      auto prefixed = c10::make_intrusive<c10d::PrefixStore>("gqe", store_);
-      pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, env.rank, env.world_size, opts);
-    } catch (const std::exception& e) {
-      throw Error("rank " + std::to_string(env.rank) + "/" + std::to_string(env.world_size) +
-                  ": cannot join the process group at " + env.master_addr + ":" + std::to_string(env.master_port) +
-                  " within " + std::to_string(timeout.count() / 1000) + " s (are all ranks started, and " +
-                  "MASTER_ADDR/MASTER_PORT the same for all?): " + first_line(e.what()));
-    }
-  }
-  int rank() const override { return env_.rank; }
-  int world_size() const override { return env_.world_size; }
-
-  void allreduce_sum(std::vector<at::Tensor>& tensors) override {
-    for (auto& t : tensors) {
-      std::vector<at::Tensor> one{t};
-      run("all-reduce", [&] { return pg_->allreduce(one); });
-    }
-  }
-  void broadcast(std::vector<at::Tensor>& tensors, int root) override {
-    for (auto& t : tensors) {
-      std::vector<at::Tensor> one{t};
-      c10d::BroadcastOptions o;
-      o.rootRank = root;
-      run("broadcast", [&] { return pg_->broadcast(one, o); });
-    }
-  }
-  void barrier() override {
-    run("barrier", [&] { return pg_->barrier(); });
-  }
-
- private:
-  static std::string first_line(const std::string& s) {
-    auto nl = s.find('\n');
-    return nl == std::string::npos ? s : s.substr(0, nl);
-  }
-  template <class F>
-  void run(const char* what, F&& f) {
-    try {
-      auto work = f();
-      work->wait();
-    } catch (const std::exception& e) {
-      // Gloo reports a peer that exited as a closed connection, and a hung peer as a timeout.
-      throw Error("rank " + std::to_string(env_.rank) + "/" + std::to_string(env_.world_size) + ": " + what +
-                  " failed, another rank has probably died or stalled (stopping this rank too): " +
-                  first_line(e.what()));
-    }
-  }
-
-  DistEnv env_;
-  c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
-};
+// Joins the process group at env's MASTER_ADDR:MASTER_PORT over Gloo: rank 0 hosts the TCPStore.
+c10::intrusive_ptr<c10d::ProcessGroupGloo> make_gloo_group(const DistEnv& env, const c10::intrusive_ptr<c10d::Store>& store,
+                                                           std::chrono::milliseconds timeout) {
+  auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+  // Bind to the address the peers reach us by: the master's interface on one host; on a cluster,
+  // GLOO_SOCKET_IFNAME picks the interface (as in PyTorch).
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  else if (env.master_addr == "127.0.0.1" || env.master_addr == "localhost")
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  else
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  opts->threads = 2;
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gqe", store), env.rank,
+                                                     env.world_size, opts);
+}
 
 }  // namespace
 
@@ -138,11 +81,20 @@ DistEnv dist_env_from_environment() {
 std::unique_ptr<Communicator> make_local_communicator() { return std::make_unique<LocalCommunicator>(); }
 
 std::unique_ptr<Communicator> make_gloo_communicator(const DistEnv& env, std::chrono::milliseconds timeout) {
-  return std::make_unique<GlooCommunicator>(env, timeout);
+  return std::make_unique<ProcessGroupCommunicator<c10d::ProcessGroupGloo>>(
+      env, timeout, "Gloo", [&](const c10::intrusive_ptr<c10d::Store>& store) { return make_gloo_group(env, store, timeout); });
 }
 
-std::unique_ptr<Communicator> make_communicator(const DistEnv& env, std::chrono::milliseconds timeout) {
+std::unique_ptr<Communicator> make_communicator(const DistEnv& env, std::chrono::milliseconds timeout,
+                                                const at::Device& device) {
   if (env.world_size == 1) return make_local_communicator();
+#ifdef GQE_WITH_CUDA
+  if (device.is_cuda()) return make_nccl_communicator(env, timeout, device);
+#else
+  if (device.is_cuda())
+    throw Error("distributed training on " + device.str() + " needs NCCL, which this build of gqe lacks (build it "
+                "with GQE_CUDA, see docs/gpu.md)");
+#endif
   return make_gloo_communicator(env, timeout);
 }
 

@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gqe/core/error.h"
-#include "gqe/dist/dist.h"
+#include "gqe/distributed/communicator.h"
 #include "test_util.h"
 
 namespace gqe {
