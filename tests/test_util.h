@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "gqe/core/config.h"
 #include "gqe/model/transformer.h"
@@ -28,10 +29,40 @@ inline ModelConfig small_config(const std::string& kind, int64_t N, int64_t G, i
   return c;
 }
 
+// The attention shapes every path is checked on: GQA (MHA and MQA too) and each GQE variant at k = 1 and
+// 2, G = 1 and G = N, and the paper's head layout.
+inline std::vector<ModelConfig> attention_test_configs() {
+  std::vector<ModelConfig> out = {small_config("gqa", 8, 4), small_config("gqa", 4, 4), small_config("gqa", 4, 1)};
+  for (const char* v : {"gqe", "hard_concat", "weighted_concat"}) {
+    out.push_back(small_config("gqe", 8, 4, 1, v));
+    out.push_back(small_config("gqe", 8, 2, 2, v));
+    out.push_back(small_config("gqe", 4, 1, 2, v));  // G = 1
+    out.push_back(small_config("gqe", 4, 4, 1, v));  // G = N: one expert per group
+  }
+  out.push_back(small_config("gqe", 16, 8, 1, "gqe", 64, 64));  // paper head layout, d_h 64
+  return out;
+}
+
 // The router starts at zero (every token picks expert 0); tests that need real routing randomise it.
 inline void randomise_routers(LanguageModel& m, double scale = 1.0) {
   torch::NoGradGuard g;
   for (auto& l : m.gqe_layers()) l->router->weight.normal_(0.0, scale);
+}
+
+// Copies every parameter of `from` into `to` (same architecture; copy_ converts device and dtype).
+inline void copy_parameters(torch::nn::Module& from, torch::nn::Module& to) {
+  torch::NoGradGuard g;
+  auto src = from.named_parameters();
+  for (auto& p : to.named_parameters()) p.value().copy_(src[p.key()]);
+}
+
+// N(0, 1) weights for every GQE router in `m` (a module at any level: attention block, layer, model).
+inline void randomise_router_weights(torch::nn::Module& m) {
+  torch::NoGradGuard g;
+  const std::string suffix = "router.weight";
+  for (auto& p : m.named_parameters())
+    if (p.key().size() >= suffix.size() && p.key().compare(p.key().size() - suffix.size(), suffix.size(), suffix) == 0)
+      p.value().normal_(0.0, 1.0);
 }
 
 inline double max_rel_diff(const at::Tensor& a, const at::Tensor& b) {

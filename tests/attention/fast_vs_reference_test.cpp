@@ -11,19 +11,6 @@
 namespace gqe {
 namespace {
 
-std::vector<ModelConfig> configs() {
-  std::vector<ModelConfig> out = {test::small_config("gqa", 8, 4), test::small_config("gqa", 4, 4),
-                                  test::small_config("gqa", 4, 1)};
-  for (const char* v : {"gqe", "hard_concat", "weighted_concat"}) {
-    out.push_back(test::small_config("gqe", 8, 4, 1, v));
-    out.push_back(test::small_config("gqe", 8, 2, 2, v));
-    out.push_back(test::small_config("gqe", 4, 1, 2, v));  // G = 1
-    out.push_back(test::small_config("gqe", 4, 4, 1, v));  // G = N: one expert per group
-  }
-  out.push_back(test::small_config("gqe", 16, 8, 1, "gqe", 64, 64));  // paper head layout, d_h 64
-  return out;
-}
-
 std::string label(const ModelConfig& c) { return model_config_to_json(c, -1); }
 
 ModelConfig with_impl(ModelConfig c, const std::string& impl) {
@@ -31,27 +18,14 @@ ModelConfig with_impl(ModelConfig c, const std::string& impl) {
   return c;
 }
 
-// Copies every parameter of `from` into `to` (same architecture).
-void copy_parameters(torch::nn::Module& from, torch::nn::Module& to) {
-  torch::NoGradGuard g;
-  auto src = from.named_parameters();
-  for (auto& p : to.named_parameters()) p.value().copy_(src[p.key()]);
-}
-
-void randomise_router(AttentionBlock& a) {
-  torch::NoGradGuard g;
-  for (auto& p : a.named_parameters())
-    if (p.key() == "router.weight") p.value().normal_(0.0, 1.0);
-}
-
 TEST(FastAttention, ModuleOutputsAndGradientsMatchReference) {
-  for (const ModelConfig& c : configs()) {
+  for (const ModelConfig& c : test::attention_test_configs()) {
     for (int64_t T : {37, 70}) {
       at::manual_seed(10 + T);
       auto ref = make_attention(with_impl(c, "reference"));
       auto fast = make_attention(with_impl(c, "fast"));
-      randomise_router(*ref);
-      copy_parameters(*ref, *fast);
+      test::randomise_router_weights(*ref);
+      test::copy_parameters(*ref, *fast);
       at::Tensor x = at::randn({2, T, c.hidden_size});
       at::Tensor probe = at::randn({2, T, c.hidden_size});
       at::Tensor xr = x.clone().requires_grad_(), xf = x.clone().requires_grad_();
@@ -82,8 +56,8 @@ TEST(FastAttention, RouterGetsGradientFromTheWeightedSlot) {
   at::manual_seed(3);
   auto ref = make_attention(with_impl(c, "reference"));
   auto fast = make_attention(with_impl(c, "fast"));
-  randomise_router(*ref);
-  copy_parameters(*ref, *fast);
+  test::randomise_router_weights(*ref);
+  test::copy_parameters(*ref, *fast);
   at::Tensor x = at::randn({1, 29, c.hidden_size});
   ref->forward(x, nullptr).y.pow(2).sum().backward();
   fast->forward(x, nullptr).y.pow(2).sum().backward();
@@ -93,10 +67,10 @@ TEST(FastAttention, RouterGetsGradientFromTheWeightedSlot) {
 }
 
 TEST(FastAttention, DecodingWithKVCacheEqualsPrefill) {
-  for (const ModelConfig& c : configs()) {
+  for (const ModelConfig& c : test::attention_test_configs()) {
     at::manual_seed(7);
     auto a = make_attention(c);  // default: fast
-    randomise_router(*a);
+    test::randomise_router_weights(*a);
     torch::NoGradGuard g;
     const int64_t T = 23;
     at::Tensor x = at::randn({2, T, c.hidden_size});
@@ -113,7 +87,7 @@ TEST(FastAttention, LanguageModelLogitsAndGradientsMatchReference) {
     at::manual_seed(11);
     LanguageModel ref(with_impl(c, "reference")), fast(with_impl(c, "fast"));
     test::randomise_routers(ref);
-    copy_parameters(ref, fast);
+    test::copy_parameters(ref, fast);
     at::Tensor tok = at::randint(0, c.vocab_size, {2, 41}, at::kLong);
     LMOutput orf = ref.forward(tok), off = fast.forward(tok);
     EXPECT_LT(test::max_rel_diff(off.logits, orf.logits), 1e-5) << label(c);

@@ -15,30 +15,6 @@
 namespace gqe {
 namespace {
 
-std::vector<ModelConfig> configs() {
-  std::vector<ModelConfig> out = {test::small_config("gqa", 8, 4), test::small_config("gqa", 4, 1)};
-  for (const char* v : {"gqe", "hard_concat", "weighted_concat"}) {
-    out.push_back(test::small_config("gqe", 8, 4, 1, v));
-    out.push_back(test::small_config("gqe", 8, 2, 2, v));
-    out.push_back(test::small_config("gqe", 4, 1, 2, v));  // G = 1
-    out.push_back(test::small_config("gqe", 4, 4, 1, v));  // G = N
-  }
-  out.push_back(test::small_config("gqe", 16, 8, 1, "gqe", 64, 64));  // paper head layout
-  return out;
-}
-
-void copy_parameters(torch::nn::Module& from, torch::nn::Module& to) {
-  torch::NoGradGuard g;
-  auto src = from.named_parameters();
-  for (auto& p : to.named_parameters()) p.value().copy_(src[p.key()]);
-}
-
-void randomise_router(AttentionBlock& a) {
-  torch::NoGradGuard g;
-  for (auto& p : a.named_parameters())
-    if (p.key() == "router.weight") p.value().normal_(0.0, 1.0);
-}
-
 TEST(AttentionPathGpu, CudaTensorsTakeTheCudaPath) {
   GQE_REQUIRE_GPU();
   AttentionConfig a;
@@ -52,11 +28,11 @@ TEST(AttentionPathGpu, CudaTensorsTakeTheCudaPath) {
 void compare_block(const ModelConfig& c, int64_t T, bool bf16) {
   const std::string what = model_config_to_json(c, -1) + " T=" + std::to_string(T) + (bf16 ? " bf16" : " fp32");
   auto ref = make_attention(c);
-  randomise_router(*ref);
+  test::randomise_router_weights(*ref);
   ref->to(at::kDouble);
   auto gpu = make_attention(c);
   gpu->to(at::kCUDA);
-  copy_parameters(*ref, *gpu);
+  test::copy_parameters(*ref, *gpu);
   at::Tensor x = at::randn({2, T, c.hidden_size}, at::kDouble), probe = at::randn({2, T, c.hidden_size}, at::kDouble);
   at::Tensor xr = x.clone().requires_grad_(), xg = x.to(at::kCUDA, at::kFloat).requires_grad_();
   AttentionResult rr = ref->forward(xr, nullptr);
@@ -81,7 +57,7 @@ void compare_block(const ModelConfig& c, int64_t T, bool bf16) {
 
 TEST(AttentionPathGpu, BlocksMatchFloat64Reference) {
   GQE_REQUIRE_GPU();
-  for (const ModelConfig& c : configs()) {
+  for (const ModelConfig& c : test::attention_test_configs()) {
     for (int64_t T : {37, 70}) {
       at::manual_seed(60 + T);
       compare_block(c, T, /*bf16=*/false);
@@ -92,10 +68,10 @@ TEST(AttentionPathGpu, BlocksMatchFloat64Reference) {
 
 TEST(AttentionPathGpu, DecodingWithKVCacheEqualsPrefill) {
   GQE_REQUIRE_GPU();
-  for (const ModelConfig& c : configs()) {
+  for (const ModelConfig& c : test::attention_test_configs()) {
     at::manual_seed(71);
     auto a = make_attention(c);
-    randomise_router(*a);
+    test::randomise_router_weights(*a);
     a->to(at::kCUDA);
     torch::NoGradGuard g;
     const int64_t T = 23;

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <unistd.h>
 
-#include "data_test_util.h"
+#include "data/data_test_util.h"
 #include "gqe/data/loader.h"
 #include "gqe/data/sentencepiece.h"
 
