@@ -20,12 +20,12 @@ inline ModelConfig small_config(const std::string& kind, int64_t N, int64_t G, i
   c.num_hidden_layers = 2;
   c.intermediate_size = 40;
   c.max_position_embeddings = 256;
-  c.attention.kind = kind;
+  c.attention.kind = *enum_from_string<AttentionKind>(kind);
   c.attention.num_heads = N;
   c.attention.num_kv_heads = G;
   c.attention.head_dim = head_dim;
   c.attention.top_k = k;
-  c.attention.variant = variant;
+  c.attention.variant = *enum_from_string<GqeVariant>(variant);
   return c;
 }
 

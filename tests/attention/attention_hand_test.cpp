@@ -46,7 +46,7 @@ struct Tiny {
 Tiny make_tiny(const std::string& kind, int64_t N, int64_t G, const std::string& variant) {
   Tiny t;
   t.cfg = test::small_config(kind, N, G, 1, variant, /*head_dim=*/2, /*d=*/0);
-  t.cfg.position_embedding = "none";
+  t.cfg.position_embedding = PositionEmbedding::none;
   t.cfg.hidden_size = t.cfg.attention.num_slots() * 2;
   at::manual_seed(11);
   t.block = make_attention(t.cfg);

@@ -11,7 +11,7 @@ TEST(AttentionPath, ChosenFromDeviceDtypeAndConfig) {
   EXPECT_STREQ(attention_path_for(a, at::zeros({1})).name(), "cpu");
   EXPECT_STREQ(attention_path_for(a, at::zeros({1}, at::kDouble)).name(), "reference");    // gradient checks
   EXPECT_STREQ(attention_path_for(a, at::zeros({1}, at::kBFloat16)).name(), "reference");  // no bf16 CPU kernels
-  a.implementation = "reference";
+  a.implementation = AttentionImplementation::reference;
   EXPECT_STREQ(attention_path_for(a, at::zeros({1})).name(), "reference");
 }
 

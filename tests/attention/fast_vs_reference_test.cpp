@@ -14,7 +14,7 @@ namespace {
 std::string label(const ModelConfig& c) { return model_config_to_json(c, -1); }
 
 ModelConfig with_impl(ModelConfig c, const std::string& impl) {
-  c.attention.implementation = impl;
+  c.attention.implementation = *enum_from_string<AttentionImplementation>(impl);
   return c;
 }
 

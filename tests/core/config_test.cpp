@@ -92,15 +92,15 @@ TEST(Config, SlotsAndActiveHeads) {
   const int64_t shapes[][3] = {{16, 8, 1}, {16, 8, 2}, {8, 4, 1}, {8, 8, 1}, {4, 1, 2}};
   for (const auto& s : shapes) {
     AttentionConfig a;
-    a.kind = "gqe";
+    a.kind = AttentionKind::gqe;
     a.num_heads = s[0];
     a.num_kv_heads = s[1];
     a.top_k = s[2];
     const int64_t kG = s[2] * s[1];
-    a.variant = "gqe";
+    a.variant = GqeVariant::gqe;
     EXPECT_EQ(a.num_slots(), kG + 2);
     EXPECT_EQ(a.active_query_heads(), kG + 1);
-    for (const char* v : {"hard_concat", "weighted_concat"}) {
+    for (GqeVariant v : {GqeVariant::hard_concat, GqeVariant::weighted_concat}) {
       a.variant = v;
       EXPECT_EQ(a.num_slots(), kG);
       EXPECT_EQ(a.active_query_heads(), kG);
@@ -118,8 +118,22 @@ TEST(ModelStats, DescribeShowsNineOfSixteen) {
   EXPECT_NE(d.find("slots into W_O: 10"), std::string::npos) << d;
   // FLOP ratio of the attention core at any length is N / (kG + 1) = 16/9.
   ModelConfig dense = c;
-  dense.attention.kind = "gqa";
+  dense.attention.kind = AttentionKind::gqa;
   EXPECT_NEAR(attention_flops_per_token(dense, 2048).core / attention_flops_per_token(c, 2048).core, 16.0 / 9.0, 1e-12);
+}
+
+// Enumerated fields are parsed once; their JSON spelling round-trips.
+TEST(Config, EnumFieldsRoundTrip) {
+  EXPECT_EQ(enum_from_string<GqeVariant>("hard_concat"), GqeVariant::hard_concat);
+  EXPECT_FALSE(enum_from_string<GqeVariant>("soft").has_value());
+  EXPECT_STREQ(to_string(AttentionImplementation::reference), "reference");
+  EXPECT_EQ(enum_choices<GqeVariant>(), "\"gqe\", \"hard_concat\" or \"weighted_concat\"");
+  ModelConfig c = parse_model_config(kValid, "cfg.json");
+  c.norm_type = NormType::layernorm;
+  c.attention.variant = GqeVariant::weighted_concat;
+  ModelConfig back = parse_model_config(model_config_to_json(c), "round-trip");
+  EXPECT_EQ(back.norm_type, NormType::layernorm);
+  EXPECT_EQ(back.attention.variant, GqeVariant::weighted_concat);
 }
 
 }  // namespace

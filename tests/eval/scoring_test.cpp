@@ -35,7 +35,7 @@ ModelConfig tiny_config(const std::string& kind) {
   c.num_hidden_layers = 2;
   c.intermediate_size = 64;
   c.max_position_embeddings = 128;
-  c.attention.kind = kind;
+  c.attention.kind = *enum_from_string<AttentionKind>(kind);
   c.attention.num_heads = 4;
   c.attention.num_kv_heads = 2;
   c.attention.head_dim = 8;

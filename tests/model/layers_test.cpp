@@ -9,7 +9,7 @@ namespace gqe {
 namespace {
 
 TEST(MLP, ChunkedInferenceEqualsAllRowsAtOnce) {
-  for (const char* type : {"swiglu", "gelu"}) {
+  for (MlpType type : {MlpType::swiglu, MlpType::gelu}) {
     ModelConfig c = test::small_config("gqa", 4, 2);
     c.mlp_type = type;
     at::manual_seed(21);
@@ -22,7 +22,7 @@ TEST(MLP, ChunkedInferenceEqualsAllRowsAtOnce) {
       chunked = mlp.forward(x);
     }
     ASSERT_EQ(chunked.sizes(), whole.sizes());
-    EXPECT_LT(test::max_rel_diff(chunked, whole.detach()), 1e-6) << type;
+    EXPECT_LT(test::max_rel_diff(chunked, whole.detach()), 1e-6) << to_string(type);
   }
 }
 

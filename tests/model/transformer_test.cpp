@@ -18,8 +18,8 @@ std::vector<ModelConfig> all_kinds() {
   out.push_back(test::small_config("gqe", 4, 1, 2));
   ModelConfig untied = test::small_config("gqe", 8, 8, 1);
   untied.tie_word_embeddings = false;
-  untied.norm_type = "layernorm";
-  untied.mlp_type = "gelu";
+  untied.norm_type = NormType::layernorm;
+  untied.mlp_type = MlpType::gelu;
   out.push_back(untied);
   return out;
 }

@@ -95,7 +95,7 @@ void check_resume_is_bit_exact(const SourceFactory& make_source, const std::stri
   EXPECT_LT(ra.losses.back(), ra.losses.front());  // and it learns
   // The run directory holds a loadable model checkpoint for `gqe generate` too.
   auto loaded = load_model_checkpoint(dir);
-  EXPECT_EQ(loaded->config().attention.kind, "gqe");
+  EXPECT_EQ(loaded->config().attention.kind, AttentionKind::gqe);
 }
 
 TEST(Trainer, DecideSkipOnNonFiniteValuesAndSpikes) {

@@ -29,7 +29,7 @@ std::pair<at::Tensor, at::Tensor> keys_values(const at::Tensor& x, torch::nn::Li
 }  // namespace
 
 GQAAttention::GQAAttention(const ModelConfig& cfg)
-    : a_(cfg.attention), rope_theta_(cfg.rope_theta), rope_(cfg.position_embedding == "rope") {
+    : a_(cfg.attention), rope_theta_(cfg.rope_theta), rope_(cfg.position_embedding == PositionEmbedding::rope) {
   const int64_t d = cfg.hidden_size, dh = a_.head_dim;
   q_proj = register_module("q_proj", linear(d, a_.num_heads * dh));
   k_proj = register_module("k_proj", linear(d, a_.num_kv_heads * dh));
@@ -48,7 +48,7 @@ AttentionResult GQAAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
 }
 
 GQEAttention::GQEAttention(const ModelConfig& cfg)
-    : a_(cfg.attention), rope_theta_(cfg.rope_theta), rope_(cfg.position_embedding == "rope") {
+    : a_(cfg.attention), rope_theta_(cfg.rope_theta), rope_(cfg.position_embedding == PositionEmbedding::rope) {
   const int64_t d = cfg.hidden_size, dh = a_.head_dim;
   q_proj = register_module("q_proj", linear(d, a_.num_heads * dh));
   k_proj = register_module("k_proj", linear(d, a_.num_kv_heads * dh));
@@ -87,13 +87,13 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
 
   // 3. Combine into the slots W_O reads.
   at::Tensor slots;
-  if (a_.variant == "weighted_concat") {
+  if (a_.variant == GqeVariant::weighted_concat) {
     // Each slot scaled by its raw (not renormalised) probability.
     slots = (r.selected_probs.unsqueeze(-1) * o_sel).reshape({B, T, G * k * dh});
   } else {
     // Hard slots: unscaled, ordered by group, then by rank within the top-k.
     at::Tensor hard = o_sel.reshape({B, T, G * k * dh});
-    if (a_.variant == "hard_concat") {
+    if (a_.variant == GqeVariant::hard_concat) {
       slots = hard;
     } else {
       // Renormalised weighted-sum slot: the router's gradient path from the LM loss.

@@ -72,7 +72,7 @@ const AttentionPath& cpu_attention_path() {
 }
 
 const AttentionPath& attention_path_for(const AttentionConfig& a, const at::Tensor& x) {
-  if (a.implementation == "reference") return reference_attention_path();
+  if (a.implementation == AttentionImplementation::reference) return reference_attention_path();
   if (x.device().is_cpu() && x.scalar_type() == at::kFloat) return cpu_attention_path();
 #ifdef GQE_WITH_CUDA
   if (x.device().is_cuda() &&

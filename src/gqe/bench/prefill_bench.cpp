@@ -71,7 +71,7 @@ double per_token_projection_flops(const ModelConfig& c) {
 
 double mlp_flops_per_token(const ModelConfig& c) {
   const double d = double(c.hidden_size), I = double(c.intermediate_size);
-  return (c.mlp_type == "swiglu" ? 3 : 2) * 2 * d * I;
+  return (c.mlp_type == MlpType::swiglu ? 3 : 2) * 2 * d * I;
 }
 
 void randomise_router(torch::nn::Module& m) {
@@ -89,7 +89,7 @@ std::string fmt(double v, int prec = 2) {
 
 }  // namespace
 
-ModelConfig shape_config(const std::string& shape, const std::string& kind) {
+ModelConfig shape_config(const std::string& shape, AttentionKind kind) {
   ModelConfig c;
   c.vocab_size = 256;
   c.num_hidden_layers = 2;
@@ -135,8 +135,8 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
   if (log) *log << rows_to_table({});
   torch::NoGradGuard no_grad;
   for (const std::string& shape : opt.shapes) {
-    ModelConfig cfg[2] = {shape_config(shape, "gqa"), shape_config(shape, "gqe")};
-    for (auto& c : cfg) c.attention.implementation = opt.implementation;
+    ModelConfig cfg[2] = {shape_config(shape, AttentionKind::gqa), shape_config(shape, AttentionKind::gqe)};
+    for (auto& c : cfg) c.attention.implementation = *enum_from_string<AttentionImplementation>(opt.implementation);
     const int64_t d = cfg[0].hidden_size, dh = cfg[0].attention.head_dim, G = cfg[0].attention.num_kv_heads;
     for (const std::string& level : opt.levels) {
       if (level != "core" && level != "layer" && level != "block" && level != "model")

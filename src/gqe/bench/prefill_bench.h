@@ -26,7 +26,7 @@ struct BenchOptions {
 };
 
 // "paper": d 1024, d_h 64, N 16, G 8, k 1, SwiGLU 2816; "small": d 256, d_h 32, N 8, G 4, k 1, SwiGLU 704.
-ModelConfig shape_config(const std::string& shape, const std::string& kind);
+ModelConfig shape_config(const std::string& shape, AttentionKind kind);
 
 // GQA/GQE ratio of forward FLOPs at prefill length n for a level ("core" | "layer" | "block" | "model").
 double flop_limit(const ModelConfig& gqa, const ModelConfig& gqe, const std::string& level, int64_t n);

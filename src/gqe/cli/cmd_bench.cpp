@@ -55,7 +55,7 @@ int cmd_bench(int argc, char** argv) {
   if (opt.repeats < 1) throw Error("gqe bench: --repeats must be >= 1, got " + std::to_string(opt.repeats));
   if (opt.train_length < 2) throw Error("gqe bench: --train-length must be >= 2");
   if (opt.decode_tokens < 1) throw Error("gqe bench: --decode-tokens must be >= 1");
-  if (opt.implementation != "fast" && opt.implementation != "reference")
+  if (!enum_from_string<AttentionImplementation>(opt.implementation))
     throw Error("gqe bench: --implementation: expected fast or reference, got '" + opt.implementation + "'");
   const std::string out = args.get("out", "bench/gqe-bench");
 

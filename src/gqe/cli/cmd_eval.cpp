@@ -184,7 +184,7 @@ int cmd_routes(int argc, char** argv) {
   const std::string dir = args.require("checkpoint");
   auto model = load_model_checkpoint(dir);
   if (!model->config().attention.is_gqe())
-    throw Error(dir + " is a '" + model->config().attention.kind +
+    throw Error(dir + " is a '" + to_string(model->config().attention.kind) +
                 "' checkpoint; routing analytics need a GQE checkpoint");
   auto tok = eval::open_tokenizer(args.get("tokenizer", ""), dir, model->config().vocab_size);
   const std::string data = args.require("data");

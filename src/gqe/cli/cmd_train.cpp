@@ -181,8 +181,8 @@ int cmd_train(int argc, char** argv) {
   const ParamCounts pc = count_parameters(cfg);
   if (log) {
     *log << "gqe train: " << train->describe() << "\n"
-         << "model: " << pc.total() << " parameters, attention " << cfg.attention.kind
-         << (cfg.attention.is_gqe() ? "/" + cfg.attention.variant : "") << ", active query heads "
+         << "model: " << pc.total() << " parameters, attention " << to_string(cfg.attention.kind)
+         << (cfg.attention.is_gqe() ? "/" + std::string(to_string(cfg.attention.variant)) : "") << ", active query heads "
          << cfg.attention.active_query_heads() << " of " << cfg.attention.num_heads << "\n"
          << "recipe: " << r.schedule.total_steps << " steps x " << tokens_per_step(r, world) << " tokens ("
          << world << " rank(s) x " << B << " x " << T << " x " << accumulation_steps(r, world)

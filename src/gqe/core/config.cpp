@@ -13,13 +13,13 @@ using nlohmann::json;
 int64_t AttentionConfig::num_slots() const {
   if (!is_gqe()) return num_heads;
   int64_t hard = top_k * num_kv_heads;
-  return variant == "gqe" ? hard + 2 : hard;
+  return variant == GqeVariant::gqe ? hard + 2 : hard;
 }
 
 int64_t AttentionConfig::active_query_heads() const {
   if (!is_gqe()) return num_heads;
   int64_t routed = top_k * num_kv_heads;
-  return variant == "gqe" ? routed + 1 : routed;
+  return variant == GqeVariant::gqe ? routed + 1 : routed;
 }
 
 namespace {
@@ -59,6 +59,17 @@ void read(const json& j, const char* key, T& out, const std::string& source, con
   }
 }
 
+// An enumerated field: its JSON string, which must be one of EnumNames<E>.
+template <typename E>
+void read_enum(const json& j, const char* key, E& out, const std::string& source, const std::string& prefix) {
+  if (!j.contains(key)) return;
+  std::string text;
+  read(j, key, text, source, prefix);
+  const std::optional<E> v = enum_from_string<E>(text);
+  if (!v) fail(source, prefix + key, "expected " + enum_choices<E>() + ", got \"" + text + "\"");
+  out = *v;
+}
+
 }  // namespace
 
 void validate_model_config(const ModelConfig& c, const std::string& source) {
@@ -73,16 +84,8 @@ void validate_model_config(const ModelConfig& c, const std::string& source) {
   if (!(c.rms_norm_eps > 0)) fail(source, "rms_norm_eps", "must be > 0");
   if (!(c.rope_theta > 0)) fail(source, "rope_theta", "must be > 0");
   if (!(c.initializer_range > 0)) fail(source, "initializer_range", "must be > 0");
-  if (c.norm_type != "rmsnorm" && c.norm_type != "layernorm")
-    fail(source, "norm_type", "expected \"rmsnorm\" or \"layernorm\", got \"" + c.norm_type + "\"");
-  if (c.mlp_type != "swiglu" && c.mlp_type != "gelu")
-    fail(source, "mlp_type", "expected \"swiglu\" or \"gelu\", got \"" + c.mlp_type + "\"");
-  if (c.position_embedding != "rope" && c.position_embedding != "none")
-    fail(source, "position_embedding", "expected \"rope\" or \"none\", got \"" + c.position_embedding + "\"");
 
   const AttentionConfig& a = c.attention;
-  if (a.kind != "gqa" && a.kind != "gqe")
-    fail(source, "attention.kind", "expected \"gqa\" or \"gqe\", got \"" + a.kind + "\"");
   if (a.num_heads <= 0) fail(source, "attention.num_attention_heads", "must be a positive integer");
   if (a.num_kv_heads <= 0) fail(source, "attention.num_key_value_heads", "must be a positive integer");
   if (a.head_dim <= 0) fail(source, "attention.head_dim", "must be a positive integer");
@@ -90,22 +93,16 @@ void validate_model_config(const ModelConfig& c, const std::string& source) {
     fail(source, "attention.num_key_value_heads",
          "num_attention_heads (" + std::to_string(a.num_heads) + ") must be divisible by num_key_value_heads (" +
              std::to_string(a.num_kv_heads) + ")");
-  if (c.position_embedding == "rope" && a.head_dim % 2 != 0)
+  if (c.position_embedding == PositionEmbedding::rope && a.head_dim % 2 != 0)
     fail(source, "attention.head_dim", "must be even with RoPE, got " + std::to_string(a.head_dim));
   if (a.is_gqe()) {
     const int64_t M = a.experts_per_group();
     if (a.top_k < 1 || a.top_k > M)
       fail(source, "attention.top_k",
            "must be in 1.." + std::to_string(M) + " (experts per group), got " + std::to_string(a.top_k));
-    if (a.variant != "gqe" && a.variant != "hard_concat" && a.variant != "weighted_concat")
-      fail(source, "attention.variant",
-           "expected \"gqe\", \"hard_concat\" or \"weighted_concat\", got \"" + a.variant + "\"");
     if (!(a.aux_loss_weight >= 0)) fail(source, "attention.aux_loss_weight", "must be >= 0");
     if (!(a.router_denominator_eps > 0)) fail(source, "attention.router_denominator_eps", "must be > 0");
   }
-  if (a.implementation != "fast" && a.implementation != "reference")
-    fail(source, "attention.implementation",
-         "expected \"fast\" or \"reference\", got \"" + a.implementation + "\"");
 }
 
 ModelConfig parse_model_config(const std::string& text, const std::string& source) {
@@ -133,9 +130,9 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
   read(j, "rms_norm_eps", c.rms_norm_eps, source, "");
   read(j, "rope_theta", c.rope_theta, source, "");
   read(j, "tie_word_embeddings", c.tie_word_embeddings, source, "");
-  read(j, "norm_type", c.norm_type, source, "");
-  read(j, "mlp_type", c.mlp_type, source, "");
-  read(j, "position_embedding", c.position_embedding, source, "");
+  read_enum(j, "norm_type", c.norm_type, source, "");
+  read_enum(j, "mlp_type", c.mlp_type, source, "");
+  read_enum(j, "position_embedding", c.position_embedding, source, "");
   read(j, "initializer_range", c.initializer_range, source, "");
 
   if (!j.contains("attention")) throw ConfigError(source + ": field 'attention': missing (expected an object)");
@@ -146,7 +143,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
                     "aux_loss_weight", "router_denominator_eps", "implementation"},
                    source, "attention.");
   AttentionConfig& at = c.attention;
-  read(a, "kind", at.kind, source, "attention.");
+  read_enum(a, "kind", at.kind, source, "attention.");
   if (!a.contains("kind")) fail(source, "attention.kind", "missing (expected \"gqa\" or \"gqe\")");
   read(a, "num_attention_heads", at.num_heads, source, "attention.");
   read(a, "num_key_value_heads", at.num_kv_heads, source, "attention.");
@@ -160,15 +157,15 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
                std::to_string(at.num_heads) + "); give head_dim explicitly");
     at.head_dim = c.hidden_size / at.num_heads;
   }
-  if (at.kind == "gqa") {
+  if (at.kind == AttentionKind::gqa) {
     for (const char* k : {"top_k", "variant", "aux_loss_weight", "router_denominator_eps"})
       if (a.contains(k)) fail(source, std::string("attention.") + k, "only valid with kind \"gqe\"");
   }
   read(a, "top_k", at.top_k, source, "attention.");
-  read(a, "variant", at.variant, source, "attention.");
+  read_enum(a, "variant", at.variant, source, "attention.");
   read(a, "aux_loss_weight", at.aux_loss_weight, source, "attention.");
   read(a, "router_denominator_eps", at.router_denominator_eps, source, "attention.");
-  read(a, "implementation", at.implementation, source, "attention.");
+  read_enum(a, "implementation", at.implementation, source, "attention.");
   validate_model_config(c, source);
   return c;
 }
@@ -182,17 +179,18 @@ ModelConfig load_model_config(const std::string& path) {
 }
 
 std::string model_config_to_json(const ModelConfig& c, int indent) {
-  json a = {{"kind", c.attention.kind},
+  json a = {{"kind", to_string(c.attention.kind)},
             {"num_attention_heads", c.attention.num_heads},
             {"num_key_value_heads", c.attention.num_kv_heads},
             {"head_dim", c.attention.head_dim}};
   if (c.attention.is_gqe()) {
     a["top_k"] = c.attention.top_k;
-    a["variant"] = c.attention.variant;
+    a["variant"] = to_string(c.attention.variant);
     a["aux_loss_weight"] = c.attention.aux_loss_weight;
     a["router_denominator_eps"] = c.attention.router_denominator_eps;
   }
-  if (c.attention.implementation != "fast") a["implementation"] = c.attention.implementation;
+  if (c.attention.implementation != AttentionImplementation::fast)
+    a["implementation"] = to_string(c.attention.implementation);
   json j = {{"model_type", "gqe_lm"},
             {"vocab_size", c.vocab_size},
             {"hidden_size", c.hidden_size},
@@ -202,9 +200,9 @@ std::string model_config_to_json(const ModelConfig& c, int indent) {
             {"rms_norm_eps", c.rms_norm_eps},
             {"rope_theta", c.rope_theta},
             {"tie_word_embeddings", c.tie_word_embeddings},
-            {"norm_type", c.norm_type},
-            {"mlp_type", c.mlp_type},
-            {"position_embedding", c.position_embedding},
+            {"norm_type", to_string(c.norm_type)},
+            {"mlp_type", to_string(c.mlp_type)},
+            {"position_embedding", to_string(c.position_embedding)},
             {"initializer_range", c.initializer_range},
             {"attention", a}};
   return j.dump(indent);

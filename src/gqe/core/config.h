@@ -1,34 +1,84 @@
 // Model configuration: a Hugging Face style config.json for GQE and GQA decoder LMs.
 // Torch-free, so the CLI's `info` and the tests can use it without libtorch headers.
 #pragma once
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 
 namespace gqe {
+
+// The enumerated config fields, parsed once from their JSON spelling (the names in EnumNames).
+enum class AttentionKind { gqa, gqe };
+enum class GqeVariant { gqe, hard_concat, weighted_concat };
+enum class AttentionImplementation { fast, reference };
+enum class NormType { rmsnorm, layernorm };
+enum class MlpType { swiglu, gelu };
+enum class PositionEmbedding { rope, none };
+
+template <class E>
+struct EnumNames;
+#define GQE_ENUM_NAMES(E, N, ...)                                          \
+  template <>                                                              \
+  struct EnumNames<E> {                                                    \
+    static constexpr std::array<std::pair<E, const char*>, N> values{{__VA_ARGS__}}; \
+  };
+GQE_ENUM_NAMES(AttentionKind, 2, {AttentionKind::gqa, "gqa"}, {AttentionKind::gqe, "gqe"})
+GQE_ENUM_NAMES(GqeVariant, 3, {GqeVariant::gqe, "gqe"}, {GqeVariant::hard_concat, "hard_concat"},
+               {GqeVariant::weighted_concat, "weighted_concat"})
+GQE_ENUM_NAMES(AttentionImplementation, 2, {AttentionImplementation::fast, "fast"},
+               {AttentionImplementation::reference, "reference"})
+GQE_ENUM_NAMES(NormType, 2, {NormType::rmsnorm, "rmsnorm"}, {NormType::layernorm, "layernorm"})
+GQE_ENUM_NAMES(MlpType, 2, {MlpType::swiglu, "swiglu"}, {MlpType::gelu, "gelu"})
+GQE_ENUM_NAMES(PositionEmbedding, 2, {PositionEmbedding::rope, "rope"}, {PositionEmbedding::none, "none"})
+#undef GQE_ENUM_NAMES
+
+template <class E>
+const char* to_string(E e) {
+  for (const auto& [v, n] : EnumNames<E>::values)
+    if (v == e) return n;
+  return "?";
+}
+template <class E>
+std::optional<E> enum_from_string(const std::string& s) {
+  for (const auto& [v, n] : EnumNames<E>::values)
+    if (s == n) return v;
+  return std::nullopt;
+}
+// "\"a\", \"b\" or \"c\"": the accepted spellings, for error messages.
+template <class E>
+std::string enum_choices() {
+  std::string out;
+  const auto& vs = EnumNames<E>::values;
+  for (size_t i = 0; i < vs.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == vs.size() ? " or " : ", ") + std::string("\"") + vs[i].second + "\"";
+  return out;
+}
 
 // The attention block. kind "gqa": N query heads over G KV heads (MHA: G=N, MQA: G=1).
 // kind "gqe": N routed query-head experts, G KV heads, M=N/G experts per group, top-k per group.
 struct AttentionConfig {
-  std::string kind = "gqe";       // "gqa" | "gqe"
+  AttentionKind kind = AttentionKind::gqe;
   int64_t num_heads = 16;         // N: query heads (GQA) or routed experts (GQE)
   int64_t num_kv_heads = 8;       // G: KV heads = groups
   int64_t head_dim = 64;          // d_h, same for every head
   int64_t top_k = 1;              // k: experts per group per token (GQE only)
-  std::string variant = "gqe";    // "gqe" | "hard_concat" | "weighted_concat" (GQE only)
+  GqeVariant variant = GqeVariant::gqe;  // GQE only
   double aux_loss_weight = 0.01;  // alpha of the load-balancing loss (GQE only)
   double router_denominator_eps = 1e-9;  // clamp of the renormalisation denominator
   // "fast": the flash-attention kernel and (GQE) sparse routed projection; "reference": plain libtorch ops
   // (materialises every score and, for GQE, all N query heads). Same results; fp32 only on the fast path.
-  std::string implementation = "fast";
+  AttentionImplementation implementation = AttentionImplementation::fast;
 
-  bool is_gqe() const { return kind == "gqe"; }
+  bool is_gqe() const { return kind == AttentionKind::gqe; }
   int64_t experts_per_group() const { return num_heads / num_kv_heads; }  // M
   // d_h-wide inputs into W_O: N for GQA; kG + 2 for gqe; kG for the ablations.
   int64_t num_slots() const;
   // Query-attention computations per token: N for GQA; kG + 1 for gqe; kG for the ablations.
   int64_t active_query_heads() const;
-  bool has_shared_head() const { return is_gqe() && variant == "gqe"; }
-  bool has_weighted_slot() const { return is_gqe() && variant == "gqe"; }
+  bool has_shared_head() const { return is_gqe() && variant == GqeVariant::gqe; }
+  bool has_weighted_slot() const { return is_gqe() && variant == GqeVariant::gqe; }
 };
 
 struct ModelConfig {
@@ -40,9 +90,9 @@ struct ModelConfig {
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
   bool tie_word_embeddings = true;
-  std::string norm_type = "rmsnorm";   // "rmsnorm" | "layernorm"
-  std::string mlp_type = "swiglu";     // "swiglu" | "gelu"
-  std::string position_embedding = "rope";  // "rope" | "none"
+  NormType norm_type = NormType::rmsnorm;
+  MlpType mlp_type = MlpType::swiglu;
+  PositionEmbedding position_embedding = PositionEmbedding::rope;
   double initializer_range = 0.02;     // std of embeddings and MLP weights
   AttentionConfig attention;
 };

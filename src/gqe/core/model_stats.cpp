@@ -10,7 +10,7 @@ namespace gqe {
 ParamCounts count_parameters(const ModelConfig& c) {
   const AttentionConfig& a = c.attention;
   const int64_t d = c.hidden_size, dh = a.head_dim, N = a.num_heads, G = a.num_kv_heads;
-  const int64_t norm = c.norm_type == "layernorm" ? 2 * d : d;  // LayerNorm has a bias
+  const int64_t norm = c.norm_type == NormType::layernorm ? 2 * d : d;  // LayerNorm has a bias
   ParamCounts p;
   p.embedding = c.vocab_size * d;
   const int64_t L = c.num_hidden_layers;
@@ -18,7 +18,7 @@ ParamCounts count_parameters(const ModelConfig& c) {
   p.attn_kv = L * 2 * G * dh * d;
   p.attn_o = L * a.num_slots() * dh * d;
   p.attn_router = a.is_gqe() ? L * N * d : 0;
-  p.mlp = L * (c.mlp_type == "swiglu" ? 3 : 2) * d * c.intermediate_size;
+  p.mlp = L * (c.mlp_type == MlpType::swiglu ? 3 : 2) * d * c.intermediate_size;
   p.norms = (2 * L + 1) * norm;
   p.lm_head = c.tie_word_embeddings ? 0 : c.vocab_size * d;
   return p;
@@ -40,11 +40,11 @@ std::string describe_model(const ModelConfig& c, int64_t L) {
   const AttentionConfig& a = c.attention;
   const ParamCounts p = count_parameters(c);
   std::ostringstream o;
-  o << "model: " << c.num_hidden_layers << " layers, d=" << c.hidden_size << ", mlp=" << c.mlp_type << "("
-    << c.intermediate_size << "), norm=" << c.norm_type << ", position=" << c.position_embedding
+  o << "model: " << c.num_hidden_layers << " layers, d=" << c.hidden_size << ", mlp=" << to_string(c.mlp_type) << "("
+    << c.intermediate_size << "), norm=" << to_string(c.norm_type) << ", position=" << to_string(c.position_embedding)
     << ", vocab=" << c.vocab_size << (c.tie_word_embeddings ? ", tied embeddings" : "") << "\n";
   if (a.is_gqe()) {
-    o << "attention: GQE variant=" << a.variant << "  N=" << a.num_heads << " experts, G=" << a.num_kv_heads
+    o << "attention: GQE variant=" << to_string(a.variant) << "  N=" << a.num_heads << " experts, G=" << a.num_kv_heads
       << " KV heads, M=" << a.experts_per_group() << " experts/group, k=" << a.top_k << ", d_h=" << a.head_dim
       << ", aux_loss_weight=" << a.aux_loss_weight << "\n";
   } else {
@@ -56,8 +56,8 @@ std::string describe_model(const ModelConfig& c, int64_t L) {
   if (a.is_gqe()) {
     const int64_t hard = a.top_k * a.num_kv_heads;
     o << " (" << hard << " hard";
-    if (a.variant == "gqe") o << " + 1 weighted + 1 shared";
-    if (a.variant == "weighted_concat") o << ", each scaled by its router probability";
+    if (a.variant == GqeVariant::gqe) o << " + 1 weighted + 1 shared";
+    if (a.variant == GqeVariant::weighted_concat) o << ", each scaled by its router probability";
     o << ")";
   }
   o << "  -> W_O is " << a.num_slots() * a.head_dim << " x " << c.hidden_size << "\n";
@@ -86,7 +86,7 @@ std::string describe_model(const ModelConfig& c, int64_t L) {
     << "; whole model: " << human_number(avg.total() * double(c.num_hidden_layers)) << "\n";
   if (a.is_gqe()) {
     ModelConfig dense = c;
-    dense.attention.kind = "gqa";
+    dense.attention.kind = AttentionKind::gqa;
     const AttentionFlops g = attention_flops_per_token(dense, (L + 1) / 2);
     char buf[160];
     std::snprintf(buf, sizeof buf,

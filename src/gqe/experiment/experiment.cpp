@@ -147,7 +147,7 @@ std::string write_variant_config(const std::string& base_config, const std::stri
   if (variant == "gqa") {
     a["kind"] = "gqa";
     for (const char* k : {"top_k", "variant", "aux_loss_weight", "router_denominator_eps"}) a.erase(k);
-  } else if (variant == "gqe" || variant == "hard_concat" || variant == "weighted_concat") {
+  } else if (enum_from_string<GqeVariant>(variant)) {
     a["kind"] = "gqe";
     a["variant"] = variant;
     if (!a.contains("top_k")) a["top_k"] = 1;

@@ -14,7 +14,7 @@ at::Tensor Norm::forward(const at::Tensor& x) {
   return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps_) * weight;
 }
 
-MLP::MLP(const ModelConfig& cfg) : swiglu_(cfg.mlp_type == "swiglu") {
+MLP::MLP(const ModelConfig& cfg) : swiglu_(cfg.mlp_type == MlpType::swiglu) {
   auto lin = [&](int64_t in, int64_t out) {
     auto l = torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
     torch::NoGradGuard g;

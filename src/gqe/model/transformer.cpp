@@ -5,7 +5,7 @@
 namespace gqe {
 
 DecoderLayer::DecoderLayer(const ModelConfig& cfg) {
-  const bool ln = cfg.norm_type == "layernorm";
+  const bool ln = cfg.norm_type == NormType::layernorm;
   attn_norm = register_module("attn_norm", std::make_shared<Norm>(cfg.hidden_size, cfg.rms_norm_eps, ln));
   attn = register_module("attn", make_attention(cfg));
   mlp_norm = register_module("mlp_norm", std::make_shared<Norm>(cfg.hidden_size, cfg.rms_norm_eps, ln));
@@ -31,7 +31,7 @@ LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg) {
     layer_list_->push_back(layers.back());
   }
   norm = register_module("norm", std::make_shared<Norm>(cfg.hidden_size, cfg.rms_norm_eps,
-                                                        cfg.norm_type == "layernorm"));
+                                                        cfg.norm_type == NormType::layernorm));
   if (!cfg.tie_word_embeddings) {
     lm_head = register_module(
         "lm_head", torch::nn::Linear(torch::nn::LinearOptions(cfg.hidden_size, cfg.vocab_size).bias(false)));

@@ -21,7 +21,7 @@ TEST(AttentionPathGpu, CudaTensorsTakeTheCudaPath) {
   EXPECT_STREQ(attention_path_for(a, at::zeros({1}, at::kCUDA)).name(), "cuda");
   EXPECT_STREQ(attention_path_for(a, at::zeros({1}, at::TensorOptions(at::kCUDA).dtype(at::kBFloat16))).name(), "cuda");
   EXPECT_STREQ(attention_path_for(a, at::zeros({1}, at::TensorOptions(at::kCUDA).dtype(at::kDouble))).name(), "reference");
-  a.implementation = "reference";
+  a.implementation = AttentionImplementation::reference;
   EXPECT_STREQ(attention_path_for(a, at::zeros({1}, at::kCUDA)).name(), "reference");
 }
 
