@@ -71,7 +71,8 @@ RouteStats collect_routing(LanguageModel& model, const std::vector<int64_t>& tok
                            const std::function<void(int64_t, int64_t)>& progress) {
   const auto gqe = model.gqe_layers();
   if (gqe.empty())
-    throw Error("routing analytics need a GQE checkpoint; this model's attention is '" + to_string(model.config().attention.kind) + std::string("'"));
+    throw Error(std::string("routing analytics need a GQE checkpoint; this model's attention is '") +
+                to_string(model.config().attention.kind) + "'");
   const auto& a = model.config().attention;
   const int64_t L = int64_t(gqe.size()), G = a.num_kv_heads, M = a.experts_per_group(), k = a.top_k;
   const int64_t V = model.config().vocab_size;

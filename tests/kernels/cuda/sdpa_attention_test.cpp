@@ -42,7 +42,8 @@ std::string describe(const Case& c) {
 void check(const Case& c, at::Device device, at::ScalarType dtype, double tol) {
   at::Tensor q = at::randn({c.B, c.Tq, c.Hq, c.dh}, at::kDouble), k = at::randn({c.B, c.Tk, c.G, c.dh}, at::kDouble),
              v = at::randn({c.B, c.Tk, c.G, c.dh}, at::kDouble), probe = at::randn({c.B, c.Tq, c.Hq, c.dh}, at::kDouble);
-  auto leaf = [&](const at::Tensor& t) { return t.to(device, dtype).requires_grad_(); };
+  // Fresh leaves: .to() returns the tensor itself when device and dtype already match.
+  auto leaf = [&](const at::Tensor& t) { return t.to(device, dtype).clone().requires_grad_(); };
   at::Tensor qd = leaf(q), kd = leaf(k), vd = leaf(v);
   at::Tensor out = kernels::cuda::sdpa_attention(qd, kd, vd, c.q_start);
   (out * probe.to(device, dtype)).sum().backward();

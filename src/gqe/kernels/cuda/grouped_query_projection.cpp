@@ -21,9 +21,12 @@ at::Tensor per_expert_matmul(const at::Tensor& xs, const at::Tensor& w, const at
   return at::cat(parts, 0);
 }
 
-bool grouped_mm_runs(const at::Tensor& xs) {
+// Whether libtorch's grouped matmul takes these operands: rows of a multiple of 16 bytes (d and d_h), and
+// on CUDA bf16 only (the Hopper kernel); the CPU implementation takes any float dtype.
+bool grouped_mm_runs(const at::Tensor& xs, int64_t head_dim) {
+  const int64_t bytes = int64_t(xs.element_size());
+  if ((xs.size(1) * bytes) % 16 != 0 || (head_dim * bytes) % 16 != 0) return false;
   if (xs.device().is_cpu()) return true;
-  // On CUDA the grouped kernel is bf16 (Hopper and newer); other dtypes take one matmul per expert.
   return xs.device().is_cuda() && xs.scalar_type() == at::kBFloat16;
 }
 
@@ -46,7 +49,7 @@ at::Tensor grouped_query_projection(const at::Tensor& x, const at::Tensor& weigh
   // Slot s = (token i, group g, rank r) at s = i*G*k + g*k + r; its expert is g*M + selected[i,g,r].
   at::Tensor group_base = at::arange(G, selected.options()).mul_(M).view({1, 1, G, 1});
   at::Tensor expert = (selected + group_base).reshape({-1});                       // [B*T*G*k]
-  at::Tensor order = std::get<1>(expert.sort(/*stable=*/true));                    // slots by expert
+  at::Tensor order = std::get<1>(expert.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));  // slots by expert
   at::Tensor counts = at::bincount(expert, {}, N);                                 // [N]
   at::Tensor token = order.div(G * k, "floor");                                    // x row of each sorted slot
 
@@ -55,7 +58,8 @@ at::Tensor grouped_query_projection(const at::Tensor& x, const at::Tensor& weigh
   at::Tensor xs = x.reshape({B * T, d}).index_select(0, token).to(dtype);         // [S, d]
   at::Tensor w = weight.view({N, dh, d}).transpose(1, 2).to(dtype);                // [N, d, d_h]
 
-  if (gemm == GroupedGemm::automatic) gemm = grouped_mm_runs(xs) ? GroupedGemm::grouped_mm : GroupedGemm::per_expert;
+  if (gemm == GroupedGemm::automatic)
+    gemm = grouped_mm_runs(xs, dh) ? GroupedGemm::grouped_mm : GroupedGemm::per_expert;
   at::Tensor ys;  // [S, d_h] in expert order
   if (gemm == GroupedGemm::grouped_mm) {
     ys = at::_grouped_mm(xs, w, counts.cumsum(0).to(at::kInt));

@@ -10,8 +10,9 @@
 namespace gqe::kernels::cuda {
 
 enum class GroupedGemm {
-  automatic,   // libtorch's grouped matmul where it runs this dtype on this device, else per_expert
-  grouped_mm,  // at::_grouped_mm: one call for all experts (bf16 on Hopper; any float dtype on the CPU)
+  automatic,   // libtorch's grouped matmul where it takes these operands, else per_expert
+  grouped_mm,  // at::_grouped_mm: one call for all experts (bf16 on Hopper, any float dtype on the CPU;
+               // d and d_h rows of a multiple of 16 bytes)
   per_expert,  // one matmul per non-empty expert (needs the expert sizes on the host: one sync)
 };
 
