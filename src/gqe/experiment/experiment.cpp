@@ -141,7 +141,7 @@ std::string experiment_run_name(const std::string& variant, int64_t seed) {
 }
 
 std::string write_variant_config(const std::string& base_config, const std::string& variant, const std::string& path) {
-  const ModelConfig base = load_model_config(base_config);  // validates
+  load_model_config(base_config);  // validates
   json j = json::parse(fs::read_file(base_config));
   json& a = j["attention"];
   if (variant == "gqa") {
