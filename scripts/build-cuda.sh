@@ -12,9 +12,10 @@ export PATH="$PATH:/usr/local/cuda/bin"
 gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
 [ -f "$dir/CMakeCache.txt" ] && gen=()
 start=$(date +%s)
+mkdir -p "$dir"
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" -DGQE_CUDA=ON \
-  -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" "${gen[@]}" "$@" >"$dir.configure.log" 2>&1 ||
-  { cat "$dir.configure.log" >&2; exit 1; }
-grep -E "^-- gqe:" "$dir.configure.log" || true
+  -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" "${gen[@]}" "$@" >"$dir/configure.log" 2>&1 ||
+  { cat "$dir/configure.log" >&2; exit 1; }
+grep -E "^-- gqe:" "$dir/configure.log" || true
 cmake --build "$dir" --parallel "$(nproc)"
 echo "[gqe] build-cuda: built in $(( $(date +%s) - start )) s"

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "eval/eval_test_util.h"
+#include "test_util.h"
 #include "gqe/attention/router.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
@@ -29,17 +30,10 @@ using namespace gqe::eval::testing;
 namespace {
 
 ModelConfig tiny_config(const std::string& kind) {
-  ModelConfig c;
+  ModelConfig c = test::small_config(kind, 4, 2);  // byte vocabulary, d 32, d_h 8
   c.vocab_size = 256;
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
   c.intermediate_size = 64;
   c.max_position_embeddings = 128;
-  c.attention.kind = *enum_from_string<AttentionKind>(kind);
-  c.attention.num_heads = 4;
-  c.attention.num_kv_heads = 2;
-  c.attention.head_dim = 8;
-  c.attention.top_k = 1;
   return c;
 }
 

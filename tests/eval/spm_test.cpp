@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "eval/eval_test_util.h"
+#include "test_util.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/data/sentencepiece.h"
@@ -52,15 +53,11 @@ TEST(EvalSentencePiece, JointEncodingAndScoring) {
   EXPECT_FALSE(e.continuation.empty());
   EXPECT_EQ(tok->decode(e.context) + tok->decode(e.continuation), ctx + cont);
 
-  ModelConfig c;
+  ModelConfig c = test::small_config("gqe", 4, 2);
   c.vocab_size = 512;
-  c.hidden_size = 32;
   c.num_hidden_layers = 1;
   c.intermediate_size = 64;
   c.max_position_embeddings = 64;
-  c.attention.num_heads = 4;
-  c.attention.num_kv_heads = 2;
-  c.attention.head_dim = 8;
   at::manual_seed(1);
   LanguageModel model(c);
   const Loglikelihood got = score_loglikelihoods(model, {e}, ScoreOptions{})[0];

@@ -168,7 +168,9 @@ int cmd_train(int argc, char** argv) {
     throw Error("gqe train: --device '" + device_name + "': expected cpu or cuda[:N]");
   }
   if (device.is_cuda()) {
-    if (!at::hasCUDA()) throw Error("gqe train: --device " + device_name + ": this libtorch has no CUDA support");
+    if (!at::hasCUDA())
+      throw Error("gqe train: --device " + device_name + ": no usable CUDA device (this libtorch has no CUDA " +
+                  "support, or no GPU and driver were found)");
     if (!device.has_index()) device = at::Device(at::kCUDA, int8_t(env.local_rank));
   }
   auto comm = make_communicator(env, std::chrono::milliseconds(int64_t(args.get_double("dist-timeout", 300) * 1000)),
