@@ -6,7 +6,11 @@
 #      bf16 autocast), decode = prefill, routing ties CPU vs CUDA, NCCL with world size 1, a tiny model
 #      trains; then the whole CPU suite against this libtorch;
 #   3. a tiny GQE model trains with `gqe train --device cuda` (bf16 autocast) and its loss falls; the same
-#      with two NCCL ranks on the one GPU, when NCCL allows it.
+#      with two NCCL ranks on the one GPU, when NCCL allows it;
+#   4. `gqe bench --device cuda`: GQA vs GQE prefill (paper shape, core/layer/block/model, 2k-64k), a
+#      training step and decode, bf16.
+# $OUT receives at most 8 files (the device tool's limit): summary.txt, check.log (every stage's output),
+# the tiny run's metrics and the benchmark's JSON, CSV and PNG.
 # Prepare here first (fills .device/, which git ignores): bash scripts/h200-check.sh --prepare
 # Then on the device machine, with .device carried:       bash scripts/h200-check.sh
 set -uo pipefail
@@ -32,13 +36,17 @@ mkdir -p "$OUT"
 summary="$OUT/summary.txt"
 : > "$summary"
 status=0
-stage() {  # stage NAME COMMAND...: runs it, logs to $OUT/NAME.log, records seconds and the exit code
+log="$OUT/check.log"
+: > "$log"
+stage() {  # stage NAME COMMAND...: runs it, appends its output to check.log, records seconds and exit code
   local name=$1; shift
   local t0=$(date +%s)
-  echo "=== $name: $*"
-  "$@" > "$OUT/$name.log" 2>&1
+  echo "=== $name: $*" | tee -a "$log"
+  "$@" > "$OUT/stage.tmp" 2>&1
   local rc=$?
-  tail -n 25 "$OUT/$name.log"
+  cat "$OUT/stage.tmp" >> "$log"
+  tail -n 25 "$OUT/stage.tmp"
+  rm -f "$OUT/stage.tmp"
   printf '%-14s rc=%-3s %4ss\n' "$name" "$rc" "$(( $(date +%s) - t0 ))" | tee -a "$summary"
   [ $rc -eq 0 ] || status=1
   return $rc
@@ -76,6 +84,10 @@ stage train_nccl2 env WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29611 bash 
     --out "'"$OUT"'/run-nccl2" --steps 50 --batch 8 --seq 128 --device cuda:0 --dist-timeout 120 & done; wait -n; a=$?; wait -n; b=$?; exit $((a|b))' || true
 cp "$OUT"/run-1gpu/metrics.jsonl "$OUT/train-1gpu-metrics.jsonl" 2>/dev/null
 rm -rf "$OUT"/run-1gpu "$OUT"/run-nccl2   # model files: too many to come back
+stage bench ./build-h200/gqe bench --device cuda --shapes paper --levels core,layer,block,model \
+  --lengths 2048,4096,16384,65536 --train-length 4096 --decode-lengths 4096,65536 --repeats 10 \
+  --seconds-per-point 5 --out "$OUT/bench"
+rm -f "$OUT/bench.gnuplot"
 echo "=== summary"
 cat "$summary"
 exit $status

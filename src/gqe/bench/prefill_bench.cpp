@@ -13,10 +13,13 @@
 #include <sstream>
 
 #include "gqe/attention/attention.h"
+#include "gqe/attention/attention_path.h"
+#include "gqe/core/autocast.h"
 #include "gqe/core/error.h"
-#include "gqe/kernels/flash_attention.h"
-#include "gqe/kernels/reference.h"
 #include "gqe/model/transformer.h"
+#ifdef GQE_WITH_CUDA
+#include <torch/cuda.h>
+#endif
 
 namespace gqe::bench {
 namespace {
@@ -57,6 +60,46 @@ std::array<Timing, 2> time_pair(const std::function<void()>& f0, const std::func
     out[i] = {t[i][t[i].size() / 2], int(t[i].size())};
   }
   return out;
+}
+
+// Where the bench runs: the device, and on CUDA bf16 autocast plus a synchronisation after each call.
+struct BenchDevice {
+  at::Device device{at::kCPU};
+  bool cuda() const { return device.is_cuda(); }
+  at::TensorOptions floats() const { return at::TensorOptions(device).dtype(cuda() ? at::kBFloat16 : at::kFloat); }
+  at::TensorOptions longs() const { return at::TensorOptions(device).dtype(at::kLong); }
+  // f, then wait for the device: the timed unit.
+  std::function<void()> timed(std::function<void()> f) const {
+    if (!cuda()) return f;
+    return [f = std::move(f), on = cuda()] {
+      {
+        CudaAutocastScope autocast(on);
+        f();
+      }
+#ifdef GQE_WITH_CUDA
+      torch::cuda::synchronize();
+#endif
+    };
+  }
+};
+
+BenchDevice bench_device(const std::string& name) {
+  BenchDevice d;
+  try {
+    d.device = at::Device(name);
+  } catch (const std::exception&) {
+    throw Error("gqe bench: --device '" + name + "': expected cpu or cuda[:N]");
+  }
+  if (d.cuda()) {
+#ifdef GQE_WITH_CUDA
+    if (!at::hasCUDA()) throw Error("gqe bench: --device " + name + ": no usable CUDA device");
+#else
+    throw Error("gqe bench: --device " + name + ": this gqe was built without the CUDA path (docs/gpu.md)");
+#endif
+  } else if (!d.device.is_cpu()) {
+    throw Error("gqe bench: --device '" + name + "': expected cpu or cuda[:N]");
+  }
+  return d;
 }
 
 double per_token_projection_flops(const ModelConfig& c) {
@@ -132,6 +175,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
     if (log) *log << rows_to_table({r}) << std::flush;
     rows.push_back(r);
   };
+  const BenchDevice dev = bench_device(opt.device);
   if (log) *log << rows_to_table({});
   torch::NoGradGuard no_grad;
   for (const std::string& shape : opt.shapes) {
@@ -146,9 +190,11 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
       std::shared_ptr<DecoderLayer> block[2];
       std::shared_ptr<LanguageModel> model[2];
       for (int i = 0; i < 2; ++i) {
-        if (level == "layer") attn[i] = make_attention(cfg[i]), randomise_router(*attn[i]);
-        if (level == "block") block[i] = std::make_shared<DecoderLayer>(cfg[i]), randomise_router(*block[i]);
-        if (level == "model") model[i] = std::make_shared<LanguageModel>(cfg[i]), randomise_router(*model[i]);
+        if (level == "layer") attn[i] = make_attention(cfg[i]), randomise_router(*attn[i]), attn[i]->to(dev.device);
+        if (level == "block")
+          block[i] = std::make_shared<DecoderLayer>(cfg[i]), randomise_router(*block[i]), block[i]->to(dev.device);
+        if (level == "model")
+          model[i] = std::make_shared<LanguageModel>(cfg[i]), randomise_router(*model[i]), model[i]->to(dev.device);
       }
       for (int64_t n : opt.lengths) {
         BenchRow r;
@@ -157,23 +203,20 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
         for (int i = 0; i < 2; ++i) {
           if (level == "core") {
             const int64_t H = cfg[i].attention.is_gqe() ? cfg[i].attention.top_k * G : cfg[i].attention.num_heads;
-            at::Tensor q = at::randn({1, n, H, dh}), k = at::randn({1, n, G, dh}), v = at::randn({1, n, G, dh});
-            at::Tensor qs = at::randn({1, n, 1, dh});
-            const bool gqe = cfg[i].attention.is_gqe(), ref = opt.implementation == "reference";
-            f[i] = [=] {
-              auto attend = [&](const at::Tensor& qq, const at::Tensor& kk, const at::Tensor& vv) {
-                if (!ref) return kernels::flash_attention_forward(qq, kk, vv, 0).out;
-                return kernels::flash_attention_reference(qq, kk, vv, 0);
-              };
-              attend(q, k, v);
-              if (gqe) attend(qs, k.mean(2, true), v.mean(2, true));  // shared head on mean K/V
+            at::Tensor q = at::randn({1, n, H, dh}, dev.floats()), k = at::randn({1, n, G, dh}, dev.floats()),
+                       v = at::randn({1, n, G, dh}, dev.floats()), qs = at::randn({1, n, 1, dh}, dev.floats());
+            const bool gqe = cfg[i].attention.is_gqe();
+            const AttentionPath& path = attention_path_for(cfg[i].attention, q);  // the kernels a layer would use
+            f[i] = [=, &path] {
+              path.attend(q, k, v, 0);
+              if (gqe) path.attend(qs, k.mean(2, true), v.mean(2, true), 0);  // shared head on mean K/V
             };
           } else if (level == "model") {
             auto m = model[i];
-            at::Tensor tok = at::randint(0, cfg[i].vocab_size, {1, n}, at::kLong);
+            at::Tensor tok = at::randint(0, cfg[i].vocab_size, {1, n}, dev.longs());
             f[i] = [m, tok] { m->forward(tok); };
           } else {
-            at::Tensor x = at::randn({1, n, d});
+            at::Tensor x = at::randn({1, n, d}, at::TensorOptions(dev.device));
             if (level == "layer") {
               auto a = attn[i];
               f[i] = [a, x] { a->forward(x, nullptr); };
@@ -183,7 +226,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
             }
           }
         }
-        const auto t = time_pair(f[0], f[1], opt.repeats, opt.seconds_per_point);
+        const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), opt.repeats, opt.seconds_per_point);
         r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3;
         r.ratio = t[0].median_s / t[1].median_s;
         r.runs = std::min(t[0].runs, t[1].runs);
@@ -203,18 +246,19 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
       torch::AutoGradMode grad_on(true);
       std::shared_ptr<LanguageModel> m[2];
       std::function<void()> f[2];
-      at::Tensor tok = at::randint(0, cfg[0].vocab_size, {1, opt.train_length + 1}, at::kLong);
+      at::Tensor tok = at::randint(0, cfg[0].vocab_size, {1, opt.train_length + 1}, dev.longs());
       at::Tensor in = tok.narrow(1, 0, opt.train_length), target = tok.narrow(1, 1, opt.train_length);
       for (int i = 0; i < 2; ++i) {
         m[i] = std::make_shared<LanguageModel>(cfg[i]);
         randomise_router(*m[i]);
+        m[i]->to(dev.device);
         f[i] = [model = m[i], in, target, w = cfg[i].attention.aux_loss_weight] {
           model->zero_grad();
           LMOutput o = model->forward(in);
-          (LanguageModel::lm_loss(o.logits, target) + w * o.aux_loss).backward();
+          (LanguageModel::lm_loss(o.logits.to(at::kFloat), target) + w * o.aux_loss.to(at::kFloat)).backward();
         };
       }
-      const auto t = time_pair(f[0], f[1], std::max(1, opt.repeats / 2), opt.seconds_per_point);
+      const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), std::max(1, opt.repeats / 2), opt.seconds_per_point);
       r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3, r.ratio = t[0].median_s / t[1].median_s;
       r.gqa_tok_s = double(opt.train_length) / t[0].median_s, r.gqe_tok_s = double(opt.train_length) / t[1].median_s;
       r.runs = std::min(t[0].runs, t[1].runs);
@@ -231,17 +275,19 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
         std::shared_ptr<AttentionBlock> a[2];
         auto cache = std::make_shared<std::array<LayerKVCache, 2>>();
         std::function<void()> f[2];
-        at::Tensor K = at::randn({1, L, G, dh}), V = at::randn({1, L, G, dh}), x = at::randn({1, 1, d});
+        at::Tensor K = at::randn({1, L, G, dh}, dev.floats()), V = at::randn({1, L, G, dh}, dev.floats());
+        at::Tensor x = at::randn({1, 1, d}, at::TensorOptions(dev.device));
         for (int i = 0; i < 2; ++i) {
           a[i] = make_attention(cfg[i]);
           randomise_router(*a[i]);
+          a[i]->to(dev.device);
           (*cache)[i].append(K, V);
           f[i] = [blk = a[i], cache, i, x, L] {
             (*cache)[i].truncate(L);  // same context length for every timed token
             blk->forward(x, &(*cache)[i]);
           };
         }
-        const auto t = time_pair(f[0], f[1], opt.decode_tokens, opt.seconds_per_point);
+        const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), opt.decode_tokens, opt.seconds_per_point);
         r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3, r.ratio = t[0].median_s / t[1].median_s;
         r.gqa_tok_s = 1.0 / t[0].median_s, r.gqe_tok_s = 1.0 / t[1].median_s;
         r.runs = std::min(t[0].runs, t[1].runs);
@@ -292,6 +338,7 @@ std::string rows_to_json(const std::vector<BenchRow>& rows, const std::string& r
   nlohmann::json j;
   j["runtime"] = runtime;
   j["implementation"] = opt.implementation;
+  j["device"] = opt.device;
   j["repeats"] = opt.repeats;
   j["note"] =
       "medians after one warm-up; ratio = GQA latency / GQE latency; flop_limit = GQA/GQE forward FLOPs at that "

@@ -1,4 +1,4 @@
-// `gqe bench`: GQA vs GQE wall-clock on this machine. Prefill latency at four levels (attention core,
+// `gqe bench`: GQA vs GQE wall-clock on this machine (CPU, or a CUDA GPU with --device cuda). Prefill latency at four levels (attention core,
 // attention layer, transformer block, whole model of the bench shape: 2 layers, vocab 256), a training
 // step (forward + backward) and decode with a KV cache. GQA and GQE runs alternate (time_pair).
 // A benchmark, not a test: the numbers depend on the machine and on whatever else runs on it.
@@ -23,6 +23,9 @@ struct BenchOptions {
   std::vector<int64_t> decode_lengths = {1024, 4096, 16384};
   int decode_tokens = 16;
   std::string implementation = "fast";  // "fast" | "reference" (attention.implementation)
+  // "cpu" (fp32) or "cuda[:N]": CUDA runs under bf16 autocast (core level: bf16 q/k/v) and every timed call
+  // ends with a device synchronisation, so wall-clock time covers the GPU work.
+  std::string device = "cpu";
 };
 
 // "paper": d 1024, d_h 64, N 16, G 8, k 1, SwiGLU 2816; "small": d 256, d_h 32, N 8, G 4, k 1, SwiGLU 704.

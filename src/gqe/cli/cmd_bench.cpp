@@ -18,12 +18,12 @@ namespace gqe::cli {
 int cmd_bench(int argc, char** argv) {
   Args args("bench", argc, argv,
             {"shapes", "levels", "lengths", "repeats", "seconds-per-point", "threads", "out", "train-length",
-             "decode-lengths", "decode-tokens", "implementation"},
+             "decode-lengths", "decode-tokens", "implementation", "device"},
             {"help", "no-train", "no-decode", "no-plot"});
   if (args.flag("help")) {
     std::cout
         << "usage: gqe bench [options]\n"
-           "  GQA vs GQE latency on this machine, batch 1, fp32, GQA and GQE runs alternating. Prints a table;\n"
+           "  GQA vs GQE latency on this machine, batch 1, GQA and GQE runs alternating. Prints a table;\n"
            "  writes OUT.json, OUT.csv and\n"
            "  (gnuplot) OUT.png of the prefill speedup vs sequence length.\n"
            "  --shapes paper,small        paper: d 1024, d_h 64, N 16, G 8, k 1; small: d 256, d_h 32, N 8, G 4\n"
@@ -37,6 +37,7 @@ int cmd_bench(int argc, char** argv) {
            "  --decode-lengths 1024,4096,16384  KV-cache context for decode tokens/s; --no-decode to skip\n"
            "  --decode-tokens 16          timed decode tokens per point\n"
            "  --implementation fast       fast | reference (attention.implementation)\n"
+           "  --device cpu                cpu (fp32) | cuda[:N] (bf16 autocast; CUDA builds, docs/gpu.md)\n"
            "  --out bench/gqe-bench       output prefix\n";
     return 0;
   }
@@ -50,6 +51,7 @@ int cmd_bench(int argc, char** argv) {
   opt.train_length = args.get_int("train-length", opt.train_length);
   opt.decode_tokens = int(args.get_int("decode-tokens", opt.decode_tokens));
   opt.implementation = args.get("implementation", opt.implementation);
+  opt.device = args.get("device", opt.device);
   opt.train = !args.flag("no-train");
   opt.decode = !args.flag("no-decode");
   if (opt.repeats < 1) throw Error("gqe bench: --repeats must be >= 1, got " + std::to_string(opt.repeats));

@@ -39,7 +39,7 @@ class LocalCommunicator : public Communicator {
   void barrier() override {}
 };
 
-// Joins the process group at env's MASTER_ADDR:MASTER_PORT over Gloo: rank 0 hosts the TCPStore.
+// The Gloo group of this rank over the rendezvous store (hosted by rank 0).
 c10::intrusive_ptr<c10d::ProcessGroupGloo> make_gloo_group(const DistEnv& env, const c10::intrusive_ptr<c10d::Store>& store,
                                                            std::chrono::milliseconds timeout) {
   auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
