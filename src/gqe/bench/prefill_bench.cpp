@@ -71,9 +71,9 @@ struct BenchDevice {
   // f, then wait for the device: the timed unit.
   std::function<void()> timed(std::function<void()> f) const {
     if (!cuda()) return f;
-    return [f = std::move(f), on = cuda()] {
+    return [f = std::move(f)] {
       {
-        CudaAutocastScope autocast(on);
+        CudaAutocastScope autocast(true);
         f();
       }
 #ifdef GQE_WITH_CUDA

@@ -1,11 +1,10 @@
 #include "gqe/core/config.h"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 
 namespace gqe {
 using nlohmann::json;
@@ -171,11 +170,8 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
 }
 
 ModelConfig load_model_config(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw ConfigError(path + ": cannot open model config");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse_model_config(ss.str(), path);
+  if (!fs::is_file(path)) throw ConfigError(path + ": cannot open model config");
+  return parse_model_config(fs::read_file(path), path);
 }
 
 std::string model_config_to_json(const ModelConfig& c, int indent) {

@@ -3,11 +3,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <limits>
 
 #include "gqe/core/autocast.h"
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/train/schedule.h"
 #include "gqe/train/train_checkpoint.h"
@@ -290,7 +290,7 @@ TrainResult Trainer::run(int64_t stop_at) {
   const int64_t target = stop_at >= 0 ? std::min(stop_at, total) : total;
   const bool main = comm_.is_main();
   const int64_t tps_step = tokens_per_step(r_, comm_.world_size());
-  if (main && !io_.out_dir.empty()) std::filesystem::create_directories(io_.out_dir);
+  if (main && !io_.out_dir.empty()) fs::mkdirs(io_.out_dir);
   if (main && !io_.out_dir.empty() && !metrics_.is_open()) metrics_.open(io_.out_dir + "/metrics.jsonl", resumed_);
   TrainResult res;
   res.final_val_loss = kNaN;

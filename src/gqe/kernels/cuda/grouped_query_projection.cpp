@@ -66,9 +66,8 @@ at::Tensor grouped_query_projection(const at::Tensor& x, const at::Tensor& weigh
   } else {
     ys = per_expert_matmul(xs, w, counts);
   }
-  // Back to slot order: slot order[j] holds ys[j], i.e. q = ys[inverse(order)].
-  at::Tensor inverse = at::empty_like(order).scatter_(0, order, at::arange(order.numel(), order.options()));
-  return ys.index_select(0, inverse).view({B, T, G * k, dh});
+  // Back to slot order: row j of ys is slot order[j] (a permutation, so every row is written).
+  return at::empty_like(ys).index_copy(0, order, ys).view({B, T, G * k, dh});
 }
 
 }  // namespace gqe::kernels::cuda
