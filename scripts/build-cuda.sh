@@ -13,7 +13,9 @@ gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
 [ -f "$dir/CMakeCache.txt" ] && gen=()
 start=$(date +%s)
 mkdir -p "$dir"
-cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" -DGQE_CUDA=ON \
+# The interop tests run against the venv's Python when there is one (not with a TORCH_PREFIX of another Python).
+python_arg=(); [ -z "${TORCH_PREFIX:-}" ] && [ -x .venv-torch/bin/python ] && python_arg=(-DGQE_PYTHON="$PWD/.venv-torch/bin/python")
+cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" -DGQE_CUDA=ON "${python_arg[@]}" \
   -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" "${gen[@]}" "$@" >"$dir/configure.log" 2>&1 ||
   { cat "$dir/configure.log" >&2; exit 1; }
 grep -E "^-- gqe:" "$dir/configure.log" || true

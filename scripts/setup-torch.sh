@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv-torch/ with libtorch 2.x from the torch wheel of the Python package registry (CUDA 13.0
 # build: its C++ headers, libraries and CMake config live inside the package) and prints the CMake prefix
-# path. GQE_TORCH_VERSION overrides the pinned version, which matches the H200 machine's torch.
+# path. It also installs scripts/python-requirements.txt (the interop tests' packages). GQE_TORCH_VERSION
+# overrides the pinned version, which matches the H200 machine's torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version="${GQE_TORCH_VERSION:-2.11.0}"
@@ -18,5 +19,10 @@ if [ "$have" != "$version" ]; then
   fi
   echo "[gqe] installing torch==$version into $venv (about 4.5 GB with its CUDA libraries)" >&2
   "$venv/bin/pip" install -q --disable-pip-version-check "torch==$version" >&2
+fi
+# The interop tests' packages (Hugging Face transformers and tokenizers, lm-evaluation-harness).
+if ! "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/python-requirements.txt >&2; then
+  echo "[gqe] setup-torch: installing scripts/python-requirements.txt into $venv failed" >&2
+  exit 1
 fi
 "$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)'
