@@ -4,6 +4,9 @@
 // or A transposed (a_row = 1, a_inner = lda) — the latter gives P^T dO and dS^T Q without a transpose.
 // Bm and Out are row-major with `width` a multiple of simd::kW (callers pad head_dim; key tiles are kW-aligned).
 #pragma once
+#include <type_traits>
+#include <utility>
+
 #include "gqe/kernels/simd.h"
 
 namespace gqe::kernels {
@@ -17,6 +20,17 @@ constexpr int kRowBlock = 6, kVecBlock = 2;  // 12 accumulators of 16 ymm
 #else
 constexpr int kRowBlock = 4, kVecBlock = 4;
 #endif
+
+// Calls f(std::integral_constant<int, n>{}) for a runtime row count n in 1..Max. The row-block kernels are
+// templates on their row count so that their accumulators stay in registers; this turns a leftover count
+// into that template argument whatever kRowBlock the instruction set gives.
+template <int Max, class F>
+inline void with_row_count(int n, F&& f) {
+  if constexpr (Max > 1) {
+    if (n < Max) return with_row_count<Max - 1>(n, std::forward<F>(f));
+  }
+  f(std::integral_constant<int, Max>{});
+}
 
 template <int RB, int NV>
 inline void micro_tile(int64_t inner, const float* A, int64_t a_row, int64_t a_inner, const float* Bm, int64_t ldb,
@@ -66,14 +80,10 @@ inline void micro_gemm(int64_t rows, int64_t inner, int64_t width, const float* 
     micro_row_block<kRowBlock>(inner, width, A + i0 * a_row, a_row, a_inner, Bm, ldb, Out + i0 * ldo, ldo, accumulate);
   const float* a = A + i0 * a_row;
   float* o = Out + i0 * ldo;
-  switch (rows - i0) {
-    case 0: break;
-    case 1: micro_row_block<1>(inner, width, a, a_row, a_inner, Bm, ldb, o, ldo, accumulate); break;
-    case 2: micro_row_block<2>(inner, width, a, a_row, a_inner, Bm, ldb, o, ldo, accumulate); break;
-    case 3: micro_row_block<3>(inner, width, a, a_row, a_inner, Bm, ldb, o, ldo, accumulate); break;
-    case 4: micro_row_block<(kRowBlock > 4 ? 4 : 1)>(inner, width, a, a_row, a_inner, Bm, ldb, o, ldo, accumulate); break;
-    default: micro_row_block<(kRowBlock > 5 ? 5 : 1)>(inner, width, a, a_row, a_inner, Bm, ldb, o, ldo, accumulate); break;
-  }
+  if (rows > i0)
+    with_row_count<kRowBlock - 1>(int(rows - i0), [&](auto rb) {
+      micro_row_block<decltype(rb)::value>(inner, width, a, a_row, a_inner, Bm, ldb, o, ldo, accumulate);
+    });
 }
 
 }  // namespace gqe::kernels
