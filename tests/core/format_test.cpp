@@ -13,5 +13,11 @@ TEST(Format, HumanNumberUsesSiSuffixes) {
   EXPECT_EQ(human_number(7.1e9), "7.10G");
 }
 
+TEST(Format, FixedPointRounds) {
+  EXPECT_EQ(fixed_point(1.23456), "1.23");
+  EXPECT_EQ(fixed_point(1.5, 0), "2");
+  EXPECT_EQ(fixed_point(-0.25, 1), "-0.2");
+}
+
 }  // namespace
 }  // namespace gqe

@@ -16,6 +16,8 @@
 #include "gqe/attention/attention_path.h"
 #include "gqe/core/autocast.h"
 #include "gqe/core/error.h"
+#include "gqe/core/format.h"
+#include "gqe/core/machine.h"
 #include "gqe/model/transformer.h"
 #ifdef GQE_WITH_CUDA
 #include <torch/cuda.h>
@@ -31,7 +33,7 @@ double peak_rss_mb() {
 }
 
 struct Timing {
-  double median_s = 0;
+  double median_s = 0, min_s = 0, max_s = 0;
   int runs = 0;
 };
 
@@ -57,9 +59,18 @@ std::array<Timing, 2> time_pair(const std::function<void()>& f0, const std::func
   std::array<Timing, 2> out;
   for (int i = 0; i < 2; ++i) {
     std::sort(t[i].begin(), t[i].end());
-    out[i] = {t[i][t[i].size() / 2], int(t[i].size())};
+    out[i] = {t[i][t[i].size() / 2], t[i].front(), t[i].back(), int(t[i].size())};
   }
   return out;
+}
+
+// The latency fields of a row from a timed pair: median, min and max in ms, the GQA/GQE ratio, the runs.
+void set_latency(BenchRow& r, const std::array<Timing, 2>& t) {
+  r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3;
+  r.gqa_min_ms = t[0].min_s * 1e3, r.gqa_max_ms = t[0].max_s * 1e3;
+  r.gqe_min_ms = t[1].min_s * 1e3, r.gqe_max_ms = t[1].max_s * 1e3;
+  r.ratio = t[0].median_s / t[1].median_s;
+  r.runs = std::min(t[0].runs, t[1].runs);
 }
 
 // Where the bench runs: the device, and on CUDA bf16 autocast plus a synchronisation after each call.
@@ -124,12 +135,6 @@ void randomise_router(torch::nn::Module& m) {
       p.value().normal_(0.0, 1.0 / std::sqrt(double(p.value().size(1))));
 }
 
-std::string fmt(double v, int prec = 2) {
-  std::ostringstream o;
-  o << std::fixed << std::setprecision(prec) << v;
-  return o.str();
-}
-
 }  // namespace
 
 ModelConfig shape_config(const std::string& shape, AttentionKind kind) {
@@ -172,11 +177,15 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
   std::vector<BenchRow> rows;
   auto emit = [&](BenchRow r) {
     r.peak_rss_mb = peak_rss_mb();
-    if (log) *log << rows_to_table({r}) << std::flush;
+    // The bench's own threads keep the load near their count; more means other work shared the cores.
+    if (log && r.load_before > opt.threads + 0.5)
+      *log << "warning: load average " << fixed_point(r.load_before) << " before this point, above the " << opt.threads
+           << " threads in use: other work on the machine distorts these figures\n";
+    if (log) *log << rows_to_table({r}, opt.fma_peak_gflops) << std::flush;
     rows.push_back(r);
   };
   const BenchDevice dev = bench_device(opt.device);
-  if (log) *log << rows_to_table({});
+  if (log) *log << rows_to_table({}, opt.fma_peak_gflops);
   torch::NoGradGuard no_grad;
   for (const std::string& shape : opt.shapes) {
     ModelConfig cfg[2] = {shape_config(shape, AttentionKind::gqa), shape_config(shape, AttentionKind::gqe)};
@@ -198,6 +207,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
       }
       for (int64_t n : opt.lengths) {
         BenchRow r;
+        r.load_before = load_average_1min();
         r.section = "prefill", r.shape = shape, r.level = level, r.n = n;
         std::function<void()> f[2];
         for (int i = 0; i < 2; ++i) {
@@ -227,9 +237,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
           }
         }
         const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), opt.repeats, opt.seconds_per_point);
-        r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3;
-        r.ratio = t[0].median_s / t[1].median_s;
-        r.runs = std::min(t[0].runs, t[1].runs);
+        set_latency(r, t);
         r.flop_limit = flop_limit(cfg[0], cfg[1], level, n);
         if (level == "core") {
           r.gqa_gflops = attention_core_flops(cfg[0], n) / t[0].median_s / 1e9;
@@ -242,6 +250,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
     if (opt.train) {
       // Forward + backward of a 2-layer LM of this shape on one sequence (no optimizer step).
       BenchRow r;
+      r.load_before = load_average_1min();
       r.section = "train", r.shape = shape, r.level = "lm-2layer", r.n = opt.train_length;
       torch::AutoGradMode grad_on(true);
       std::shared_ptr<LanguageModel> m[2];
@@ -259,9 +268,8 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
         };
       }
       const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), std::max(1, opt.repeats / 2), opt.seconds_per_point);
-      r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3, r.ratio = t[0].median_s / t[1].median_s;
+      set_latency(r, t);
       r.gqa_tok_s = double(opt.train_length) / t[0].median_s, r.gqe_tok_s = double(opt.train_length) / t[1].median_s;
-      r.runs = std::min(t[0].runs, t[1].runs);
       // Training FLOPs are ~3x forward for both; the forward FLOP ratio of the whole model bounds it.
       r.flop_limit = flop_limit(cfg[0], cfg[1], "model", opt.train_length);
       emit(r);
@@ -271,6 +279,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
       // One attention layer decoding one token against a cache of L random (post-RoPE) keys.
       for (int64_t L : opt.decode_lengths) {
         BenchRow r;
+        r.load_before = load_average_1min();
         r.section = "decode", r.shape = shape, r.level = "layer", r.n = L;
         std::shared_ptr<AttentionBlock> a[2];
         auto cache = std::make_shared<std::array<LayerKVCache, 2>>();
@@ -288,9 +297,8 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
           };
         }
         const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), opt.decode_tokens, opt.seconds_per_point);
-        r.gqa_ms = t[0].median_s * 1e3, r.gqe_ms = t[1].median_s * 1e3, r.ratio = t[0].median_s / t[1].median_s;
+        set_latency(r, t);
         r.gqa_tok_s = 1.0 / t[0].median_s, r.gqe_tok_s = 1.0 / t[1].median_s;
-        r.runs = std::min(t[0].runs, t[1].runs);
         emit(r);
       }
     }
@@ -298,26 +306,33 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
   return rows;
 }
 
-std::string rows_to_table(const std::vector<BenchRow>& rows) {
+std::string rows_to_table(const std::vector<BenchRow>& rows, double fma_peak_gflops) {
   std::ostringstream o;
+  auto spread = [](double med, double lo, double hi) {
+    return fixed_point(med) + " (" + fixed_point(lo) + ".." + fixed_point(hi) + ")";
+  };
+  auto gflops = [&](double g) {
+    if (g <= 0) return std::string("-");
+    return fixed_point(g, 1) + (fma_peak_gflops > 0 ? " (" + fixed_point(100 * g / fma_peak_gflops, 0) + "%)" : "");
+  };
   if (rows.empty()) {
     o << std::left << std::setw(8) << "section" << std::setw(7) << "shape" << std::setw(10) << "level" << std::right
-      << std::setw(7) << "n" << std::setw(11) << "GQA ms" << std::setw(11) << "GQE ms" << std::setw(8) << "ratio"
-      << std::setw(8) << "limit" << std::setw(8) << "%limit" << std::setw(10) << "GQA GF/s" << std::setw(10)
-      << "GQE GF/s" << std::setw(10) << "GQA tok/s" << std::setw(10) << "GQE tok/s" << std::setw(6) << "runs"
-      << std::setw(9) << "RSS MB" << "\n";
+      << std::setw(7) << "n" << std::setw(28) << "GQA ms (min..max)" << std::setw(28) << "GQE ms (min..max)"
+      << std::setw(7) << "ratio" << std::setw(7) << "limit" << std::setw(7) << "%limit" << std::setw(14)
+      << "GQA GF/s" << std::setw(14) << "GQE GF/s" << std::setw(10) << "GQA tok/s" << std::setw(10) << "GQE tok/s"
+      << std::setw(5) << "runs" << std::setw(8) << "RSS MB" << "\n";
+    if (fma_peak_gflops > 0) o << "(GF/s in parentheses: % of the measured FMA peak, " << fixed_point(fma_peak_gflops, 1) << " GFLOP/s)\n";
     return o.str();
   }
   for (const BenchRow& r : rows) {
     o << std::left << std::setw(8) << r.section << std::setw(7) << r.shape << std::setw(10) << r.level << std::right
-      << std::setw(7) << r.n << std::setw(11) << fmt(r.gqa_ms) << std::setw(11) << fmt(r.gqe_ms) << std::setw(8)
-      << fmt(r.ratio) << std::setw(8) << (r.flop_limit > 0 ? fmt(r.flop_limit) : "-") << std::setw(8)
-      << (r.flop_limit > 0 ? fmt(100 * r.ratio / r.flop_limit, 0) : "-") << std::setw(10)
-      << (r.gqa_gflops > 0 ? fmt(r.gqa_gflops, 1) : "-") << std::setw(10)
-      << (r.gqe_gflops > 0 ? fmt(r.gqe_gflops, 1) : "-") << std::setw(10)
-      << (r.gqa_tok_s > 0 ? fmt(r.gqa_tok_s, 1) : "-") << std::setw(10)
-      << (r.gqe_tok_s > 0 ? fmt(r.gqe_tok_s, 1) : "-") << std::setw(6) << r.runs << std::setw(9)
-      << fmt(r.peak_rss_mb, 0) << "\n";
+      << std::setw(7) << r.n << std::setw(28) << spread(r.gqa_ms, r.gqa_min_ms, r.gqa_max_ms) << std::setw(28)
+      << spread(r.gqe_ms, r.gqe_min_ms, r.gqe_max_ms) << std::setw(7) << fixed_point(r.ratio) << std::setw(7)
+      << (r.flop_limit > 0 ? fixed_point(r.flop_limit) : "-") << std::setw(7)
+      << (r.flop_limit > 0 ? fixed_point(100 * r.ratio / r.flop_limit, 0) : "-") << std::setw(14) << gflops(r.gqa_gflops)
+      << std::setw(14) << gflops(r.gqe_gflops) << std::setw(10) << (r.gqa_tok_s > 0 ? fixed_point(r.gqa_tok_s, 1) : "-")
+      << std::setw(10) << (r.gqe_tok_s > 0 ? fixed_point(r.gqe_tok_s, 1) : "-") << std::setw(5) << r.runs << std::setw(8)
+      << fixed_point(r.peak_rss_mb, 0) << "\n";
   }
   return o.str();
 }
@@ -325,23 +340,26 @@ std::string rows_to_table(const std::vector<BenchRow>& rows) {
 std::string rows_to_csv(const std::vector<BenchRow>& rows) {
   std::ostringstream o;
   o << "section,shape,level,n,gqa_ms,gqe_ms,ratio,flop_limit,gqa_attn_gflops,gqe_attn_gflops,gqa_tok_s,gqe_tok_s,"
-       "runs,peak_rss_mb\n";
+       "runs,peak_rss_mb,gqa_min_ms,gqa_max_ms,gqe_min_ms,gqe_max_ms,load_before\n";
   o << std::setprecision(6);
   for (const BenchRow& r : rows)
     o << r.section << "," << r.shape << "," << r.level << "," << r.n << "," << r.gqa_ms << "," << r.gqe_ms << ","
       << r.ratio << "," << r.flop_limit << "," << r.gqa_gflops << "," << r.gqe_gflops << "," << r.gqa_tok_s << ","
-      << r.gqe_tok_s << "," << r.runs << "," << r.peak_rss_mb << "\n";
+      << r.gqe_tok_s << "," << r.runs << "," << r.peak_rss_mb << "," << r.gqa_min_ms << "," << r.gqa_max_ms << ","
+      << r.gqe_min_ms << "," << r.gqe_max_ms << "," << r.load_before << "\n";
   return o.str();
 }
 
-std::string rows_to_json(const std::vector<BenchRow>& rows, const std::string& runtime, const BenchOptions& opt) {
+std::string rows_to_json(const std::vector<BenchRow>& rows, const std::string& runtime, const BenchOptions& opt,
+                         const nlohmann::json& machine) {
   nlohmann::json j;
   j["runtime"] = runtime;
+  j["machine"] = machine;
   j["implementation"] = opt.implementation;
   j["device"] = opt.device;
   j["repeats"] = opt.repeats;
   j["note"] =
-      "medians after one warm-up; ratio = GQA latency / GQE latency; flop_limit = GQA/GQE forward FLOPs at that "
+      "medians after one warm-up (min and max beside them); ratio = GQA latency / GQE latency; flop_limit = GQA/GQE forward FLOPs at that "
       "level; attention GFLOP/s count 2*2*heads*d_h*n(n+1)/2";
   j["rows"] = nlohmann::json::array();
   for (const BenchRow& r : rows)
@@ -349,7 +367,9 @@ std::string rows_to_json(const std::vector<BenchRow>& rows, const std::string& r
                          {"gqa_ms", r.gqa_ms}, {"gqe_ms", r.gqe_ms}, {"ratio", r.ratio},
                          {"flop_limit", r.flop_limit}, {"gqa_attn_gflops", r.gqa_gflops},
                          {"gqe_attn_gflops", r.gqe_gflops}, {"gqa_tok_s", r.gqa_tok_s}, {"gqe_tok_s", r.gqe_tok_s},
-                         {"runs", r.runs}, {"peak_rss_mb", r.peak_rss_mb}});
+                         {"runs", r.runs}, {"peak_rss_mb", r.peak_rss_mb}, {"gqa_min_ms", r.gqa_min_ms},
+                         {"gqa_max_ms", r.gqa_max_ms}, {"gqe_min_ms", r.gqe_min_ms}, {"gqe_max_ms", r.gqe_max_ms},
+                         {"load_before", r.load_before}});
   return j.dump(2);
 }
 

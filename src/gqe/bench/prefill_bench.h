@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "gqe/core/config.h"
 
 namespace gqe::bench {
@@ -26,6 +28,10 @@ struct BenchOptions {
   // "cpu" (fp32) or "cuda[:N]": CUDA runs under bf16 autocast (core level: bf16 q/k/v) and every timed call
   // ends with a device synchronisation, so wall-clock time covers the GPU work.
   std::string device = "cpu";
+  // The machine's measured FMA peak (kernels::measure_fma_peak_gflops), 0 if unknown: attention GFLOP/s are
+  // also reported as a share of it.
+  double fma_peak_gflops = 0;
+  int threads = 1;  // threads in use: a 1-minute load average above this before a point gets a warning
 };
 
 // "paper": d 1024, d_h 64, N 16, G 8, k 1, SwiGLU 2816; "small": d 256, d_h 32, N 8, G 4, k 1, SwiGLU 704.
@@ -41,20 +47,25 @@ struct BenchRow {
   std::string shape, level;
   int64_t n = 0;
   double gqa_ms = 0, gqe_ms = 0;  // median latency (train: one step; decode: one token)
+  double gqa_min_ms = 0, gqa_max_ms = 0, gqe_min_ms = 0, gqe_max_ms = 0;  // spread of the timed runs
   double ratio = 0;               // gqa_ms / gqe_ms
   double flop_limit = 0;          // GQA/GQE forward FLOP ratio at this level (0 where not defined)
   double gqa_gflops = 0, gqe_gflops = 0;  // attention-core GFLOP/s (prefill core level), else 0
   double gqa_tok_s = 0, gqe_tok_s = 0;    // train / decode
   int runs = 0;
   double peak_rss_mb = 0;  // process peak RSS after this row
+  double load_before = -1;  // 1-minute load average just before this point (-1: unknown)
 };
 
 // Runs everything in `opt`, printing rows as they finish to `log` (may be null).
 std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log);
 
 std::string rows_to_csv(const std::vector<BenchRow>& rows);
-std::string rows_to_json(const std::vector<BenchRow>& rows, const std::string& runtime, const BenchOptions& opt);
-std::string rows_to_table(const std::vector<BenchRow>& rows);
+// `machine`: CPU model, instruction set, FMA peak, threads, load (cmd_bench fills it).
+std::string rows_to_json(const std::vector<BenchRow>& rows, const std::string& runtime, const BenchOptions& opt,
+                         const nlohmann::json& machine);
+// `fma_peak_gflops` > 0 adds attention GFLOP/s as % of it. No rows: the header.
+std::string rows_to_table(const std::vector<BenchRow>& rows, double fma_peak_gflops = 0);
 // gnuplot script plotting the prefill GQA/GQE ratio against n, one line per (shape, level), into png_path.
 std::string gnuplot_script(const std::vector<BenchRow>& rows, const std::string& csv_path, const std::string& png_path);
 

@@ -9,9 +9,12 @@
 #include "gqe/cli/args.h"
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
+#include "gqe/core/format.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/gnuplot.h"
+#include "gqe/core/machine.h"
 #include "gqe/core/runtime.h"
+#include "gqe/kernels/fma_peak.h"
 
 namespace gqe::cli {
 
@@ -61,16 +64,28 @@ int cmd_bench(int argc, char** argv) {
     throw Error("gqe bench: --implementation: expected fast or reference, got '" + opt.implementation + "'");
   const std::string out = args.get("out", "bench/gqe-bench");
 
-  configure_threads(int(args.get_int("threads", 0)));
+  opt.threads = configure_threads(int(args.get_int("threads", 0)));
   const std::string runtime = describe_runtime();
+  opt.fma_peak_gflops = kernels::measure_fma_peak_gflops(opt.threads);
+  const double load = load_average_1min();
+  const nlohmann::json machine = {{"cpu", cpu_model_name()},       {"kernel_isa", kernels::simd_isa_name()},
+                                  {"threads", opt.threads},        {"fma_peak_gflops", opt.fma_peak_gflops},
+                                  {"load_average_at_start", load}};
   std::cout << "gqe bench: " << runtime << "\n"
+            << "machine: " << cpu_model_name() << ", kernels " << kernels::simd_isa_name() << ", " << opt.threads
+            << " threads, measured FMA peak " << fixed_point(opt.fma_peak_gflops, 1) << " GFLOP/s, load average " << fixed_point(load)
+            << "\n";
+  if (load > opt.threads + 0.5)
+    std::cout << "warning: load average " << fixed_point(load) << " is above the " << opt.threads
+              << " threads in use: other work on the machine distorts every figure\n";
+  std::cout
             << "ratio = GQA latency / GQE latency (median); limit = GQA/GQE forward FLOPs at that level; "
                "GF/s = causal attention-core GFLOP/s\n";
   std::vector<bench::BenchRow> rows = bench::run_bench(opt, &std::cout);
 
   if (const auto dir = std::filesystem::path(out).parent_path(); !dir.empty()) fs::mkdirs(dir.string());
   const std::string csv = out + ".csv";
-  fs::write_file_atomic(out + ".json", bench::rows_to_json(rows, runtime, opt));
+  fs::write_file_atomic(out + ".json", bench::rows_to_json(rows, runtime, opt, machine));
   fs::write_file_atomic(csv, bench::rows_to_csv(rows));
   std::cout << "wrote " << out << ".json, " << csv << "\n";
   if (!args.flag("no-plot")) {

@@ -5,8 +5,11 @@
 #include "gqe/cli/commands.h"
 #include "gqe/core/config.h"
 #include "gqe/core/error.h"
+#include "gqe/core/format.h"
+#include "gqe/core/machine.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
+#include "gqe/kernels/fma_peak.h"
 
 namespace gqe::cli {
 
@@ -33,8 +36,14 @@ int cmd_env(int argc, char** argv) {
   }
   const int threads = configure_threads(int(args.get_int("threads", 0)));
   std::cout << describe_runtime() << "\n";
-  std::cout << "matmul 1024x1024 fp32: " << measure_matmul_gflops(1024) << " GFLOP/s with " << threads
-            << " threads\n";
+  std::cout << "cpu: " << cpu_model_name() << "; gqe's kernels use " << kernels::simd_isa_name()
+            << "; load average " << fixed_point(load_average_1min()) << "\n";
+  const double peak = kernels::measure_fma_peak_gflops(threads);
+  const double matmul = measure_matmul_gflops(1024);
+  std::cout << "FMA peak (measured, " << kernels::simd_isa_name() << "): " << fixed_point(peak, 1)
+            << " GFLOP/s with " << threads << " threads\n";
+  std::cout << "matmul 1024x1024 fp32 (BLAS): " << fixed_point(matmul, 1) << " GFLOP/s with " << threads
+            << " threads, " << fixed_point(100 * matmul / peak, 0) << "% of that peak\n";
   return 0;
 }
 

@@ -13,4 +13,10 @@ std::string human_number(double x) {
   return b;
 }
 
+std::string fixed_point(double x, int decimals) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", decimals, x);
+  return b;
+}
+
 }  // namespace gqe

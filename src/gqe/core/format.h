@@ -6,5 +6,7 @@ namespace gqe {
 
 // A count with an SI suffix: 950 -> "950", 12345 -> "12.3k", 4.5e6 -> "4.50M", 7.1e9 -> "7.10G".
 std::string human_number(double x);
+// Fixed-point with `decimals` digits after the point: 1.23456 -> "1.23".
+std::string fixed_point(double x, int decimals = 2);
 
 }  // namespace gqe
