@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "gqe/core/machine.h"
+
 namespace gqe {
 namespace {
 std::string g_allocator = "system malloc";
@@ -70,7 +72,7 @@ double measure_matmul_gflops(int n, int repeats) {
 }
 
 std::string describe_runtime() {
-  return "threads=" + std::to_string(at::get_num_threads()) + " blas=" + loaded_blas_library() +
+  return "cpu=\"" + cpu_model_name() + "\" threads=" + std::to_string(at::get_num_threads()) + " blas=" + loaded_blas_library() +
          " malloc=\"" + g_allocator + "\" libtorch=" + TORCH_VERSION;
 }
 

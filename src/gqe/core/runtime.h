@@ -19,7 +19,7 @@ int configure_threads(int n);
 std::string loaded_blas_library();
 // Measured GFLOP/s of an n x n float matmul (median of a few runs).
 double measure_matmul_gflops(int n = 1024, int repeats = 5);
-// One line: threads, BLAS, allocator, libtorch version.
+// One line: CPU model, threads, BLAS, allocator, libtorch version.
 std::string describe_runtime();
 
 }  // namespace gqe

@@ -17,6 +17,7 @@
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/gnuplot.h"
+#include "gqe/core/machine.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
 #include "gqe/experiment/experiment.h"
@@ -62,14 +63,6 @@ std::string first_line_of(const std::string& cmd) {
   }
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
   return out;
-}
-
-std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
 }
 
 struct RunData {
@@ -285,12 +278,12 @@ std::string write_experiment_report(const ExperimentOptions& o) {
   std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   md << "## Setup\n\n"
-     << "- machine: " << cpu_model() << ", " << std::thread::hardware_concurrency() << " cores; " << describe_runtime()
+     << "- machine: " << std::thread::hardware_concurrency() << " cores; " << describe_runtime()
      << "\n- budget per run: " << o.steps << " steps x " << o.batch << " sequences x " << o.seq
      << " tokens, peak lr " << o.lr << "; identical data order, seeds, batch and schedule for every variant\n"
      << "- data: " << (o.data.empty() ? o.train_shards : o.data) << "\n- base config: " << o.base_config << "\n"
      << "- written " << date << (commit.empty() ? "" : ", gqe " + commit) << "\n";
-  results["setup"] = {{"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()},
+  results["setup"] = {{"cpu", cpu_model_name()}, {"cores", std::thread::hardware_concurrency()},
                       {"runtime", describe_runtime()}, {"steps", o.steps}, {"batch", o.batch}, {"seq", o.seq},
                       {"lr", o.lr}, {"seeds", o.seeds}, {"written", date}};
   fs::write_file_atomic(rep + "/results.json", results.dump(2) + "\n");
