@@ -11,6 +11,7 @@
 
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/json.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/io/safetensors.h"
 
@@ -97,8 +98,8 @@ std::string find_train_checkpoint(const std::string& path) {
 TrainCheckpoint read_train_checkpoint(const std::string& dir, LanguageModel& model) {
   TrainCheckpoint c;
   const std::string state_path = dir + "/trainer_state.json";
+  c.state = parse_json(fs::read_file(state_path), state_path);
   try {
-    c.state = nlohmann::json::parse(fs::read_file(state_path));
     if (c.state.at("format").get<std::string>() != "gqe-train-state")
       throw FormatError(state_path + ": field 'format': expected \"gqe-train-state\"");
     c.step = c.state.at("step").get<int64_t>();
