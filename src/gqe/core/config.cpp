@@ -108,6 +108,7 @@ void validate_model_config(const ModelConfig& c, const std::string& source) {
     if (!(a.aux_loss_weight >= 0)) fail(source, "attention.aux_loss_weight", "must be >= 0");
     if (!(a.router_denominator_eps > 0)) fail(source, "attention.router_denominator_eps", "must be > 0");
   }
+  count_parameters(c, source);  // sizes whose products overflow int64 are refused here, naming them
 }
 
 ModelConfig parse_model_config(const std::string& text, const std::string& source) {
