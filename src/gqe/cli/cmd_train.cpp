@@ -42,6 +42,7 @@ const char* kHelp =
     "run:\n"
     "  --log-every N (10)  --eval-every N (100)  --eval-batches N (4)  --save-every N (0: at the end)\n"
     "  --keep K (3 checkpoints)  --resume DIR|auto  --stop-at N (stop after step N; resume later)\n"
+    "  --allow-nonfinite-weights (resume from NaN/Inf weights anyway)\n"
     "  --threads N (cores / local ranks)  --device cpu|cuda  --dist-timeout SECONDS (300)\n"
     "  --sample-tokens N (200)  --sample-prompt TEXT (\"And God said\")\n"
     "distributed: set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (torchrun does), e.g.\n"
@@ -56,7 +57,7 @@ int cmd_train(int argc, char** argv) {
              "seq", "global-batch", "lr", "min-lr", "warmup", "decay-fraction", "decay-shape", "weight-decay", "clip",
              "loss-spike-z", "precision", "seed", "threads", "log-every", "eval-every", "eval-batches", "save-every",
              "keep", "resume", "stop-at", "device", "dist-timeout", "sample-tokens", "sample-prompt"},
-            {"help", "no-zclip"});
+            {"help", "no-zclip", "allow-nonfinite-weights"});
   if (args.flag("help")) {
     std::cout << kHelp;
     return 0;
@@ -209,7 +210,7 @@ int cmd_train(int argc, char** argv) {
         if (log) *log << "--resume auto: no checkpoint in " << out << " yet, starting from step 0\n";
       }
     }
-    if (have) trainer.resume(rp == "auto" ? out : rp);
+    if (have) trainer.resume(rp == "auto" ? out : rp, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   }
   if (main_rank) {
     fs::mkdirs(out);

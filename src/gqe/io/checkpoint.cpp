@@ -20,7 +20,7 @@ void save_model_checkpoint(const std::string& dir, LanguageModel& model,
   fs::write_file_atomic(dir + "/config.json", model_config_to_json(model.config()) + "\n");
 }
 
-void load_model_weights(LanguageModel& model, const std::string& path) {
+void load_model_weights(LanguageModel& model, const std::string& path, const WeightLoadOptions& options) {
   SafetensorsFile file = load_safetensors(path);
   std::set<std::string> seen;
   torch::NoGradGuard g;
@@ -30,16 +30,33 @@ void load_model_weights(LanguageModel& model, const std::string& path) {
     if (t->sizes() != p.value().sizes())
       throw FormatError(path + ": tensor '" + p.key() + "' has shape " + c10::str(t->sizes()) + ", the model expects " +
                         c10::str(p.value().sizes()));
-    p.value().copy_(*t);
+    // copy_ would convert any dtype silently (integers into float weights): the file must hold what the
+    // model holds.
+    if (t->scalar_type() != p.value().scalar_type())
+      throw FormatError(path + ": tensor '" + p.key() + "' has dtype " + c10::toString(t->scalar_type()) +
+                        ", the model expects " + c10::toString(p.value().scalar_type()));
+    if (!options.allow_nonfinite && at::isFloatingType(t->scalar_type())) {
+      const at::Tensor bad = at::logical_not(at::isfinite(*t)).reshape({-1});
+      const int64_t n_bad = bad.sum().item<int64_t>();
+      if (n_bad > 0)
+        throw FormatError(path + ": tensor '" + p.key() + "' holds " + std::to_string(n_bad) +
+                          " non-finite value(s) (NaN/Inf), the first at flat index " +
+                          std::to_string(bad.nonzero().min().item<int64_t>()) +
+                          "; refusing to load them (pass --allow-nonfinite-weights to load anyway)");
+    }
     seen.insert(p.key());
   }
   for (const auto& [name, t] : file.tensors)
     if (!seen.count(name)) throw FormatError(path + ": unexpected tensor '" + name + "' (not a parameter of this model)");
+  // Only a file that passed every check is copied: a refused load leaves the model as it was.
+  for (auto& p : model.named_parameters()) p.value().copy_(*file.find(p.key()));
 }
 
-std::shared_ptr<LanguageModel> load_model_checkpoint(const std::string& dir) {
+std::shared_ptr<LanguageModel> load_model_checkpoint(const std::string& dir, const WeightLoadOptions& options) {
   auto model = std::make_shared<LanguageModel>(load_model_config(dir + "/config.json"));
-  load_model_weights(*model, dir + "/model.safetensors");
+  WeightLoadOptions o = options;
+  o.config_source = dir + "/config.json";
+  load_model_weights(*model, dir + "/model.safetensors", o);
   return model;
 }
 

@@ -95,7 +95,7 @@ std::string find_train_checkpoint(const std::string& path) {
               "/step-*/trainer_state.json)");
 }
 
-TrainCheckpoint read_train_checkpoint(const std::string& dir, LanguageModel& model) {
+TrainCheckpoint read_train_checkpoint(const std::string& dir, LanguageModel& model, const WeightLoadOptions& options) {
   TrainCheckpoint c;
   const std::string state_path = dir + "/trainer_state.json";
   c.state = parse_json(fs::read_file(state_path), state_path);
@@ -106,7 +106,9 @@ TrainCheckpoint read_train_checkpoint(const std::string& dir, LanguageModel& mod
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(state_path + ": " + e.what());
   }
-  load_model_weights(model, dir + "/model.safetensors");
+  WeightLoadOptions o = options;
+  o.config_source = "the model config of this run";
+  load_model_weights(model, dir + "/model.safetensors", o);
   SafetensorsFile opt = load_safetensors(dir + "/optimizer.safetensors");
   for (auto& [n, t] : opt.tensors) {
     if (n == "rng/cpu") c.rng_state = t;

@@ -245,9 +245,9 @@ std::string Trainer::save_checkpoint() {
   return dir;
 }
 
-void Trainer::resume(const std::string& path) {
+void Trainer::resume(const std::string& path, const WeightLoadOptions& options) {
   const std::string dir = find_train_checkpoint(path);
-  TrainCheckpoint c = read_train_checkpoint(dir, model_);
+  TrainCheckpoint c = read_train_checkpoint(dir, model_, options);
   const auto& st = c.state;
   const std::string src = dir + "/trainer_state.json";
   try {

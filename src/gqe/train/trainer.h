@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "gqe/distributed/communicator.h"
+#include "gqe/io/checkpoint.h"
 #include "gqe/model/transformer.h"
 #include "gqe/train/adamw.h"
 #include "gqe/train/metrics.h"
@@ -83,7 +84,7 @@ class Trainer {
 
   // Restores weights, optimizer, schedule position, ZClip, spike detector, RNG and data position from a
   // checkpoint directory or a run directory (its latest checkpoint).
-  void resume(const std::string& path);
+  void resume(const std::string& path, const WeightLoadOptions& options = {});
   // Trains until recipe.schedule.total_steps (or until `stop_at` steps when >= 0), validating and saving
   // on the recipe's cadence, and saving at the end when out_dir is set.
   TrainResult run(int64_t stop_at = -1);
