@@ -34,5 +34,22 @@ TEST(CliGenerate, NonFiniteWeightsNeedTheOverrideFlag) {
   EXPECT_EQ(r.rc, 0) << r.out;
 }
 
+TEST(CliGenerate, AConfigThatDisagreesWithTheWeightsIsRefusedNamingTheField) {
+  if (!test::gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  const std::string dir = test::scratch_dir("cli_generate_config");
+  ModelConfig c = test::small_config("gqa", 4, 2);
+  c.vocab_size = 256;
+  LanguageModel m(c);
+  save_model_checkpoint(dir + "/ckpt", m);
+  c.rope_theta = 500000;  // edited by hand afterwards: the output would silently change
+  fs::write_file_atomic(dir + "/ckpt/config.json", model_config_to_json(c));
+  const test::CliResult r = test::run_gqe("generate --checkpoint " + dir + "/ckpt --prompt In --max-new-tokens 2");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("field 'rope_theta' of the model config saved with these weights is 10000.0, " + dir +
+                       "/ckpt/config.json has 500000.0"),
+            std::string::npos)
+      << r.out;
+}
+
 }  // namespace
 }  // namespace gqe

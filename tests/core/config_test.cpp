@@ -158,5 +158,23 @@ TEST(Config, SizesWhoseParameterCountsOverflowInt64AreRefused) {
   EXPECT_EQ(error_of(R"("vocab_size": 256)", R"("vocab_size": 4000000000)"), "");
 }
 
+TEST(Config, FirstDifferenceNamesTheFieldAndIgnoresTrainingOnlyKnobs) {
+  const ModelConfig a = parse_model_config(kValid, "cfg.json");
+  ModelConfig b = a;
+  EXPECT_EQ(first_config_difference(a, b).field, "");
+  b.initializer_range = 0.5;
+  b.attention.aux_loss_weight = 0.5;
+  b.attention.implementation = AttentionImplementation::reference;
+  EXPECT_EQ(first_config_difference(a, b).field, "");
+  b.rope_theta = 500000;
+  const ConfigDifference d = first_config_difference(a, b);
+  EXPECT_EQ(d.field, "rope_theta");
+  EXPECT_EQ(d.a, "10000.0");
+  EXPECT_EQ(d.b, "500000.0");
+  b = a;
+  b.attention.top_k = 2;
+  EXPECT_EQ(first_config_difference(a, b).field, "attention.top_k");
+}
+
 }  // namespace
 }  // namespace gqe

@@ -247,5 +247,21 @@ TEST(Checkpoint, NonFiniteWeightsAreRefusedUnlessAllowed) {
   EXPECT_EQ(error_loading_checkpoint(dir, allow), "");
 }
 
+TEST(Checkpoint, ConfigMustMatchTheCopyInTheWeightsMetadata) {
+  const std::string base = test::scratch_dir("checkpoint_config_copy");
+  const std::string dir = checkpoint_with(base + "/rope", [](auto&) {}, [](ModelConfig& c) { c.rope_theta = 500000; });
+  const std::string e = error_loading_checkpoint(dir);
+  EXPECT_NE(e.find("model.safetensors: field 'rope_theta' of the model config saved with these weights is 500000.0, " +
+                   dir + "/config.json has 10000.0"),
+            std::string::npos)
+      << e;
+  // A kernel choice changes no result: the same weights load under the reference implementation.
+  ModelConfig ref = test::small_config("gqa", 4, 2);
+  ref.attention.implementation = AttentionImplementation::reference;
+  LanguageModel m(ref);
+  const std::string same = checkpoint_with(base + "/same", [](auto&) {});
+  EXPECT_NO_THROW(load_model_weights(m, same + "/model.safetensors"));
+}
+
 }  // namespace
 }  // namespace gqe

@@ -211,4 +211,31 @@ std::string model_config_to_json(const ModelConfig& c, int indent) {
   return j.dump(indent);
 }
 
+namespace {
+
+void first_difference(const json& a, const json& b, const std::string& prefix, ConfigDifference& out) {
+  for (auto it = a.begin(); it != a.end() && out.field.empty(); ++it) {
+    const std::string field = prefix + it.key();
+    if (field == "initializer_range" || field == "attention.aux_loss_weight" || field == "attention.implementation")
+      continue;
+    const json other = b.contains(it.key()) ? b.at(it.key()) : json();
+    if (it.value().is_object() && other.is_object()) {
+      first_difference(it.value(), other, field + ".", out);
+    } else if (it.value() != other) {
+      out = {field, it.value().dump(), other.is_null() ? "(absent)" : other.dump()};
+    }
+  }
+  for (auto it = b.begin(); it != b.end() && out.field.empty(); ++it)  // fields only b has
+    if (!a.contains(it.key()) && prefix + it.key() != "attention.implementation")
+      out = {prefix + it.key(), "(absent)", it.value().dump()};
+}
+
+}  // namespace
+
+ConfigDifference first_config_difference(const ModelConfig& a, const ModelConfig& b) {
+  ConfigDifference d;
+  first_difference(json::parse(model_config_to_json(a, -1)), json::parse(model_config_to_json(b, -1)), "", d);
+  return d;
+}
+
 }  // namespace gqe

@@ -48,6 +48,15 @@ void load_model_weights(LanguageModel& model, const std::string& path, const Wei
   }
   for (const auto& [name, t] : file.tensors)
     if (!seen.count(name)) throw FormatError(path + ": unexpected tensor '" + name + "' (not a parameter of this model)");
+  const auto stored = file.metadata.find("gqe_config");
+  if (stored != file.metadata.end()) {
+    const std::string source = path + " (metadata 'gqe_config')";
+    const ConfigDifference d = first_config_difference(parse_model_config(stored->second, source), model.config());
+    if (!d.field.empty())
+      throw FormatError(path + ": field '" + d.field + "' of the model config saved with these weights is " + d.a +
+                        ", " + options.config_source + " has " + d.b +
+                        " (the weights and the config do not belong together)");
+  }
   // Only a file that passed every check is copied: a refused load leaves the model as it was.
   for (auto& p : model.named_parameters()) p.value().copy_(*file.find(p.key()));
 }
