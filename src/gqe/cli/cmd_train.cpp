@@ -1,6 +1,7 @@
 // gqe train: language-model training with the paper's recipe (src/gqe/train/), on a text file (byte
 // tokens) or token shards, in one process or data-parallel over several (torchrun-style environment).
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -10,6 +11,7 @@
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/model_stats.h"
+#include "gqe/core/run_dir.h"
 #include "gqe/core/runtime.h"
 #include "gqe/data/sentencepiece.h"
 #include "gqe/data/shard.h"
@@ -117,6 +119,18 @@ int cmd_train(int argc, char** argv) {
     throw ConfigError(config_path + ": field 'max_position_embeddings': " + std::to_string(cfg.max_position_embeddings) +
                       " is shorter than the training seq_len " + std::to_string(r.seq_len));
 
+  // The run directory belongs to this process from here on (rank 0 writes it): a second run on it stops
+  // here, before touching anything; then what dead writers left behind is removed.
+  const std::string out = args.require("out");
+  std::optional<RunDirLock> out_lock;
+  if (main_rank) {
+    out_lock.emplace(out, "--out");
+    if (out_lock->previous_owner_here())
+      for (const std::string& d : {out, out + "/checkpoints"})
+        for (const std::string& n : remove_stale_temp_files(d))
+          *log << "removed " << d << "/" << n << " (left behind by a process that no longer runs)\n";
+  }
+
   // The tokenizer encodes --data text (bytes by default), decodes the final sample and travels with the
   // run (OUT/tokenizer.model, which `gqe eval` picks up).
   std::unique_ptr<Tokenizer> tok;
@@ -196,7 +210,6 @@ int cmd_train(int argc, char** argv) {
          << (autocast_enabled_for(r, device) ? "bf16 autocast" : "fp32") << " on " << device.str() << "\n"
          << "runtime: " << describe_runtime() << " (" << threads << " threads)\n";
   }
-  const std::string out = args.require("out");
   Trainer trainer(model, r, *train, make_val, *comm, TrainerIO{out, log});
   if (args.has("resume")) {
     // "auto": continue from OUT's latest checkpoint if there is one, else start (preemptible clusters).

@@ -12,6 +12,7 @@
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/json.h"
+#include "gqe/core/run_dir.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/io/safetensors.h"
 
@@ -69,12 +70,11 @@ std::string write_train_checkpoint(const std::string& run_dir, int64_t step, Lan
   fs::write_file_atomic(root + "/latest", name + "\n");
   fs::fsync_dir(root);
 
-  // Keep the newest `keep` checkpoints; stale temporaries of crashed writers go too.
+  // Keep the newest `keep` checkpoints; temporaries of crashed writers go too, never a live writer's.
   std::vector<std::string> steps;
-  for (const auto& n : fs::list_dir(root)) {
+  for (const auto& n : fs::list_dir(root))
     if (is_step_dir(n)) steps.push_back(n);
-    else if (n.rfind(".tmp-", 0) == 0 || n.rfind(".old-", 0) == 0) fs::remove_tree(root + "/" + n);
-  }
+  remove_stale_temp_files(root);
   for (size_t i = 0; i + size_t(std::max<int64_t>(keep, 1)) < steps.size(); ++i)
     if (steps[i] != name) fs::remove_tree(root + "/" + steps[i]);
   return final_dir;
