@@ -119,6 +119,27 @@ TEST_F(CliTrain, StartRemovesTheTemporariesOfDeadOwnersOnly) {
   EXPECT_TRUE(fs::exists(run + "/notes.tmp." + live));
 }
 
+TEST_F(CliTrain, ResumeRepairsATornMetricsLineAndNeverDuplicatesRecords) {
+  const std::string dir = setup("cli_train_torn");
+  const std::string run = dir + "/run";
+  ASSERT_EQ(run_gqe(train_args(run, "--steps 4 --stop-at 2")).rc, 0);
+  // As if the run had gone on past its checkpoint at step 2 and been killed while writing step 4.
+  const std::string log = run + "/metrics.jsonl";
+  std::string text = fs::read_file(log);
+  text += text.substr(0, text.find('\n') + 1);  // a record (step 1 again is wrong too: it comes after step 2)
+  text.replace(text.rfind("\"step\":1,"), 9, "\"step\":3,");
+  text += R"({"type":"train","step":4,"loss":2.)";
+  std::ofstream(log, std::ios::trunc) << text;
+  const CliResult r = run_gqe(train_args(run, "--steps 4 --resume auto"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("dropped a torn last line"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dropped 1 record(s) past the resumed step 2"), std::string::npos) << r.out;
+  std::vector<int64_t> steps;
+  for (const auto& j : read_records(log))
+    if (j["type"] == "train") steps.push_back(j["step"].get<int64_t>());
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4}));
+}
+
 TEST_F(CliTrain, OutThatIsAFileOrCannotBeCreatedIsAOneLineError) {
   const std::string dir = setup("cli_train_out");
   std::ofstream(dir + "/file") << "keep";
