@@ -140,6 +140,16 @@ TEST_F(CliTrain, ResumeRepairsATornMetricsLineAndNeverDuplicatesRecords) {
   EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4}));
 }
 
+TEST_F(CliTrain, StopAtZeroClaimsNoCheckpoint) {
+  const std::string dir = setup("cli_train_stop0");
+  const CliResult r = run_gqe(train_args(dir + "/run", "--steps 4 --stop-at 0"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(r.out.find("checkpoint in"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("trained to step 0 (0 steps in this run"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no checkpoint written"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/run/checkpoints"));
+}
+
 TEST_F(CliTrain, OutThatIsAFileOrCannotBeCreatedIsAOneLineError) {
   const std::string dir = setup("cli_train_out");
   std::ofstream(dir + "/file") << "keep";

@@ -240,7 +240,9 @@ int cmd_train(int argc, char** argv) {
          << res.seconds << " s, " << res.tokens_per_second << " tokens/s over " << world << " rank(s); "
          << res.clipped_steps << " clipped, " << res.skipped_steps << " skipped)";
     if (!res.losses.empty()) *log << "; loss " << res.losses.front() << " -> " << res.losses.back();
-    *log << "; checkpoint in " << out << std::endl;
+    if (!res.checkpoint.empty()) *log << "; checkpoint in " << out;
+    else *log << "; no steps to train, so no checkpoint written";
+    *log << std::endl;
   }
 
   const int64_t n_sample = args.get_int("sample-tokens", 200);

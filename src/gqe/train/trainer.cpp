@@ -368,6 +368,7 @@ TrainResult Trainer::run(int64_t stop_at) {
     }
     if (!io_.out_dir.empty() && ((r_.save_every > 0 && step_ % r_.save_every == 0) || last)) {
       const std::string d = save_checkpoint();  // carries elapsed_seconds(), this call's time included
+      if (!d.empty()) res.checkpoint = d;
       if (main && io_.log && !d.empty() && !last) *io_.log << "checkpoint " << d << std::endl;
     }
   }

@@ -71,6 +71,7 @@ struct TrainResult {
   double tokens_per_second = 0;    // this call's steps, all ranks together
   double seconds = 0;
   int64_t clipped_steps = 0, skipped_steps = 0;
+  std::string checkpoint;          // the last checkpoint this call wrote; empty when it wrote none
 };
 
 using ValSourceFactory = std::function<std::unique_ptr<TokenSource>()>;  // a fresh source at position 0
