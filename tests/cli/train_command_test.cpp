@@ -169,5 +169,20 @@ TEST_F(CliTrain, OutThatIsAFileOrCannotBeCreatedIsAOneLineError) {
   }
 }
 
+TEST_F(CliTrain, TokenIdsBeyondTheVocabularyAreRefusedAtLoad) {
+  const std::string dir = setup("cli_train_vocab");
+  std::vector<int64_t> tokens(400, 65);
+  tokens[333] = 1000;  // an llm.c shard records no vocabulary; the model has 256
+  write_llmc_shard(dir + "/train.bin", tokens);
+  const CliResult r = run_gqe("train --config " + dir + "/model.json --train-shards " + dir + "/train.bin --out " + dir +
+                              "/run --steps 50 --batch 2 --seq 16 --threads 1 --sample-tokens 0 --eval-every 0");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("gqe train: error: " + dir + "/train.bin: token id 1000 is outside the model's vocabulary of "
+                       "256 (token offset 333, byte offset 1690;"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/run/metrics.jsonl"));  // refused before the first step
+}
+
 }  // namespace
 }  // namespace gqe

@@ -167,7 +167,7 @@ int cmd_train(int argc, char** argv) {
   }
   if (args.has("val-shards")) {
     auto vs = resolve_shard_paths(args.require("val-shards"));
-    make_shard_source(vs, T, B, 0, rank, world);  // validate now, not at the first evaluation
+    make_shard_source(vs, T, B, 0, rank, world)->check_token_ids(cfg.vocab_size);  // now, not at the first evaluation
     make_val = [=] { return make_shard_source(vs, T, B, 0, rank, world); };
   }
 
@@ -175,6 +175,7 @@ int cmd_train(int argc, char** argv) {
     throw ConfigError(config_path + ": field 'vocab_size': " + std::to_string(cfg.vocab_size) +
                       " is smaller than the data's vocabulary (" + std::to_string(train->vocab_size()) + " in " +
                       train->describe() + ")");
+  train->check_token_ids(cfg.vocab_size);  // llm.c shards record no vocabulary: every id is checked
   const std::string device_name = args.get("device", "cpu");
   at::Device device(at::kCPU);
   try {
