@@ -184,5 +184,37 @@ TEST_F(CliTrain, TokenIdsBeyondTheVocabularyAreRefusedAtLoad) {
   EXPECT_FALSE(fs::exists(dir + "/run/metrics.jsonl"));  // refused before the first step
 }
 
+TEST_F(CliTrain, AModelTooLargeForMemoryIsRefusedBeforeAllocating) {
+  const std::string dir = setup("cli_train_memory");
+  ModelConfig c = test::small_config("gqa", 4, 2);
+  c.vocab_size = int64_t(1) << 36;  // 2^36 x 32 fp32 weights + AdamW: ~35 TB
+  std::ofstream(dir + "/huge.json") << model_config_to_json(c);
+  const std::string args = "train --config " + dir + "/huge.json --data " + dir + "/text.txt --out " + dir +
+                           "/run --steps 1 --batch 2 --seq 16 --threads 1 --sample-tokens 0 --eval-every 0";
+  CliResult r = run_gqe(args);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.out.rfind("gqe train: error: this training run needs about ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find(" available ("), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--ignore-memory-check"), std::string::npos) << r.out;
+  // Insisting: the allocation itself fails (under an address-space limit, so that no machine overcommits
+  // it), and that is one line too, not an internal error with a backtrace.
+  r = run_gqe(args + " --ignore-memory-check", "ulimit -v 16000000; ");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.out.rfind("gqe train: error: out of memory", 0), 0u) << r.out;
+  EXPECT_EQ(r.out.find("internal error"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("Exception raised from"), std::string::npos) << r.out;
+  // A storage size beyond int64 bytes (2^40 x 2^22 fp32) is reported the same way.
+  c.vocab_size = int64_t(1) << 40;
+  c.hidden_size = int64_t(1) << 22;
+  c.intermediate_size = 1;
+  c.attention.head_dim = 2;
+  std::ofstream(dir + "/overflow.json") << model_config_to_json(c);
+  r = run_gqe("train --config " + dir + "/overflow.json --data " + dir + "/text.txt --out " + dir +
+              "/run --steps 1 --batch 2 --seq 16 --threads 1 --sample-tokens 0 --eval-every 0 --ignore-memory-check");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("out of memory: Storage size calculation overflowed"), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+}
+
 }  // namespace
 }  // namespace gqe

@@ -10,6 +10,7 @@
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/memory.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/run_dir.h"
 #include "gqe/core/runtime.h"
@@ -45,6 +46,7 @@ const char* kHelp =
     "  --log-every N (10)  --eval-every N (100)  --eval-batches N (4)  --save-every N (0: at the end)\n"
     "  --keep K (3 checkpoints)  --resume DIR|auto  --stop-at N (stop after step N; resume later)\n"
     "  --allow-nonfinite-weights (resume from NaN/Inf weights anyway)\n"
+    "  --ignore-memory-check (train even when the memory estimate exceeds what is available)\n"
     "  --threads N (cores / local ranks)  --device cpu|cuda  --dist-timeout SECONDS (300)\n"
     "  --sample-tokens N (200)  --sample-prompt TEXT (\"And God said\")\n"
     "distributed: set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (torchrun does), e.g.\n"
@@ -59,7 +61,7 @@ int cmd_train(int argc, char** argv) {
              "seq", "global-batch", "lr", "min-lr", "warmup", "decay-fraction", "decay-shape", "weight-decay", "clip",
              "loss-spike-z", "precision", "seed", "threads", "log-every", "eval-every", "eval-batches", "save-every",
              "keep", "resume", "stop-at", "device", "dist-timeout", "sample-tokens", "sample-prompt"},
-            {"help", "no-zclip", "allow-nonfinite-weights"});
+            {"help", "no-zclip", "allow-nonfinite-weights", "ignore-memory-check"});
   if (args.flag("help")) {
     std::cout << kHelp;
     return 0;
@@ -118,6 +120,9 @@ int cmd_train(int argc, char** argv) {
   if (r.seq_len > cfg.max_position_embeddings)
     throw ConfigError(config_path + ": field 'max_position_embeddings': " + std::to_string(cfg.max_position_embeddings) +
                       " is shorter than the training seq_len " + std::to_string(r.seq_len));
+  // Before anything is allocated. Host memory only: a CUDA run keeps its model on the device.
+  if (!args.flag("ignore-memory-check") && args.get("device", "cpu").rfind("cuda", 0) != 0)
+    check_memory(estimate_training_memory(cfg, r.micro_batch, r.seq_len), "this training run", "--ignore-memory-check");
 
   // The run directory belongs to this process from here on (rank 0 writes it): a second run on it stops
   // here, before touching anything; then what dead writers left behind is removed.
