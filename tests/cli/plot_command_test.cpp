@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include "gqe/core/fs.h"
 #include "test_util.h"
 
 namespace gqe {
@@ -36,6 +37,24 @@ TEST(Plot, WritesAPngFromMetricsAndRejectsGarbage) {
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("line 2 is not JSON"), std::string::npos) << text;
   EXPECT_NE(access((dir + "/d.png").c_str(), F_OK), 0);
+}
+
+// A run killed while writing a record leaves its last line cut short: the plot skips it.
+TEST(Plot, ToleratesATornLastLine) {
+  const char* bin = std::getenv("GQE_BIN");
+  if (!bin || access(bin, X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
+  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  const std::string dir = test::scratch_dir("plot_torn");
+  {
+    std::ofstream f(dir + "/metrics.jsonl");
+    for (int s = 1; s <= 5; ++s)
+      f << R"({"type":"train","step":)" << s << R"(,"loss":)" << 5.0 / s << R"(,"lr":0.001,"grad_norm":1,"tokens":)"
+        << s * 100 << "}\n";
+    f << R"({"type":"train","step":6,"loss":0.8)";
+  }
+  const std::string cmd = std::string("'") + bin + "' plot " + dir + " --out " + dir + "/c.png > " + dir + "/log.txt 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << fs::read_file(dir + "/log.txt");
+  EXPECT_TRUE(fs::exists(dir + "/c.png"));
 }
 
 }  // namespace gqe

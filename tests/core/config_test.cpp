@@ -136,5 +136,45 @@ TEST(Config, EnumFieldsRoundTrip) {
   EXPECT_EQ(back.attention.variant, GqeVariant::weighted_concat);
 }
 
+TEST(Config, ANumberBeyondTheDoubleRangeNamesFileAndField) {
+  const std::string e = error_of(R"("vocab_size": 256)", R"("vocab_size": 256, "rope_theta": 1e999)");
+  EXPECT_EQ(e.rfind("cfg.json: field 'rope_theta': ", 0), 0u) << e;
+  EXPECT_NE(error_of(R"("vocab_size": 256)", R"("vocab_size": 18446744073709551615)").find("field 'vocab_size'"),
+            std::string::npos);
+}
+
+TEST(Config, SizesWhoseParameterCountsOverflowInt64AreRefused) {
+  // vocab_size x hidden_size = 2^62 x 64: `gqe info` printed a negative parameter count.
+  std::string e = error_of(R"("vocab_size": 256)", R"("vocab_size": 4611686018427387904)");
+  EXPECT_NE(e.find("cfg.json: sizes too large: the embedding parameter count vocab_size (4611686018427387904) x "
+                   "hidden_size (64) overflows int64"),
+            std::string::npos)
+      << e;
+  e = error_of(R"("intermediate_size": 128)", R"("intermediate_size": 2305843009213693952)");
+  EXPECT_NE(e.find("intermediate_size"), std::string::npos) << e;
+  e = error_of(R"("num_hidden_layers": 2)", R"("num_hidden_layers": 1152921504606846976)");
+  EXPECT_NE(e.find("overflows int64"), std::string::npos) << e;
+  // Large but representable sizes are fine.
+  EXPECT_EQ(error_of(R"("vocab_size": 256)", R"("vocab_size": 4000000000)"), "");
+}
+
+TEST(Config, FirstDifferenceNamesTheFieldAndIgnoresTrainingOnlyKnobs) {
+  const ModelConfig a = parse_model_config(kValid, "cfg.json");
+  ModelConfig b = a;
+  EXPECT_EQ(first_config_difference(a, b).field, "");
+  b.initializer_range = 0.5;
+  b.attention.aux_loss_weight = 0.5;
+  b.attention.implementation = AttentionImplementation::reference;
+  EXPECT_EQ(first_config_difference(a, b).field, "");
+  b.rope_theta = 500000;
+  const ConfigDifference d = first_config_difference(a, b);
+  EXPECT_EQ(d.field, "rope_theta");
+  EXPECT_EQ(d.a, "10000.0");
+  EXPECT_EQ(d.b, "500000.0");
+  b = a;
+  b.attention.top_k = 2;
+  EXPECT_EQ(first_config_difference(a, b).field, "attention.top_k");
+}
+
 }  // namespace
 }  // namespace gqe

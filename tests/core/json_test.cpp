@@ -43,6 +43,15 @@ TEST(ParseJson, NamesANulByte) {
   EXPECT_NE(e.find("NUL byte at byte offset 7"), std::string::npos) << e;
 }
 
+TEST(ParseJson, ANumberBeyondTheDoubleRangeNamesItsField) {
+  // nlohmann reports 1e999 as out_of_range (not a parse error): it used to escape as an internal error.
+  std::string e = error_of(R"({"a": 1, "attention": {"kind": "gqe", "rope_theta": 1e999}})");
+  EXPECT_EQ(e, "x.json: field 'attention.rope_theta': the number 1e999 is out of range (beyond the largest double)");
+  e = error_of(R"({"a": {"b": 1}, "c": -1e400})");
+  EXPECT_NE(e.find("field 'c'"), std::string::npos) << e;
+  EXPECT_NE(error_of("[1e999]").find("x.json: the number 1e999 is out of range"), std::string::npos);
+}
+
 TEST(TruncateForMessage, CutsLongText) {
   EXPECT_EQ(truncate_for_message("abc", 5), "abc");
   EXPECT_EQ(truncate_for_message("abcdefgh", 3), "abc... (8 characters)");

@@ -7,6 +7,7 @@
 #include "data_test_util.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/data/loader.h"
 
 namespace gqe {
 namespace {
@@ -206,6 +207,28 @@ TEST(Shard, CorruptFilesGiveClearErrors) {
 
   EXPECT_THROW(TokenShard(dir + "/missing.tok"), Error);
   EXPECT_THROW(TokenShard{dir}, Error);  // a directory
+}
+
+TEST(Shard, TokenIdsAreCheckedAgainstTheModelVocabularyNamingShardOffsetAndId) {
+  const std::string dir = scratch("shard-vocab");
+  std::vector<int64_t> tokens(100, 7);
+  tokens[61] = 300;
+  write_llmc_shard(dir + "/a.bin", tokens);
+  const TokenShard shard(dir + "/a.bin");
+  EXPECT_NO_THROW(check_token_ids(shard, 301));
+  try {
+    check_token_ids(shard, 256);
+    FAIL() << "accepted";
+  } catch (const FormatError& e) {
+    EXPECT_EQ(std::string(e.what()), dir + "/a.bin: token id 300 is outside the model's vocabulary of 256 (token "
+                                           "offset 61, byte offset 1146; were the data and the model made with "
+                                           "different tokenizers?)");
+  }
+  // The loader checks every shard it reads.
+  write_llmc_shard(dir + "/b.bin", std::vector<int64_t>(100, 3));
+  TokenLoader loader({dir + "/b.bin", dir + "/a.bin"}, 8, 2, 1);
+  EXPECT_NO_THROW(loader.check_token_ids(301));
+  EXPECT_THROW(loader.check_token_ids(256), FormatError);
 }
 
 TEST(Shard, ResolvePaths) {

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
+#include <functional>
+#include <limits>
 
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
@@ -112,6 +115,152 @@ TEST(Checkpoint, ModelRoundTripAndStrictLoading) {
   } catch (const FormatError& e) {
     EXPECT_NE(std::string(e.what()).find("o_proj.weight"), std::string::npos) << e.what();
   }
+}
+
+// The bytes of a file with a header written by hand: u64 length, the JSON padded with `pad` spaces, data.
+std::string file_with_header(const std::string& json, size_t pad, const std::string& data) {
+  const std::string h = json + std::string(pad, ' ');
+  const uint64_t n = h.size();
+  return std::string(reinterpret_cast<const char*>(&n), 8) + h + data;
+}
+
+std::string with_header_length(std::string bytes, uint64_t n) {
+  std::memcpy(bytes.data(), &n, 8);
+  return bytes;
+}
+
+TEST(Safetensors, HeaderLengthMustBeExact) {
+  const std::string dir = test::scratch_dir("safetensors_hlen");
+  // A header that needs at least 2 bytes of padding: the writer fills it up with spaces to 8-byte
+  // alignment; the tensor's name sets the JSON's length.
+  std::string bytes;
+  uint64_t n = 0;
+  for (std::string name = "w"; name.size() < 10; name += "x") {
+    save_safetensors(dir + "/good.safetensors", {{name, at::arange(16, at::kFloat)}});
+    bytes = fs::read_file(dir + "/good.safetensors");
+    std::memcpy(&n, bytes.data(), 8);
+    if (n - (bytes.substr(8, n).find_last_not_of(' ') + 1) >= 2) break;
+  }
+  ASSERT_GE(n - (bytes.substr(8, n).find_last_not_of(' ') + 1), 2u);
+  EXPECT_NO_THROW(load_safetensors(dir + "/good.safetensors"));
+  // 1 and 2 bytes short, inside the padding: the JSON still parses, but every tensor would shift.
+  for (uint64_t shorter : {1, 2}) {
+    write_all(dir + "/short.safetensors", with_header_length(bytes, n - shorter));
+    const std::string e = error_loading(dir + "/short.safetensors");
+    EXPECT_NE(e.find("short.safetensors: not a valid safetensors file: the data section has " +
+                     std::to_string(64 + shorter) + " bytes but the tensors cover 64"),
+              std::string::npos)
+        << shorter << ": " << e;
+  }
+  // 1 byte long: the first data byte joins the header.
+  write_all(dir + "/long.safetensors", with_header_length(bytes, n + 1));
+  EXPECT_NE(error_loading(dir + "/long.safetensors"), "");
+  // Padding is whitespace (the reference implementation accepts any JSON whitespace); anything else after
+  // the JSON object is refused.
+  std::string tab = bytes;
+  tab[8 + n - 1] = '\t';
+  write_all(dir + "/tab.safetensors", tab);
+  EXPECT_EQ(error_loading(dir + "/tab.safetensors"), "");
+  std::string junk = bytes;
+  junk[8 + n - 1] = 'x';
+  write_all(dir + "/junk.safetensors", junk);
+  EXPECT_NE(error_loading(dir + "/junk.safetensors").find("does not end the JSON header"), std::string::npos);
+  // The reference implementation's header cap.
+  write_all(dir + "/huge.safetensors", with_header_length(bytes, kMaxSafetensorsHeaderBytes + 1));
+  EXPECT_NE(error_loading(dir + "/huge.safetensors").find("exceeds the format's limit"), std::string::npos);
+}
+
+TEST(Safetensors, TensorsMustTileTheDataSectionExactly) {
+  const std::string dir = test::scratch_dir("safetensors_tiling");
+  const std::string data(16, '\0');
+  auto load = [&](const std::string& json, const std::string& d) {
+    write_all(dir + "/t.safetensors", file_with_header(json, 0, d));
+    return error_loading(dir + "/t.safetensors");
+  };
+  EXPECT_EQ(load(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", data), "");
+  EXPECT_NE(load(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data).find("8 bytes after the last tensor"),
+            std::string::npos);  // trailing bytes
+  EXPECT_NE(load(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", data).find("a gap of 8 bytes before tensor 'a'"),
+            std::string::npos);
+  EXPECT_NE(load(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", data)
+                .find("overlap"),
+            std::string::npos);
+  EXPECT_NE(load(R"({"a":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,16]}})", data)
+                .find("more elements than 2^64"),
+            std::string::npos);
+  EXPECT_NE(load(R"({"a":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,16]}})", data)
+                .find("below 2^63"),
+            std::string::npos);
+  EXPECT_EQ(load(R"( {"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", data), "");  // as the reference
+  EXPECT_NE(load(R"([{"a":1}])", data).find("does not end the JSON header"), std::string::npos);
+}
+
+// A checkpoint of a tiny GQA model with one weight replaced through `edit`, written by hand so that the
+// edit survives (save_model_checkpoint writes what the model holds).
+std::string checkpoint_with(const std::string& dir, const std::function<void(std::vector<std::pair<std::string, at::Tensor>>&)>& edit,
+                            const std::function<void(ModelConfig&)>& edit_stored_config = {}) {
+  ModelConfig c = test::small_config("gqa", 4, 2);
+  LanguageModel m(c);
+  save_model_checkpoint(dir, m);
+  std::vector<std::pair<std::string, at::Tensor>> ts;
+  for (const auto& p : m.named_parameters()) ts.emplace_back(p.key(), p.value().detach().clone());
+  edit(ts);
+  ModelConfig stored = c;
+  if (edit_stored_config) edit_stored_config(stored);
+  save_safetensors(dir + "/model.safetensors", ts, {{"format", "pt"}, {"gqe_config", model_config_to_json(stored, -1)}});
+  return dir;
+}
+
+std::string error_loading_checkpoint(const std::string& dir, const WeightLoadOptions& o = {}) {
+  try {
+    load_model_checkpoint(dir, o);
+  } catch (const FormatError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Checkpoint, WeightsMustHaveTheModelsDtype) {
+  const std::string base = test::scratch_dir("checkpoint_dtype");
+  const std::string dir = checkpoint_with(base + "/int", [](auto& ts) { ts[0].second = ts[0].second.to(at::kInt); });
+  const std::string e = error_loading_checkpoint(dir);
+  EXPECT_NE(e.find("model.safetensors: tensor 'embed_tokens.weight' has dtype Int, the model expects Float"),
+            std::string::npos)
+      << e;
+  const std::string half = checkpoint_with(base + "/half", [](auto& ts) { ts[1].second = ts[1].second.to(at::kHalf); });
+  EXPECT_NE(error_loading_checkpoint(half).find("has dtype Half"), std::string::npos);
+}
+
+TEST(Checkpoint, NonFiniteWeightsAreRefusedUnlessAllowed) {
+  const std::string base = test::scratch_dir("checkpoint_nonfinite");
+  const std::string dir = checkpoint_with(base + "/nan", [](auto& ts) {
+    ts[2].second.view({-1})[5] = std::numeric_limits<float>::quiet_NaN();
+    ts[2].second.view({-1})[7] = std::numeric_limits<float>::infinity();
+  });
+  const std::string e = error_loading_checkpoint(dir);
+  EXPECT_NE(e.find("holds 2 non-finite value(s) (NaN/Inf), the first at flat index 5; refusing to load them (pass "
+                   "--allow-nonfinite-weights to load anyway)"),
+            std::string::npos)
+      << e;
+  WeightLoadOptions allow;
+  allow.allow_nonfinite = true;
+  EXPECT_EQ(error_loading_checkpoint(dir, allow), "");
+}
+
+TEST(Checkpoint, ConfigMustMatchTheCopyInTheWeightsMetadata) {
+  const std::string base = test::scratch_dir("checkpoint_config_copy");
+  const std::string dir = checkpoint_with(base + "/rope", [](auto&) {}, [](ModelConfig& c) { c.rope_theta = 500000; });
+  const std::string e = error_loading_checkpoint(dir);
+  EXPECT_NE(e.find("model.safetensors: field 'rope_theta' of the model config saved with these weights is 500000.0, " +
+                   dir + "/config.json has 10000.0"),
+            std::string::npos)
+      << e;
+  // A kernel choice changes no result: the same weights load under the reference implementation.
+  ModelConfig ref = test::small_config("gqa", 4, 2);
+  ref.attention.implementation = AttentionImplementation::reference;
+  LanguageModel m(ref);
+  const std::string same = checkpoint_with(base + "/same", [](auto&) {});
+  EXPECT_NO_THROW(load_model_weights(m, same + "/model.safetensors"));
 }
 
 }  // namespace

@@ -40,7 +40,7 @@ double parse_limit(const Args& args) {
 
 int run_val_loss(const Args& args) {
   const std::string dir = args.require("checkpoint");
-  auto model = load_model_checkpoint(dir);
+  auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   auto tok = eval::open_tokenizer(args.get("tokenizer", ""), dir, model->config().vocab_size);
   const std::string data = args.require("data");
   eval::EvalTokens src = eval::load_eval_tokens(data, *tok, args.get_int("max-tokens", 0));
@@ -82,7 +82,7 @@ int cmd_eval(int argc, char** argv) {
   Args args("eval", argc, argv,
             {"checkpoint", "task", "data", "data-dir", "labels", "limit", "batch-size", "max-length", "tokenizer", "out",
              "dump-requests", "threads", "seq", "max-tokens"},
-            {"help", "val-loss", "no-progress"});
+            {"help", "val-loss", "no-progress", "allow-nonfinite-weights"});
   if (args.flag("help")) {
     std::cout
         << "usage: gqe eval --checkpoint DIR --task TASK[,TASK...] (--data FILE | --data-dir DIR) [options]\n"
@@ -96,7 +96,7 @@ int cmd_eval(int argc, char** argv) {
            "  --batch-size B (16)  requests per forward pass   --max-length N (model's max_position_embeddings)\n"
            "  --tokenizer bytes|PATH (default: DIR/tokenizer.model if present, else bytes)\n"
            "  --out FILE (eval_results.json)  results JSON   --dump-requests FILE  every request as a JSON line\n"
-           "  --threads N (all cores)  --no-progress\n"
+           "  --threads N (all cores)  --no-progress  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n"
            "  --val-loss: loss/perplexity on a token shard (gqe or llm.c .bin) or a text file; --seq T (min(1024, max pos))\n";
     return 0;
   }
@@ -122,7 +122,7 @@ int cmd_eval(int argc, char** argv) {
                 << " docs); this file has " << td.docs.size() << ", so the numbers are not comparable with published ones\n";
   }
 
-  auto model = load_model_checkpoint(dir);
+  auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   auto tok = eval::open_tokenizer(args.get("tokenizer", ""), dir, model->config().vocab_size);
   eval::EvalOptions opt;
   opt.limit = limit;
@@ -170,19 +170,20 @@ int cmd_eval(int argc, char** argv) {
 int cmd_routes(int argc, char** argv) {
   Args args("routes", argc, argv,
             {"checkpoint", "data", "tokenizer", "seq", "batch-size", "max-tokens", "top-tokens", "min-count", "out", "threads"},
-            {"help", "no-plot", "no-progress"});
+            {"help", "no-plot", "no-progress", "allow-nonfinite-weights"});
   if (args.flag("help")) {
     std::cout << "usage: gqe routes --checkpoint DIR --data FILE [options]\n"
                  "Routing analytics of a GQE checkpoint on a text file or token shard: per layer and group the expert\n"
                  "load, router entropy and aux loss, top-1 agreement across layers, each expert's preferred tokens.\n"
                  "  --seq T (256)  --batch-size B (8)  --max-tokens N (65536; 0 = all)  --tokenizer bytes|PATH\n"
                  "  --top-tokens N (8)  --min-count N (5: tokens seen fewer times are not ranked)\n"
-                 "  --out PREFIX (routes): writes PREFIX.json and PREFIX.png (heat map; gnuplot)  --no-plot\n";
+                 "  --out PREFIX (routes): writes PREFIX.json and PREFIX.png (heat map; gnuplot)  --no-plot\n"
+                 "  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n";
     return 0;
   }
   configure_threads(int(args.get_int("threads", 0)));
   const std::string dir = args.require("checkpoint");
-  auto model = load_model_checkpoint(dir);
+  auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   if (!model->config().attention.is_gqe())
     throw Error(dir + " is a '" + to_string(model->config().attention.kind) +
                 "' checkpoint; routing analytics need a GQE checkpoint");

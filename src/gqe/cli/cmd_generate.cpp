@@ -14,15 +14,16 @@ namespace gqe::cli {
 int cmd_generate(int argc, char** argv) {
   Args args("generate", argc, argv,
             {"checkpoint", "prompt", "max-new-tokens", "temperature", "top-k", "top-p", "seed", "threads"},
-            {"help", "greedy"});
+            {"help", "greedy", "allow-nonfinite-weights"});
   if (args.flag("help")) {
     std::cout << "usage: gqe generate --checkpoint DIR --prompt TEXT [options]\n"
                  "  --max-new-tokens N (200)  --temperature X (0.8)  --top-k N (40; 0 = off)\n"
-                 "  --top-p X (1.0 = off)  --greedy  --seed N (0)  --threads N (all cores)\n";
+                 "  --top-p X (1.0 = off)  --greedy  --seed N (0)  --threads N (all cores)\n"
+                 "  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n";
     return 0;
   }
   configure_threads(int(args.get_int("threads", 0)));
-  auto model = load_model_checkpoint(args.require("checkpoint"));
+  auto model = load_model_checkpoint(args.require("checkpoint"), WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   SamplingOptions s;
   s.max_new_tokens = args.get_int("max-new-tokens", 200);
   s.temperature = args.flag("greedy") ? 0.0 : args.get_double("temperature", 0.8);

@@ -19,6 +19,7 @@
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/gnuplot.h"
+#include "gqe/core/json.h"
 
 namespace gqe::cli {
 
@@ -39,8 +40,8 @@ Series read_metrics(const std::string& path) {
     if (line.empty()) continue;
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception&) {
+      j = parse_json(line, path);
+    } catch (const JsonError&) {
       // The last line of a killed run may be cut short: skip it, reject damage elsewhere.
       if (f.peek() == EOF) break;
       throw FormatError(path + ": line " + std::to_string(n) + " is not JSON");

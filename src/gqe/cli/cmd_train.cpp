@@ -1,6 +1,7 @@
 // gqe train: language-model training with the paper's recipe (src/gqe/train/), on a text file (byte
 // tokens) or token shards, in one process or data-parallel over several (torchrun-style environment).
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -9,7 +10,9 @@
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/memory.h"
 #include "gqe/core/model_stats.h"
+#include "gqe/core/run_dir.h"
 #include "gqe/core/runtime.h"
 #include "gqe/data/sentencepiece.h"
 #include "gqe/data/shard.h"
@@ -42,6 +45,8 @@ const char* kHelp =
     "run:\n"
     "  --log-every N (10)  --eval-every N (100)  --eval-batches N (4)  --save-every N (0: at the end)\n"
     "  --keep K (3 checkpoints)  --resume DIR|auto  --stop-at N (stop after step N; resume later)\n"
+    "  --allow-nonfinite-weights (resume from NaN/Inf weights anyway)\n"
+    "  --ignore-memory-check (train even when the memory estimate exceeds what is available)\n"
     "  --threads N (cores / local ranks)  --device cpu|cuda  --dist-timeout SECONDS (300)\n"
     "  --sample-tokens N (200)  --sample-prompt TEXT (\"And God said\")\n"
     "distributed: set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (torchrun does), e.g.\n"
@@ -56,7 +61,7 @@ int cmd_train(int argc, char** argv) {
              "seq", "global-batch", "lr", "min-lr", "warmup", "decay-fraction", "decay-shape", "weight-decay", "clip",
              "loss-spike-z", "precision", "seed", "threads", "log-every", "eval-every", "eval-batches", "save-every",
              "keep", "resume", "stop-at", "device", "dist-timeout", "sample-tokens", "sample-prompt"},
-            {"help", "no-zclip"});
+            {"help", "no-zclip", "allow-nonfinite-weights", "ignore-memory-check"});
   if (args.flag("help")) {
     std::cout << kHelp;
     return 0;
@@ -115,6 +120,21 @@ int cmd_train(int argc, char** argv) {
   if (r.seq_len > cfg.max_position_embeddings)
     throw ConfigError(config_path + ": field 'max_position_embeddings': " + std::to_string(cfg.max_position_embeddings) +
                       " is shorter than the training seq_len " + std::to_string(r.seq_len));
+  // Before anything is allocated. Host memory only: a CUDA run keeps its model on the device.
+  if (!args.flag("ignore-memory-check") && args.get("device", "cpu").rfind("cuda", 0) != 0)
+    check_memory(estimate_training_memory(cfg, r.micro_batch, r.seq_len), "this training run", "--ignore-memory-check");
+
+  // The run directory belongs to this process from here on (rank 0 writes it): a second run on it stops
+  // here, before touching anything; then what dead writers left behind is removed.
+  const std::string out = args.require("out");
+  std::optional<RunDirLock> out_lock;
+  if (main_rank) {
+    out_lock.emplace(out, "--out");
+    if (out_lock->previous_owner_here())
+      for (const std::string& d : {out, out + "/checkpoints"})
+        for (const std::string& n : remove_stale_temp_files(d))
+          *log << "removed " << d << "/" << n << " (left behind by a process that no longer runs)\n";
+  }
 
   // The tokenizer encodes --data text (bytes by default), decodes the final sample and travels with the
   // run (OUT/tokenizer.model, which `gqe eval` picks up).
@@ -152,7 +172,7 @@ int cmd_train(int argc, char** argv) {
   }
   if (args.has("val-shards")) {
     auto vs = resolve_shard_paths(args.require("val-shards"));
-    make_shard_source(vs, T, B, 0, rank, world);  // validate now, not at the first evaluation
+    make_shard_source(vs, T, B, 0, rank, world)->check_token_ids(cfg.vocab_size);  // now, not at the first evaluation
     make_val = [=] { return make_shard_source(vs, T, B, 0, rank, world); };
   }
 
@@ -160,6 +180,7 @@ int cmd_train(int argc, char** argv) {
     throw ConfigError(config_path + ": field 'vocab_size': " + std::to_string(cfg.vocab_size) +
                       " is smaller than the data's vocabulary (" + std::to_string(train->vocab_size()) + " in " +
                       train->describe() + ")");
+  train->check_token_ids(cfg.vocab_size);  // llm.c shards record no vocabulary: every id is checked
   const std::string device_name = args.get("device", "cpu");
   at::Device device(at::kCPU);
   try {
@@ -195,7 +216,6 @@ int cmd_train(int argc, char** argv) {
          << (autocast_enabled_for(r, device) ? "bf16 autocast" : "fp32") << " on " << device.str() << "\n"
          << "runtime: " << describe_runtime() << " (" << threads << " threads)\n";
   }
-  const std::string out = args.require("out");
   Trainer trainer(model, r, *train, make_val, *comm, TrainerIO{out, log});
   if (args.has("resume")) {
     // "auto": continue from OUT's latest checkpoint if there is one, else start (preemptible clusters).
@@ -209,7 +229,7 @@ int cmd_train(int argc, char** argv) {
         if (log) *log << "--resume auto: no checkpoint in " << out << " yet, starting from step 0\n";
       }
     }
-    if (have) trainer.resume(rp == "auto" ? out : rp);
+    if (have) trainer.resume(rp == "auto" ? out : rp, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   }
   if (main_rank) {
     fs::mkdirs(out);
@@ -226,7 +246,9 @@ int cmd_train(int argc, char** argv) {
          << res.seconds << " s, " << res.tokens_per_second << " tokens/s over " << world << " rank(s); "
          << res.clipped_steps << " clipped, " << res.skipped_steps << " skipped)";
     if (!res.losses.empty()) *log << "; loss " << res.losses.front() << " -> " << res.losses.back();
-    *log << "; checkpoint in " << out << std::endl;
+    if (!res.checkpoint.empty()) *log << "; checkpoint in " << out;
+    else *log << "; no steps to train, so no checkpoint written";
+    *log << std::endl;
   }
 
   const int64_t n_sample = args.get_int("sample-tokens", 200);

@@ -5,6 +5,7 @@
 
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
+#include "gqe/core/memory.h"
 #include "gqe/core/runtime.h"
 
 namespace {
@@ -55,6 +56,11 @@ int main(int argc, char** argv) {
     std::cerr << prefix << "error: " << msg << "\n";
     return 1;
   } catch (const std::exception& e) {
+    const std::string oom = gqe::allocation_failure_message(e);  // a resource limit, not a bug
+    if (!oom.empty()) {
+      std::cerr << "gqe " << cmd << ": error: " << oom << "\n";
+      return 1;
+    }
     std::cerr << "gqe " << cmd << ": internal error: " << e.what() << "\n";
     return 3;
   }

@@ -1,10 +1,13 @@
 #include "gqe/core/config.h"
 
 #include <nlohmann/json.hpp>
+#include <limits>
 #include <set>
 
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/json.h"
+#include "gqe/core/model_stats.h"
 
 namespace gqe {
 using nlohmann::json;
@@ -44,16 +47,19 @@ void read(const json& j, const char* key, T& out, const std::string& source, con
   const json& v = j.at(key);
   const std::string field = prefix + key;
   if constexpr (std::is_same_v<T, bool>) {
-    if (!v.is_boolean()) fail(source, field, "expected true or false, got " + v.dump());
+    if (!v.is_boolean()) fail(source, field, "expected true or false, got " + truncate_for_message(v.dump()));
     out = v.get<bool>();
   } else if constexpr (std::is_integral_v<T>) {
-    if (!v.is_number_integer()) fail(source, field, "expected an integer, got " + v.dump());
+    if (!v.is_number_integer()) fail(source, field, "expected an integer, got " + truncate_for_message(v.dump()));
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<T>::max()))
+      fail(source, field, "the integer " + v.dump() + " is out of range (at most " +
+                              std::to_string(std::numeric_limits<T>::max()) + ")");
     out = v.get<T>();
   } else if constexpr (std::is_floating_point_v<T>) {
-    if (!v.is_number()) fail(source, field, "expected a number, got " + v.dump());
+    if (!v.is_number()) fail(source, field, "expected a number, got " + truncate_for_message(v.dump()));
     out = v.get<T>();
   } else {
-    if (!v.is_string()) fail(source, field, "expected a string, got " + v.dump());
+    if (!v.is_string()) fail(source, field, "expected a string, got " + truncate_for_message(v.dump()));
     out = v.get<std::string>();
   }
 }
@@ -102,14 +108,15 @@ void validate_model_config(const ModelConfig& c, const std::string& source) {
     if (!(a.aux_loss_weight >= 0)) fail(source, "attention.aux_loss_weight", "must be >= 0");
     if (!(a.router_denominator_eps > 0)) fail(source, "attention.router_denominator_eps", "must be > 0");
   }
+  count_parameters(c, source);  // sizes whose products overflow int64 are refused here, naming them
 }
 
 ModelConfig parse_model_config(const std::string& text, const std::string& source) {
   json j;
   try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw ConfigError(source + ": not valid JSON: " + e.what());
+    j = parse_json(text, source);
+  } catch (const JsonError& e) {
+    throw ConfigError(e.what());
   }
   if (!j.is_object()) throw ConfigError(source + ": expected a JSON object at the top level");
 
@@ -136,7 +143,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
 
   if (!j.contains("attention")) throw ConfigError(source + ": field 'attention': missing (expected an object)");
   const json& a = j.at("attention");
-  if (!a.is_object()) fail(source, "attention", "expected an object, got " + a.dump());
+  if (!a.is_object()) fail(source, "attention", "expected an object, got " + truncate_for_message(a.dump()));
   check_known_keys(a,
                    {"kind", "num_attention_heads", "num_key_value_heads", "head_dim", "top_k", "variant",
                     "aux_loss_weight", "router_denominator_eps", "implementation"},
@@ -202,6 +209,33 @@ std::string model_config_to_json(const ModelConfig& c, int indent) {
             {"initializer_range", c.initializer_range},
             {"attention", a}};
   return j.dump(indent);
+}
+
+namespace {
+
+void first_difference(const json& a, const json& b, const std::string& prefix, ConfigDifference& out) {
+  for (auto it = a.begin(); it != a.end() && out.field.empty(); ++it) {
+    const std::string field = prefix + it.key();
+    if (field == "initializer_range" || field == "attention.aux_loss_weight" || field == "attention.implementation")
+      continue;
+    const json other = b.contains(it.key()) ? b.at(it.key()) : json();
+    if (it.value().is_object() && other.is_object()) {
+      first_difference(it.value(), other, field + ".", out);
+    } else if (it.value() != other) {
+      out = {field, it.value().dump(), other.is_null() ? "(absent)" : other.dump()};
+    }
+  }
+  for (auto it = b.begin(); it != b.end() && out.field.empty(); ++it)  // fields only b has
+    if (!a.contains(it.key()) && prefix + it.key() != "attention.implementation")
+      out = {prefix + it.key(), "(absent)", it.value().dump()};
+}
+
+}  // namespace
+
+ConfigDifference first_config_difference(const ModelConfig& a, const ModelConfig& b) {
+  ConfigDifference d;
+  first_difference(json::parse(model_config_to_json(a, -1)), json::parse(model_config_to_json(b, -1)), "", d);
+  return d;
 }
 
 }  // namespace gqe

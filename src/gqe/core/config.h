@@ -103,4 +103,13 @@ ModelConfig load_model_config(const std::string& path);
 std::string model_config_to_json(const ModelConfig& cfg, int indent = 2);
 void validate_model_config(const ModelConfig& cfg, const std::string& source);
 
+// The first field (alphabetically, "attention.rope_theta" style) in which two configs differ in a
+// way that changes what the weights compute, with both values as JSON text; empty `field` when none.
+// Training-only knobs (initializer_range, attention.aux_loss_weight) and the kernel choice
+// (attention.implementation, same results) are not compared.
+struct ConfigDifference {
+  std::string field, a, b;
+};
+ConfigDifference first_config_difference(const ModelConfig& a, const ModelConfig& b);
+
 }  // namespace gqe

@@ -1,26 +1,65 @@
 #include "gqe/core/model_stats.h"
 
 #include <cstdio>
+#include <initializer_list>
+#include <limits>
 #include <sstream>
 
+#include "gqe/core/error.h"
 #include "gqe/core/format.h"
 
 namespace gqe {
 
-ParamCounts count_parameters(const ModelConfig& c) {
+namespace {
+
+struct Factor {
+  const char* name;  // the config field, or a description of a derived size
+  int64_t value;
+};
+
+// The product of `factors` in int64; a product that does not fit is a config error naming the factors.
+int64_t checked_product(const std::string& source, const char* part, std::initializer_list<Factor> factors) {
+  __int128 p = 1;
+  const __int128 max = std::numeric_limits<int64_t>::max();
+  for (const Factor& f : factors) {
+    p *= f.value;
+    if (p > max || p < -max) {
+      std::string what;
+      for (const Factor& g : factors) what += (what.empty() ? "" : " x ") + std::string(g.name) + " (" + std::to_string(g.value) + ")";
+      throw ConfigError(source + ": sizes too large: the " + part + " parameter count " + what +
+                        " overflows int64");
+    }
+  }
+  return int64_t(p);
+}
+
+}  // namespace
+
+ParamCounts count_parameters(const ModelConfig& c, const std::string& source) {
   const AttentionConfig& a = c.attention;
   const int64_t d = c.hidden_size, dh = a.head_dim, N = a.num_heads, G = a.num_kv_heads;
-  const int64_t norm = c.norm_type == NormType::layernorm ? 2 * d : d;  // LayerNorm has a bias
-  ParamCounts p;
-  p.embedding = c.vocab_size * d;
   const int64_t L = c.num_hidden_layers;
+  const Factor fd{"hidden_size", d}, fdh{"attention.head_dim", dh}, fL{"num_hidden_layers", L},
+      fV{"vocab_size", c.vocab_size};
+  ParamCounts p;
+  p.embedding = checked_product(source, "embedding", {fV, fd});
+  // The per-layer parts are bounded by (slots + N + 1) * dh * d, which is checked first.
+  checked_product(source, "attention", {fL, {"query heads + slots + 4", a.num_heads + a.num_slots() + 4}, fdh, fd});
   p.attn_q = L * (N * dh * d + (a.has_shared_head() ? dh * d : 0));
   p.attn_kv = L * 2 * G * dh * d;
   p.attn_o = L * a.num_slots() * dh * d;
   p.attn_router = a.is_gqe() ? L * N * d : 0;
-  p.mlp = L * (c.mlp_type == MlpType::swiglu ? 3 : 2) * d * c.intermediate_size;
-  p.norms = (2 * L + 1) * norm;
-  p.lm_head = c.tie_word_embeddings ? 0 : c.vocab_size * d;
+  p.mlp = checked_product(source, "mlp", {fL, {"mlp matrices", c.mlp_type == MlpType::swiglu ? 3 : 2}, fd,
+                                          {"intermediate_size", c.intermediate_size}});
+  // (The attention check above bounds L and d far below 2^62, so these factors cannot overflow.)
+  const int64_t norm = c.norm_type == NormType::layernorm ? 2 * d : d;  // LayerNorm has a bias
+  p.norms = checked_product(source, "norm", {{"2 x num_hidden_layers + 1", 2 * L + 1}, {"norm width", norm}});
+  p.lm_head = c.tie_word_embeddings ? 0 : p.embedding;
+  __int128 total = 0;
+  for (int64_t part : {p.embedding, p.attn_q, p.attn_kv, p.attn_o, p.attn_router, p.mlp, p.norms, p.lm_head})
+    total += part;
+  if (total > std::numeric_limits<int64_t>::max())
+    throw ConfigError(source + ": sizes too large: the total parameter count overflows int64");
   return p;
 }
 

@@ -21,7 +21,8 @@ struct ParamCounts {
   int64_t attention() const { return attn_q + attn_kv + attn_o + attn_router; }
 };
 
-ParamCounts count_parameters(const ModelConfig& cfg);
+// Throws gqe::ConfigError naming `source` and the sizes when a count (or the total) does not fit int64.
+ParamCounts count_parameters(const ModelConfig& cfg, const std::string& source = "model config");
 
 // Forward FLOPs of one token in one layer's attention at context length L (the token attends to L keys).
 // A multiply-add counts 2.

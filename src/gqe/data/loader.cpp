@@ -55,7 +55,8 @@ uint64_t IndexPermutation::operator()(uint64_t i) const {
 
 struct TokenLoader::Segment {
   std::unique_ptr<TokenShard> shard;                   // a shard on disk,
-  std::shared_ptr<const std::vector<int64_t>> tokens;  // or tokens in memory
+  std::shared_ptr<const std::vector<int64_t>> tokens;  // or tokens in memory,
+  std::string name;                                     // named so (e.g. the text file)
   uint64_t num_tokens() const { return shard ? shard->num_tokens() : uint64_t(tokens->size()); }
   void read(uint64_t begin, uint64_t count, int64_t* out) const {
     if (shard) shard->read(begin, count, out);
@@ -90,6 +91,7 @@ TokenLoader::TokenLoader(std::shared_ptr<const std::vector<int64_t>> tokens, con
   check_arguments();
   auto seg = std::make_unique<Segment>();
   seg->tokens = std::move(tokens);
+  seg->name = name;
   segments_.push_back(std::move(seg));
   cut_windows(name);
 }
@@ -119,6 +121,13 @@ void TokenLoader::cut_windows(const std::string& what) {
 }
 
 TokenLoader::~TokenLoader() = default;
+
+void TokenLoader::check_token_ids(int64_t vocab_size) const {
+  for (const auto& seg : segments_) {
+    if (seg->shard) gqe::check_token_ids(*seg->shard, vocab_size);
+    else gqe::check_token_ids(seg->tokens->data(), seg->tokens->size(), vocab_size, seg->name);
+  }
+}
 
 int64_t TokenLoader::total_tokens() const { return static_cast<int64_t>(total_tokens_); }
 

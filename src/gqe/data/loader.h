@@ -61,6 +61,9 @@ class TokenLoader {
   int64_t steps_per_epoch() const { return static_cast<int64_t>(steps_per_epoch_); }
   int64_t tokens_per_step() const { return global_batch_ * seq_len_; }  // all ranks together: G*T
   uint64_t vocab_size() const { return vocab_size_; }  // max over gqe shards' headers; 0 = unknown
+  // Every token of every shard (or of the tokens in memory) must be below `vocab_size`; throws
+  // gqe::FormatError naming the shard, the offset and the id otherwise (data/shard.h check_token_ids).
+  void check_token_ids(int64_t vocab_size) const;
   // The window index (0..W-1) at permutation position `pos` of epoch `epoch`: exposed for tests/tools.
   uint64_t window_at(uint64_t epoch, uint64_t pos) const;
 

@@ -341,6 +341,32 @@ void write_llmc_shard(const std::string& path, const std::vector<int64_t>& token
 
 // ---------------------------------------------------------------------------------------------------
 
+void check_token_ids(const int64_t* tokens, size_t n, int64_t vocab_size, const std::string& source,
+                     uint64_t first_index, uint64_t header_bytes, uint64_t bytes_per_token) {
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t t = tokens[i];
+    if (t >= 0 && t < vocab_size) continue;
+    const uint64_t at = first_index + i;
+    std::string where = "token offset " + std::to_string(at);
+    if (bytes_per_token > 0) where += ", byte offset " + std::to_string(header_bytes + at * bytes_per_token);
+    throw FormatError(source + ": token id " + std::to_string(t) + " is outside the model's vocabulary of " +
+                      std::to_string(vocab_size) + " (" + where +
+                      "; were the data and the model made with different tokenizers?)");
+  }
+}
+
+void check_token_ids(const TokenShard& shard, int64_t vocab_size) {
+  const uint64_t header = shard.format() == ShardFormat::kGqe ? kShardHeaderBytes : kLlmcHeaderBytes;
+  std::vector<int64_t> buf(size_t(1) << 20);
+  for (uint64_t begin = 0; begin < shard.num_tokens(); begin += buf.size()) {
+    const uint64_t n = std::min<uint64_t>(buf.size(), shard.num_tokens() - begin);
+    shard.read(begin, n, buf.data());
+    check_token_ids(buf.data(), size_t(n), vocab_size, shard.path(), begin, header, uint64_t(shard.dtype()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+
 std::vector<std::string> resolve_shard_paths(const std::string& spec) {
   namespace stdfs = std::filesystem;
   std::vector<std::string> out;

@@ -125,6 +125,15 @@ void write_token_shard(const std::string& path, const std::vector<int64_t>& toke
 void write_llmc_shard(const std::string& path, const std::vector<int64_t>& tokens,
                       TokenDtype dtype = TokenDtype::kUInt16);
 
+// Token ids against a model's vocabulary, checked when data is loaded (an id >= vocab_size would otherwise
+// fail deep inside the embedding lookup, hours into a run). Throws gqe::FormatError naming `source`, the
+// first offending id and its position: token offset first_index + i and, when bytes_per_token > 0, the
+// byte offset header_bytes + (first_index + i) * bytes_per_token in the file.
+void check_token_ids(const int64_t* tokens, size_t n, int64_t vocab_size, const std::string& source,
+                     uint64_t first_index = 0, uint64_t header_bytes = 0, uint64_t bytes_per_token = 0);
+// The same over a whole shard, read in pieces.
+void check_token_ids(const TokenShard& shard, int64_t vocab_size);
+
 // Expands a shard specification into paths: a comma-separated list whose items are files, directories
 // (all *.tok and *.bin files inside, sorted) or glob patterns (sorted). Throws if nothing matches.
 std::vector<std::string> resolve_shard_paths(const std::string& spec);

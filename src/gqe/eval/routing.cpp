@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "gqe/core/error.h"
+#include "gqe/data/shard.h"
 #include "gqe/eval/val_loss.h"
 
 namespace gqe::eval {
@@ -80,8 +81,7 @@ RouteStats collect_routing(LanguageModel& model, const std::vector<int64_t>& tok
   if (opt.seq_len > model.config().max_position_embeddings)
     throw Error("routing: sequence length " + std::to_string(opt.seq_len) + " exceeds max_position_embeddings " +
                 std::to_string(model.config().max_position_embeddings));
-  for (int64_t t : tokens)
-    if (t < 0 || t >= V) throw Error("routing: token id " + std::to_string(t) + " is outside the vocabulary of " + std::to_string(V));
+  check_token_ids(tokens.data(), tokens.size(), V, "routing");
 
   // Accumulators (double, CPU).
   const auto f64 = at::TensorOptions().dtype(at::kDouble);

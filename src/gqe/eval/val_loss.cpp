@@ -57,10 +57,7 @@ ValLossResult validation_loss(LanguageModel& model, const std::vector<int64_t>& 
     throw Error("validation loss: sequence length " + std::to_string(seq_len) + " exceeds max_position_embeddings " +
                 std::to_string(model.config().max_position_embeddings));
   const int64_t V = model.config().vocab_size;
-  for (int64_t t : tokens)
-    if (t < 0 || t >= V)
-      throw Error("validation loss: token id " + std::to_string(t) + " is outside the model's vocabulary of " +
-                  std::to_string(V) + " (data and checkpoint use different tokenizers?)");
+  check_token_ids(tokens.data(), tokens.size(), V, "validation loss");
   const at::Tensor all = at::tensor(tokens, at::kLong);  // [N]
   const auto windows = eval_windows(int64_t(tokens.size()), seq_len);
   torch::NoGradGuard no_grad;

@@ -17,6 +17,7 @@
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/model_stats.h"
+#include "gqe/core/run_dir.h"
 #include "gqe/core/runtime.h"
 #include "gqe/experiment/report.h"
 #include "gqe/io/checkpoint.h"
@@ -169,6 +170,10 @@ std::string run_experiment(const ExperimentOptions& o) {
     if (std::find(o.variants.begin(), o.variants.end(), v) == o.variants.end())
       throw Error(std::string("gqe experiment: --variants must include ") + v + " (the comparison needs both)");
   const std::string exe = o.gqe_binary.empty() ? self_exe() : o.gqe_binary;
+  // One experiment per directory at a time (each run below is locked again by its `gqe train`).
+  RunDirLock lock(o.out_dir, "--out");
+  if (lock.previous_owner_here())
+    for (const std::string& d : {o.out_dir, o.out_dir + "/configs", o.out_dir + "/report"}) remove_stale_temp_files(d);
   fs::mkdirs(o.out_dir + "/configs");
   fs::mkdirs(o.out_dir + "/runs");
   fs::write_file_atomic(o.out_dir + "/experiment.json",

@@ -20,7 +20,7 @@ void save_model_checkpoint(const std::string& dir, LanguageModel& model,
   fs::write_file_atomic(dir + "/config.json", model_config_to_json(model.config()) + "\n");
 }
 
-void load_model_weights(LanguageModel& model, const std::string& path) {
+void load_model_weights(LanguageModel& model, const std::string& path, const WeightLoadOptions& options) {
   SafetensorsFile file = load_safetensors(path);
   std::set<std::string> seen;
   torch::NoGradGuard g;
@@ -30,16 +30,42 @@ void load_model_weights(LanguageModel& model, const std::string& path) {
     if (t->sizes() != p.value().sizes())
       throw FormatError(path + ": tensor '" + p.key() + "' has shape " + c10::str(t->sizes()) + ", the model expects " +
                         c10::str(p.value().sizes()));
-    p.value().copy_(*t);
+    // copy_ would convert any dtype silently (integers into float weights): the file must hold what the
+    // model holds.
+    if (t->scalar_type() != p.value().scalar_type())
+      throw FormatError(path + ": tensor '" + p.key() + "' has dtype " + c10::toString(t->scalar_type()) +
+                        ", the model expects " + c10::toString(p.value().scalar_type()));
+    if (!options.allow_nonfinite && at::isFloatingType(t->scalar_type())) {
+      const at::Tensor bad = at::logical_not(at::isfinite(*t)).reshape({-1});
+      const int64_t n_bad = bad.sum().item<int64_t>();
+      if (n_bad > 0)
+        throw FormatError(path + ": tensor '" + p.key() + "' holds " + std::to_string(n_bad) +
+                          " non-finite value(s) (NaN/Inf), the first at flat index " +
+                          std::to_string(bad.nonzero().min().item<int64_t>()) +
+                          "; refusing to load them (pass --allow-nonfinite-weights to load anyway)");
+    }
     seen.insert(p.key());
   }
   for (const auto& [name, t] : file.tensors)
     if (!seen.count(name)) throw FormatError(path + ": unexpected tensor '" + name + "' (not a parameter of this model)");
+  const auto stored = file.metadata.find("gqe_config");
+  if (stored != file.metadata.end()) {
+    const std::string source = path + " (metadata 'gqe_config')";
+    const ConfigDifference d = first_config_difference(parse_model_config(stored->second, source), model.config());
+    if (!d.field.empty())
+      throw FormatError(path + ": field '" + d.field + "' of the model config saved with these weights is " + d.a +
+                        ", " + options.config_source + " has " + d.b +
+                        " (the weights and the config do not belong together)");
+  }
+  // Only a file that passed every check is copied: a refused load leaves the model as it was.
+  for (auto& p : model.named_parameters()) p.value().copy_(*file.find(p.key()));
 }
 
-std::shared_ptr<LanguageModel> load_model_checkpoint(const std::string& dir) {
+std::shared_ptr<LanguageModel> load_model_checkpoint(const std::string& dir, const WeightLoadOptions& options) {
   auto model = std::make_shared<LanguageModel>(load_model_config(dir + "/config.json"));
-  load_model_weights(*model, dir + "/model.safetensors");
+  WeightLoadOptions o = options;
+  o.config_source = dir + "/config.json";
+  load_model_weights(*model, dir + "/model.safetensors", o);
   return model;
 }
 

@@ -11,10 +11,21 @@ namespace gqe {
 
 void save_model_checkpoint(const std::string& dir, LanguageModel& model,
                            const std::map<std::string, std::string>& metadata = {});
+struct WeightLoadOptions {
+  // NaN/Inf weights are refused by default: a diverged run's checkpoint would otherwise generate garbage
+  // and score as a plausible model. The commands that load checkpoints set this from
+  // --allow-nonfinite-weights.
+  bool allow_nonfinite = false;
+  // Names the config the model was built from in messages (e.g. "DIR/config.json").
+  std::string config_source = "the model config";
+};
+
 // Copies the weights of `path` (a .safetensors file) into `model`: every parameter must be present with
-// its exact shape and no unknown tensor may be there. Throws gqe::FormatError otherwise.
-void load_model_weights(LanguageModel& model, const std::string& path);
+// its exact shape and dtype, no unknown tensor may be there, every value must be finite (unless allowed),
+// and the model config stored in the file's metadata ("gqe_config", written by save_model_checkpoint)
+// must match the model's config (core/config.h first_config_difference). Throws gqe::FormatError otherwise.
+void load_model_weights(LanguageModel& model, const std::string& path, const WeightLoadOptions& options = {});
 // Reads dir/config.json and dir/model.safetensors.
-std::shared_ptr<LanguageModel> load_model_checkpoint(const std::string& dir);
+std::shared_ptr<LanguageModel> load_model_checkpoint(const std::string& dir, const WeightLoadOptions& options = {});
 
 }  // namespace gqe

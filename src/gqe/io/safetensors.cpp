@@ -1,10 +1,13 @@
 #include "gqe/io/safetensors.h"
 
+#include <algorithm>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/json.h"
 
 namespace gqe {
 using nlohmann::json;
@@ -80,22 +83,32 @@ SafetensorsFile load_safetensors(const std::string& path) {
   if (file_size < 8) throw bad("shorter than the 8-byte header length (" + std::to_string(file_size) + " bytes)");
   uint64_t hlen = 0;
   f.read(reinterpret_cast<char*>(&hlen), 8);
+  if (hlen > kMaxSafetensorsHeaderBytes)
+    throw bad("header length " + std::to_string(hlen) + " exceeds the format's limit of " +
+              std::to_string(kMaxSafetensorsHeaderBytes) + " bytes");
   if (hlen > file_size - 8)
     throw bad("header length " + std::to_string(hlen) + " exceeds the file size " + std::to_string(file_size) +
               " (truncated?)");
   std::string htext(hlen, '\0');
   f.read(htext.data(), std::streamsize(hlen));
+  // The header length must be exact: the JSON object fills it, followed by nothing but the padding
+  // writers add for alignment (spaces; like the reference implementation, any JSON whitespace). A length
+  // cut short inside the padding still parses but shifts every tensor: the tiling check below refuses
+  // that, as the reference implementation does.
+  const size_t last = htext.find_last_not_of(" \t\n\r");
+  if (last == std::string::npos || htext[last] != '}')
+    throw bad("header length " + std::to_string(hlen) + " does not end the JSON header (it must end with '}' " +
+              "followed by nothing but whitespace padding)");
   json header;
   try {
-    header = json::parse(htext);
-  } catch (const json::parse_error& e) {
+    header = parse_json(htext, path + " (safetensors header)");
+  } catch (const JsonError& e) {
     throw bad(std::string("header is not valid JSON: ") + e.what());
   }
   if (!header.is_object()) throw bad("header is not a JSON object");
   const uint64_t data_size = file_size - 8 - hlen;
 
   SafetensorsFile out;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
   struct Entry {
     std::string name;
     at::ScalarType type;
@@ -113,19 +126,21 @@ SafetensorsFile load_safetensors(const std::string& path) {
       continue;
     }
     const json& e = it.value();
-    const std::string where = "tensor '" + it.key() + "': ";
+    const std::string where = "tensor '" + truncate_for_message(it.key()) + "': ";
     if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
       throw bad(where + "expected an object with dtype, shape, data_offsets");
     Entry en;
     en.name = it.key();
     if (!e["dtype"].is_string() || !dtype_from_name(e["dtype"].get<std::string>(), en.type))
-      throw bad(where + "unsupported dtype " + e["dtype"].dump());
+      throw bad(where + "unsupported dtype " + truncate_for_message(e["dtype"].dump()));
     if (!e["shape"].is_array()) throw bad(where + "shape is not an array");
     uint64_t numel = 1;
     for (const auto& s : e["shape"]) {
-      if (!s.is_number_unsigned()) throw bad(where + "shape entries must be non-negative integers");
+      if (!s.is_number_unsigned() || s.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+        throw bad(where + "shape entries must be non-negative integers below 2^63");
       en.shape.push_back(s.get<int64_t>());
-      numel *= s.get<uint64_t>();
+      if (__builtin_mul_overflow(numel, s.get<uint64_t>(), &numel))
+        throw bad(where + "shape " + truncate_for_message(e["shape"].dump()) + " has more elements than 2^64");
     }
     const auto& off = e["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
@@ -135,13 +150,28 @@ SafetensorsFile load_safetensors(const std::string& path) {
     if (en.end < en.begin || en.end > data_size)
       throw bad(where + "data_offsets [" + std::to_string(en.begin) + ", " + std::to_string(en.end) +
                 "] reach past the end of the data (" + std::to_string(data_size) + " bytes; truncated?)");
-    if (en.end - en.begin != numel * c10::elementSize(en.type))
+    uint64_t nbytes = 0;
+    if (__builtin_mul_overflow(numel, uint64_t(c10::elementSize(en.type)), &nbytes) || en.end - en.begin != nbytes)
       throw bad(where + "byte range does not match shape and dtype");
     entries.push_back(en);
   }
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
-  for (size_t i = 1; i < entries.size(); ++i)
-    if (entries[i].begin < entries[i - 1].end) throw bad("tensors '" + entries[i - 1].name + "' and '" + entries[i].name + "' overlap");
+  // The tensors tile the data section exactly, as the reference implementation requires: in offset order
+  // each starts where the previous one ended, the first at 0, the last at the end of the file.
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  uint64_t covered = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (entries[i].begin < covered)
+      throw bad("tensors '" + entries[i - 1].name + "' and '" + entries[i].name + "' overlap");
+    if (entries[i].begin > covered)
+      throw bad("a gap of " + std::to_string(entries[i].begin - covered) + " bytes before tensor '" + entries[i].name +
+                "' (tensors must be contiguous)");
+    covered = entries[i].end;
+  }
+  if (covered != data_size)
+    throw bad("the data section has " + std::to_string(data_size) + " bytes but the tensors cover " +
+              std::to_string(covered) + " (" + std::to_string(data_size - covered) +
+              " bytes after the last tensor: trailing bytes, or a header length that is too short)");
   for (const auto& en : entries) {
     at::Tensor t = at::empty(en.shape, at::TensorOptions().dtype(en.type));
     f.seekg(std::streamoff(8 + hlen + en.begin));

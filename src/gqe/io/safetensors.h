@@ -22,8 +22,12 @@ struct SafetensorsFile {
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-// Reads and validates (header length, JSON, dtypes, shapes vs byte ranges, ranges inside the file and
-// not overlapping). Throws gqe::FormatError naming the file and the problem.
+// The reference implementation's cap on the JSON header; a larger length is damage, not a header.
+constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
+
+// Reads and validates as strictly as the reference implementation: the header length exact (JSON object,
+// then only whitespace padding), dtypes, shapes vs byte ranges, and the tensors tiling the data section
+// exactly (no gap, no overlap, no trailing bytes). Throws gqe::FormatError naming the file and the problem.
 SafetensorsFile load_safetensors(const std::string& path);
 
 }  // namespace gqe

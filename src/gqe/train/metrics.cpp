@@ -3,6 +3,8 @@
 #include <cstdio>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
+#include "gqe/core/json.h"
 
 namespace gqe {
 
@@ -43,10 +45,38 @@ nlohmann::json router_load_json(const at::Tensor& counts) {
   return out;
 }
 
-void MetricsLog::open(const std::string& path, bool append) {
+MetricsRepair MetricsLog::open(const std::string& path, std::optional<int64_t> resumed_step) {
   path_ = path;
-  f_.open(path, append ? std::ios::app : std::ios::trunc);
+  MetricsRepair repair;
+  if (resumed_step && fs::exists(path)) {
+    const std::string text = fs::read_file(path);
+    std::string kept;
+    int64_t line_no = 0;
+    for (size_t pos = 0; pos < text.size();) {
+      const size_t nl = text.find('\n', pos);
+      if (nl == std::string::npos) {  // every record ends with a newline: this one was cut short
+        repair.torn_last_line = true;
+        break;
+      }
+      const std::string line = text.substr(pos, nl - pos);
+      pos = nl + 1;
+      ++line_no;
+      if (line.empty()) continue;
+      const std::string where = path + ": line " + std::to_string(line_no);
+      const nlohmann::json j = parse_json(line, where);
+      if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer())
+        throw FormatError(where + ": expected a record with an integer \"step\" (a damaged log: move it aside to resume)");
+      if (j["step"].get<int64_t>() > *resumed_step) {
+        ++repair.dropped_records;
+        continue;
+      }
+      kept += line + '\n';
+    }
+    if (repair.torn_last_line || repair.dropped_records > 0) fs::write_file_atomic(path, kept);
+  }
+  f_.open(path, resumed_step ? std::ios::app : std::ios::trunc);
   if (!f_) throw Error(path + ": cannot open the metrics log for writing");
+  return repair;
 }
 
 void MetricsLog::write(const nlohmann::json& record) {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -26,11 +27,20 @@ void accumulate_router_counts(const LanguageModel& model, at::Tensor& counts);
 // counts [L, G, M] -> per-group fractions as nested JSON arrays (each group sums to 1).
 nlohmann::json router_load_json(const at::Tensor& counts);
 
+// What opening a resumed run's log repaired.
+struct MetricsRepair {
+  bool torn_last_line = false;   // a record cut short by a kill during a write, dropped
+  int64_t dropped_records = 0;   // records past the resumed step (they are computed again)
+};
+
 class MetricsLog {
  public:
   MetricsLog() = default;
-  // append=false starts a new file (a new run); true continues one (a resumed run).
-  void open(const std::string& path, bool append);
+  // Without `resumed_step`, starts a new file (a new run). With it, continues the log of a run resumed at
+  // that step: a torn last line and every record past the step are dropped first (an atomic rewrite),
+  // so the log never holds a broken line or a step twice. Any other damaged line is a gqe::FormatError
+  // naming it.
+  MetricsRepair open(const std::string& path, std::optional<int64_t> resumed_step);
   bool is_open() const { return f_.is_open(); }
   void write(const nlohmann::json& record);
 

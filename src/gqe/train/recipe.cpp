@@ -5,6 +5,7 @@
 
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/json.h"
 
 namespace gqe {
 using nlohmann::json;
@@ -81,9 +82,9 @@ TrainRecipe load_recipe(const std::string& path) {
   const std::string text = fs::read_file(path);
   json j;
   try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw ConfigError(path + ": invalid JSON: " + e.what());
+    j = parse_json(text, path);
+  } catch (const JsonError& e) {
+    throw ConfigError(e.what());
   }
   TrainRecipe r;
   apply_recipe_json(r, j, path);

@@ -31,6 +31,8 @@ class TokenSource {
   virtual int64_t total_tokens() const = 0;
   virtual std::string describe() const = 0;
   virtual int64_t vocab_size() const { return 0; }  // largest id + 1 the data may hold; 0 = unknown
+  // Throws gqe::FormatError naming where and which id when a token is not below `vocab_size`.
+  virtual void check_token_ids(int64_t vocab_size) const = 0;
 };
 
 // A TokenSource over a TokenLoader; `name` starts describe() ("data/kjv.txt", "3 shard(s)").
@@ -43,6 +45,7 @@ class LoaderTokenSource : public TokenSource {
   int64_t total_tokens() const override { return loader_->total_tokens(); }
   std::string describe() const override;
   int64_t vocab_size() const override { return int64_t(loader_->vocab_size()); }
+  void check_token_ids(int64_t vocab_size) const override { loader_->check_token_ids(vocab_size); }
   int64_t steps_per_epoch() const { return loader_->steps_per_epoch(); }
 
  private:

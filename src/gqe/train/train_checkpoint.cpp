@@ -11,6 +11,8 @@
 
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/json.h"
+#include "gqe/core/run_dir.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/io/safetensors.h"
 
@@ -68,12 +70,11 @@ std::string write_train_checkpoint(const std::string& run_dir, int64_t step, Lan
   fs::write_file_atomic(root + "/latest", name + "\n");
   fs::fsync_dir(root);
 
-  // Keep the newest `keep` checkpoints; stale temporaries of crashed writers go too.
+  // Keep the newest `keep` checkpoints; temporaries of crashed writers go too, never a live writer's.
   std::vector<std::string> steps;
-  for (const auto& n : fs::list_dir(root)) {
+  for (const auto& n : fs::list_dir(root))
     if (is_step_dir(n)) steps.push_back(n);
-    else if (n.rfind(".tmp-", 0) == 0 || n.rfind(".old-", 0) == 0) fs::remove_tree(root + "/" + n);
-  }
+  remove_stale_temp_files(root);
   for (size_t i = 0; i + size_t(std::max<int64_t>(keep, 1)) < steps.size(); ++i)
     if (steps[i] != name) fs::remove_tree(root + "/" + steps[i]);
   return final_dir;
@@ -94,18 +95,20 @@ std::string find_train_checkpoint(const std::string& path) {
               "/step-*/trainer_state.json)");
 }
 
-TrainCheckpoint read_train_checkpoint(const std::string& dir, LanguageModel& model) {
+TrainCheckpoint read_train_checkpoint(const std::string& dir, LanguageModel& model, const WeightLoadOptions& options) {
   TrainCheckpoint c;
   const std::string state_path = dir + "/trainer_state.json";
+  c.state = parse_json(fs::read_file(state_path), state_path);
   try {
-    c.state = nlohmann::json::parse(fs::read_file(state_path));
     if (c.state.at("format").get<std::string>() != "gqe-train-state")
       throw FormatError(state_path + ": field 'format': expected \"gqe-train-state\"");
     c.step = c.state.at("step").get<int64_t>();
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(state_path + ": " + e.what());
   }
-  load_model_weights(model, dir + "/model.safetensors");
+  WeightLoadOptions o = options;
+  o.config_source = "the model config of this run";
+  load_model_weights(model, dir + "/model.safetensors", o);
   SafetensorsFile opt = load_safetensors(dir + "/optimizer.safetensors");
   for (auto& [n, t] : opt.tensors) {
     if (n == "rng/cpu") c.rng_state = t;

@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gqe/io/checkpoint.h"
 #include "gqe/model/transformer.h"
 
 namespace gqe {
@@ -44,7 +45,9 @@ std::string write_train_checkpoint(const std::string& run_dir, int64_t step, Lan
 // falls back to the newest complete step-* if `latest` is missing or stale). Throws gqe::Error if none.
 std::string find_train_checkpoint(const std::string& path);
 
-// Loads weights into `model` (shapes must match) and returns the rest. Throws gqe::FormatError.
-TrainCheckpoint read_train_checkpoint(const std::string& checkpoint_dir, LanguageModel& model);
+// Loads weights into `model` (io/checkpoint.h load_model_weights rules) and returns the rest. Throws
+// gqe::FormatError.
+TrainCheckpoint read_train_checkpoint(const std::string& checkpoint_dir, LanguageModel& model,
+                                      const WeightLoadOptions& options = {});
 
 }  // namespace gqe

@@ -245,9 +245,9 @@ std::string Trainer::save_checkpoint() {
   return dir;
 }
 
-void Trainer::resume(const std::string& path) {
+void Trainer::resume(const std::string& path, const WeightLoadOptions& options) {
   const std::string dir = find_train_checkpoint(path);
-  TrainCheckpoint c = read_train_checkpoint(dir, model_);
+  TrainCheckpoint c = read_train_checkpoint(dir, model_, options);
   const auto& st = c.state;
   const std::string src = dir + "/trainer_state.json";
   try {
@@ -291,7 +291,13 @@ TrainResult Trainer::run(int64_t stop_at) {
   const bool main = comm_.is_main();
   const int64_t tps_step = tokens_per_step(r_, comm_.world_size());
   if (main && !io_.out_dir.empty()) fs::mkdirs(io_.out_dir);
-  if (main && !io_.out_dir.empty() && !metrics_.is_open()) metrics_.open(io_.out_dir + "/metrics.jsonl", resumed_);
+  if (main && !io_.out_dir.empty() && !metrics_.is_open()) {
+    const std::string path = io_.out_dir + "/metrics.jsonl";
+    const MetricsRepair fixed = metrics_.open(path, resumed_ ? std::optional<int64_t>(step_) : std::nullopt);
+    if (io_.log && fixed.torn_last_line) *io_.log << path << ": dropped a torn last line (a write cut short)\n";
+    if (io_.log && fixed.dropped_records > 0)
+      *io_.log << path << ": dropped " << fixed.dropped_records << " record(s) past the resumed step " << step_ << "\n";
+  }
   TrainResult res;
   res.final_val_loss = kNaN;
   double step_seconds = 0;
@@ -362,6 +368,7 @@ TrainResult Trainer::run(int64_t stop_at) {
     }
     if (!io_.out_dir.empty() && ((r_.save_every > 0 && step_ % r_.save_every == 0) || last)) {
       const std::string d = save_checkpoint();  // carries elapsed_seconds(), this call's time included
+      if (!d.empty()) res.checkpoint = d;
       if (main && io_.log && !d.empty() && !last) *io_.log << "checkpoint " << d << std::endl;
     }
   }

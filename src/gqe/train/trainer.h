@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "gqe/distributed/communicator.h"
+#include "gqe/io/checkpoint.h"
 #include "gqe/model/transformer.h"
 #include "gqe/train/adamw.h"
 #include "gqe/train/metrics.h"
@@ -70,6 +71,7 @@ struct TrainResult {
   double tokens_per_second = 0;    // this call's steps, all ranks together
   double seconds = 0;
   int64_t clipped_steps = 0, skipped_steps = 0;
+  std::string checkpoint;          // the last checkpoint this call wrote; empty when it wrote none
 };
 
 using ValSourceFactory = std::function<std::unique_ptr<TokenSource>()>;  // a fresh source at position 0
@@ -83,7 +85,7 @@ class Trainer {
 
   // Restores weights, optimizer, schedule position, ZClip, spike detector, RNG and data position from a
   // checkpoint directory or a run directory (its latest checkpoint).
-  void resume(const std::string& path);
+  void resume(const std::string& path, const WeightLoadOptions& options = {});
   // Trains until recipe.schedule.total_steps (or until `stop_at` steps when >= 0), validating and saving
   // on the recipe's cadence, and saving at the end when out_dir is set.
   TrainResult run(int64_t stop_at = -1);

@@ -1,0 +1,128 @@
+#include "gqe/core/run_dir.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "gqe/core/error.h"
+#include "gqe/core/fs.h"
+
+namespace gqe {
+
+namespace {
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
+  return buf;
+}
+
+// "pid 123\nhost h\n" -> {"123", "h"}
+std::pair<std::string, std::string> parse_owner(const std::string& text) {
+  std::string pid, host;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    const std::string line = text.substr(pos, nl - pos);
+    if (line.rfind("pid ", 0) == 0) pid = line.substr(4);
+    if (line.rfind("host ", 0) == 0) host = line.substr(5);
+    pos = nl + 1;
+  }
+  return {pid, host};
+}
+
+std::string read_fd(int fd) {
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  off_t off = 0;
+  while ((n = ::pread(fd, buf, sizeof buf, off)) > 0 && out.size() < 4096) {
+    out.append(buf, size_t(n));
+    off += n;
+  }
+  return out;
+}
+
+bool all_digits(const std::string& s) {
+  if (s.empty() || s.size() > 9) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+}  // namespace
+
+RunDirLock::RunDirLock(const std::string& dir, const std::string& what) : dir_(dir) {
+  const std::string label = what.empty() ? dir : what + " " + dir;
+  if (fs::exists(dir) && !fs::is_directory(dir))
+    throw Error(label + ": exists and is not a directory (expected a run directory)");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw Error(label + ": cannot create the run directory: " + ec.message());
+  const std::string path = dir + "/" + kRunLockFile;
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    const int e = errno;
+    throw Error(label + ": cannot write in the run directory: " + std::strerror(e));
+  }
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    const auto [pid, host] = parse_owner(read_fd(fd_));
+    ::close(fd_);
+    fd_ = -1;
+    if (e == EWOULDBLOCK)
+      throw Error(label + ": in use by another gqe process (pid " + (pid.empty() ? "?" : pid) + " on host " +
+                  (host.empty() ? "?" : host) + "); wait for it to finish, or use another directory");
+    throw Error(label + ": cannot lock " + path + ": " + std::strerror(e));
+  }
+  const std::string previous_host = parse_owner(read_fd(fd_)).second;
+  previous_owner_here_ = previous_host.empty() || previous_host == host_name();
+  const std::string owner = "pid " + std::to_string(::getpid()) + "\nhost " + host_name() + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, owner.data(), owner.size(), 0) != ssize_t(owner.size())) {
+    const int e = errno;
+    ::close(fd_);
+    fd_ = -1;
+    throw Error(label + ": cannot write in the run directory (" + kRunLockFile + ": " + std::strerror(e) + ")");
+  }
+}
+
+RunDirLock::~RunDirLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock; the file stays (removing it would race a new owner)
+}
+
+pid_t temp_file_owner(const std::string& name) {
+  // NAME.tmp.<pid>: core/fs.h write_file_atomic (and the shard writer)
+  const size_t dot = name.rfind(".tmp.");
+  if (dot != std::string::npos && dot > 0 && all_digits(name.substr(dot + 5))) return pid_t(std::stol(name.substr(dot + 5)));
+  // .tmp-<name>-<pid>, .old-<name>-<pid>: train/train_checkpoint.cpp
+  if (name.rfind(".tmp-", 0) == 0 || name.rfind(".old-", 0) == 0) {
+    const size_t dash = name.rfind('-');
+    if (dash > 4 && all_digits(name.substr(dash + 1))) return pid_t(std::stol(name.substr(dash + 1)));
+  }
+  return 0;
+}
+
+bool process_alive(pid_t pid) {
+  if (pid <= 0) return false;
+  return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
+std::vector<std::string> remove_stale_temp_files(const std::string& dir) {
+  std::vector<std::string> removed;
+  for (const auto& name : fs::list_dir(dir)) {
+    const pid_t owner = temp_file_owner(name);
+    if (owner <= 0 || owner == ::getpid() || process_alive(owner)) continue;
+    fs::remove_tree(dir + "/" + name);
+    removed.push_back(name);
+  }
+  return removed;
+}
+
+}  // namespace gqe

@@ -1,0 +1,47 @@
+// Run directories (`gqe train --out DIR`, the runs `gqe experiment` trains into) belong to one process at
+// a time. The owner holds an advisory lock (flock) on DIR/.gqe-run.lock, which records its pid and host;
+// the kernel drops the lock when the process ends, however it ends, so a killed run never leaves DIR
+// locked. Only after taking the lock does the owner clean up what dead writers left behind: the temporary
+// files of atomic writes ("NAME.tmp.<pid>", core/fs.h) and the temporary checkpoint directories
+// ("checkpoints/.tmp-step-N-<pid>", ".old-step-N-<pid>", train/train_checkpoint.h).
+#pragma once
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace gqe {
+
+class RunDirLock {
+ public:
+  // Creates `dir` if needed and takes its lock. Throws gqe::Error with one line naming the path: when
+  // another process holds the lock (naming its pid and host), when `dir` is not a directory, or when
+  // it cannot be created or written (`what` names the option, e.g. "--out").
+  RunDirLock(const std::string& dir, const std::string& what);
+  ~RunDirLock();
+  RunDirLock(const RunDirLock&) = delete;
+  RunDirLock& operator=(const RunDirLock&) = delete;
+
+  const std::string& dir() const { return dir_; }
+  // Whether the previous owner (if any) ran on this host: only then can pids in temporary names be
+  // checked (remove_stale_temp_files).
+  bool previous_owner_here() const { return previous_owner_here_; }
+
+ private:
+  std::string dir_;
+  bool previous_owner_here_ = true;
+  int fd_ = -1;
+};
+
+inline constexpr const char* kRunLockFile = ".gqe-run.lock";
+
+// The pid that owns a temporary name of gqe's writers ("x.tmp.123", ".tmp-step-00000100-123",
+// ".old-step-00000100-123"), or 0 when `name` is not one.
+pid_t temp_file_owner(const std::string& name);
+// Whether `pid` is a live process on this host (a process of another user counts as live).
+bool process_alive(pid_t pid);
+// Removes the temporaries of dead owners in `dir` (not recursive; directories whole); the caller must
+// own `dir` (RunDirLock). Returns the names removed.
+std::vector<std::string> remove_stale_temp_files(const std::string& dir);
+
+}  // namespace gqe

@@ -1,0 +1,220 @@
+// `gqe train` through the executable (GQE_BIN): the run directory's ownership and state, data checks,
+// memory checks and the errors for what cannot work.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_test_util.h"
+#include "gqe/core/config.h"
+#include "gqe/core/fs.h"
+#include "gqe/data/shard.h"
+#include "test_util.h"
+
+namespace gqe {
+namespace {
+
+using test::CliResult;
+using test::run_gqe;
+
+class CliTrain : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!test::gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  }
+  // A tiny byte-level model and a text file in a fresh directory.
+  std::string setup(const std::string& name) {
+    dir_ = test::scratch_dir(name);
+    std::ofstream f(dir_ + "/text.txt");
+    for (int i = 0; i < 200; ++i) f << "And the evening and the morning were the " << i << " day.\n";
+    ModelConfig c = test::small_config("gqe", 4, 2);
+    c.vocab_size = 256;
+    std::ofstream(dir_ + "/model.json") << model_config_to_json(c);
+    return dir_;
+  }
+  std::string train_args(const std::string& out, const std::string& extra = "") const {
+    return "train --config " + dir_ + "/model.json --data " + dir_ + "/text.txt --out " + out +
+           " --batch 2 --seq 16 --threads 1 --sample-tokens 0 --eval-every 0 " + extra;
+  }
+  std::string dir_;
+};
+
+std::vector<nlohmann::json> read_records(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line)) out.push_back(nlohmann::json::parse(line));  // throws on a broken line
+  return out;
+}
+
+TEST_F(CliTrain, TwoTrainingsOnOneOutDirectory) {
+  const std::string dir = setup("cli_train_lock");
+  const std::string run = dir + "/run";
+  // The first run trains "forever"; started directly, so that its pid is the one the lock records.
+  const pid_t first = ::fork();
+  ASSERT_GE(first, 0);
+  if (first == 0) {
+    const std::string log = dir + "/first.txt";
+    std::freopen(log.c_str(), "w", stdout);
+    std::freopen(log.c_str(), "a", stderr);
+    const char* bin = std::getenv("GQE_BIN");
+    ::execl(bin, bin, "train", "--config", (dir + "/model.json").c_str(), "--data", (dir + "/text.txt").c_str(),
+            "--out", run.c_str(), "--steps", "1000000", "--batch", "2", "--seq", "16", "--threads", "1",
+            "--sample-tokens", "0", "--eval-every", "0", "--seed", "11", (char*)nullptr);
+    ::_exit(127);
+  }
+  // Wait until it has written its first metrics (it owns the directory well before).
+  for (int i = 0; i < 1200 && !fs::exists(run + "/metrics.jsonl"); ++i) ::usleep(50000);
+  ASSERT_TRUE(fs::exists(run + "/metrics.jsonl")) << fs::read_file(dir + "/first.txt");
+  const std::string recipe_before = fs::read_file(run + "/recipe.json");
+  const CliResult second = run_gqe(train_args(run, "--steps 2 --seed 22"));
+  const bool first_alive = ::kill(first, 0) == 0;
+  ::kill(first, SIGKILL);
+  ::waitpid(first, nullptr, 0);
+  ASSERT_TRUE(first_alive) << "the first run ended early: " << fs::read_file(dir + "/first.txt");
+  EXPECT_EQ(second.rc, 1) << second.out;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  EXPECT_NE(second.out.find("gqe train: error: --out " + run + ": in use by another gqe process (pid " +
+                            std::to_string(first) + " on host " + host +
+                            "); wait for it to finish, or use another directory\n"),
+            std::string::npos)
+      << second.out;
+  EXPECT_EQ(std::count(second.out.begin(), second.out.end(), '\n'), 1) << second.out;
+  // Nothing of the first run was touched: its recipe (seed 11) and its log are intact.
+  EXPECT_EQ(fs::read_file(run + "/recipe.json"), recipe_before);
+  EXPECT_NE(recipe_before.find("\"seed\": 11"), std::string::npos) << recipe_before;
+  EXPECT_FALSE(read_records(run + "/metrics.jsonl").empty());
+}
+
+pid_t dead_pid() {
+  const pid_t p = ::fork();
+  if (p == 0) ::_exit(0);
+  ::waitpid(p, nullptr, 0);
+  return p;
+}
+
+TEST_F(CliTrain, StartRemovesTheTemporariesOfDeadOwnersOnly) {
+  const std::string dir = setup("cli_train_stale");
+  const std::string run = dir + "/run", dead = std::to_string(dead_pid()), live = std::to_string(::getpid());
+  fs::mkdirs(run + "/checkpoints/.tmp-step-00000002-" + dead);
+  std::ofstream(run + "/model.safetensors.tmp." + dead) << std::string(4096, 'w');
+  std::ofstream(run + "/checkpoints/latest.tmp." + dead) << "step-00000002\n";
+  std::ofstream(run + "/checkpoints/.tmp-step-00000002-" + dead + "/model.safetensors") << "w";
+  std::ofstream(run + "/notes.tmp." + live) << "a live process's file";
+  const CliResult r = run_gqe(train_args(run, "--steps 1"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("removed " + run + "/model.safetensors.tmp." + dead + " (left behind by a process that no "
+                       "longer runs)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(run + "/model.safetensors.tmp." + dead));
+  EXPECT_FALSE(fs::exists(run + "/checkpoints/latest.tmp." + dead));
+  EXPECT_FALSE(fs::exists(run + "/checkpoints/.tmp-step-00000002-" + dead));
+  EXPECT_TRUE(fs::exists(run + "/notes.tmp." + live));
+}
+
+TEST_F(CliTrain, ResumeRepairsATornMetricsLineAndNeverDuplicatesRecords) {
+  const std::string dir = setup("cli_train_torn");
+  const std::string run = dir + "/run";
+  ASSERT_EQ(run_gqe(train_args(run, "--steps 4 --stop-at 2")).rc, 0);
+  // As if the run had gone on past its checkpoint at step 2 and been killed while writing step 4.
+  const std::string log = run + "/metrics.jsonl";
+  std::string text = fs::read_file(log);
+  text += text.substr(0, text.find('\n') + 1);  // a record (step 1 again is wrong too: it comes after step 2)
+  text.replace(text.rfind("\"step\":1,"), 9, "\"step\":3,");
+  text += R"({"type":"train","step":4,"loss":2.)";
+  std::ofstream(log, std::ios::trunc) << text;
+  const CliResult r = run_gqe(train_args(run, "--steps 4 --resume auto"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("dropped a torn last line"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dropped 1 record(s) past the resumed step 2"), std::string::npos) << r.out;
+  std::vector<int64_t> steps;
+  for (const auto& j : read_records(log))
+    if (j["type"] == "train") steps.push_back(j["step"].get<int64_t>());
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4}));
+}
+
+TEST_F(CliTrain, StopAtZeroClaimsNoCheckpoint) {
+  const std::string dir = setup("cli_train_stop0");
+  const CliResult r = run_gqe(train_args(dir + "/run", "--steps 4 --stop-at 0"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(r.out.find("checkpoint in"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("trained to step 0 (0 steps in this run"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no checkpoint written"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/run/checkpoints"));
+}
+
+TEST_F(CliTrain, OutThatIsAFileOrCannotBeCreatedIsAOneLineError) {
+  const std::string dir = setup("cli_train_out");
+  std::ofstream(dir + "/file") << "keep";
+  CliResult r = run_gqe(train_args(dir + "/file", "--steps 1"));
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.out, "gqe train: error: --out " + dir + "/file: exists and is not a directory (expected a run directory)\n");
+  EXPECT_EQ(fs::read_file(dir + "/file"), "keep");
+  r = run_gqe(train_args(dir + "/file/run", "--steps 1"));
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.out.rfind("gqe train: error: --out " + dir + "/file/run: cannot create the run directory: ", 0), 0u) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  if (::geteuid() != 0) {  // root writes anywhere
+    fs::mkdirs(dir + "/ro");
+    ::chmod((dir + "/ro").c_str(), 0555);
+    r = run_gqe(train_args(dir + "/ro", "--steps 1"));
+    EXPECT_EQ(r.out, "gqe train: error: --out " + dir + "/ro: cannot write in the run directory: Permission denied\n");
+  }
+}
+
+TEST_F(CliTrain, TokenIdsBeyondTheVocabularyAreRefusedAtLoad) {
+  const std::string dir = setup("cli_train_vocab");
+  std::vector<int64_t> tokens(400, 65);
+  tokens[333] = 1000;  // an llm.c shard records no vocabulary; the model has 256
+  write_llmc_shard(dir + "/train.bin", tokens);
+  const CliResult r = run_gqe("train --config " + dir + "/model.json --train-shards " + dir + "/train.bin --out " + dir +
+                              "/run --steps 50 --batch 2 --seq 16 --threads 1 --sample-tokens 0 --eval-every 0");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("gqe train: error: " + dir + "/train.bin: token id 1000 is outside the model's vocabulary of "
+                       "256 (token offset 333, byte offset 1690;"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/run/metrics.jsonl"));  // refused before the first step
+}
+
+TEST_F(CliTrain, AModelTooLargeForMemoryIsRefusedBeforeAllocating) {
+  const std::string dir = setup("cli_train_memory");
+  ModelConfig c = test::small_config("gqa", 4, 2);
+  c.vocab_size = int64_t(1) << 36;  // 2^36 x 32 fp32 weights + AdamW: ~35 TB
+  std::ofstream(dir + "/huge.json") << model_config_to_json(c);
+  const std::string args = "train --config " + dir + "/huge.json --data " + dir + "/text.txt --out " + dir +
+                           "/run --steps 1 --batch 2 --seq 16 --threads 1 --sample-tokens 0 --eval-every 0";
+  CliResult r = run_gqe(args);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.out.rfind("gqe train: error: this training run needs about ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find(" available ("), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--ignore-memory-check"), std::string::npos) << r.out;
+  // Insisting: the allocation itself fails (under an address-space limit, so that no machine overcommits
+  // it), and that is one line too, not an internal error with a backtrace.
+  r = run_gqe(args + " --ignore-memory-check", "ulimit -v 16000000; ");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.out.rfind("gqe train: error: out of memory", 0), 0u) << r.out;
+  EXPECT_EQ(r.out.find("internal error"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("Exception raised from"), std::string::npos) << r.out;
+  // A storage size beyond int64 bytes (2^40 x 2^22 fp32) is reported the same way.
+  c.vocab_size = int64_t(1) << 40;
+  c.hidden_size = int64_t(1) << 22;
+  c.intermediate_size = 1;
+  c.attention.head_dim = 2;
+  std::ofstream(dir + "/overflow.json") << model_config_to_json(c);
+  r = run_gqe("train --config " + dir + "/overflow.json --data " + dir + "/text.txt --out " + dir +
+              "/run --steps 1 --batch 2 --seq 16 --threads 1 --sample-tokens 0 --eval-every 0 --ignore-memory-check");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("out of memory: Storage size calculation overflowed"), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+}
+
+}  // namespace
+}  // namespace gqe
