@@ -24,13 +24,11 @@ int cmd_generate(int argc, char** argv) {
   configure_threads(int(args.get_int("threads", 0)));
   auto model = load_model_checkpoint(args.require("checkpoint"));
   SamplingOptions s;
-  s.max_new_tokens = args.get_int("max-new-tokens", 200);
-  s.temperature = args.flag("greedy") ? 0.0 : args.get_double("temperature", 0.8);
-  s.top_k = args.get_int("top-k", 40);
-  s.top_p = args.get_double("top-p", 1.0);
+  s.max_new_tokens = args.get_int("max-new-tokens", 200, 0);
+  s.temperature = args.flag("greedy") ? 0.0 : args.get_double("temperature", 0.8, 0.0);
+  s.top_k = args.get_int("top-k", 40, 0);
+  s.top_p = args.get_positive_double("top-p", 1.0, 1.0);
   s.seed = uint64_t(args.get_int("seed", 0));
-  if (s.top_p <= 0 || s.top_p > 1) throw Error("gqe generate: --top-p must be in (0, 1], got " + std::to_string(s.top_p));
-  if (s.temperature < 0) throw Error("gqe generate: --temperature must be >= 0");
   const std::string prompt = args.require("prompt");
   if (prompt.empty()) throw Error("gqe generate: --prompt must not be empty");
   std::cout << prompt << std::flush;

@@ -173,7 +173,7 @@ int cmd_train(int argc, char** argv) {
                   "support, or no GPU and driver were found)");
     if (!device.has_index()) device = at::Device(at::kCUDA, int8_t(env.local_rank));
   }
-  auto comm = make_communicator(env, std::chrono::milliseconds(int64_t(args.get_double("dist-timeout", 300) * 1000)),
+  auto comm = make_communicator(env, std::chrono::milliseconds(int64_t(args.get_positive_double("dist-timeout", 300, 1e6) * 1000)),
                                 device);
 
   at::manual_seed(r.seed);
