@@ -1,6 +1,6 @@
 // cli::Args: what the strict parser refuses, with messages naming the option and value, and what it
 // still accepts (inline values, negative numbers, `--`, declared positionals); then the same through the
-// gqe executable ($GQE_BIN).
+// gqe executable ($GQE_BIN), with gqe generate's context limit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -127,7 +127,7 @@ TEST(ArgsCommands, TrainRefusesSwallowedValuesAndPositionals) {
   EXPECT_NE(r.out.find("option --steps given twice ('3' and '4')"), std::string::npos) << r.out;
 }
 
-TEST(ArgsCommands, GenerateChecksNumbers) {
+TEST(ArgsCommands, GenerateChecksNumbersAndTheContext) {
   if (gqe::test::gqe_bin().empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
   const std::string dir = gqe::test::scratch_dir("args_generate");
   gqe::ModelConfig c = gqe::test::small_config("gqa", 4, 2);
@@ -143,4 +143,14 @@ TEST(ArgsCommands, GenerateChecksNumbers) {
     EXPECT_NE(r.out.find(std::string(bad).substr(0, std::string(bad).find(' ')) + " expects"), std::string::npos)
         << r.out;
   }
+  // Over the 16-token context: an error, not an empty output with exit 0.
+  auto r = gqe::test::run_gqe_command("generate --checkpoint ckpt --greedy --prompt " + std::string(17, 'a'), dir);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("the prompt is 17 tokens, longer than the model's context of 16 tokens"), std::string::npos)
+      << r.out;
+  // At it: the one token that fits, and a note saying why generation stops there.
+  r = gqe::test::run_gqe_command("generate --checkpoint ckpt --greedy --max-new-tokens 5 --prompt " +
+                                 std::string(16, 'a'), dir);
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("leaves room for 1 new token(s) in the model's context of 16"), std::string::npos) << r.out;
 }

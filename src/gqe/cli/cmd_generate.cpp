@@ -31,8 +31,16 @@ int cmd_generate(int argc, char** argv) {
   s.seed = uint64_t(args.get_int("seed", 0));
   const std::string prompt = args.require("prompt");
   if (prompt.empty()) throw Error("gqe generate: --prompt must not be empty");
+  const std::vector<int64_t> tokens = ByteTokenizer().encode(prompt);
+  // A prompt longer than the context is generate()'s error; one that fills it stops generation early.
+  const int64_t room = max_new_tokens_after(model->config(), int64_t(tokens.size()));
+  const int64_t context = model->config().max_position_embeddings;
+  if (room >= 1 && s.max_new_tokens > room)
+    std::cerr << "gqe generate: note: a " << tokens.size() << "-token prompt leaves room for " << room
+              << " new token(s) in the model's context of " << context << "; stopping there, not at --max-new-tokens "
+              << s.max_new_tokens << "\n";
   std::cout << prompt << std::flush;
-  generate(*model, ByteTokenizer().encode(prompt), s, [](int64_t t) { std::cout << ByteTokenizer().decode({t}) << std::flush; });
+  generate(*model, tokens, s, [](int64_t t) { std::cout << ByteTokenizer().decode({t}) << std::flush; });
   std::cout << "\n";
   return 0;
 }
