@@ -55,7 +55,9 @@ int main(int argc, char** argv) {
     std::cerr << prefix << "error: " << msg << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "gqe " << cmd << ": internal error: " << e.what() << "\n";
+    // Every input error is a gqe::Error; anything else escaping a command is a bug, whatever the input.
+    std::cerr << "gqe " << cmd << ": internal error: " << e.what()
+              << "\nthis is a bug in gqe; please report it with the command line\n";
     return 3;
   }
 }
