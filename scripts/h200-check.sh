@@ -21,6 +21,11 @@ if [ "${1:-}" = "--prepare" ]; then
   rm -rf .device && mkdir -p .device/deps/include
   cp -r /usr/include/nlohmann .device/deps/include/
   cp -r /usr/src/googletest .device/deps/googletest
+  # OpenSSL's headers (with the architecture's configuration headers) and static libcrypto: the GPU
+  # machine has libcrypto.so.3 for its Python but no headers.
+  cp -r /usr/include/openssl .device/deps/include/
+  cp /usr/include/"$(gcc -print-multiarch)"/openssl/*.h .device/deps/include/openssl/
+  mkdir -p .device/deps/lib && cp /usr/lib/"$(gcc -print-multiarch)"/libcrypto.a .device/deps/lib/
   if [ ! -s data/kjv.txt ]; then
     mkdir -p data
     bible "Genesis1:1-Revelation22:21" | sed -E 's/^ +[0-9]+ //' > data/kjv.txt.tmp && mv data/kjv.txt.tmp data/kjv.txt

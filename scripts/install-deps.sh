@@ -14,6 +14,7 @@ PKGS=(
   libsentencepiece-dev    # BPE tokenizer training and encoding
   libgloo-dev             # headers for c10d's ProcessGroupGloo (compiled into Debian's libtorch)
   gnuplot-nox             # loss curves and speedup plots as PNG
+  libssl-dev              # OpenSSL's libcrypto: SHA-256 of checkpoints
 )
 
 missing=()

@@ -3,6 +3,10 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -75,6 +79,29 @@ inline std::string scratch_dir(const std::string& name) {
   std::string cmd = "rm -rf '" + dir + "' && mkdir -p '" + dir + "'";
   if (std::system(cmd.c_str()) != 0) throw std::runtime_error("cannot create " + dir);
   return dir;
+}
+
+// The gqe executable ($GQE_BIN) run with `args` (a shell command line tail) from the folder `cwd`:
+// exit status and stdout + stderr. gqe_bin() is "" when GQE_BIN is not set to an executable.
+struct CommandRun {
+  int rc = -1;
+  std::string out;
+};
+inline std::string gqe_bin() {
+  const char* bin = std::getenv("GQE_BIN");
+  return bin && ::access(bin, X_OK) == 0 ? bin : "";
+}
+inline CommandRun run_gqe_command(const std::string& args, const std::string& cwd = ".") {
+  const std::string cmd = "cd '" + cwd + "' && '" + gqe_bin() + "' " + args + " 2>&1";
+  CommandRun r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 }  // namespace gqe::test

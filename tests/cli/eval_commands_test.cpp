@@ -113,7 +113,7 @@ TEST(Cli, MalformedFileFailsBeforeScoringWithFileAndLine) {
   write(dir + "/bad-labels.lst", "0\n1\n");
   const GqeRun r = run_gqe("eval --checkpoint " + ckpt + " --task piqa --data " + dir + "/bad.jsonl --out " + dir + "/x.json");
   EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find(dir + "/bad.jsonl:2: invalid JSON"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(dir + "/bad.jsonl:2: not valid JSON"), std::string::npos) << r.out;
 }
 
 TEST(Cli, ValLossAndRoutes) {

@@ -143,6 +143,29 @@ TEST(Scoring, RejectsTokensOutsideTheVocabulary) {
   EXPECT_NE(msg.find("token id 300 is outside the model's vocabulary of 256"), std::string::npos) << msg;
 }
 
+TEST(Harness, UnscorableRequestNamesTaskFileAndDoc) {
+  auto model = tiny_model("gqa");
+  TaskData t;
+  t.info = task_info("arc_easy");
+  t.source = "data/ARC-Easy-Test.jsonl";
+  for (int i = 0; i < 3; ++i) {
+    McDoc d;
+    d.line = 10 + i;
+    d.id = "Mercury_" + std::to_string(i);
+    d.context = question_answer_context("Which one?");
+    // Doc 1's second choice is longer than the model's 128 positions.
+    d.choices = {"short", i == 1 ? std::string(200, 'z') : "also short"};
+    d.gold = 0;
+    t.docs.push_back(d);
+  }
+  ByteTokenizer tok;
+  const std::string msg = error_of([&] { evaluate_task(*model, tok, t, EvalOptions{}); });
+  EXPECT_NE(msg.find("arc_easy: data/ARC-Easy-Test.jsonl:11: doc Mercury_1, choice 1: a continuation of 201 tokens "
+                     "exceeds the max length 128"),
+            std::string::npos)
+      << msg;
+}
+
 TEST(Harness, EvaluateTaskMatchesPerRequestScores) {
   auto model = tiny_model("gqe");
   TaskData t;

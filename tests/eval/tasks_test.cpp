@@ -56,7 +56,7 @@ TEST(Hellaswag, ErrorsNameFileLineAndField) {
   const std::string dir = scratch_dir("hs_err");
   const std::string good = std::string(kHellaswagRows).substr(0, std::string(kHellaswagRows).find('\n') + 1);
   std::string msg = error_of([&] { load_hellaswag(write(dir + "/a.jsonl", good + good + "{\"ind\": 3, \"activity_label\": \n")); });
-  EXPECT_NE(msg.find(dir + "/a.jsonl:3: invalid JSON"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(dir + "/a.jsonl:3: not valid JSON"), std::string::npos) << msg;
 
   msg = error_of([&] { load_hellaswag(write(dir + "/b.jsonl", R"({"activity_label": "x", "ctx_a": "a", "ctx_b": "b", "label": 0})" "\n")); });
   EXPECT_NE(msg.find("b.jsonl:1: missing field 'endings'"), std::string::npos) << msg;
@@ -78,6 +78,34 @@ TEST(Hellaswag, ErrorsNameFileLineAndField) {
 
   msg = error_of([&] { load_hellaswag(dir + "/missing.jsonl"); });
   EXPECT_NE(msg.find("missing.jsonl: cannot open"), std::string::npos) << msg;
+}
+
+TEST(Hellaswag, UnlabelledRowsAreNamedAsSuch) {
+  const std::string dir = scratch_dir("hs_unlabelled");
+  const std::string row = R"({"activity_label": "x", "ctx_a": "a", "ctx_b": "b", "endings": ["p", "q"], "label": )";
+  for (const char* label : {"-1", "\"-1\""}) {
+    const std::string msg = error_of([&] { load_hellaswag(write(dir + "/t.jsonl", row + label + "}\n")); });
+    EXPECT_NE(msg.find("t.jsonl:1: field 'label' is -1: this row is unlabelled (the test split)"), std::string::npos)
+        << msg;
+  }
+  const std::string msg = error_of([&] { load_hellaswag(write(dir + "/u.jsonl", row + "-2}\n")); });
+  EXPECT_NE(msg.find("u.jsonl:1: field 'label': label -2 is out of range for 2 choices"), std::string::npos) << msg;
+}
+
+TEST(Tasks, BrokenLinesGiveShortMessages) {
+  const std::string dir = scratch_dir("tasks_broken");
+  // A multi-megabyte line that is not JSON: the message stays one short line, not the line echoed back.
+  const std::string huge = "{\"ctx_a\": \"" + std::string(8u << 20, 'x') + "\n";
+  std::string msg = error_of([&] { load_hellaswag(write(dir + "/huge.jsonl", huge)); });
+  EXPECT_NE(msg.find("huge.jsonl:1: not valid JSON"), std::string::npos) << msg.substr(0, 300);
+  EXPECT_LT(msg.size(), 600u);
+  // A NUL byte is named as such (the JSON library reads it as the end of the input).
+  msg = error_of([&] { load_arc(write(dir + "/nul.jsonl", std::string("{\"id\": \"Q\",") + '\0' + " \"question\": 1}\n")); });
+  EXPECT_NE(msg.find("nul.jsonl:1: not valid JSON: a NUL byte at byte offset 11"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("end of input"), std::string::npos) << msg;
+  // An id too long to quote is cut.
+  const std::string long_id = R"({"ind": [")" + std::string(1000, 'i') + R"("], "activity_label": "x", "ctx_a": "a", "ctx_b": "b", "endings": ["p", "q"], "label": 0})";
+  EXPECT_LT(load_hellaswag(write(dir + "/id.jsonl", long_id + "\n"))[0].id.size(), 100u);
 }
 
 TEST(Hellaswag, CrlfAndByteOrderMarkAreAccepted) {
@@ -118,6 +146,18 @@ TEST(Arc, HuggingFaceFlatLayout) {
   EXPECT_EQ(docs[0].context, "Question: Which gas do plants take in?\nAnswer:");
   EXPECT_EQ(docs[0].choices[1], "carbon dioxide");
   EXPECT_EQ(docs[0].gold, 1);
+}
+
+TEST(Arc, RepeatedLabelsTakeTheFirstMatch) {
+  // lm-evaluation-harness: doc_to_target "{{choices.label.index(answerKey)}}", the first index.
+  const std::string dir = scratch_dir("arc_repeat");
+  const std::string rows =
+      R"({"id": "Q", "question": "q?", "choices": {"text": ["w", "x", "y", "z"], "label": ["A", "B", "A", "B"]}, "answerKey": "B"})" "\n"
+      R"({"id": "R", "question": {"stem": "q?", "choices": [{"text": "x", "label": "1"}, {"text": "y", "label": "1"}]}, "answerKey": "1"})" "\n";
+  const auto docs = load_arc(write(dir + "/r.jsonl", rows));
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(docs[0].gold, 1);
+  EXPECT_EQ(docs[1].gold, 0);
 }
 
 TEST(Arc, Errors) {
@@ -177,6 +217,9 @@ TEST(Piqa, LabelErrors) {
   write(dir + "/gap-labels.lst", "0\n\n1\n");
   msg = error_of([&] { load_piqa(dir + "/valid.jsonl", dir + "/gap-labels.lst"); });
   EXPECT_NE(msg.find("gap-labels.lst: blank line"), std::string::npos) << msg;
+  write(dir + "/test.jsonl", R"({"goal": "g", "sol1": "a", "sol2": "b", "label": -1})" "\n");
+  msg = error_of([&] { load_piqa(dir + "/test.jsonl", ""); });
+  EXPECT_NE(msg.find("test.jsonl:1: field 'label' is -1: this row is unlabelled"), std::string::npos) << msg;
   msg = error_of([&] { load_piqa(dir + "/valid.jsonl", ""); });
   EXPECT_NE(msg.find("valid.jsonl:1: missing field 'label' and no labels file"), std::string::npos) << msg;
   write(dir + "/nogoal.jsonl", R"({"sol1": "a", "sol2": "b"})" "\n");

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "gqe/core/error.h"
 #include "test_util.h"
 
 namespace gqe {
@@ -60,6 +61,32 @@ TEST(Generate, SeededAndGreedyGenerationIsReproducibleAndMatchesFullForward) {
     EXPECT_EQ(logits.argmax().item<int64_t>(), t);
     seq.push_back(t);
   }
+}
+
+TEST(Generate, PromptAtOrOverTheContextLimit) {
+  at::manual_seed(8);
+  ModelConfig c = test::small_config("gqa", 4, 2);
+  c.max_position_embeddings = 16;
+  LanguageModel m(c);
+  SamplingOptions o;
+  o.max_new_tokens = 10;
+  o.temperature = 0;
+  // Over the limit: an error naming both lengths, not an empty result.
+  try {
+    generate(m, std::vector<int64_t>(17, 3), o);
+    ADD_FAILURE() << "a 17-token prompt in a 16-token context was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the prompt is 17 tokens, longer than the model's context of 16 tokens"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(generate(m, {}, o), Error);
+  // At the limit one token still fits (it is never fed back); near it, as many as the context holds.
+  EXPECT_EQ(max_new_tokens_after(c, 16), 1);
+  EXPECT_EQ(generate(m, std::vector<int64_t>(16, 3), o).size(), 1u);
+  EXPECT_EQ(max_new_tokens_after(c, 13), 4);
+  EXPECT_EQ(generate(m, std::vector<int64_t>(13, 3), o).size(), 4u);
+  EXPECT_EQ(max_new_tokens_after(c, 17), 0);
 }
 
 }  // namespace

@@ -75,7 +75,7 @@ int cmd_tokenizer(int argc, char** argv) {
   Args args("tokenizer train", argc - 1, argv + 1,
             {"input", "out", "vocab-size", "model-type", "threads", "sentences", "character-coverage", "text-field",
              "spm-option"},
-            {"help"});
+            {"help"}, Positionals::any("INPUT"));
   if (args.flag("help")) {
     std::cout << "usage: gqe tokenizer train --input F1[,F2...] --out PREFIX [options] [more inputs...]\n"
                  "Trains a SentencePiece model on text files (one sentence/paragraph per line) or JSONL\n"
@@ -130,7 +130,7 @@ int cmd_data(int argc, char** argv) {
   }
   Args args("data prepare", argc - 1, argv + 1,
             {"input", "out", "tokenizer", "text-field", "val-fraction", "shard-tokens", "chunk-bytes", "threads"},
-            {"help", "force", "no-eos", "quiet"});
+            {"help", "force", "no-eos", "quiet"}, Positionals::any("INPUT"));
   if (args.flag("help")) {
     std::cout << "usage: gqe data prepare --input F1[,F2...] --out DIR [options] [more inputs...]\n"
                  "Tokenizes text files / JSONL (.jsonl: one {\"text\": ...} object per line, FineWeb-Edu style)\n"

@@ -25,18 +25,8 @@ namespace gqe::cli {
 
 namespace {
 
-double parse_limit(const Args& args) {
-  if (!args.has("limit")) return 0;
-  const std::string v = args.get("limit", "");
-  try {
-    size_t pos = 0;
-    const double x = std::stod(v, &pos);
-    if (pos != v.size() || x <= 0) throw std::invalid_argument(v);
-    return x;
-  } catch (const std::exception&) {
-    throw Error("--limit expects a positive number (N docs, or a fraction below 1), got '" + v + "'");
-  }
-}
+// N docs, or a fraction below 1 (lm-evaluation-harness's --limit); a finite positive number.
+double parse_limit(const Args& args) { return args.get_positive_double("limit", 0); }
 
 int run_val_loss(const Args& args) {
   const std::string dir = args.require("checkpoint");

@@ -25,17 +25,23 @@ int cmd_generate(int argc, char** argv) {
   configure_threads(int(args.get_int("threads", 0)));
   auto model = load_model_checkpoint(args.require("checkpoint"), WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   SamplingOptions s;
-  s.max_new_tokens = args.get_int("max-new-tokens", 200);
-  s.temperature = args.flag("greedy") ? 0.0 : args.get_double("temperature", 0.8);
-  s.top_k = args.get_int("top-k", 40);
-  s.top_p = args.get_double("top-p", 1.0);
+  s.max_new_tokens = args.get_int("max-new-tokens", 200, 0);
+  s.temperature = args.flag("greedy") ? 0.0 : args.get_double("temperature", 0.8, 0.0);
+  s.top_k = args.get_int("top-k", 40, 0);
+  s.top_p = args.get_positive_double("top-p", 1.0, 1.0);
   s.seed = uint64_t(args.get_int("seed", 0));
-  if (s.top_p <= 0 || s.top_p > 1) throw Error("gqe generate: --top-p must be in (0, 1], got " + std::to_string(s.top_p));
-  if (s.temperature < 0) throw Error("gqe generate: --temperature must be >= 0");
   const std::string prompt = args.require("prompt");
   if (prompt.empty()) throw Error("gqe generate: --prompt must not be empty");
+  const std::vector<int64_t> tokens = ByteTokenizer().encode(prompt);
+  // A prompt longer than the context is generate()'s error; one that fills it stops generation early.
+  const int64_t room = max_new_tokens_after(model->config(), int64_t(tokens.size()));
+  const int64_t context = model->config().max_position_embeddings;
+  if (room >= 1 && s.max_new_tokens > room)
+    std::cerr << "gqe generate: note: a " << tokens.size() << "-token prompt leaves room for " << room
+              << " new token(s) in the model's context of " << context << "; stopping there, not at --max-new-tokens "
+              << s.max_new_tokens << "\n";
   std::cout << prompt << std::flush;
-  generate(*model, ByteTokenizer().encode(prompt), s, [](int64_t t) { std::cout << ByteTokenizer().decode({t}) << std::flush; });
+  generate(*model, tokens, s, [](int64_t t) { std::cout << ByteTokenizer().decode({t}) << std::flush; });
   std::cout << "\n";
   return 0;
 }

@@ -14,7 +14,7 @@
 namespace gqe::cli {
 
 int cmd_info(int argc, char** argv) {
-  Args args("info", argc, argv, {"context"}, {"help"});
+  Args args("info", argc, argv, {"context"}, {"help"}, Positionals::any("CONFIG"));
   if (args.flag("help") || args.positional().size() != 1) {
     std::cout << "usage: gqe info CONFIG.json [--context N]\n"
                  "  prints parameter counts by part, W_O slots, active query heads per token and the\n"

@@ -69,7 +69,8 @@ double num(const nlohmann::json& j, const char* k) {
 }  // namespace
 
 int cmd_plot(int argc, char** argv) {
-  Args args("plot", argc, argv, {"out", "labels", "smooth", "title", "width", "height"}, {"help"});
+  Args args("plot", argc, argv, {"out", "labels", "smooth", "title", "width", "height"}, {"help"},
+            Positionals::any("RUN_DIR"));
   if (args.flag("help") || args.positional().empty()) {
     std::cout << "usage: gqe plot RUN_DIR|metrics.jsonl [...] --out curves.png [--labels a,b] [--smooth 0.9]\n"
                  "                [--title TEXT] [--width 1000] [--height 800]\n"

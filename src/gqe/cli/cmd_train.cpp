@@ -147,6 +147,15 @@ int cmd_train(int argc, char** argv) {
                         " is smaller than the tokenizer's " + std::to_string(tok->vocab_size()) + " (" + tok_spec + ")");
   }
 
+  // The final sample's prompt must fit the context: found now, not after training.
+  if (tok && args.get_int("sample-tokens", 200) > 0) {
+    const std::string prompt = args.get("sample-prompt", "And God said");
+    const size_t n = tok->encode(prompt).size();
+    if (max_new_tokens_after(cfg, int64_t(n)) < 1)
+      throw Error("gqe train: --sample-prompt is " + std::to_string(n) + " tokens, longer than the model's context of " +
+                  std::to_string(cfg.max_position_embeddings) + " tokens (max_position_embeddings)");
+  }
+
   // Data: this rank's slice of the training stream; validation as a fresh source per evaluation.
   std::unique_ptr<TokenSource> train;
   ValSourceFactory make_val;
@@ -194,7 +203,7 @@ int cmd_train(int argc, char** argv) {
                   "support, or no GPU and driver were found)");
     if (!device.has_index()) device = at::Device(at::kCUDA, int8_t(env.local_rank));
   }
-  auto comm = make_communicator(env, std::chrono::milliseconds(int64_t(args.get_double("dist-timeout", 300) * 1000)),
+  auto comm = make_communicator(env, std::chrono::milliseconds(int64_t(args.get_positive_double("dist-timeout", 300, 1e6) * 1000)),
                                 device);
 
   at::manual_seed(r.seed);

@@ -61,7 +61,9 @@ int main(int argc, char** argv) {
       std::cerr << "gqe " << cmd << ": error: " << oom << "\n";
       return 1;
     }
-    std::cerr << "gqe " << cmd << ": internal error: " << e.what() << "\n";
+    // Every input error is a gqe::Error; anything else escaping a command is a bug, whatever the input.
+    std::cerr << "gqe " << cmd << ": internal error: " << e.what()
+              << "\nthis is a bug in gqe; please report it with the command line\n";
     return 3;
   }
 }

@@ -31,7 +31,14 @@ TaskEvaluation evaluate_task(LanguageModel& model, const Tokenizer& tok, const T
     if (opt.dump) *opt.dump << request_json(task.info.name, docs[size_t(r.doc)], r, enc.back()) << "\n";
   }
   ev.requests = int64_t(reqs.size());
-  ev.lls = score_loglikelihoods(model, enc, opt.score, opt.progress);
+  try {
+    ev.lls = score_loglikelihoods(model, enc, opt.score, opt.progress);
+  } catch (const RequestError& e) {
+    const Request& r = reqs[e.request];
+    const McDoc& d = docs[size_t(r.doc)];
+    throw Error(task.info.name + ": " + task.source + ":" + std::to_string(d.line) + ": doc " + d.id + ", choice " +
+                std::to_string(r.choice) + ": " + e.what());
+  }
   std::vector<DocScores> scores(docs.size());
   for (size_t d = 0; d < docs.size(); ++d) {
     scores[d].gold = docs[d].gold;

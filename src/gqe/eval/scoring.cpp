@@ -15,19 +15,19 @@ struct Prepared {
   bool truncated = false;
 };
 
-Prepared prepare(const EncodedPair& r, int64_t max_length, int64_t vocab) {
-  if (r.context.empty()) throw Error("a request has no context tokens (an empty context needs a prefix token)");
+Prepared prepare(const EncodedPair& r, size_t index, int64_t max_length, int64_t vocab) {
+  if (r.context.empty()) throw RequestError(index, "a request has no context tokens (an empty context needs a prefix token)");
   if (r.continuation.empty())
-    throw Error("a continuation encodes to no tokens (the tokenizer merged it into the context)");
+    throw RequestError(index, "a continuation encodes to no tokens (the tokenizer merged it into the context)");
   if (int64_t(r.continuation.size()) > max_length)
-    throw Error("a continuation of " + std::to_string(r.continuation.size()) + " tokens exceeds the max length " +
-                std::to_string(max_length));
+    throw RequestError(index, "a continuation of " + std::to_string(r.continuation.size()) +
+                                  " tokens exceeds the max length " + std::to_string(max_length));
   std::vector<int64_t> all = r.context;
   all.insert(all.end(), r.continuation.begin(), r.continuation.end());
   for (int64_t t : all)
     if (t < 0 || t >= vocab)
-      throw Error("token id " + std::to_string(t) + " is outside the model's vocabulary of " + std::to_string(vocab) +
-                  " (tokenizer and checkpoint do not match)");
+      throw RequestError(index, "token id " + std::to_string(t) + " is outside the model's vocabulary of " +
+                                    std::to_string(vocab) + " (tokenizer and checkpoint do not match)");
   Prepared p;
   const size_t keep = std::min(all.size(), size_t(max_length + 1));
   p.truncated = keep < all.size();
@@ -52,7 +52,7 @@ std::vector<Loglikelihood> score_loglikelihoods(LanguageModel& model, const std:
   if (opt.batch_size <= 0) throw Error("batch size must be positive");
   std::vector<Prepared> prep;
   prep.reserve(reqs.size());
-  for (const auto& r : reqs) prep.push_back(prepare(r, max_len, V));
+  for (size_t i = 0; i < reqs.size(); ++i) prep.push_back(prepare(reqs[i], i, max_len, V));
 
   // Longest first, like the harness's Collator (ties by tokens), so a batch's padding is small and an
   // out-of-memory batch shows up at once.
@@ -101,7 +101,7 @@ std::vector<Loglikelihood> score_loglikelihoods(LanguageModel& model, const std:
 
 Loglikelihood score_one_reference(LanguageModel& model, const EncodedPair& req, int64_t max_length) {
   const int64_t max_len = resolve_max_length(model, max_length);
-  Prepared p = prepare(req, max_len, model.config().vocab_size);
+  Prepared p = prepare(req, 0, max_len, model.config().vocab_size);
   torch::NoGradGuard no_grad;
   model.eval();
   at::Tensor logits = model.forward(at::tensor(p.input, at::kLong).unsqueeze(0)).logits[0];  // [T, V]

@@ -10,6 +10,7 @@
 #include <functional>
 #include <vector>
 
+#include "gqe/core/error.h"
 #include "gqe/eval/requests.h"
 #include "gqe/model/transformer.h"
 
@@ -26,6 +27,14 @@ struct ScoreOptions {
   int64_t batch_size = 16;   // requests per forward pass
   int64_t max_length = 0;    // 0: the model's max_position_embeddings
   int64_t pad_token = 0;     // fills the right of shorter rows (never attended to by real tokens)
+};
+
+// A request that cannot be scored (no tokens, a continuation longer than the max length, a token outside
+// the vocabulary); `request` is its index in the list given to score_loglikelihoods, for callers to name
+// the task, file and doc.
+struct RequestError : Error {
+  RequestError(size_t request, const std::string& what) : Error(what), request(request) {}
+  size_t request;
 };
 
 // progress(done, total) is called after each batch. Results are in the order of `reqs`.

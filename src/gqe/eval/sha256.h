@@ -1,4 +1,4 @@
-// SHA-256 (FIPS 180-4) of a file, for identifying the checkpoint an evaluation ran on. Torch-free.
+// SHA-256 (OpenSSL's libcrypto) of bytes or a file, for identifying the checkpoint an evaluation ran on.
 #pragma once
 #include <string>
 

@@ -4,6 +4,7 @@
 
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/json.h"
 #include "gqe/eval/text.h"
 
 namespace gqe::eval {
@@ -51,12 +52,8 @@ std::vector<Line> read_lines(const std::string& path, bool* gap = nullptr) {
 std::string where(const std::string& path, int64_t line) { return path + ":" + std::to_string(line); }
 
 json parse_row(const std::string& path, const Line& l) {
-  json row;
-  try {
-    row = json::parse(l.text);
-  } catch (const json::parse_error& e) {
-    throw FormatError(where(path, l.number) + ": invalid JSON (" + e.what() + ")");
-  }
+  // parse_json keeps the message short (a broken 64 MiB line is not echoed back) and names a NUL byte.
+  const json row = parse_json(l.text, where(path, l.number));
   if (!row.is_object()) throw FormatError(where(path, l.number) + ": expected a JSON object per line, got " + std::string(row.type_name()));
   return row;
 }
@@ -96,17 +93,28 @@ std::vector<std::string> string_list(const json& obj, const std::string& name, c
 std::string id_of(const json& row, const char* name, int64_t line) {
   auto it = row.find(name);
   if (it == row.end()) return "line " + std::to_string(line);
-  return it->is_string() ? it->get<std::string>() : it->dump();
+  return truncate_for_message(it->is_string() ? it->get<std::string>() : it->dump(), 60);
+}
+
+// The test splits carry no answers: label "" or -1 (a number or a string) in the Hugging Face layouts.
+// Returns how the label reads ("empty", "-1"), or "" for a labelled row.
+std::string unlabelled(const json& v) {
+  if (v.is_number_integer() && v.get<int64_t>() == -1) return "-1";
+  if (v.is_string()) {
+    const std::string s = py_strip(v.get<std::string>());
+    if (s.empty()) return "empty";
+    if (s == "-1") return "-1";
+  }
+  return "";
 }
 
 // An integer label given as a JSON integer or an all-digit string (the HF layout stores strings).
-// Returns -1 for "" (an unlabelled test row).
+// Unlabelled rows (unlabelled() above) are refused before.
 int64_t int_label(const json& v, const std::string& name, const std::string& at) {
   if (v.is_number_integer()) return v.get<int64_t>();
   if (v.is_string()) {
     const std::string s = py_strip(v.get<std::string>());
-    if (s.empty()) return -1;
-    if (s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos) return std::stoll(s);
+    if (!s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos) return std::stoll(s);
   }
   throw FormatError(at + ": field '" + name + "': expected an integer label, got " + short_value(v));
 }
@@ -161,10 +169,11 @@ std::vector<McDoc> load_hellaswag(const std::string& path) {
     for (const auto& e : string_list(row, "endings", at)) d.choices.push_back(hellaswag_preprocess(e));
     if (d.choices.size() < 2)
       throw FormatError(at + ": field 'endings': expected at least 2 endings, got " + std::to_string(d.choices.size()));
-    d.gold = int_label(field(row, "label", at), "label", at);
-    if (d.gold < 0)
-      throw FormatError(at + ": field 'label' is empty: this row is unlabelled (the test split); the harness scores "
-                             "the validation split, hellaswag_val.jsonl");
+    const json& label = field(row, "label", at);
+    if (const std::string u = unlabelled(label); !u.empty())
+      throw FormatError(at + ": field 'label' is " + u + ": this row is unlabelled (the test split); the harness "
+                        "scores the validation split, hellaswag_val.jsonl");
+    d.gold = int_label(label, "label", at);
     check_gold(d, at, "label");
     docs.push_back(std::move(d));
   }
@@ -208,7 +217,8 @@ std::vector<McDoc> load_arc(const std::string& path) {
     }
     if (d.choices.size() < 2) throw FormatError(at + ": expected at least 2 choices, got " + std::to_string(d.choices.size()));
     const std::string key = string_field(row, "answerKey", at);
-    for (size_t i = 0; i < labels.size(); ++i)
+    // The first label that matches, as the harness's choices.label.index(answerKey).
+    for (size_t i = 0; i < labels.size() && d.gold < 0; ++i)
       if (labels[i] == key) d.gold = int64_t(i);
     if (d.gold < 0) {
       std::string ls;
@@ -256,8 +266,10 @@ std::vector<McDoc> load_piqa(const std::string& jsonl_path, const std::string& l
       if (it == row.end())
         throw FormatError(at + ": missing field 'label' and no labels file given (pass the line-aligned "
                                "valid-labels.lst with --labels)");
+      if (const std::string u = unlabelled(*it); !u.empty())
+        throw FormatError(at + ": field 'label' is " + u + ": this row is unlabelled (the test split); the harness "
+                          "scores the validation split, valid.jsonl with valid-labels.lst");
       d.gold = int_label(*it, "label", at);
-      if (d.gold < 0) throw FormatError(at + ": field 'label' is empty or -1: unlabelled row (the test split)");
       check_gold(d, at, "label");
     }
     docs.push_back(std::move(d));

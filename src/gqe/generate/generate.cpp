@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
+
+#include "gqe/core/error.h"
 
 namespace gqe {
 
@@ -48,9 +51,17 @@ int64_t sample_token(const at::Tensor& logits_in, const SamplingOptions& opt, ui
   return idx[keep - 1];
 }
 
+int64_t max_new_tokens_after(const ModelConfig& config, int64_t prompt_tokens) {
+  return config.max_position_embeddings - prompt_tokens + 1;
+}
+
 std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SamplingOptions& opt,
                               const std::function<void(int64_t)>& on_token) {
-  TORCH_CHECK(!prompt.empty(), "generate: the prompt must contain at least one token");
+  if (prompt.empty()) throw Error("generate: the prompt must contain at least one token");
+  const int64_t context = model.config().max_position_embeddings;
+  if (max_new_tokens_after(model.config(), int64_t(prompt.size())) < 1)
+    throw Error("the prompt is " + std::to_string(prompt.size()) + " tokens, longer than the model's context of " +
+                std::to_string(context) + " tokens (max_position_embeddings): shorten it");
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();

@@ -20,7 +20,13 @@ struct SamplingOptions {
 // Picks the next token from logits [V] (float). Deterministic for a given rng state.
 int64_t sample_token(const at::Tensor& logits, const SamplingOptions& opt, uint64_t& rng_state);
 
-// Returns the new tokens only. on_token (optional) is called with each token as it is produced.
+// How many new tokens fit after a prompt of `prompt_tokens` in the model's context (max_position_embeddings):
+// every token but the last generated one is fed to the model. Below 1 when the prompt overfills the context.
+int64_t max_new_tokens_after(const ModelConfig& config, int64_t prompt_tokens);
+
+// Returns the new tokens only, at most max_new_tokens_after(prompt) of them: generation stops at the end of
+// the context (no sliding window). A prompt longer than the context is an error (gqe::Error).
+// on_token (optional) is called with each token as it is produced.
 std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SamplingOptions& opt,
                               const std::function<void(int64_t)>& on_token = nullptr);
 
