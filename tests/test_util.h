@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -75,6 +77,16 @@ inline std::string scratch_dir(const std::string& name) {
   std::string cmd = "rm -rf '" + dir + "' && mkdir -p '" + dir + "'";
   if (std::system(cmd.c_str()) != 0) throw std::runtime_error("cannot create " + dir);
   return dir;
+}
+
+// Makes `dir` unwritable for this process: chmod for an ordinary user, the immutable attribute for root
+// (which chmod does not stop). Returns false when neither works here; undo with make_writable.
+inline bool make_unwritable(const std::string& dir) {
+  if (::geteuid() != 0) return std::system(("chmod 0555 '" + dir + "'").c_str()) == 0;
+  return std::system(("chattr +i '" + dir + "' 2>/dev/null").c_str()) == 0;
+}
+inline void make_writable(const std::string& dir) {
+  std::system(("chmod 0755 '" + dir + "'; chattr -i '" + dir + "' 2>/dev/null").c_str());
 }
 
 }  // namespace gqe::test
