@@ -104,4 +104,14 @@ inline CommandRun run_gqe_command(const std::string& args, const std::string& cw
   return r;
 }
 
+// Makes `dir` unwritable for this process: chmod for an ordinary user, the immutable attribute for root
+// (which chmod does not stop). Returns false when neither works here; undo with make_writable.
+inline bool make_unwritable(const std::string& dir) {
+  if (::geteuid() != 0) return std::system(("chmod 0555 '" + dir + "'").c_str()) == 0;
+  return std::system(("chattr +i '" + dir + "' 2>/dev/null").c_str()) == 0;
+}
+inline void make_writable(const std::string& dir) {
+  std::system(("chmod 0755 '" + dir + "'; chattr -i '" + dir + "' 2>/dev/null").c_str());
+}
+
 }  // namespace gqe::test
