@@ -112,7 +112,7 @@ TEST(Args, RangesNameTheInterval) {
 }
 
 // Through the executable: the commands declare what they take.
-TEST(ArgsCommands, TrainRefusesSwallowedValuesAndPositionals) {
+TEST(ArgsCommands, TrainAndExperimentRefuseSwallowedValuesPositionalsAndNaN) {
   if (gqe::test::gqe_bin().empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
   const std::string dir = gqe::test::scratch_dir("args_train");
   auto r = gqe::test::run_gqe_command("train --config c.json --data d.txt --out --threads 1", dir);
@@ -125,6 +125,9 @@ TEST(ArgsCommands, TrainRefusesSwallowedValuesAndPositionals) {
   r = gqe::test::run_gqe_command("train --steps 3 --config c.json --steps 4", dir);
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("option --steps given twice ('3' and '4')"), std::string::npos) << r.out;
+  r = gqe::test::run_gqe_command("experiment --config c.json --out o --eval-limit nan", dir);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("--eval-limit expects a number >= 0, got 'nan'"), std::string::npos) << r.out;
 }
 
 TEST(ArgsCommands, GenerateChecksNumbersAndTheContext) {

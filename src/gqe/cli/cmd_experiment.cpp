@@ -50,7 +50,7 @@ int cmd_experiment(int argc, char** argv) {
   o.eval_batches = args.get_int("eval-batches", 8);
   o.eval_dir = args.get("eval-dir", "");
   o.eval_tasks = args.get("eval-tasks", o.eval_tasks);
-  o.eval_limit = args.get_double("eval-limit", 0);
+  o.eval_limit = args.get_double("eval-limit", 0, 0.0);
   o.bench_lengths = args.get_positive_ints(
       "bench-lengths", quick ? std::vector<int64_t>{256, 512, 1024} : std::vector<int64_t>{256, 512, 1024, 2048});
   o.bench_repeats = int(args.get_int("bench-repeats", 3));
