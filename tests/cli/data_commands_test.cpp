@@ -3,9 +3,11 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <unistd.h>
 
 #include "data/data_test_util.h"
+#include "gqe/core/fs.h"
 #include "gqe/data/loader.h"
 #include "gqe/data/sentencepiece.h"
 
@@ -17,8 +19,10 @@ struct CliRun {
   std::string output;  // stdout + stderr
 };
 
-CliRun run_gqe(const std::string& args) {
-  const std::string cmd = std::string(std::getenv("GQE_BIN")) + " " + args + " 2>&1";
+// `limits`: shell commands run first (ulimit ...), in the shell that then becomes gqe.
+CliRun run_gqe(const std::string& args, const std::string& limits = "") {
+  const std::string cmd =
+      (limits.empty() ? "" : limits + "; exec ") + std::string(std::getenv("GQE_BIN")) + " " + args + " 2>&1";
   CliRun r{-1, ""};
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -83,6 +87,78 @@ TEST_F(CliData, BadInputsExitNonZeroNamingTheFile) {
   EXPECT_NE(r.output.find(dir + "/missing.txt"), std::string::npos) << r.output;
   r = run_gqe("data frobnicate");
   EXPECT_EQ(r.code, 2);
+}
+
+// The files of a folder and their bytes.
+std::map<std::string, std::string> folder_contents(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& name : fs::list_dir(dir)) out[name] = fs::read_file(dir + "/" + name);
+  return out;
+}
+
+bool has_staging_leftover(const std::string& dir) {
+  for (const auto& name : fs::list_dir(dir))
+    if (name.find("prepare.tmp") != std::string::npos) return true;
+  return false;
+}
+
+TEST_F(CliData, FullDiskDuringForceKeepsTheOldDataset) {
+  const std::string dir = datatest::scratch("cli-full-disk");
+  std::string small, big;
+  for (int i = 0; i < 400; ++i) small += "line " + std::to_string(i) + " of the old corpus\n";
+  while (big.size() < (3u << 20)) big += "a longer line of the new corpus that will not fit on the disk\n";
+  datatest::write_bytes(dir + "/small.txt", small);
+  datatest::write_bytes(dir + "/big.txt", big);
+  CliRun old = run_gqe("data prepare --input " + dir + "/small.txt --out " + dir + "/out --val-fraction 0.1 --chunk-bytes 500 --quiet");
+  ASSERT_EQ(old.code, 0) << old.output;
+  const auto before = folder_contents(dir + "/out");
+  // Files may not grow past 1 MB (ulimit -f counts 512-byte blocks): writing the 6 MB of new shards fails
+  // the way a full disk does (EFBIG instead of ENOSPC; SIGXFSZ ignored so that write() reports it).
+  CliRun r = run_gqe("data prepare --input " + dir + "/big.txt --out " + dir + "/out --force --quiet",
+                     "trap '' XFSZ; ulimit -f 2048");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("error: "), std::string::npos) << r.output;
+  EXPECT_EQ(folder_contents(dir + "/out"), before) << "the old dataset changed";
+  EXPECT_FALSE(has_staging_leftover(dir));
+}
+
+TEST_F(CliData, ThreadsAboveTheCoreCountAreCappedWithAWarning) {
+  const std::string dir = datatest::scratch("cli-threads");
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "line " + std::to_string(i) + "\n";
+  datatest::write_bytes(dir + "/a.txt", text);
+  CliRun r = run_gqe("data prepare --input " + dir + "/a.txt --out " + dir + "/out --val-fraction 0.1 --chunk-bytes 100 "
+                     "--threads 100000 --quiet");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("--threads 100000 is more than the"), std::string::npos) << r.output;
+}
+
+TEST_F(CliData, ThreadCreationFailureIsNoCrash) {
+  const std::string dir = datatest::scratch("cli-no-threads");
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "line " + std::to_string(i) + "\n";
+  datatest::write_bytes(dir + "/a.txt", text);
+  CliRun ref = run_gqe("data prepare --input " + dir + "/a.txt --out " + dir + "/ref --val-fraction 0.1 --chunk-bytes 100 "
+                       "--threads 2 --quiet");
+  ASSERT_EQ(ref.code, 0) << ref.output;
+  // Every new thread gets a 64 GiB stack (ulimit -s), which a 32 GiB address space (ulimit -v) cannot map:
+  // no worker thread can be created.
+  CliRun r = run_gqe("data prepare --input " + dir + "/a.txt --out " + dir + "/out --val-fraction 0.1 --chunk-bytes 100 "
+                     "--threads 2 --quiet", "ulimit -s 67108864 && ulimit -v 33554432");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("cannot start worker thread 1 of 2"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("terminate"), std::string::npos) << r.output;
+  EXPECT_EQ(folder_contents(dir + "/out"), folder_contents(dir + "/ref")) << "a different dataset without threads";
+}
+
+TEST_F(CliData, NonUtf8InputNameFailsBeforeAnyShardIsWritten) {
+  const std::string dir = datatest::scratch("cli-utf8");
+  const std::string name = dir + "/corpus-\xff.txt";
+  datatest::write_bytes(name, "some text\nmore text\n");
+  CliRun r = run_gqe("data prepare --input '" + name + "' --out " + dir + "/out --val-fraction 0 --quiet");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("corpus-\\xFF.txt: input file name is not valid UTF-8"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir + "/out")) << "shards were written before the name was checked";
 }
 
 }  // namespace

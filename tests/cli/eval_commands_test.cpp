@@ -14,6 +14,7 @@
 #include "eval/eval_test_util.h"
 #include "test_util.h"
 #include "gqe/core/fs.h"
+#include "gqe/data/shard.h"
 #include "gqe/io/checkpoint.h"
 
 using namespace gqe;
@@ -143,4 +144,30 @@ TEST(Cli, ValLossAndRoutes) {
   r = run_gqe("routes --checkpoint " + gqa + " --data " + dir + "/val.txt");
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.out.find("need a GQE checkpoint"), std::string::npos) << r.out;
+}
+
+TEST(Cli, ShardPathWithDamagedMagicIsAnErrorNotText) {
+  if (!gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  const std::string dir = scratch_dir("cli_bad_magic");
+  const std::string ckpt = make_checkpoint(dir, "gqe");
+  std::vector<int64_t> tokens;
+  for (int i = 0; i < 300; ++i) tokens.push_back(i % 200);
+  write_token_shard(dir + "/val.tok", tokens, TokenDtype::kUInt16, 256);
+  std::string bytes = fs::read_file(dir + "/val.tok");
+  bytes[0] = 'X';  // "XQETOKS\0"
+  write(dir + "/val.tok", bytes);
+  // An llm.c-style .bin whose int32 magic is neither 20240520 nor 20240801.
+  std::string bin(256 * 4 + 600, '\0');
+  bin[0] = 7;
+  write(dir + "/val.bin", bin);
+  for (const std::string& data : {dir + "/val.tok", dir + "/val.bin"}) {
+    GqeRun r = run_gqe("eval --val-loss --checkpoint " + ckpt + " --data " + data + " --seq 64 --out " + dir + "/vl.json");
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_NE(r.out.find(data + ": not a token shard"), std::string::npos) << r.out;
+    r = run_gqe("routes --checkpoint " + ckpt + " --data " + data + " --seq 64 --no-plot --out " + dir + "/routes");
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_NE(r.out.find(data + ": not a token shard"), std::string::npos) << r.out;
+  }
+  EXPECT_FALSE(fs::exists(dir + "/vl.json"));
+  EXPECT_FALSE(fs::exists(dir + "/routes.json"));
 }

@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "data_test_util.h"
@@ -185,6 +190,126 @@ TEST(Prepare, ClearErrors) {
   o.val_fraction = 0.01;
   o.chunk_bytes = 1 << 20;
   EXPECT_THROW(prepare_data(o), Error);
+}
+
+// The files of a folder and their bytes.
+std::map<std::string, std::string> folder_contents(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& name : fs::list_dir(dir)) out[name] = fs::read_file(dir + "/" + name);
+  return out;
+}
+
+// Entries of `dir` whose name contains `part`.
+std::vector<std::string> entries_containing(const std::string& dir, const std::string& part) {
+  std::vector<std::string> out;
+  for (const auto& name : fs::list_dir(dir))
+    if (name.find(part) != std::string::npos) out.push_back(name);
+  return out;
+}
+
+TEST(Prepare, FailedForceRunKeepsTheOldDatasetAndLeavesNoPartialShards) {
+  const std::string dir = scratch("prep-force-fail");
+  write_bytes(dir + "/a.txt", numbered_lines(2000));
+  PrepareOptions o;
+  o.inputs = {dir + "/a.txt"};
+  o.out_dir = dir + "/out";
+  o.val_fraction = 0.1;
+  o.chunk_bytes = 1000;
+  o.shard_tokens = 10000;
+  prepare_data(o);
+  write_bytes(dir + "/out/notes.txt", "kept\n");
+  const auto before = folder_contents(dir + "/out");
+  ASSERT_GT(before.size(), 3u);
+  // Over 6 MB of good documents (two 4 MB read batches, so shards are written), then one broken line.
+  std::string jsonl;
+  for (int i = 0; jsonl.size() < (6u << 20); ++i)
+    jsonl += "{\"text\": \"document " + std::to_string(i) + " " + std::string(200, 'x') + "\"}\n";
+  jsonl += "{\"text\": \"unterminated\n";
+  write_bytes(dir + "/big.jsonl", jsonl);
+  o.inputs = {dir + "/big.jsonl"};
+  o.shard_tokens = 1 << 20;
+  o.force = true;
+  EXPECT_THROW(prepare_data(o), FormatError);
+  EXPECT_EQ(folder_contents(dir + "/out"), before) << "the old dataset changed";
+  EXPECT_TRUE(entries_containing(dir, "prepare.tmp").empty()) << "staging folder left behind";
+  // The same failure into a new folder leaves no folder at all (no shards without meta.json).
+  o.out_dir = dir + "/fresh";
+  EXPECT_THROW(prepare_data(o), FormatError);
+  EXPECT_FALSE(fs::exists(dir + "/fresh"));
+  EXPECT_TRUE(entries_containing(dir, "prepare.tmp").empty());
+}
+
+TEST(Prepare, ForceReplacesEveryOldShardAndKeepsOtherFiles) {
+  const std::string dir = scratch("prep-force-swap");
+  write_bytes(dir + "/a.txt", numbered_lines(3000));
+  PrepareOptions o;
+  o.inputs = {dir + "/a.txt"};
+  o.out_dir = dir + "/out/";  // a trailing slash names the same folder
+  o.val_fraction = 0.1;
+  o.chunk_bytes = 1000;
+  o.shard_tokens = 10000;
+  const PrepareResult old_run = prepare_data(o);
+  ASSERT_GT(old_run.train_shards.size(), 3u);
+  write_bytes(dir + "/out/notes.txt", "kept\n");
+  write_bytes(dir + "/b.txt", numbered_lines(300));
+  o.inputs = {dir + "/b.txt"};
+  o.force = true;
+  const PrepareResult r = prepare_data(o);
+  std::vector<std::string> want = {"meta.json", "notes.txt"};
+  for (const auto* v : {&r.train_shards, &r.val_shards})
+    for (const auto& p : *v) {
+      EXPECT_TRUE(fs::is_file(p)) << p;
+      want.push_back(p.substr(p.rfind('/') + 1));
+    }
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(fs::list_dir(dir + "/out"), want);
+  EXPECT_EQ(all_tokens(r.train_shards).size() + all_tokens(r.val_shards).size(), numbered_lines(300).size());
+  EXPECT_EQ(fs::read_file(dir + "/out/notes.txt"), "kept\n");
+  EXPECT_TRUE(entries_containing(dir, "prepare.tmp").empty());
+}
+
+TEST(Prepare, InputsAreCheckedBeforeAnyWork) {
+  const std::string dir = scratch("prep-inputs");
+  write_bytes(dir + "/a.txt", numbered_lines(100));
+  const std::string bad_name = dir + "/b\xff\xfe.txt";  // not UTF-8: meta.json could not record it
+  write_bytes(bad_name, numbered_lines(100));
+  PrepareOptions o;
+  o.inputs = {dir + "/a.txt", bad_name};
+  o.out_dir = dir + "/out";
+  o.val_fraction = 0;
+  try {
+    prepare_data(o);
+    FAIL() << "a file name that is not UTF-8 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir + "/b\\xFF\\xFE.txt: input file name is not valid UTF-8"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir + "/out")) << "work was done before the input check";
+  // An input that exists but cannot be read fails before any work too.
+  if (::geteuid() != 0) {  // root reads anything
+    write_bytes(dir + "/secret.txt", "x\n");
+    ::chmod((dir + "/secret.txt").c_str(), 0);
+    o.inputs = {dir + "/a.txt", dir + "/secret.txt"};
+    EXPECT_THROW(prepare_data(o), Error);
+    EXPECT_FALSE(fs::exists(dir + "/out"));
+  }
+}
+
+TEST(Prepare, ThreadsAboveTheCoreCountGiveTheSameOutput) {
+  const std::string dir = scratch("prep-many-threads");
+  write_bytes(dir + "/a.txt", numbered_lines(2000));
+  PrepareOptions o;
+  o.inputs = {dir + "/a.txt"};
+  o.val_fraction = 0.1;
+  o.chunk_bytes = 500;
+  o.threads = 1;
+  o.out_dir = dir + "/one";
+  const PrepareResult one = prepare_data(o);
+  o.threads = 1000;
+  o.out_dir = dir + "/many";
+  const PrepareResult many = prepare_data(o);
+  EXPECT_EQ(all_tokens(one.train_shards), all_tokens(many.train_shards));
+  EXPECT_EQ(all_tokens(one.val_shards), all_tokens(many.val_shards));
 }
 
 }  // namespace

@@ -2,119 +2,16 @@
 // 2 ranks give the loss curve of 1 process with the same global batch and seed, and a rank that dies
 // makes the other exit with a clear message instead of hanging.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <cmath>
-#include <fstream>
-#include <sstream>
-#include <thread>
 
-#include <nlohmann/json.hpp>
-
+#include "distributed/dist_test_util.h"
 #include "gqe/core/error.h"
 #include "gqe/distributed/communicator.h"
-#include "test_util.h"
 
 namespace gqe {
 
-namespace {
-
-int free_port() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
-}
-
-pid_t spawn(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env,
-            const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    if (!freopen(log.c_str(), "w", stdout) || !freopen(log.c_str(), "a", stderr)) _exit(126);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Waits up to `seconds`; returns the exit status, or -1 (after killing it) on timeout.
-int wait_for(pid_t pid, double seconds) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  int st = 0;
-  while (std::chrono::steady_clock::now() < end) {
-    if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, &st, 0);
-  return -1;
-}
-
-std::string slurp(const std::string& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::vector<nlohmann::json> train_records(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::ifstream f(path);
-  std::string line;
-  while (std::getline(f, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j["type"] == "train") out.push_back(j);
-  }
-  return out;
-}
-
-struct RunSetup {
-  std::string dir, bin, config, data;
-};
-
-RunSetup make_setup(const std::string& name) {
-  RunSetup s;
-  const char* bin = std::getenv("GQE_BIN");
-  if (!bin || access(bin, X_OK) != 0) return s;
-  s.bin = bin;
-  s.dir = test::scratch_dir(name);
-  s.data = s.dir + "/text.txt";
-  std::ofstream f(s.data);
-  for (int i = 0; i < 300; ++i) f << "And God said, Let there be light: and there was light. " << i << "\n";
-  auto cfg = test::small_config("gqe", 4, 2);
-  cfg.vocab_size = 256;
-  s.config = s.dir + "/model.json";
-  std::ofstream(s.config) << model_config_to_json(cfg);
-  return s;
-}
-
-std::vector<std::string> train_args(const RunSetup& s, const std::string& out, const std::string& steps) {
-  return {s.bin, "train", "--config", s.config, "--data", s.data, "--out", s.dir + "/" + out, "--steps", steps,
-          "--batch", "2", "--seq", "16", "--global-batch", "64", "--threads", "1", "--sample-tokens", "0",
-          "--eval-every", "0", "--seed", "5", "--lr", "1e-2", "--dist-timeout", "60"};
-}
-
-std::vector<std::pair<std::string, std::string>> rank_env(int rank, int world, int port) {
-  return {{"RANK", std::to_string(rank)}, {"WORLD_SIZE", std::to_string(world)}, {"LOCAL_RANK", std::to_string(rank)},
-          {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)}};
-}
-
-}  // namespace
+using namespace disttest;
 
 TEST(Dist, EnvironmentParsing) {
   setenv("WORLD_SIZE", "2", 1);
@@ -127,9 +24,18 @@ TEST(Dist, EnvironmentParsing) {
   EXPECT_EQ(e.rank, 1);
   EXPECT_EQ(e.world_size, 2);
   EXPECT_EQ(e.master_port, 1234);
+  EXPECT_EQ(e.run_id, "");  // the caller derives one (run_id_for_output)
+  setenv("GQE_RUN_ID", "job-7", 1);
+  EXPECT_EQ(dist_env_from_environment().run_id, "job-7");
+  setenv("GQE_RUN_ID", "a/b", 1);
+  EXPECT_THROW(dist_env_from_environment(), Error);  // '/' would nest store keys
+  unsetenv("GQE_RUN_ID");
   setenv("MASTER_PORT", "http", 1);
   EXPECT_THROW(dist_env_from_environment(), Error);
   for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"}) unsetenv(v);
+  // The default run id: the same for every spelling of one output folder, different for another.
+  EXPECT_EQ(run_id_for_output("/tmp/run-a"), run_id_for_output("/tmp/x/../run-a/"));
+  EXPECT_NE(run_id_for_output("/tmp/run-a"), run_id_for_output("/tmp/run-b"));
   EXPECT_EQ(dist_env_from_environment().world_size, 1);
 }
 

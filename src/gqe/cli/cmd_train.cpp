@@ -1,13 +1,16 @@
 // gqe train: language-model training with the paper's recipe (src/gqe/train/), on a text file (byte
 // tokens) or token shards, in one process or data-parallel over several (torchrun-style environment).
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <thread>
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 #include "gqe/cli/args.h"
 #include "gqe/cli/commands.h"
+#include "gqe/core/config.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/memory.h"
@@ -27,6 +30,29 @@
 namespace gqe::cli {
 
 namespace {
+
+// `j` flattened into fields "prefix.key.subkey" -> compact JSON value, in the object's order.
+void flatten_into(JobFingerprint& out, const std::string& prefix, const nlohmann::json& j) {
+  if (!j.is_object()) {
+    out.emplace_back(prefix, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    return;
+  }
+  for (const auto& [k, v] : j.items()) flatten_into(out, prefix + "." + k, v);
+}
+
+// What identifies data files across hosts: their names (not folders: mounts differ) and sizes.
+std::string files_identity(const std::vector<std::string>& paths) {
+  uint64_t bytes = 0;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    const auto n = std::filesystem::file_size(p, ec);
+    if (!ec) bytes += n;
+  }
+  const auto name = [](const std::string& p) { return std::filesystem::path(p).filename().string(); };
+  if (paths.size() == 1) return name(paths[0]) + " (" + std::to_string(bytes) + " bytes)";
+  return std::to_string(paths.size()) + " files " + (paths.empty() ? "" : name(paths.front()) + " .. " + name(paths.back())) +
+         " (" + std::to_string(bytes) + " bytes)";
+}
 const char* kHelp =
     "usage: gqe train --config MODEL.json (--data TEXT_FILE | --train-shards GLOB[,..]) --out DIR [options]\n"
     "data:\n"
@@ -66,7 +92,7 @@ int cmd_train(int argc, char** argv) {
     std::cout << kHelp;
     return 0;
   }
-  const DistEnv env = dist_env_from_environment();
+  DistEnv env = dist_env_from_environment();
   int threads_req = int(args.get_int("threads", 0));
   if (threads_req <= 0 && env.world_size > 1) {
     // Ranks sharing a host share its cores (torchrun sets LOCAL_WORLD_SIZE).
@@ -163,8 +189,10 @@ int cmd_train(int argc, char** argv) {
   const int64_t T = r.seq_len, B = r.micro_batch;
   if (args.has("data") == args.has("train-shards"))
     throw Error("gqe train: give exactly one of --data TEXT_FILE or --train-shards LIST");
+  std::vector<std::string> train_files, val_files;  // for the ranks' fingerprint
   if (args.has("data")) {
     const std::string path = args.require("data");
+    train_files = {path};
     auto tokens = tok->encode(fs::read_file(path));
     const size_t n_val = args.has("val-shards") ? 0 : size_t(double(tokens.size()) * 0.05);
     auto train_tokens = std::make_shared<const std::vector<int64_t>>(tokens.begin(), tokens.end() - long(n_val));
@@ -177,10 +205,12 @@ int cmd_train(int argc, char** argv) {
       *log << "note: the 5% validation tail of " << path << " is too short for one batch; no validation loss\n";
   } else {
     auto shards = resolve_shard_paths(args.require("train-shards"));
+    train_files = shards;
     train = make_shard_source(shards, T, B, r.seed, rank, world);
   }
   if (args.has("val-shards")) {
     auto vs = resolve_shard_paths(args.require("val-shards"));
+    val_files = vs;
     make_shard_source(vs, T, B, 0, rank, world)->check_token_ids(cfg.vocab_size);  // now, not at the first evaluation
     make_val = [=] { return make_shard_source(vs, T, B, 0, rank, world); };
   }
@@ -203,8 +233,20 @@ int cmd_train(int argc, char** argv) {
                   "support, or no GPU and driver were found)");
     if (!device.has_index()) device = at::Device(at::kCUDA, int8_t(env.local_rank));
   }
-  auto comm = make_communicator(env, std::chrono::milliseconds(int64_t(args.get_positive_double("dist-timeout", 300, 1e6) * 1000)),
-                                device);
+  // Every rank must run the same job: the ranks compare these fields at start-up (distributed/rendezvous.h).
+  JobFingerprint fingerprint;
+  flatten_into(fingerprint, "model", nlohmann::json::parse(model_config_to_json(cfg)));
+  flatten_into(fingerprint, "recipe", recipe_to_json(r));
+  fingerprint.emplace_back("data.train", files_identity(train_files));
+  fingerprint.emplace_back("data.val", val_files.empty() ? "-" : files_identity(val_files));
+  fingerprint.emplace_back("data.tokenizer", tok ? std::filesystem::path(tok->name()).filename().string() + " (vocab " +
+                                                       std::to_string(tok->vocab_size()) + ")"
+                                                 : "-");
+  fingerprint.emplace_back("run.resume", args.get("resume", "-"));
+  if (env.run_id.empty()) env.run_id = run_id_for_output(out);
+  auto comm = make_communicator(
+      env, std::chrono::milliseconds(int64_t(args.get_positive_double("dist-timeout", 300, 1e6) * 1000)), device,
+      fingerprint);
 
   at::manual_seed(r.seed);
   LanguageModel model(cfg);

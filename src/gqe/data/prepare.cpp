@@ -1,19 +1,25 @@
 #include "gqe/data/prepare.h"
 
+#include <sched.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <system_error>
 #include <thread>
 
 #include "gqe/core/error.h"
 #include "gqe/core/format.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/utf8.h"
 #include "gqe/data/sentencepiece.h"
 #include "gqe/data/shard.h"
 
@@ -173,64 +179,145 @@ void progress_line(int64_t done, int64_t total, int64_t tokens, double secs, boo
   std::fflush(stderr);
 }
 
-}  // namespace
-
-PrepareResult prepare_data(const PrepareOptions& opt) {
-  const auto t0 = Clock::now();
-  if (opt.inputs.empty()) throw Error("data prepare: no input files");
-  if (opt.out_dir.empty()) throw Error("data prepare: no output directory");
-  if (!(opt.val_fraction >= 0 && opt.val_fraction < 1))
-    throw Error("data prepare: --val-fraction must be in [0, 1), got " + std::to_string(opt.val_fraction));
-  if (opt.shard_tokens < 1) throw Error("data prepare: --shard-tokens must be positive");
-  if (opt.chunk_bytes < 1) throw Error("data prepare: --chunk-bytes must be positive");
-  if (opt.threads < 1) throw Error("data prepare: --threads must be positive");
-  int64_t total_bytes = 0;
-  for (const auto& p : opt.inputs) {
+// The size of all inputs; throws before any work when one is missing, unreadable, or has a name that
+// meta.json (which records the input names) cannot hold.
+int64_t check_inputs(const std::vector<std::string>& inputs) {
+  int64_t total = 0;
+  for (const auto& p : inputs) {
+    const std::string shown = escape_invalid_utf8(p);
     std::error_code ec;
-    if (!stdfs::is_regular_file(p, ec)) throw Error(p + ": input not found (or not a regular file)");
-    total_bytes += static_cast<int64_t>(stdfs::file_size(p));
+    if (!stdfs::is_regular_file(p, ec)) throw Error(shown + ": input not found (or not a regular file)");
+    if (!std::ifstream(p, std::ios::binary)) throw Error(shown + ": cannot read input: " + std::strerror(errno));
+    if (!is_valid_utf8(p))
+      throw Error(shown + ": input file name is not valid UTF-8 (meta.json records the input names); rename the file");
+    total += static_cast<int64_t>(stdfs::file_size(p, ec));
   }
-  fs::mkdirs(opt.out_dir);
-  std::vector<stdfs::path> existing;
-  for (const auto& e : stdfs::directory_iterator(opt.out_dir))
-    if (e.path().extension() == ".tok") existing.push_back(e.path());
-  if (!existing.empty()) {
-    if (!opt.force)
-      throw Error(opt.out_dir + ": already holds token shards (" + existing.front().filename().string() +
-                  ", ...); pass --force to replace them");
-    for (const auto& p : existing) stdfs::remove(p);
-    stdfs::remove(stdfs::path(opt.out_dir) / "meta.json");
-  }
+  return total;
+}
 
-  std::unique_ptr<Tokenizer> tok = load_tokenizer(opt.tokenizer);
-  const uint64_t vocab = static_cast<uint64_t>(tok->vocab_size());
+// The cores this process may run on (its CPU affinity; at least 1).
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// --threads capped at the core count: more threads than cores only add switching and per-thread stacks.
+int usable_threads(int requested) {
+  const int cores = available_cores();
+  if (requested <= cores) return requested;
+  std::fprintf(stderr, "data prepare: warning: --threads %d is more than the %d core(s) available; using %d\n",
+               requested, cores, cores);
+  return cores;
+}
+
+// Runs lane(0) ... lane(n - 1) on up to n threads. A thread that cannot be created (too many threads,
+// an address-space limit) is no crash: its lane runs on the calling thread instead, after a warning
+// (once: `warned`).
+void run_lanes(int n, const std::function<void(int)>& lane, bool& warned) {
+  std::vector<std::thread> pool;
+  pool.reserve(static_cast<size_t>(n));
+  int started = 0;
+  try {
+    for (; started < n; ++started) pool.emplace_back(lane, started);
+  } catch (const std::exception& e) {  // std::system_error (EAGAIN), or std::bad_alloc for its state
+    if (!warned)
+      std::fprintf(stderr, "data prepare: warning: cannot start worker thread %d of %d (%s); continuing with %d\n",
+                   started + 1, n, e.what(), std::max(1, started));
+    warned = true;
+  }
+  for (int t = started; t < n; ++t) lane(t);
+  for (auto& th : pool) th.join();
+}
+
+bool is_dataset_file(const stdfs::path& p) { return p.extension() == ".tok" || p.filename() == "meta.json"; }
+
+// out_dir must be a directory (or not exist); a dataset already there needs --force.
+void check_output_dir(const PrepareOptions& opt) {
+  std::error_code ec;
+  if (!stdfs::exists(opt.out_dir, ec)) return;
+  if (!stdfs::is_directory(opt.out_dir, ec)) throw Error(opt.out_dir + ": output exists and is not a directory");
+  for (const auto& e : stdfs::directory_iterator(opt.out_dir, ec))
+    if (e.path().extension() == ".tok" && !opt.force)
+      throw Error(opt.out_dir + ": already holds token shards (" + e.path().filename().string() +
+                  ", ...); pass --force to replace them");
+  if (ec) throw Error(opt.out_dir + ": cannot list the output directory: " + ec.message());
+}
+
+// The staging folder of process `pid` for output folder `name` in `parent`: hidden, beside the output.
+std::string staging_dir(const stdfs::path& parent, const std::string& name, long pid) {
+  return (parent / ("." + name + ".prepare.tmp." + std::to_string(pid))).string();
+}
+
+// Staging folders left by a prepare that was killed (its process is gone) are removed.
+void remove_stale_staging(const stdfs::path& parent, const std::string& name) {
+  const std::string prefix = "." + name + ".prepare.tmp.";
+  for (const auto& entry : fs::list_dir(parent.string())) {
+    if (entry.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string pid = entry.substr(prefix.size());
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) fs::remove_tree((parent / entry).string());
+  }
+}
+
+void rename_or_throw(const stdfs::path& from, const stdfs::path& to) {
+  std::error_code ec;
+  stdfs::rename(from, to, ec);
+  if (ec) throw Error(to.string() + ": cannot move " + from.string() + " there: " + ec.message());
+}
+
+// Replaces the dataset in out_dir by the one complete in `staging`. Other files in out_dir stay. The old
+// meta.json goes first and the new one comes last, so a dataset with meta.json is always a whole one.
+void install_dataset(const std::string& staging, const std::string& out_dir) {
+  std::error_code ec;
+  if (!stdfs::exists(out_dir, ec)) {
+    rename_or_throw(staging, out_dir);
+    fs::fsync_dir(stdfs::absolute(out_dir).parent_path().string());
+    return;
+  }
+  const stdfs::path replaced = stdfs::path(staging) / ".replaced";
+  fs::mkdirs(replaced.string());
+  const stdfs::path out(out_dir);
+  if (fs::exists((out / "meta.json").string())) rename_or_throw(out / "meta.json", replaced / "meta.json");
+  for (const auto& name : fs::list_dir(out_dir))
+    if (is_dataset_file(name)) rename_or_throw(out / name, replaced / name);
+  for (const auto& name : fs::list_dir(staging))
+    if (stdfs::path(name).extension() == ".tok") rename_or_throw(stdfs::path(staging) / name, out / name);
+  rename_or_throw(stdfs::path(staging) / "meta.json", out / "meta.json");
+  fs::fsync_dir(out_dir);
+  fs::remove_tree(staging);
+}
+
+// Tokenizes the inputs into `dir` (shards and meta.json).
+PrepareResult prepare_into(const PrepareOptions& opt, const Tokenizer& tok, int threads, int64_t total_bytes,
+                           const std::string& dir, Clock::time_point t0) {
+  const uint64_t vocab = static_cast<uint64_t>(tok.vocab_size());
   const TokenDtype dtype = dtype_for_vocab(vocab);
-  const int64_t eos = opt.append_eos ? tok->eos_id() : -1;
-  SplitWriter train(opt.out_dir, "train", opt.shard_tokens, dtype, vocab);
-  SplitWriter val(opt.out_dir, "val", opt.shard_tokens, dtype, vocab);
+  const int64_t eos = opt.append_eos ? tok.eos_id() : -1;
+  SplitWriter train(dir, "train", opt.shard_tokens, dtype, vocab);
+  SplitWriter val(dir, "val", opt.shard_tokens, dtype, vocab);
 
   ChunkReader reader(opt);
   std::vector<Chunk> batch;
-  const int64_t batch_bytes = std::max<int64_t>(opt.chunk_bytes * opt.threads * 4, 4 << 20);
+  const int64_t batch_bytes = std::max<int64_t>(opt.chunk_bytes * threads * 4, 4 << 20);
   auto last_print = Clock::now();
+  bool thread_warning = false;
   while (true) {
     batch.clear();
     if (!reader.read_batch(batch, batch_bytes)) break;
-    // Each thread takes every threads-th chunk; writing happens afterwards, in chunk order.
-    std::vector<std::thread> pool;
-    std::vector<std::exception_ptr> errors(static_cast<size_t>(opt.threads));
-    for (int t = 0; t < opt.threads; ++t)
-      pool.emplace_back([&, t]() {
-        try {
-          for (size_t i = static_cast<size_t>(t); i < batch.size(); i += static_cast<size_t>(opt.threads)) {
-            batch[i].tokens = tok->encode(batch[i].text);
-            if (batch[i].doc_end && eos >= 0) batch[i].tokens.push_back(eos);
-          }
-        } catch (...) {
-          errors[static_cast<size_t>(t)] = std::current_exception();
+    // Lane t takes every threads-th chunk; writing happens afterwards, in chunk order.
+    std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+    run_lanes(threads, [&](int t) {
+      try {
+        for (size_t i = static_cast<size_t>(t); i < batch.size(); i += static_cast<size_t>(threads)) {
+          batch[i].tokens = tok.encode(batch[i].text);
+          if (batch[i].doc_end && eos >= 0) batch[i].tokens.push_back(eos);
         }
-      });
-    for (auto& th : pool) th.join();
+      } catch (...) {
+        errors[static_cast<size_t>(t)] = std::current_exception();
+      }
+    }, thread_warning);
     for (auto& e : errors)
       if (e) std::rethrow_exception(e);
     for (auto& c : batch) (c.val ? val : train).append(c.tokens);
@@ -264,7 +351,7 @@ PrepareResult prepare_data(const PrepareOptions& opt) {
 
   nlohmann::json meta;
   meta["format"] = "gqe token shards v1";
-  meta["tokenizer"] = tok->name();
+  meta["tokenizer"] = tok.name();
   meta["vocab_size"] = vocab;
   meta["eos_id"] = eos;
   meta["dtype"] = dtype == TokenDtype::kUInt16 ? "uint16" : "uint32";
@@ -282,8 +369,52 @@ PrepareResult prepare_data(const PrepareOptions& opt) {
   };
   meta["train"] = {{"shards", names(r.train_shards)}, {"tokens", r.train_tokens}};
   meta["val"] = {{"shards", names(r.val_shards)}, {"tokens", r.val_tokens}};
-  fs::write_file_atomic(opt.out_dir + "/meta.json", meta.dump(2) + "\n");
+  fs::write_file_atomic(dir + "/meta.json", meta.dump(2) + "\n");
   return r;
+}
+
+}  // namespace
+
+PrepareResult prepare_data(const PrepareOptions& opt) {
+  const auto t0 = Clock::now();
+  if (opt.inputs.empty()) throw Error("data prepare: no input files");
+  if (opt.out_dir.empty()) throw Error("data prepare: no output directory");
+  if (!(opt.val_fraction >= 0 && opt.val_fraction < 1))
+    throw Error("data prepare: --val-fraction must be in [0, 1), got " + std::to_string(opt.val_fraction));
+  if (opt.shard_tokens < 1) throw Error("data prepare: --shard-tokens must be positive");
+  if (opt.chunk_bytes < 1) throw Error("data prepare: --chunk-bytes must be positive");
+  if (opt.threads < 1) throw Error("data prepare: --threads must be positive");
+  if (!is_valid_utf8(opt.text_field))
+    throw Error("data prepare: --text-field '" + escape_invalid_utf8(opt.text_field) + "' is not valid UTF-8");
+  const int64_t total_bytes = check_inputs(opt.inputs);
+  const int threads = usable_threads(opt.threads);
+  check_output_dir(opt);
+
+  std::unique_ptr<Tokenizer> tok = load_tokenizer(opt.tokenizer);
+  if (!is_valid_utf8(tok->name()))
+    throw Error("data prepare: tokenizer path '" + escape_invalid_utf8(tok->name()) +
+                "' is not valid UTF-8 (meta.json records it); rename the file");
+
+  // The new dataset is built in a staging folder beside out_dir and swapped in only when complete: a
+  // failure (bad input, full disk, ...) leaves the previous dataset as it was and no partial shards.
+  stdfs::path out_path = stdfs::absolute(opt.out_dir).lexically_normal();
+  if (!out_path.has_filename()) out_path = out_path.parent_path();  // "dir/"
+  const stdfs::path parent = out_path.parent_path();
+  fs::mkdirs(parent.string());
+  remove_stale_staging(parent, out_path.filename().string());
+  const std::string staging = staging_dir(parent, out_path.filename().string(), ::getpid());
+  fs::remove_tree(staging);
+  fs::mkdirs(staging);
+  try {
+    PrepareResult r = prepare_into(opt, *tok, threads, total_bytes, staging, t0);
+    install_dataset(staging, out_path.string());
+    for (auto* v : {&r.train_shards, &r.val_shards})
+      for (auto& p : *v) p = (stdfs::path(opt.out_dir) / stdfs::path(p).filename()).string();
+    return r;
+  } catch (...) {
+    fs::remove_tree(staging);
+    throw;
+  }
 }
 
 }  // namespace gqe

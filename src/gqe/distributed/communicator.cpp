@@ -6,9 +6,10 @@
 #define USE_C10D_GLOO
 #endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <limits>
 
 #include "gqe/core/error.h"
@@ -52,8 +53,7 @@ c10::intrusive_ptr<c10d::ProcessGroupGloo> make_gloo_group(const DistEnv& env, c
   else
     opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
   opts->threads = 2;
-  return c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gqe", store), env.rank,
-                                                     env.world_size, opts);
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, opts);
 }
 
 }  // namespace
@@ -75,27 +75,49 @@ DistEnv dist_env_from_environment() {
   if (!present && e.world_size > 1) throw Error("environment: WORLD_SIZE > 1 but MASTER_PORT is not set");
   if (e.master_port < 1 || e.master_port > 65535)
     throw Error("environment variable MASTER_PORT=" + std::to_string(e.master_port) + ": expected 1..65535");
+  if (const char* id = std::getenv("GQE_RUN_ID"); id && *id) {
+    e.run_id = id;
+    if (e.run_id.size() > 128 || e.run_id.find('/') != std::string::npos)
+      throw Error("environment variable GQE_RUN_ID='" + e.run_id + "': expected at most 128 characters and no '/'");
+  } else if (const char* te = std::getenv("TORCHELASTIC_RUN_ID"); te && *te && std::string(te) != "none") {
+    e.run_id = "torchelastic-" + std::string(te);
+  }
   return e;
+}
+
+std::string run_id_for_output(const std::string& out_dir) {
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::weakly_canonical(std::filesystem::absolute(out_dir, ec), ec);
+  if (p.empty()) p = std::filesystem::path(out_dir).lexically_normal();
+  if (!p.has_filename() && p.has_parent_path()) p = p.parent_path();  // "dir/" is "dir"
+  const std::string path = p.string();
+  uint64_t h = 1469598103934665603ull;  // FNV-1a: the same on every host and build
+  for (unsigned char c : path) h = (h ^ c) * 1099511628211ull;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "out-%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
 std::unique_ptr<Communicator> make_local_communicator() { return std::make_unique<LocalCommunicator>(); }
 
-std::unique_ptr<Communicator> make_gloo_communicator(const DistEnv& env, std::chrono::milliseconds timeout) {
+std::unique_ptr<Communicator> make_gloo_communicator(const DistEnv& env, std::chrono::milliseconds timeout,
+                                                     const JobFingerprint& fingerprint) {
   return std::make_unique<ProcessGroupCommunicator<c10d::ProcessGroupGloo>>(
-      env, timeout, "Gloo", [&](const c10::intrusive_ptr<c10d::Store>& store) { return make_gloo_group(env, store, timeout); });
+      env, timeout, "Gloo", [&](const c10::intrusive_ptr<c10d::Store>& store) { return make_gloo_group(env, store, timeout); },
+      fingerprint);
 }
 
 std::unique_ptr<Communicator> make_communicator(const DistEnv& env, std::chrono::milliseconds timeout,
-                                                const at::Device& device) {
+                                                const at::Device& device, const JobFingerprint& fingerprint) {
   if (env.world_size == 1) return make_local_communicator();
 #ifdef GQE_WITH_CUDA
-  if (device.is_cuda()) return make_nccl_communicator(env, timeout, device);
+  if (device.is_cuda()) return make_nccl_communicator(env, timeout, device, fingerprint);
 #else
   if (device.is_cuda())
     throw Error("distributed training on " + device.str() + " needs NCCL, which this build of gqe lacks (build it "
                 "with GQE_CUDA, see docs/gpu.md)");
 #endif
-  return make_gloo_communicator(env, timeout);
+  return make_gloo_communicator(env, timeout, fingerprint);
 }
 
 void allreduce_mean_gradients(Communicator& comm, const std::vector<at::Tensor>& params, int64_t bucket_bytes) {

@@ -1,8 +1,9 @@
 // A Communicator over one c10d process group (Gloo or NCCL), for communicator.cpp and
 // cuda/nccl_communicator.cpp only: the c10d headers stay out of the rest of gqe. Rendezvous through a
-// TCPStore hosted by rank 0, the torchrun way; every collective waits for its work and turns a c10d failure
+// TCPStore hosted by rank 0, the torchrun way, and the job check of rendezvous.h; every collective waits for its work and turns a c10d failure
 // (a peer that died, a timeout) into a gqe::Error that names the rank and the operation.
 #pragma once
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <functional>
@@ -10,6 +11,7 @@
 
 #include "gqe/core/error.h"
 #include "gqe/distributed/communicator.h"
+#include "gqe/distributed/rendezvous.h"
 
 namespace gqe {
 
@@ -25,23 +27,36 @@ class ProcessGroupCommunicator : public Communicator {
  public:
   using MakeGroup = std::function<c10::intrusive_ptr<Group>(const c10::intrusive_ptr<c10d::Store>&)>;
 
+  // make_group gets the store under this job's process-group prefix (rendezvous.h).
   ProcessGroupCommunicator(const DistEnv& env, std::chrono::milliseconds timeout, const std::string& backend,
-                           const MakeGroup& make_group, at::Device device = at::kCPU)
+                           const MakeGroup& make_group, const JobFingerprint& fingerprint, at::Device device = at::kCPU)
       : env_(env), device_(device) {
+    StartupDeadline deadline(env, timeout);
+    const std::string at = env.master_addr + ":" + std::to_string(env.master_port);
     c10d::TCPStoreOptions so;
     so.port = uint16_t(env.master_port);
     so.isServer = env.rank == 0;
     so.numWorkers = size_t(env.world_size);
-    so.waitWorkers = true;
-    so.timeout = timeout;
+    so.waitWorkers = false;  // join_job waits for the ranks, within the deadline, and names the missing ones
+    so.timeout = deadline.remaining();
+    deadline.phase("connecting to the rendezvous store at " + at);
     try {
       store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
-      pg_ = make_group(store_);
     } catch (const std::exception& e) {
-      throw Error("rank " + std::to_string(env.rank) + "/" + std::to_string(env.world_size) + ": cannot join the " +
-                  backend + " process group at " + env.master_addr + ":" + std::to_string(env.master_port) +
-                  " within " + std::to_string(timeout.count() / 1000) + " s (are all ranks started, and " +
-                  "MASTER_ADDR/MASTER_PORT the same for all?): " + first_line(e.what()));
+      throw Error(deadline.rank_prefix() + "cannot " + (env.rank == 0 ? "host" : "reach") + " the rendezvous store at " +
+                  at + ", " + deadline.waited() + ": " + first_line(e.what()) +
+                  (env.rank == 0 ? " (is MASTER_PORT in use by another program?)"
+                                 : " (is rank 0 started, and MASTER_ADDR/MASTER_PORT the same for all ranks?)"));
+    }
+    join_job(*store_, env, fingerprint, deadline);
+    deadline.phase("connecting the " + backend + " process group");
+    try {
+      store_->setTimeout(deadline.remaining());
+      pg_ = make_group(c10::make_intrusive<c10d::PrefixStore>(process_group_prefix(env), store_));
+      store_->setTimeout(timeout);
+    } catch (const std::exception& e) {
+      throw Error(deadline.rank_prefix() + "cannot connect the " + backend + " process group via " + at + ", " +
+                  deadline.waited() + " (a rank stopped during start-up?): " + first_line(e.what()));
     }
   }
   int rank() const override { return env_.rank; }

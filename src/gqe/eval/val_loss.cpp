@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "gqe/core/error.h"
@@ -20,8 +21,11 @@ EvalTokens load_eval_tokens(const std::string& path, const Tokenizer& tok, int64
   int32_t magic = 0;
   if (got >= 4) std::memcpy(&magic, head, 4);
   const bool gqe_shard = got == 8 && std::memcmp(head, kShardMagic, 8) == 0;
-  if (gqe_shard || magic == kLlmcMagicGpt2 || magic == kLlmcMagicLlama3) {
-    // A token shard: TokenShard validates the header, the size and (gqe shards) the checksums.
+  // A .tok/.bin path is a shard or an error: one with a damaged magic must not be scored as text.
+  const std::string ext = std::filesystem::path(path).extension().string();
+  const bool shard_name = ext == ".tok" || ext == ".bin";
+  if (shard_name || gqe_shard || magic == kLlmcMagicGpt2 || magic == kLlmcMagicLlama3) {
+    // A token shard: TokenShard validates the magic, the header, the size and (gqe shards) the checksums.
     TokenShard shard(path);
     src.kind = std::string(shard.format() == ShardFormat::kGqe ? "gqe" : "llm.c") +
                (shard.dtype() == TokenDtype::kUInt16 ? " uint16" : " uint32") + " shard";

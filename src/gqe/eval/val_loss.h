@@ -20,6 +20,8 @@ struct EvalTokens {  // the tokens of an evaluation data file
   int64_t text_bytes = 0;  // bytes of text behind the tokens (text sources only; 0 otherwise)
 };
 
+// A token shard (gqe or llm.c) is recognised by its magic; a path ending in .tok or .bin must be one (a
+// damaged magic is an error, not text). Anything else is text, encoded with `tok`.
 // max_tokens > 0 keeps only the first max_tokens tokens (text: the bytes counted are those of the
 // kept prefix, re-measured by decoding). Throws gqe::FormatError on a truncated or inconsistent shard.
 EvalTokens load_eval_tokens(const std::string& path, const Tokenizer& tok, int64_t max_tokens = 0);
