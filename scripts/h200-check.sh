@@ -21,6 +21,11 @@ if [ "${1:-}" = "--prepare" ]; then
   rm -rf .device && mkdir -p .device/deps/include
   cp -r /usr/include/nlohmann .device/deps/include/
   cp -r /usr/src/googletest .device/deps/googletest
+  # PCRE2 (byte-level BPE pre-tokenizers): the header and the shared library, which needs only libc.
+  mkdir -p .device/deps/lib
+  cp /usr/include/pcre2.h .device/deps/include/
+  cp -L /usr/lib/x86_64-linux-gnu/libpcre2-8.so .device/deps/lib/libpcre2-8.so
+  cp -L /usr/lib/x86_64-linux-gnu/libpcre2-8.so.0 .device/deps/lib/libpcre2-8.so.0
   if [ ! -s data/kjv.txt ]; then
     mkdir -p data
     bible "Genesis1:1-Revelation22:21" | sed -E 's/^ +[0-9]+ //' > data/kjv.txt.tmp && mv data/kjv.txt.tmp data/kjv.txt
