@@ -26,6 +26,10 @@ if [ "${1:-}" = "--prepare" ]; then
   cp -r /usr/include/openssl .device/deps/include/
   cp /usr/include/"$(gcc -print-multiarch)"/openssl/*.h .device/deps/include/openssl/
   mkdir -p .device/deps/lib && cp /usr/lib/"$(gcc -print-multiarch)"/libcrypto.a .device/deps/lib/
+  # PCRE2 (byte-level BPE pre-tokenizers): the header and the shared library, which needs only libc.
+  cp /usr/include/pcre2.h .device/deps/include/
+  cp -L /usr/lib/x86_64-linux-gnu/libpcre2-8.so .device/deps/lib/libpcre2-8.so
+  cp -L /usr/lib/x86_64-linux-gnu/libpcre2-8.so.0 .device/deps/lib/libpcre2-8.so.0
   if [ ! -s data/kjv.txt ]; then
     mkdir -p data
     bible "Genesis1:1-Revelation22:21" | sed -E 's/^ +[0-9]+ //' > data/kjv.txt.tmp && mv data/kjv.txt.tmp data/kjv.txt

@@ -12,6 +12,7 @@ PKGS=(
   libgtest-dev googletest # unit tests
   bible-kjv               # the embedded default corpus (King James Bible)
   libsentencepiece-dev    # BPE tokenizer training and encoding
+  libpcre2-dev            # Unicode regexes of GPT-2 / LLaMA-3 byte-level BPE pre-tokenizers
   libgloo-dev             # headers for c10d's ProcessGroupGloo (compiled into Debian's libtorch)
   gnuplot-nox             # loss curves and speedup plots as PNG
   libssl-dev              # OpenSSL's libcrypto: SHA-256 of checkpoints

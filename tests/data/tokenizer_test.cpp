@@ -6,6 +6,7 @@
 
 #include "data_test_util.h"
 #include "gqe/core/error.h"
+#include "gqe/data/run_tokenizer.h"
 
 namespace gqe {
 namespace {

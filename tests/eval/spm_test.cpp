@@ -8,10 +8,10 @@
 #include "test_util.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/data/run_tokenizer.h"
 #include "gqe/data/sentencepiece.h"
 #include "gqe/eval/requests.h"
 #include "gqe/eval/scoring.h"
-#include "gqe/eval/tokenizer_spec.h"
 
 using namespace gqe;
 using namespace gqe::eval;
@@ -37,11 +37,11 @@ TEST(EvalSentencePiece, JointEncodingAndScoring) {
   }
   // A checkpoint directory with tokenizer.model is picked up without --tokenizer.
   write(dir + "/tokenizer.model", fs::read_file(dir + "/tok.model"));
-  auto tok = open_tokenizer("", dir, 512);
+  auto tok = load_run_tokenizer(dir, 512);
   EXPECT_EQ(tok->name(), dir + "/tokenizer.model");
   EXPECT_EQ(tok->vocab_size(), 300);
-  EXPECT_EQ(open_tokenizer("bytes", dir, 512)->name(), "bytes");
-  const std::string msg = error_of([&] { open_tokenizer(dir + "/tok.model", dir, 256); });
+  EXPECT_EQ(load_run_tokenizer(dir, 512, "bytes")->name(), "bytes");
+  const std::string msg = error_of([&] { load_run_tokenizer(dir, 256, dir + "/tok.model"); });
   EXPECT_NE(msg.find("has 300 ids but the checkpoint's vocab_size is 256"), std::string::npos) << msg;
 
   // The harness's rule: continuation tokens = encode(context + continuation)[len(encode(context)):].

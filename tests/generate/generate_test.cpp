@@ -27,6 +27,18 @@ TEST(Sampling, GreedyTopKAndTopP) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(sample_token(logits, p, rng), 1);
 }
 
+TEST(Sampling, VocabLimitKeepsPaddingIdsOut) {
+  // Ids 3 and 4 are embedding padding past a 3-token vocabulary: never sampled, even when they score best.
+  at::Tensor logits = at::tensor({0.1f, 0.5f, 0.2f, 9.0f, 8.0f});
+  uint64_t rng = 3;
+  SamplingOptions o;
+  o.vocab_limit = 3;
+  o.temperature = 0;
+  EXPECT_EQ(sample_token(logits, o, rng), 1);
+  o.temperature = 5.0;
+  for (int i = 0; i < 200; ++i) EXPECT_LT(sample_token(logits, o, rng), 3);
+}
+
 TEST(Sampling, FrequenciesFollowTheSoftmaxAtTemperature) {
   at::Tensor logits = at::tensor({0.0f, std::log(3.0f)});  // probabilities 1/4, 3/4
   uint64_t rng = 42;

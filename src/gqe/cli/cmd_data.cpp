@@ -68,8 +68,10 @@ std::vector<std::string> text_inputs_for_training(const std::vector<std::string>
 }  // namespace
 
 int cmd_tokenizer(int argc, char** argv) {
+  if (argc >= 1 && std::string(argv[0]) == "bench") return cmd_tokenizer_bench(argc - 1, argv + 1);
   if (argc < 1 || std::string(argv[0]) != "train") {
-    std::cerr << "usage: gqe tokenizer train --input FILES --out PREFIX [--vocab-size N] ...\n";
+    std::cerr << "usage: gqe tokenizer train --input FILES --out PREFIX [--vocab-size N] ...\n"
+                 "       gqe tokenizer bench --tokenizer SPEC --input TEXT_FILE\n";
     return argc >= 1 && (std::string(argv[0]) == "--help" || std::string(argv[0]) == "-h") ? 0 : 2;
   }
   Args args("tokenizer train", argc - 1, argv + 1,
@@ -125,7 +127,7 @@ int cmd_tokenizer(int argc, char** argv) {
 
 int cmd_data(int argc, char** argv) {
   if (argc < 1 || std::string(argv[0]) != "prepare") {
-    std::cerr << "usage: gqe data prepare --input FILES --out DIR [--tokenizer bytes|MODEL] ...\n";
+    std::cerr << "usage: gqe data prepare --input FILES --out DIR [--tokenizer bytes|MODEL|tokenizer.json] ...\n";
     return argc >= 1 && (std::string(argv[0]) == "--help" || std::string(argv[0]) == "-h") ? 0 : 2;
   }
   Args args("data prepare", argc - 1, argv + 1,
@@ -135,7 +137,8 @@ int cmd_data(int argc, char** argv) {
     std::cout << "usage: gqe data prepare --input F1[,F2...] --out DIR [options] [more inputs...]\n"
                  "Tokenizes text files / JSONL (.jsonl: one {\"text\": ...} object per line, FineWeb-Edu style)\n"
                  "into DIR/train_NNNNNN.tok, DIR/val_NNNNNN.tok (gqe token shards) and DIR/meta.json.\n"
-                 "  --tokenizer bytes|PATH.model (bytes)   --text-field NAME (text)\n"
+                 "  --tokenizer SPEC (bytes): bytes, a SentencePiece .model, a Hugging Face tokenizer.json (GPT-2,\n"
+                 "      LLaMA-3 style byte-level BPE) or GPT-2's vocab.json + merges.txt   --text-field NAME (text)\n"
                  "  --val-fraction X (0.01: one chunk in 100 goes to validation)\n"
                  "  --chunk-bytes N (16384: text files are cut into line-aligned chunks of this size)\n"
                  "  --shard-tokens N (100000000)  --threads N (2)\n"

@@ -13,11 +13,11 @@
 #include "gqe/core/fs.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
+#include "gqe/data/run_tokenizer.h"
 #include "gqe/eval/harness.h"
 #include "gqe/eval/progress.h"
 #include "gqe/eval/routing.h"
 #include "gqe/eval/sha256.h"
-#include "gqe/eval/tokenizer_spec.h"
 #include "gqe/eval/val_loss.h"
 #include "gqe/io/checkpoint.h"
 
@@ -31,7 +31,7 @@ double parse_limit(const Args& args) { return args.get_positive_double("limit", 
 int run_val_loss(const Args& args) {
   const std::string dir = args.require("checkpoint");
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
-  auto tok = eval::open_tokenizer(args.get("tokenizer", ""), dir, model->config().vocab_size);
+  auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
   const std::string data = args.require("data");
   eval::EvalTokens src = eval::load_eval_tokens(data, *tok, args.get_int("max-tokens", 0));
   const int64_t seq = args.get_int("seq", std::min<int64_t>(1024, model->config().max_position_embeddings));
@@ -113,7 +113,7 @@ int cmd_eval(int argc, char** argv) {
   }
 
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
-  auto tok = eval::open_tokenizer(args.get("tokenizer", ""), dir, model->config().vocab_size);
+  auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
   eval::EvalOptions opt;
   opt.limit = limit;
   opt.score.batch_size = args.get_int("batch-size", 16);
@@ -177,7 +177,7 @@ int cmd_routes(int argc, char** argv) {
   if (!model->config().attention.is_gqe())
     throw Error(dir + " is a '" + to_string(model->config().attention.kind) +
                 "' checkpoint; routing analytics need a GQE checkpoint");
-  auto tok = eval::open_tokenizer(args.get("tokenizer", ""), dir, model->config().vocab_size);
+  auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
   const std::string data = args.require("data");
   eval::EvalTokens src = eval::load_eval_tokens(data, *tok, args.get_int("max-tokens", 65536));
   eval::RouteOptions opt;

@@ -17,8 +17,9 @@
 #include "gqe/core/model_stats.h"
 #include "gqe/core/run_dir.h"
 #include "gqe/core/runtime.h"
-#include "gqe/data/sentencepiece.h"
+#include "gqe/data/run_tokenizer.h"
 #include "gqe/data/shard.h"
+#include "gqe/data/stream_decoder.h"
 #include "gqe/data/tokenizer.h"
 #include "gqe/distributed/communicator.h"
 #include "gqe/generate/generate.h"
@@ -56,10 +57,12 @@ std::string files_identity(const std::vector<std::string>& paths) {
 const char* kHelp =
     "usage: gqe train --config MODEL.json (--data TEXT_FILE | --train-shards GLOB[,..]) --out DIR [options]\n"
     "data:\n"
-    "  --data FILE            a text file, byte tokens (vocab_size >= 256); the last 5% is validation\n"
+    "  --data FILE            a text file, encoded with --tokenizer (bytes); the last 5% is validation\n"
     "  --train-shards LIST    token shards (gqe or llm.c .bin); comma-separated paths or globs\n"
     "  --val-shards LIST      validation shards (default: none, or the text tail with --data)\n"
-    "  --tokenizer PATH       SentencePiece .model (or \"bytes\") for the final sample; copied to DIR\n"
+    "  --tokenizer PATH       bytes, a SentencePiece .model, a Hugging Face tokenizer.json or GPT-2's\n"
+    "                         vocab.json + merges.txt: encodes --data, is recorded in DIR for generate/eval\n"
+    "                         (default: bytes with --data, the shards' meta.json tokenizer with shards)\n"
     "recipe (defaults, then --recipe FILE, then these flags; see docs/training.md):\n"
     "  --recipe FILE          configs/recipe-*.json\n"
     "  --steps N (300)  --tokens N (total tokens instead of steps)\n"
@@ -163,9 +166,13 @@ int cmd_train(int argc, char** argv) {
   }
 
   // The tokenizer encodes --data text (bytes by default), decodes the final sample and travels with the
-  // run (OUT/tokenizer.model, which `gqe eval` picks up).
+  // run (record_run_tokenizer: generate, eval and routes pick it up). gqe shards name theirs in meta.json.
   std::unique_ptr<Tokenizer> tok;
-  const std::string tok_spec = args.get("tokenizer", args.has("data") ? "bytes" : "");
+  std::string tok_spec = args.get("tokenizer", args.has("data") ? "bytes" : "");
+  if (tok_spec.empty() && args.has("train-shards")) {
+    tok_spec = tokenizer_of_shards(resolve_shard_paths(args.require("train-shards")));
+    if (!tok_spec.empty() && env.rank == 0) std::cout << "tokenizer " << tok_spec << " (from the shards' meta.json)\n";
+  }
   if (!tok_spec.empty()) {
     tok = load_tokenizer(tok_spec);
     if (tok->vocab_size() > cfg.vocab_size)
@@ -215,6 +222,10 @@ int cmd_train(int argc, char** argv) {
     make_val = [=] { return make_shard_source(vs, T, B, 0, rank, world); };
   }
 
+  if (tok && train->vocab_size() > 0 && train->vocab_size() != tok->vocab_size())
+    throw ConfigError("the training shards were written by a tokenizer of " + std::to_string(train->vocab_size()) +
+                      " ids (" + train->describe() + "), the tokenizer '" + tok_spec + "' has " +
+                      std::to_string(tok->vocab_size()));
   if (train->vocab_size() > cfg.vocab_size)  // gqe shards record their vocabulary; llm.c shards do not
     throw ConfigError(config_path + ": field 'vocab_size': " + std::to_string(cfg.vocab_size) +
                       " is smaller than the data's vocabulary (" + std::to_string(train->vocab_size()) + " in " +
@@ -284,7 +295,7 @@ int cmd_train(int argc, char** argv) {
   }
   if (main_rank) {
     fs::mkdirs(out);
-    if (!tok_spec.empty() && tok_spec != "bytes") fs::write_file_atomic(out + "/tokenizer.model", fs::read_file(tok_spec));
+    if (!tok_spec.empty()) record_run_tokenizer(out, tok_spec);
     // The resolved recipe beside the checkpoints: what was actually run.
     nlohmann::json rec = recipe_to_json(r);
     rec["world_size"] = world;
@@ -309,10 +320,12 @@ int cmd_train(int argc, char** argv) {
     so.temperature = 0.8;
     so.top_k = 40;
     so.seed = r.seed;
+    so.vocab_limit = tok->vocab_size();
     const std::string prompt = args.get("sample-prompt", "And God said");
     std::cout << "sample (temperature 0.8, top-k 40):\n" << prompt << std::flush;
-    generate(model, tok->encode(prompt), so, [&](int64_t t) { std::cout << tok->decode({t}) << std::flush; });
-    std::cout << "\n";
+    StreamDecoder text(*tok);
+    generate(model, tok->encode(prompt), so, [&](int64_t t) { std::cout << text.push(t) << std::flush; });
+    std::cout << text.finish() << "\n";
   }
   return 0;
 }

@@ -8,6 +8,7 @@ int cmd_train(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_bench(int argc, char** argv);  // gqe bench: GQA vs GQE latency
 int cmd_tokenizer(int argc, char** argv);  // gqe tokenizer train
+int cmd_tokenizer_bench(int argc, char** argv);  // gqe tokenizer bench: encoding MB/s
 int cmd_data(int argc, char** argv);       // gqe data prepare
 int cmd_eval(int argc, char** argv);
 int cmd_routes(int argc, char** argv);

@@ -19,6 +19,7 @@ const char* kUsage =
     "  generate --checkpoint DIR --prompt TEXT [...]  sample from a trained model (KV cache)\n"
     "  bench [--lengths 1024,2048,...] [...]  GQA vs GQE prefill/train/decode latency on this machine\n"
     "  tokenizer train --input FILES --out PREFIX [...]  train a SentencePiece BPE tokenizer\n"
+    "  tokenizer bench --tokenizer SPEC --input TEXT  encoding speed (MB/s, one thread)\n"
     "  data prepare --input FILES --out DIR [...]  tokenize text/JSONL into train/val token shards\n"
     "  eval --checkpoint DIR --task T --data F [...]  zero-shot hellaswag/arc/piqa as the harness; --val-loss\n"
     "  routes --checkpoint DIR --data F [...]   GQE routing analytics: expert load, entropy, heat map\n"

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -20,7 +21,7 @@
 #include "gqe/core/format.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/utf8.h"
-#include "gqe/data/sentencepiece.h"
+#include "gqe/data/run_tokenizer.h"
 #include "gqe/data/shard.h"
 
 namespace gqe {
@@ -80,11 +81,20 @@ class ChunkReader {
         ++documents_;
       } else {
         // A line-aligned chunk of about chunk_bytes (a single longer line stays whole); the line breaks are
-        // kept exactly as in the file.
+        // kept exactly as in the file. Byte-level BPE regexes (GPT-2's \s+(?!\S), LLaMA-3's \s*[\r\n]+)
+        // split a whitespace run by what follows it, so a cut is made only where the line break is the
+        // only whitespace around it ("word\n|word"): there each chunk tokenizes as the whole text does
+        // (lines without such a place are cut anyway at 4x chunk_bytes, e.g. CRLF files).
         std::string line;
-        while (static_cast<int64_t>(c.text.size()) < opt_.chunk_bytes && std::getline(in_, line)) {
+        auto is_space = [](int ch) { return ch != std::char_traits<char>::eof() && std::isspace(ch); };
+        while (std::getline(in_, line)) {
           c.text += line;
           if (!in_.eof()) c.text += '\n';
+          const auto size = static_cast<int64_t>(c.text.size());
+          if (size < opt_.chunk_bytes) continue;
+          const int next = in_.peek();
+          const bool clean = !line.empty() && !is_space(static_cast<unsigned char>(line.back())) && !is_space(next);
+          if (next == std::char_traits<char>::eof() || clean || size >= 4 * opt_.chunk_bytes) break;
         }
         bytes_read_ += static_cast<int64_t>(c.text.size());
         if (in_.eof() || in_.peek() == std::char_traits<char>::eof()) {

@@ -22,7 +22,7 @@ namespace gqe {
 
 struct PrepareOptions {
   std::vector<std::string> inputs;
-  std::string tokenizer = "bytes";  // "bytes" or a SentencePiece .model path
+  std::string tokenizer = "bytes";  // a tokenizer spec (run_tokenizer.h: bytes, .model, tokenizer.json, ...)
   std::string out_dir;
   std::string text_field = "text";
   double val_fraction = 0.01;

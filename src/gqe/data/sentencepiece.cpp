@@ -258,11 +258,4 @@ std::string SentencePieceTokenizer::decode(const std::vector<int64_t>& tokens) c
   return out;
 }
 
-std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
-  if (spec.empty() || spec == "bytes") return std::make_unique<ByteTokenizer>();
-  if (::access(spec.c_str(), R_OK) != 0)
-    throw Error(spec + ": tokenizer not found (expected \"bytes\" or a SentencePiece .model file)");
-  return std::make_unique<SentencePieceTokenizer>(spec);
-}
-
 }  // namespace gqe

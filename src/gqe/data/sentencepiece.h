@@ -58,7 +58,4 @@ class SentencePieceTokenizer : public Tokenizer {
   int64_t piece_size_ = 0, eos_ = -1, bos_ = -1;
 };
 
-// "bytes" -> ByteTokenizer; anything else is a SentencePiece .model path.
-std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec);
-
 }  // namespace gqe

@@ -23,7 +23,7 @@ double next_uniform(uint64_t& s) { return double(next_u64(s) >> 11) * (1.0 / 900
 int64_t sample_token(const at::Tensor& logits_in, const SamplingOptions& opt, uint64_t& rng) {
   at::Tensor logits = logits_in.to(at::kDouble).contiguous();
   const double* l = logits.data_ptr<double>();
-  const int64_t V = logits.numel();
+  const int64_t V = opt.vocab_limit > 0 ? std::min<int64_t>(logits.numel(), opt.vocab_limit) : logits.numel();
   if (opt.temperature <= 0) return int64_t(std::max_element(l, l + V) - l);
 
   std::vector<int64_t> idx(V);

@@ -15,6 +15,9 @@ struct SamplingOptions {
   double top_p = 1.0;        // 1 = off (nucleus sampling otherwise)
   uint64_t seed = 0;
   int64_t stop_token = -1;   // stop after emitting this token (-1: none)
+  // > 0: only ids below this are sampled (the tokenizer's vocabulary, when the model's embedding is padded
+  // past it, e.g. 50304 rows for GPT-2's 50257 tokens: the padding rows decode to nothing).
+  int64_t vocab_limit = 0;
 };
 
 // Picks the next token from logits [V] (float). Deterministic for a given rng state.
