@@ -21,7 +21,10 @@ void save_model_checkpoint(const std::string& dir, LanguageModel& model,
 }
 
 void load_model_weights(LanguageModel& model, const std::string& path) {
-  SafetensorsFile file = load_safetensors(path);
+  load_model_weights(model, load_safetensors(path), path);
+}
+
+void load_model_weights(LanguageModel& model, const SafetensorsFile& file, const std::string& path) {
   std::set<std::string> seen;
   torch::NoGradGuard g;
   for (auto& p : model.named_parameters()) {
