@@ -246,6 +246,14 @@ TEST(HfExport, BadInputIsAOneLineErrorAndWritesNothing) {
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("--format: expected \"hf\""), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(dir + "/x"));
+  // A vocabulary smaller than the byte tokenizer's, and no tokenizer beside the checkpoint.
+  ModelConfig small = variants()[1].cfg;
+  small.vocab_size = 61;
+  const std::string small_ckpt = make_checkpoint(dir + "/small", small, 5);
+  r = run(gqe_bin() + " export --format hf " + small_ckpt + " " + dir + "/x");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("vocab_size is 61, too small for the byte tokenizer"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/x"));
   // An existing non-empty folder is never overwritten.
   fs::mkdirs(dir + "/full");
   fs::write_file_atomic(dir + "/full/keep.txt", "x");

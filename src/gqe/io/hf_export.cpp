@@ -233,6 +233,9 @@ void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, co
   // Loading the checkpoint checks it whole (config, every tensor present with its shape, nothing extra).
   const std::string weights = checkpoint_dir + "/model.safetensors";
   const ModelConfig cfg = load_model_config(checkpoint_dir + "/config.json");
+  if (tokenizer.kind == HfTokenizerKind::bytes && cfg.vocab_size < 256)
+    throw Error(checkpoint_dir + ": vocab_size is " + std::to_string(cfg.vocab_size) +
+                ", too small for the byte tokenizer (256 ids); pass the run's tokenizer with --tokenizer FILE");
   const SafetensorsFile file = load_safetensors(weights);
   LanguageModel model(cfg);
   load_model_weights(model, file, weights);
