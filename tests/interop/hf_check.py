@@ -31,6 +31,8 @@ def check_model(v):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(v["hf_dir"], trust_remote_code=True, dtype=torch.float32).eval()
+    # As a user would first try it: without trust_remote_code (transformers then asks whether to run the
+    # folder's code, for the model config it reads first; unanswered, it goes on without it).
     tok = AutoTokenizer.from_pretrained(v["hf_dir"])
     ref = load_file(v["gqe_logits"])
     tokens, gqe_logits = ref["tokens"], ref["logits"]

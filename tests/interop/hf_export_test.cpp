@@ -134,7 +134,7 @@ std::string hex(const std::string& bytes) {
 nlohmann::json run_python(const std::string& verb, const std::string& dir, const nlohmann::json& manifest) {
   fs::write_file_atomic(dir + "/" + verb + "_manifest.json", manifest.dump(2));
   const CommandRun r = run(env("GQE_PYTHON") + " " + hf_check_script() + " " + verb + " " + dir + "/" + verb +
-                    "_manifest.json " + dir + "/" + verb + "_results.json");
+                    "_manifest.json " + dir + "/" + verb + "_results.json < /dev/null");  // never waits on a prompt
   if (r.rc != 0) throw std::runtime_error("hf_check.py " + verb + " failed (rc " + std::to_string(r.rc) + "):\n" + r.out);
   return nlohmann::json::parse(fs::read_file(dir + "/" + verb + "_results.json"));
 }
