@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "eval/eval_test_util.h"
@@ -104,6 +105,25 @@ TEST(Cli, EvalThreeTasksWritesJsonAndRequestDump) {
   EXPECT_EQ(first["continuation"], " eats.");
   EXPECT_EQ(first["gold"], 2);
   EXPECT_NE(dump.find(R"("continuation":"  sits.")"), std::string::npos);
+  // Each line carries its score; the best loglikelihood of each doc gives the reported acc.
+  std::map<std::string, std::map<int64_t, std::pair<double, int64_t>>> best;  // task -> doc -> (ll, choice)
+  std::map<std::string, std::map<int64_t, int64_t>> gold;
+  size_t pos = 0;
+  for (size_t nl; (nl = dump.find('\n', pos)) != std::string::npos; pos = nl + 1) {
+    const auto line = nlohmann::json::parse(dump.substr(pos, nl - pos));
+    ASSERT_TRUE(line["loglikelihood"].is_number_float()) << line.dump();
+    ASSERT_TRUE(line["is_greedy"].is_boolean()) << line.dump();
+    const double ll = line["loglikelihood"];
+    EXPECT_LT(ll, 0.0);
+    auto& b = best[line["task"]].try_emplace(line["doc"].get<int64_t>(), ll, line["choice"].get<int64_t>()).first->second;
+    if (ll > b.first) b = {ll, line["choice"].get<int64_t>()};
+    gold[line["task"]][line["doc"].get<int64_t>()] = line["gold"];
+  }
+  for (const char* t : {"hellaswag", "arc_easy", "piqa"}) {
+    double correct = 0;
+    for (const auto& [doc, b] : best[t]) correct += b.second == gold[t][doc];
+    EXPECT_DOUBLE_EQ(correct / double(best[t].size()), j["results"][t]["acc,none"].get<double>()) << t;
+  }
 }
 
 TEST(Cli, MalformedFileFailsBeforeScoringWithFileAndLine) {

@@ -114,6 +114,12 @@ TEST(Requests, DumpLineHasContextContinuationGold) {
   const std::string line = request_json("piqa", d, reqs[1], encode_pair(bytes, reqs[1].context, reqs[1].continuation));
   EXPECT_EQ(line,
             R"({"task":"piqa","doc":0,"doc_id":"42","line":3,"choice":1,"context":"Question: q\nAnswer:","continuation":" y","gold":1,"context_tokens":19,"continuation_tokens":2})");
+  // With the score: the harness's (loglikelihood, is_greedy), the double printed to round-trip exactly.
+  const RequestScore score{-0.1 - 1e-12, true};
+  const std::string scored =
+      request_json("piqa", d, reqs[1], encode_pair(bytes, reqs[1].context, reqs[1].continuation), &score);
+  EXPECT_NE(scored.find(R"("continuation_tokens":2,"loglikelihood":-0.10000000000100001,"is_greedy":true})"), std::string::npos)
+      << scored;
 }
 
 TEST(Report, HarnessStyleTable) {

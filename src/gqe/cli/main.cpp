@@ -25,6 +25,8 @@ const char* kUsage =
     "  routes --checkpoint DIR --data F [...]   GQE routing analytics: expert load, entropy, heat map\n"
     "  plot RUN_DIR [...] --out F.png  loss curves of training runs (gnuplot)\n"
     "  experiment --config C --out DIR --data F [--quick]  GQA vs GQE vs ablations: train, eval, bench, report\n"
+    "  export --format hf CHECKPOINT OUT_DIR   a Hugging Face transformers folder (docs/interop.md)\n"
+    "  import HF_DIR OUT_CHECKPOINT            such a folder back into a gqe checkpoint\n"
     "\n"
     "run `gqe <command> --help` for a command's options.\n";
 }
@@ -48,6 +50,8 @@ int main(int argc, char** argv) {
     if (cmd == "routes") return gqe::cli::cmd_routes(argc - 2, argv + 2);
     if (cmd == "plot") return gqe::cli::cmd_plot(argc - 2, argv + 2);
     if (cmd == "experiment") return gqe::cli::cmd_experiment(argc - 2, argv + 2);
+    if (cmd == "export") return gqe::cli::cmd_export(argc - 2, argv + 2);
+    if (cmd == "import") return gqe::cli::cmd_import(argc - 2, argv + 2);
     std::cerr << "gqe: unknown command '" << cmd << "'\n\n" << kUsage;
     return 2;
   } catch (const gqe::Error& e) {

@@ -28,7 +28,6 @@ TaskEvaluation evaluate_task(LanguageModel& model, const Tokenizer& tok, const T
   enc.reserve(reqs.size());
   for (const auto& r : reqs) {
     enc.push_back(encode_pair(tok, r.context, r.continuation, tok.eos_id()));
-    if (opt.dump) *opt.dump << request_json(task.info.name, docs[size_t(r.doc)], r, enc.back()) << "\n";
   }
   ev.requests = int64_t(reqs.size());
   try {
@@ -39,6 +38,12 @@ TaskEvaluation evaluate_task(LanguageModel& model, const Tokenizer& tok, const T
     throw Error(task.info.name + ": " + task.source + ":" + std::to_string(d.line) + ": doc " + d.id + ", choice " +
                 std::to_string(r.choice) + ": " + e.what());
   }
+  if (opt.dump)
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      const RequestScore score{ev.lls[i].logprob, ev.lls[i].greedy};
+      *opt.dump << request_json(task.info.name, docs[size_t(reqs[i].doc)], reqs[i], enc[i], &score) << "
+";
+    }
   std::vector<DocScores> scores(docs.size());
   for (size_t d = 0; d < docs.size(); ++d) {
     scores[d].gold = docs[d].gold;

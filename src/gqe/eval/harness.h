@@ -32,7 +32,7 @@ struct TaskEvaluation {
 struct EvalOptions {
   double limit = 0;          // see resolve_limit
   ScoreOptions score;
-  std::ostream* dump = nullptr;  // request JSON lines (context, continuation, gold, token counts)
+  std::ostream* dump = nullptr;  // request JSON lines (context, continuation, gold, token counts, loglikelihood, is_greedy)
   std::function<void(int64_t, int64_t)> progress;
 };
 

@@ -36,7 +36,8 @@ EncodedPair encode_pair(const Tokenizer& tok, const std::string& context, const 
   return e;
 }
 
-std::string request_json(const std::string& task, const McDoc& doc, const Request& r, const EncodedPair& enc) {
+std::string request_json(const std::string& task, const McDoc& doc, const Request& r, const EncodedPair& enc,
+                         const RequestScore* score) {
   nlohmann::ordered_json j;
   j["task"] = task;
   j["doc"] = r.doc;
@@ -48,6 +49,10 @@ std::string request_json(const std::string& task, const McDoc& doc, const Reques
   j["gold"] = doc.gold;
   j["context_tokens"] = enc.context.size();
   j["continuation_tokens"] = enc.continuation.size();
+  if (score) {
+    j["loglikelihood"] = score->loglikelihood;  // printed to round-trip exactly
+    j["is_greedy"] = score->is_greedy;
+  }
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

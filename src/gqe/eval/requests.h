@@ -35,8 +35,16 @@ struct EncodedPair {
 EncodedPair encode_pair(const Tokenizer& tok, const std::string& context, const std::string& continuation,
                         int64_t prefix_token = -1);
 
+// A request's score: the harness's (loglikelihood, is_greedy) pair.
+struct RequestScore {
+  double loglikelihood = 0;  // natural log, summed over the continuation's tokens
+  bool is_greedy = false;    // every continuation token is the argmax
+};
+
 // One JSON line per request, for diffing against another harness's requests:
-// {"task","doc","doc_id","line","choice","context","continuation","gold","context_tokens","continuation_tokens"}.
-std::string request_json(const std::string& task, const McDoc& doc, const Request& r, const EncodedPair& enc);
+// {"task","doc","doc_id","line","choice","context","continuation","gold","context_tokens","continuation_tokens"},
+// then "loglikelihood" and "is_greedy" when `score` is given.
+std::string request_json(const std::string& task, const McDoc& doc, const Request& r, const EncodedPair& enc,
+                         const RequestScore* score = nullptr);
 
 }  // namespace gqe::eval

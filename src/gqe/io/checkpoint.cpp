@@ -21,7 +21,11 @@ void save_model_checkpoint(const std::string& dir, LanguageModel& model,
 }
 
 void load_model_weights(LanguageModel& model, const std::string& path, const WeightLoadOptions& options) {
-  SafetensorsFile file = load_safetensors(path);
+  load_model_weights(model, load_safetensors(path), path, options);
+}
+
+void load_model_weights(LanguageModel& model, const SafetensorsFile& file, const std::string& path,
+                        const WeightLoadOptions& options) {
   std::set<std::string> seen;
   torch::NoGradGuard g;
   for (auto& p : model.named_parameters()) {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "gqe/io/safetensors.h"
 #include "gqe/model/transformer.h"
 
 namespace gqe {
@@ -25,6 +26,9 @@ struct WeightLoadOptions {
 // and the model config stored in the file's metadata ("gqe_config", written by save_model_checkpoint)
 // must match the model's config (core/config.h first_config_difference). Throws gqe::FormatError otherwise.
 void load_model_weights(LanguageModel& model, const std::string& path, const WeightLoadOptions& options = {});
+// The same for tensors already read; `source` names them in errors.
+void load_model_weights(LanguageModel& model, const SafetensorsFile& file, const std::string& source,
+                        const WeightLoadOptions& options = {});
 // Reads dir/config.json and dir/model.safetensors.
 std::shared_ptr<LanguageModel> load_model_checkpoint(const std::string& dir, const WeightLoadOptions& options = {});
 

@@ -1,0 +1,68 @@
+// gqe export --format hf / gqe import: a checkpoint as a Hugging Face transformers folder and back
+// (src/gqe/io/hf_export.h, docs/interop.md).
+#include <iostream>
+
+#include "gqe/cli/args.h"
+#include "gqe/cli/commands.h"
+#include "gqe/core/error.h"
+#include "gqe/core/config.h"
+#include "gqe/data/run_tokenizer.h"
+#include "gqe/io/hf_export.h"
+
+namespace gqe::cli {
+
+namespace {
+
+// The checkpoint's tokenizer as its run recorded it (data/run_tokenizer.h), or --tokenizer.
+HfTokenizerSource checkpoint_tokenizer(const std::string& dir, const std::string& spec) {
+  const TokenizerFiles files =
+      spec.empty() ? run_tokenizer_files(dir, load_model_config(dir + "/config.json").vocab_size)
+                   : resolve_tokenizer_files(spec);
+  switch (files.kind) {
+    case TokenizerKind::kBytes:
+      return {HfTokenizerKind::bytes, ""};
+    case TokenizerKind::kSentencePiece:
+      return {HfTokenizerKind::sentencepiece, files.paths.front()};
+    case TokenizerKind::kBpe:
+      if (files.paths.size() == 1) return {HfTokenizerKind::tokenizer_json, files.paths.front()};
+      throw Error("gqe export: the tokenizer is GPT-2's vocab.json + merges.txt (" + files.paths.front() +
+                  "); transformers loads a tokenizer.json: pass one with --tokenizer");
+  }
+  return {HfTokenizerKind::bytes, ""};
+}
+
+}  // namespace
+
+int cmd_export(int argc, char** argv) {
+  Args args("export", argc, argv, {"format", "tokenizer"}, {"help"}, Positionals{"CHECKPOINT OUT_DIR", 0, 2});
+  if (args.flag("help") || args.positional().size() != 2) {
+    std::cout << "usage: gqe export --format hf CHECKPOINT OUT_DIR [--tokenizer bytes|FILE]\n"
+                 "Writes CHECKPOINT as a Hugging Face transformers folder: config.json, model.safetensors,\n"
+                 "configuration_gqe.py + modeling_gqe.py (load with trust_remote_code=True) and the tokenizer\n"
+                 "(default: CHECKPOINT's tokenizer.json or tokenizer.model, else bytes). OUT_DIR must be new or empty.\n"
+                 "See docs/interop.md.\n";
+    return args.flag("help") ? 0 : 2;
+  }
+  const std::string format = args.require("format");
+  if (format != "hf") throw Error("--format: expected \"hf\" (Hugging Face transformers), got '" + format + "'");
+  const std::string ckpt = args.positional()[0], out = args.positional()[1];
+  export_hf(ckpt, out, checkpoint_tokenizer(ckpt, args.get("tokenizer", "")));
+  std::cout << "wrote " << out << " (load: AutoModelForCausalLM.from_pretrained(\"" << out
+            << "\", trust_remote_code=True))\n";
+  return 0;
+}
+
+int cmd_import(int argc, char** argv) {
+  Args args("import", argc, argv, {}, {"help"}, Positionals{"HF_DIR OUT_CHECKPOINT", 0, 2});
+  if (args.flag("help") || args.positional().size() != 2) {
+    std::cout << "usage: gqe import HF_DIR OUT_CHECKPOINT\n"
+                 "Reads a folder written by `gqe export --format hf` (or saved from it by transformers) back into a\n"
+                 "gqe checkpoint folder (config.json, model.safetensors, tokenizer). OUT_CHECKPOINT must be new or empty.\n";
+    return args.flag("help") ? 0 : 2;
+  }
+  import_hf(args.positional()[0], args.positional()[1]);
+  std::cout << "wrote " << args.positional()[1] << "\n";
+  return 0;
+}
+
+}  // namespace gqe::cli

@@ -1,0 +1,304 @@
+#include "gqe/io/hf_export.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+
+#include "gqe/core/error.h"
+#include "gqe/core/fs.h"
+#include "gqe/core/json.h"
+#include "gqe/io/checkpoint.h"
+#include "gqe/io/hf_python_sources.h"  // generated at build time from python/gqe_hf/
+#include "gqe/io/safetensors.h"
+
+namespace gqe {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+// The per-layer module names, gqe -> Hugging Face (Llama's names where the part exists there).
+const std::pair<const char*, const char*> kLayerParts[] = {
+    {"attn_norm", "input_layernorm"}, {"attn", "self_attn"}, {"mlp_norm", "post_attention_layernorm"}, {"mlp", "mlp"}};
+
+bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+// "layers.{i}.{part}.{rest}" with the part renamed by `rename` (nullptr when unknown); "" when no match.
+std::string map_layer_name(const std::string& name, const std::string& from_prefix, const std::string& to_prefix,
+                           const std::function<const char*(const std::string&)>& rename) {
+  if (!starts_with(name, from_prefix)) return "";
+  const std::string rest = name.substr(from_prefix.size());
+  const size_t dot1 = rest.find('.');
+  if (dot1 == std::string::npos || dot1 == 0 || rest.find_first_not_of("0123456789") != dot1) return "";
+  const size_t dot2 = rest.find('.', dot1 + 1);
+  if (dot2 == std::string::npos || dot2 + 1 == rest.size()) return "";
+  const char* part = rename(rest.substr(dot1 + 1, dot2 - dot1 - 1));
+  if (!part) return "";
+  return to_prefix + rest.substr(0, dot1 + 1) + part + rest.substr(dot2);
+}
+
+std::string map_name(const std::string& name, bool to_hf) {
+  const std::string gqe_layers = "layers.", hf_layers = "model.layers.";
+  const std::string mapped = map_layer_name(
+      name, to_hf ? gqe_layers : hf_layers, to_hf ? hf_layers : gqe_layers, [&](const std::string& part) -> const char* {
+        for (const auto& [g, h] : kLayerParts)
+          if (part == (to_hf ? g : h)) return to_hf ? h : g;
+        return nullptr;
+      });
+  if (!mapped.empty()) return mapped;
+  for (const char* top : {"embed_tokens.", "norm."}) {
+    const std::string g = top, h = "model." + g;
+    if (to_hf && starts_with(name, g) && name.size() > g.size()) return h + name.substr(g.size());
+    if (!to_hf && starts_with(name, h) && name.size() > h.size()) return g + name.substr(h.size());
+  }
+  if (name == "lm_head.weight") return name;
+  return "";
+}
+
+// The fields of gqe's attention object and their flat Hugging Face names.
+const std::pair<const char*, const char*> kAttentionFields[] = {
+    {"kind", "attention_kind"},
+    {"num_attention_heads", "num_attention_heads"},
+    {"num_key_value_heads", "num_key_value_heads"},
+    {"head_dim", "head_dim"},
+    {"top_k", "top_k_per_group"},
+    {"variant", "gqe_variant"},
+    {"aux_loss_weight", "aux_loss_weight"},
+    {"router_denominator_eps", "router_denominator_eps"},
+    {"implementation", "attention_kernels"}};
+const char* const kModelFields[] = {"vocab_size",        "hidden_size",         "num_hidden_layers",
+                                    "intermediate_size", "max_position_embeddings", "rms_norm_eps",
+                                    "rope_theta",        "tie_word_embeddings", "norm_type",
+                                    "mlp_type",          "position_embedding",  "initializer_range"};
+
+// GPT-2's byte -> printable character table (the byte-level alphabet of Hugging Face's ByteLevel
+// pre-tokenizer): printable Latin-1 bytes map to themselves, the others to U+0100 onwards.
+std::string byte_character(int b) {
+  auto printable = [](int c) { return (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF); };
+  int cp = b;
+  if (!printable(b)) {
+    cp = 256;
+    for (int c = 0; c < b; ++c)
+      if (!printable(c)) ++cp;
+  }
+  std::string s;
+  if (cp < 0x80) {
+    s.push_back(char(cp));
+  } else {
+    s.push_back(char(0xC0 | (cp >> 6)));
+    s.push_back(char(0x80 | (cp & 0x3F)));
+  }
+  return s;
+}
+
+const char* kEndOfText = "<|endoftext|>";
+
+// Writes a folder all at once: `fill` writes into a temporary sibling, which then replaces `out_dir`
+// (which must be missing or empty). On any error the temporary folder is removed and `out_dir` untouched.
+void write_folder_atomically(const std::string& out_dir, const std::function<void(const std::string&)>& fill) {
+  std::string dir = out_dir;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (fs::exists(dir) && (!fs::is_directory(dir) || !fs::list_dir(dir).empty()))
+    throw Error(dir + ": already exists and is not an empty folder; name a new folder");
+  const std::string tmp = dir + ".tmp-" + std::to_string(::getpid());
+  fs::remove_tree(tmp);
+  try {
+    fs::mkdirs(tmp);
+    fill(tmp);
+    if (fs::exists(dir)) fs::remove_tree(dir);  // empty, checked above
+    if (std::rename(tmp.c_str(), dir.c_str()) != 0)
+      throw Error(dir + ": cannot rename " + tmp + " into place: " + std::strerror(errno));
+  } catch (...) {
+    fs::remove_tree(tmp);
+    throw;
+  }
+  const size_t slash = dir.find_last_of('/');
+  fs::fsync_dir(slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash));
+}
+
+void copy_file(const std::string& from, const std::string& to) { fs::write_file_atomic(to, fs::read_file(from)); }
+
+// The tokenizer files of the export.
+void write_tokenizer_files(const std::string& dir, const HfTokenizerSource& tok, const ModelConfig& cfg) {
+  ojson tc;
+  switch (tok.kind) {
+    case HfTokenizerKind::bytes:
+      fs::write_file_atomic(dir + "/tokenizer.json", byte_level_tokenizer_json());
+      tc = {{"tokenizer_class", "PreTrainedTokenizerFast"},
+            {"eos_token", kEndOfText},
+            {"split_special_tokens", true},  // "<|endoftext|>" in text stays bytes, as gqe encodes it
+            {"clean_up_tokenization_spaces", false}};
+      break;
+    case HfTokenizerKind::sentencepiece:
+      // gqe's SentencePiece models: byte fallback, no dummy prefix, unk 0, bos 1, eos 2; gqe adds no BOS.
+      copy_file(tok.path, dir + "/tokenizer.model");
+      tc = {{"tokenizer_class", "LlamaTokenizer"}, {"add_bos_token", false}, {"add_eos_token", false},
+            {"add_prefix_space", false}, {"legacy", false}, {"unk_token", "<unk>"}, {"bos_token", "<s>"},
+            {"eos_token", "</s>"}, {"clean_up_tokenization_spaces", false}};
+      break;
+    case HfTokenizerKind::tokenizer_json:
+      // A Hugging Face tokenizer.json (gqe's byte-level BPE): the same file serves both sides.
+      copy_file(tok.path, dir + "/tokenizer.json");
+      tc = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"clean_up_tokenization_spaces", false}};
+      break;
+  }
+  tc["model_max_length"] = cfg.max_position_embeddings;
+  fs::write_file_atomic(dir + "/tokenizer_config.json", tc.dump(2) + "\n");
+}
+
+}  // namespace
+
+std::string hf_parameter_name(const std::string& gqe_name) {
+  std::string h = map_name(gqe_name, true);
+  if (h.empty()) throw FormatError("parameter '" + gqe_name + "': no Hugging Face name for it (not a gqe parameter)");
+  return h;
+}
+
+std::string gqe_parameter_name(const std::string& hf_name) {
+  std::string g = map_name(hf_name, false);
+  if (g.empty()) throw FormatError("tensor '" + hf_name + "': not a parameter of a gqe model");
+  return g;
+}
+
+ojson hf_config_json(const ModelConfig& cfg) {
+  const ojson g = ojson::parse(model_config_to_json(cfg));
+  ojson j = {{"architectures", {"GqeForCausalLM"}},
+             {"auto_map",
+              {{"AutoConfig", "configuration_gqe.GqeConfig"}, {"AutoModelForCausalLM", "modeling_gqe.GqeForCausalLM"}}},
+             {"model_type", "gqe"},
+             {"dtype", "float32"}};
+  for (const char* f : kModelFields) j[f] = g.at(f);
+  const ojson& a = g.at("attention");
+  for (const auto& [gf, hf] : kAttentionFields)
+    if (a.contains(gf)) j[hf] = a.at(gf);
+  return j;
+}
+
+ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& source) {
+  if (!hf.is_object()) throw ConfigError(source + ": expected a JSON object at the top level");
+  const auto mt = hf.find("model_type");
+  if (mt == hf.end() || !mt->is_string() || mt->get<std::string>() != "gqe")
+    throw ConfigError(source + ": field 'model_type': expected \"gqe\" (a folder written by gqe export --format hf), got " +
+                      truncate_for_message(mt == hf.end() ? "nothing" : mt->dump()));
+  nlohmann::json g = {{"model_type", "gqe_lm"}}, a = nlohmann::json::object();
+  for (const char* f : kModelFields)
+    if (hf.contains(f)) g[f] = hf[f];
+  const auto kind = hf.find("attention_kind");
+  const bool gqa = kind != hf.end() && *kind == "gqa";
+  for (const auto& [gf, hff] : kAttentionFields) {
+    const std::string name = gf;
+    const bool gqe_only = name == "top_k" || name == "variant" || name == "aux_loss_weight" || name == "router_denominator_eps";
+    if (hf.contains(hff) && !(gqa && gqe_only)) a[gf] = hf[hff];
+  }
+  g["attention"] = a;
+  return parse_model_config(g.dump(), source + " (read as a gqe config)");
+}
+
+std::string byte_level_tokenizer_json() {
+  const ojson byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
+  ojson vocab = ojson::object();
+  for (int b = 0; b < 256; ++b) vocab[byte_character(b)] = b;
+  const ojson j = {{"version", "1.0"},
+                   {"truncation", nullptr},
+                   {"padding", nullptr},
+                   {"added_tokens",
+                    {{{"id", 256},
+                      {"content", kEndOfText},
+                      {"single_word", false},
+                      {"lstrip", false},
+                      {"rstrip", false},
+                      {"normalized", false},
+                      {"special", true}}}},
+                   {"normalizer", nullptr},
+                   {"pre_tokenizer", byte_level},
+                   {"post_processor", nullptr},
+                   {"decoder", byte_level},
+                   {"model",
+                    {{"type", "BPE"},
+                     {"dropout", nullptr},
+                     {"unk_token", nullptr},
+                     {"continuing_subword_prefix", nullptr},
+                     {"end_of_word_suffix", nullptr},
+                     {"fuse_unk", false},
+                     {"byte_fallback", false},
+                     {"ignore_merges", false},
+                     {"vocab", vocab},
+                     {"merges", ojson::array()}}}};
+  return j.dump(2) + "\n";
+}
+
+void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, const HfTokenizerSource& tokenizer) {
+  // Loading the checkpoint checks it whole (config, every tensor present with its shape, nothing extra).
+  const std::string weights = checkpoint_dir + "/model.safetensors";
+  const ModelConfig cfg = load_model_config(checkpoint_dir + "/config.json");
+  if (tokenizer.kind == HfTokenizerKind::bytes && cfg.vocab_size < 256)
+    throw Error(checkpoint_dir + ": vocab_size is " + std::to_string(cfg.vocab_size) +
+                ", too small for the byte tokenizer (256 ids); pass the run's tokenizer with --tokenizer FILE");
+  const SafetensorsFile file = load_safetensors(weights);
+  LanguageModel model(cfg);
+  load_model_weights(model, file, weights);
+
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& p : model.named_parameters()) tensors.emplace_back(hf_parameter_name(p.key()), p.value());
+  std::map<std::string, std::string> meta = file.metadata;  // gqe's own (gqe_config, ...); transformers ignores it
+  meta["format"] = "pt";  // transformers requires it
+  // No token ids in the model config: the byte tokenizer's <|endoftext|> (id 256) is outside the model's
+  // vocabulary, and gqe generates without a stop token.
+  const ojson config = hf_config_json(cfg);
+
+  write_folder_atomically(out_dir, [&](const std::string& dir) {
+    save_safetensors(dir + "/model.safetensors", tensors, meta);
+    fs::write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
+    fs::write_file_atomic(dir + "/configuration_gqe.py", kHfConfigurationPy);
+    fs::write_file_atomic(dir + "/modeling_gqe.py", kHfModelingPy);
+    write_tokenizer_files(dir, tokenizer, cfg);
+  });
+}
+
+void import_hf(const std::string& hf_dir, const std::string& out_dir) {
+  const std::string config_path = hf_dir + "/config.json", weights = hf_dir + "/model.safetensors";
+  if (!fs::is_file(config_path)) throw Error(hf_dir + ": no config.json (expected a folder written by gqe export --format hf)");
+  if (!fs::is_file(weights)) {
+    if (fs::exists(hf_dir + "/model.safetensors.index.json"))
+      throw Error(hf_dir + ": sharded weights (model.safetensors.index.json) are not supported; save with one model.safetensors");
+    throw Error(hf_dir + ": no model.safetensors");
+  }
+  const ModelConfig cfg = model_config_from_hf(parse_json(fs::read_file(config_path), config_path), config_path);
+  SafetensorsFile hf = load_safetensors(weights);
+  SafetensorsFile file;  // the same tensors under gqe's names
+  const at::Tensor* embed = hf.find("model.embed_tokens.weight");
+  for (auto& [name, t] : hf.tensors) {
+    // transformers may save a tied head too; it must then be the embedding itself.
+    if (name == "lm_head.weight" && cfg.tie_word_embeddings) {
+      if (!embed || !t.equal(*embed))
+        throw FormatError(weights + ": tensor 'lm_head.weight' differs from the embedding, but the config ties them");
+      continue;
+    }
+    try {
+      file.tensors.emplace_back(gqe_parameter_name(name), t);
+    } catch (const FormatError& e) {
+      throw FormatError(weights + ": " + e.what());
+    }
+  }
+  LanguageModel model(cfg);
+  load_model_weights(model, file, weights);
+  std::map<std::string, std::string> meta = hf.metadata;
+  meta.erase("format");      // save_model_checkpoint writes both
+  meta.erase("gqe_config");
+
+  // The tokenizer: the byte tokenizer is gqe's default (no file); others are copied beside the checkpoint.
+  const std::string tok_json = hf_dir + "/tokenizer.json", spm = hf_dir + "/tokenizer.model";
+  write_folder_atomically(out_dir, [&](const std::string& dir) {
+    save_model_checkpoint(dir, model, meta);
+    if (fs::is_file(spm)) {
+      copy_file(spm, dir + "/tokenizer.model");
+    } else if (fs::is_file(tok_json)) {
+      const std::string text = fs::read_file(tok_json);
+      if (text != byte_level_tokenizer_json()) fs::write_file_atomic(dir + "/tokenizer.json", text);
+    }
+  });
+}
+
+}  // namespace gqe

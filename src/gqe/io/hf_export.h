@@ -1,0 +1,65 @@
+// Hugging Face transformers interop: `gqe export --format hf` writes a checkpoint as a folder that
+// `AutoModelForCausalLM.from_pretrained(DIR, trust_remote_code=True)` and `AutoTokenizer.from_pretrained(DIR)`
+// load; `gqe import` reads such a folder back into a gqe checkpoint, bit for bit (docs/interop.md).
+//
+// The folder: config.json (model_type "gqe", auto_map to the two Python files, gqe's model config flattened
+// as below), model.safetensors (the same float32 tensors under Hugging Face names, with the checkpoint's
+// safetensors metadata kept), configuration_gqe.py + modeling_gqe.py (python/gqe_hf/, embedded in the
+// binary at build time) and the tokenizer files.
+//
+// Parameter names, gqe (model/transformer.h) -> Hugging Face:
+//   embed_tokens.weight           -> model.embed_tokens.weight
+//   layers.{i}.attn_norm.*        -> model.layers.{i}.input_layernorm.*
+//   layers.{i}.attn.*             -> model.layers.{i}.self_attn.*   (q_proj, k_proj, v_proj, o_proj, router,
+//                                                                    shared_q_proj; same layouts)
+//   layers.{i}.mlp_norm.*         -> model.layers.{i}.post_attention_layernorm.*
+//   layers.{i}.mlp.*              -> model.layers.{i}.mlp.*         (gate_proj, up_proj, down_proj)
+//   norm.*                        -> model.norm.*
+//   lm_head.weight                -> lm_head.weight                 (absent when tied, as in gqe)
+// Config fields: the model's keep their names; attention.X becomes attention_kind (kind), top_k_per_group
+// (top_k; "top_k" would collide with the generation setting), gqe_variant (variant), attention_kernels
+// (implementation), and num_attention_heads, num_key_value_heads, head_dim, aux_loss_weight,
+// router_denominator_eps as they are.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "gqe/core/config.h"
+
+namespace gqe {
+
+// Throws FormatError naming the tensor when the name is not one of the patterns above.
+std::string hf_parameter_name(const std::string& gqe_name);
+std::string gqe_parameter_name(const std::string& hf_name);
+
+// The Hugging Face config.json of a model (without the tokenizer's fields), and back. model_config_from_hf
+// reads only the fields it knows (transformers adds its own) and validates as gqe's config parser does.
+nlohmann::ordered_json hf_config_json(const ModelConfig& cfg);
+ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& source);
+
+// Where the exported tokenizer comes from.
+enum class HfTokenizerKind {
+  bytes,           // gqe's ByteTokenizer: a byte-level tokenizer.json, token id = byte value
+  sentencepiece,   // a SentencePiece .model, copied as tokenizer.model
+  tokenizer_json,  // a Hugging Face tokenizer.json (byte-level BPE), copied as it is
+};
+struct HfTokenizerSource {
+  HfTokenizerKind kind = HfTokenizerKind::bytes;
+  std::string path;  // the file to copy (sentencepiece, tokenizer_json)
+};
+
+// The tokenizer.json of gqe's byte tokenizer: ids 0..255 are the bytes (in GPT-2's byte-to-character
+// alphabet, no merges), plus "<|endoftext|>" at id 256 as the end-of-text token the harness asks for; its
+// tokenizer_config.json sets split_special_tokens, so text spelling "<|endoftext|>" still encodes as bytes.
+std::string byte_level_tokenizer_json();
+
+// Writes OUT_DIR (which must not exist, or be empty) from the checkpoint folder; all files appear at once
+// (written into a temporary sibling folder, then renamed).
+void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, const HfTokenizerSource& tokenizer);
+
+// Reads an exported folder (config.json + model.safetensors, tokenizer files) into a gqe checkpoint folder
+// OUT_DIR (must not exist, or be empty). The byte tokenizer leaves no file (bytes are gqe's default); a
+// SentencePiece tokenizer.model or another tokenizer.json is copied beside the checkpoint.
+void import_hf(const std::string& hf_dir, const std::string& out_dir);
+
+}  // namespace gqe

@@ -1,0 +1,359 @@
+// gqe and the Hugging Face world, end to end: `gqe export --format hf` folders loaded by transformers
+// (trust_remote_code) give gqe's logits and greedy generations, lm-evaluation-harness's own HFLM scores
+// them as `gqe eval` does, and `gqe import` brings them back bit for bit. The Python half is
+// tests/interop/hf_check.py, run with $GQE_PYTHON (torch, transformers, lm-eval); without it the tests skip.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "gqe/core/error.h"
+#include "gqe/core/fs.h"
+#include "gqe/io/checkpoint.h"
+#include "gqe/io/hf_export.h"
+#include "gqe/io/safetensors.h"
+#include "test_util.h"
+
+using namespace gqe;
+
+namespace {
+
+struct CommandRun {
+  int rc;
+  std::string out;  // stdout (stderr too when asked)
+};
+
+CommandRun run(const std::string& cmd, bool with_stderr = true) {
+  CommandRun r{0, ""};
+  FILE* p = ::popen((cmd + (with_stderr ? " 2>&1" : "")).c_str(), "r");
+  if (!p) return {-1, "popen failed: " + cmd};
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+std::string gqe_bin() { return env("GQE_BIN"); }
+
+// Why the Python-side tests cannot run here ("" when they can).
+std::string python_missing() {
+  if (env("GQE_PYTHON").empty())
+    return "GQE_PYTHON is empty: configure with -DGQE_PYTHON=<python with scripts/python-requirements.txt>";
+  if (gqe_bin().empty() || ::access(gqe_bin().c_str(), X_OK) != 0) return "GQE_BIN not set or not built";
+  return "";
+}
+
+std::string hf_check_script() { return env("GQE_SOURCE_DIR") + "/tests/interop/hf_check.py"; }
+
+// The variants the issue names, over the model options the export maps (norms, MLPs, tying, RoPE).
+struct Variant {
+  std::string name;
+  ModelConfig cfg;
+};
+
+std::vector<Variant> variants() {
+  auto cfg = [](const std::string& kind, int64_t N, int64_t G, int64_t k, const std::string& variant) {
+    ModelConfig c = test::small_config(kind, N, G, k, variant);  // d 32, d_h 8, 2 layers
+    c.vocab_size = 256;                                           // gqe's byte tokenizer
+    c.intermediate_size = 48;
+    c.max_position_embeddings = 128;
+    return c;
+  };
+  std::vector<Variant> v = {{"gqa", cfg("gqa", 8, 4, 1, "gqe")},
+                            {"gqe_k1", cfg("gqe", 8, 4, 1, "gqe")},
+                            {"gqe_k2", cfg("gqe", 8, 2, 2, "gqe")},
+                            {"hard_concat", cfg("gqe", 8, 4, 1, "hard_concat")},
+                            {"weighted_concat", cfg("gqe", 8, 2, 2, "weighted_concat")}};
+  // The other model options, spread over the variants: LayerNorm + GELU + an untied head, no RoPE.
+  v[2].cfg.norm_type = NormType::layernorm;
+  v[2].cfg.mlp_type = MlpType::gelu;
+  v[2].cfg.tie_word_embeddings = false;
+  v[4].cfg.tie_word_embeddings = false;
+  v[3].cfg.position_embedding = PositionEmbedding::none;
+  return v;
+}
+
+// A checkpoint with decisive weights: N(0, embed_std) embeddings, N(0, 1) routers (the router starts at
+// zero, which routes every token to expert 0), LayerNorm biases non-zero.
+std::string make_checkpoint(const std::string& dir, const ModelConfig& cfg, uint64_t seed, double embed_std = 1.0) {
+  at::manual_seed(int64_t(seed));
+  LanguageModel m(cfg);
+  {
+    torch::NoGradGuard g;
+    for (auto& p : m.named_parameters()) {
+      const std::string& n = p.key();
+      if (n == "embed_tokens.weight") p.value().normal_(0.0, embed_std);
+      if (n.find("router") != std::string::npos) p.value().normal_(0.0, 1.0);
+      if (n.size() > 5 && n.compare(n.size() - 5, 5, ".bias") == 0) p.value().normal_(0.0, 0.1);
+    }
+  }
+  save_model_checkpoint(dir, m);
+  return dir;
+}
+
+const char* kPrompt = "And God said, Let there be light: and there was light.";
+
+// gqe's logits of the prompt's bytes followed by some more text (full causal forward, the default kernels).
+void write_gqe_logits(const std::string& ckpt, const std::string& path) {
+  auto model = load_model_checkpoint(ckpt);
+  model->eval();
+  const std::string text = std::string(kPrompt) + " \xC3\xA9\xE2\x9C\x93 And the evening and the morning were the first day.";
+  std::vector<int64_t> ids(text.begin(), text.end());
+  for (auto& t : ids) t &= 0xFF;
+  at::Tensor tokens = at::tensor(ids, at::kLong).unsqueeze(0);
+  torch::NoGradGuard g;
+  at::Tensor logits = model->forward(tokens).logits;
+  save_safetensors(path, {{"tokens", tokens}, {"logits", logits.contiguous()}});
+}
+
+std::string hex(const std::string& bytes) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out.push_back(d[c >> 4]);
+    out.push_back(d[c & 15]);
+  }
+  return out;
+}
+
+nlohmann::json run_python(const std::string& verb, const std::string& dir, const nlohmann::json& manifest) {
+  fs::write_file_atomic(dir + "/" + verb + "_manifest.json", manifest.dump(2));
+  const CommandRun r = run(env("GQE_PYTHON") + " " + hf_check_script() + " " + verb + " " + dir + "/" + verb +
+                    "_manifest.json " + dir + "/" + verb + "_results.json < /dev/null");  // never waits on a prompt
+  if (r.rc != 0) throw std::runtime_error("hf_check.py " + verb + " failed (rc " + std::to_string(r.rc) + "):\n" + r.out);
+  return nlohmann::json::parse(fs::read_file(dir + "/" + verb + "_results.json"));
+}
+
+}  // namespace
+
+// The largest relative logit difference allowed between gqe and the exported model.
+constexpr double kLogitTolerance = 1e-4;
+
+TEST(HfExport, TransformersMatchesGqeLogitsCacheAndGreedyGeneration) {
+  if (auto why = python_missing(); !why.empty()) GTEST_SKIP() << why;
+  const std::string dir = test::scratch_dir("interop_models");
+  const int64_t new_tokens = 40;
+  nlohmann::json manifest;
+  std::map<std::string, std::string> gqe_generated;
+  uint64_t seed = 11;
+  for (const auto& v : variants()) {
+    const std::string ckpt = make_checkpoint(dir + "/" + v.name, v.cfg, seed++);
+    const std::string hf = dir + "/" + v.name + "_hf";
+    const CommandRun ex = run(gqe_bin() + " export --format hf " + ckpt + " " + hf);
+    ASSERT_EQ(ex.rc, 0) << v.name << ": " << ex.out;
+    write_gqe_logits(ckpt, dir + "/" + v.name + "_logits.safetensors");
+    // gqe generate prints the prompt, the new tokens' bytes and a newline.
+    const CommandRun gen = run(gqe_bin() + " generate --checkpoint " + ckpt + " --greedy --threads 1 --max-new-tokens " +
+                            std::to_string(new_tokens) + " --prompt '" + kPrompt + "'",
+                        /*with_stderr=*/false);
+    ASSERT_EQ(gen.rc, 0) << v.name << ": " << gen.out;
+    ASSERT_EQ(gen.out.rfind(kPrompt, 0), 0u) << gen.out;
+    gqe_generated[v.name] = gen.out.substr(std::string(kPrompt).size(), size_t(new_tokens));
+    manifest[v.name] = {{"hf_dir", hf},
+                        {"gqe_logits", dir + "/" + v.name + "_logits.safetensors"},
+                        {"prompt", kPrompt},
+                        {"max_new_tokens", new_tokens}};
+  }
+  const nlohmann::json res = run_python("models", dir, manifest);
+  for (const auto& v : variants()) {
+    SCOPED_TRACE(v.name);
+    const auto& r = res.at(v.name);
+    ASSERT_FALSE(r.contains("error")) << r["error"].get<std::string>();
+    EXPECT_EQ(r["type"], "GqeForCausalLM");
+    EXPECT_LE(r["max_rel_diff"].get<double>(), kLogitTolerance);
+    EXPECT_LE(r["max_rel_diff_cached"].get<double>(), kLogitTolerance);
+    EXPECT_EQ(r["cache_type"], "DynamicCache");
+    EXPECT_TRUE(r["tokenizer_matches_bytes"].get<bool>());
+    EXPECT_EQ(r["generated_hex"].get<std::string>(), hex(gqe_generated[v.name]));
+    std::cout << "[ interop ] " << v.name << ": max relative logit difference " << r["max_rel_diff"].get<double>()
+              << " (through the KV cache " << r["max_rel_diff_cached"].get<double>() << "), greedy "
+              << (r["generated_hex"] == hex(gqe_generated[v.name]) ? "identical" : "DIFFERENT") << "\n";
+  }
+}
+
+TEST(HfExport, ImportOfAnExportIsBitExact) {
+  if (gqe_bin().empty() || ::access(gqe_bin().c_str(), X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set or not built";
+  const std::string dir = test::scratch_dir("interop_roundtrip");
+  uint64_t seed = 31;
+  for (const auto& v : variants()) {
+    SCOPED_TRACE(v.name);
+    const std::string ckpt = make_checkpoint(dir + "/" + v.name, v.cfg, seed++);
+    const std::string hf = dir + "/" + v.name + "_hf", back = dir + "/" + v.name + "_back";
+    CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + hf);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    r = run(gqe_bin() + " import " + hf + " " + back);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(fs::read_file(back + "/config.json"), fs::read_file(ckpt + "/config.json"));
+    const SafetensorsFile a = load_safetensors(ckpt + "/model.safetensors"), b = load_safetensors(back + "/model.safetensors");
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (size_t i = 0; i < a.tensors.size(); ++i) {
+      EXPECT_EQ(a.tensors[i].first, b.tensors[i].first);
+      EXPECT_EQ(a.tensors[i].second.scalar_type(), b.tensors[i].second.scalar_type());
+      EXPECT_TRUE(a.tensors[i].second.equal(b.tensors[i].second)) << a.tensors[i].first;
+    }
+    EXPECT_EQ(a.metadata, b.metadata);
+    // The same tensors, names, order and metadata: the very same bytes.
+    EXPECT_TRUE(fs::read_file(ckpt + "/model.safetensors") == fs::read_file(back + "/model.safetensors"));
+    EXPECT_EQ(fs::list_dir(back), (std::vector<std::string>{"config.json", "model.safetensors"}));  // bytes: no file
+  }
+}
+
+TEST(HfExport, FolderHasTheFilesTransformersReads) {
+  if (gqe_bin().empty() || ::access(gqe_bin().c_str(), X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set or not built";
+  const std::string dir = test::scratch_dir("interop_folder");
+  const auto v = variants()[2];  // gqe k=2, untied head
+  const std::string ckpt = make_checkpoint(dir + "/ckpt", v.cfg, 3), hf = dir + "/hf";
+  const CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + hf);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(fs::list_dir(hf), (std::vector<std::string>{"config.json", "configuration_gqe.py", "model.safetensors",
+                                                        "modeling_gqe.py", "tokenizer.json", "tokenizer_config.json"}));
+  const auto cfg = nlohmann::json::parse(fs::read_file(hf + "/config.json"));
+  EXPECT_EQ(cfg["model_type"], "gqe");
+  EXPECT_EQ(cfg["auto_map"]["AutoModelForCausalLM"], "modeling_gqe.GqeForCausalLM");
+  EXPECT_EQ(cfg["top_k_per_group"], 2);
+  EXPECT_EQ(cfg["gqe_variant"], "gqe");
+  // The embedded Python files are the repository's, byte for byte.
+  EXPECT_EQ(fs::read_file(hf + "/modeling_gqe.py"), fs::read_file(env("GQE_SOURCE_DIR") + "/python/gqe_hf/modeling_gqe.py"));
+  EXPECT_EQ(fs::read_file(hf + "/configuration_gqe.py"),
+            fs::read_file(env("GQE_SOURCE_DIR") + "/python/gqe_hf/configuration_gqe.py"));
+  const SafetensorsFile w = load_safetensors(hf + "/model.safetensors");
+  ASSERT_NE(w.find("model.layers.1.self_attn.router.weight"), nullptr);
+  ASSERT_NE(w.find("model.layers.0.input_layernorm.bias"), nullptr);
+  ASSERT_NE(w.find("lm_head.weight"), nullptr);
+  EXPECT_EQ(w.metadata.at("format"), "pt");
+}
+
+TEST(HfExport, BadInputIsAOneLineErrorAndWritesNothing) {
+  if (gqe_bin().empty() || ::access(gqe_bin().c_str(), X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set or not built";
+  const std::string dir = test::scratch_dir("interop_errors");
+  const std::string ckpt = make_checkpoint(dir + "/ckpt", variants()[1].cfg, 5);
+  CommandRun r = run(gqe_bin() + " export --format onnx " + ckpt + " " + dir + "/x");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("--format: expected \"hf\""), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/x"));
+  // A vocabulary smaller than the byte tokenizer's, and no tokenizer beside the checkpoint.
+  ModelConfig small = variants()[1].cfg;
+  small.vocab_size = 61;
+  const std::string small_ckpt = make_checkpoint(dir + "/small", small, 5);
+  r = run(gqe_bin() + " export --format hf " + small_ckpt + " " + dir + "/x");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("vocab_size is 61, too small for the byte tokenizer"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/x"));
+  // An existing non-empty folder is never overwritten.
+  fs::mkdirs(dir + "/full");
+  fs::write_file_atomic(dir + "/full/keep.txt", "x");
+  r = run(gqe_bin() + " export --format hf " + ckpt + " " + dir + "/full");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("already exists and is not an empty folder"), std::string::npos) << r.out;
+  EXPECT_EQ(fs::list_dir(dir + "/full"), std::vector<std::string>{"keep.txt"});
+  // A damaged export: a tensor renamed to something a gqe model does not have; nothing is written.
+  r = run(gqe_bin() + " export --format hf " + ckpt + " " + dir + "/hf");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  SafetensorsFile w = load_safetensors(dir + "/hf/model.safetensors");
+  w.tensors[1].first = "model.vision_tower.weight";
+  save_safetensors(dir + "/hf/model.safetensors", w.tensors, w.metadata);
+  r = run(gqe_bin() + " import " + dir + "/hf " + dir + "/back");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("tensor 'model.vision_tower.weight': not a parameter of a gqe model"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/back"));
+  // A folder of another model type.
+  fs::write_file_atomic(dir + "/hf/config.json", R"({"model_type": "llama", "hidden_size": 32})");
+  r = run(gqe_bin() + " import " + dir + "/hf " + dir + "/back");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("field 'model_type': expected \"gqe\""), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/back"));
+}
+
+TEST(HfExport, ParameterNamesMapBothWays) {
+  for (const auto& v : variants()) {
+    LanguageModel m(v.cfg);
+    for (const auto& p : m.named_parameters()) {
+      const std::string h = hf_parameter_name(p.key());
+      EXPECT_EQ(gqe_parameter_name(h), p.key());
+    }
+  }
+  EXPECT_EQ(hf_parameter_name("layers.3.attn_norm.bias"), "model.layers.3.input_layernorm.bias");
+  EXPECT_EQ(hf_parameter_name("layers.0.attn.shared_q_proj.weight"), "model.layers.0.self_attn.shared_q_proj.weight");
+  EXPECT_EQ(hf_parameter_name("layers.12.mlp_norm.weight"), "model.layers.12.post_attention_layernorm.weight");
+  EXPECT_EQ(hf_parameter_name("norm.weight"), "model.norm.weight");
+  EXPECT_THROW(gqe_parameter_name("model.layers.x.self_attn.q_proj.weight"), FormatError);
+  EXPECT_THROW(gqe_parameter_name("model.layers.0.attn.q_proj.weight"), FormatError);
+  EXPECT_THROW(hf_parameter_name("model.norm.weight"), FormatError);
+}
+
+TEST(HfExport, ConfigRoundTripsThroughTheFlatHuggingFaceFields) {
+  for (const auto& v : variants()) {
+    const ModelConfig back = model_config_from_hf(nlohmann::json::parse(hf_config_json(v.cfg).dump()), "test");
+    EXPECT_EQ(model_config_to_json(back), model_config_to_json(v.cfg)) << v.name;
+  }
+  ModelConfig c = variants()[1].cfg;
+  c.attention.implementation = AttentionImplementation::reference;
+  c.attention.aux_loss_weight = 0.125;
+  EXPECT_EQ(model_config_to_json(model_config_from_hf(nlohmann::json::parse(hf_config_json(c).dump()), "t")),
+            model_config_to_json(c));
+  nlohmann::json bad = nlohmann::json::parse(hf_config_json(c).dump());
+  bad["top_k_per_group"] = 5;  // M = 2
+  EXPECT_THROW(model_config_from_hf(bad, "t"), ConfigError);
+}
+
+// lm-evaluation-harness's own HFLM, on the exported folder and local task files (tests/interop/tasks/, the
+// HellaSwag / ARC / PIQA row layouts of the Hub datasets, read through the harness's own task YAMLs), builds
+// the requests gqe eval builds, scores each as gqe does, and reaches the same accuracies. One item is longer
+// than the model's context, so both sides truncate it from the left.
+TEST(HfExport, LmEvalHarnessScoresEveryRequestAsGqeEval) {
+  if (auto why = python_missing(); !why.empty()) GTEST_SKIP() << why;
+  const std::string dir = test::scratch_dir("interop_harness");
+  const std::string tasks = env("GQE_SOURCE_DIR") + "/tests/interop/tasks";
+  // Small embeddings: N(0, 1) ones make a confidently wrong model whose log-likelihoods reach hundreds of
+  // nats, and the float32 rounding of those alone comes near 1e-4 (seen: 1.0e-4 at N(0, 1), 4e-5 at 0.3).
+  const std::string ckpt = make_checkpoint(dir + "/ckpt", variants()[1].cfg, 7, 0.1), hf = dir + "/hf";
+  CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + hf);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  r = run(gqe_bin() + " eval --checkpoint " + ckpt + " --task hellaswag,arc_easy,piqa --data-dir " + tasks + " --out " + dir +
+          "/gqe_results.json --dump-requests " + dir + "/gqe_requests.jsonl --batch-size 4 --threads 1 --no-progress");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("requests cut from the left"), std::string::npos) << "no item exercises truncation:\n" << r.out;
+  const nlohmann::json res = run_python("harness", dir,
+                                        {{"hf_dir", hf},
+                                         {"tasks",
+                                          {{"hellaswag", tasks + "/hellaswag_val.jsonl"},
+                                           {"arc_easy", tasks + "/ARC-Easy-Test.jsonl"},
+                                           {"piqa", tasks + "/valid.jsonl"}}},
+                                         {"gqe_dump", dir + "/gqe_requests.jsonl"},
+                                         {"gqe_results", dir + "/gqe_results.json"},
+                                         {"work_dir", dir},
+                                         {"batch_size", 4}});
+  EXPECT_TRUE(res["missing"].empty()) << res["missing"].dump(2);
+  EXPECT_EQ(res["requests"], 6 * 4 + (4 + 3 + 4 + 5 + 4 + 4) + 6 * 2);
+  EXPECT_EQ(res["text_mismatches"], 0);
+  EXPECT_EQ(res["greedy_mismatches"], 0);
+  EXPECT_LE(res["max_abs_diff"].get<double>(), 1e-4);
+  std::cout << "[ interop ] lm-evaluation-harness HFLM vs gqe eval: " << res["requests"] << " requests, max |loglikelihood "
+            << "difference| " << res["max_abs_diff"].get<double>() << " (relative " << res["max_rel_diff"].get<double>()
+            << "; loglikelihoods from " << res["min_ll"].get<double>() << " to " << res["max_ll"].get<double>() << ")\n";
+  for (const char* t : {"hellaswag", "arc_easy", "piqa"}) {
+    const auto& a = res["tasks"][t];
+    EXPECT_EQ(a["harness_acc"].get<double>(), a["gqe_acc"].get<double>()) << t;
+    EXPECT_EQ(a["harness_acc_norm"].get<double>(), a["gqe_acc_norm"].get<double>()) << t;
+    EXPECT_EQ(a["docs"], 6) << t;
+    std::cout << "[ interop ] " << t << ": acc " << a["harness_acc"] << " (gqe " << a["gqe_acc"] << "), acc_norm "
+              << a["harness_acc_norm"] << " (gqe " << a["gqe_acc_norm"] << ")\n";
+  }
+}
