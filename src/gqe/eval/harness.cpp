@@ -41,8 +41,7 @@ TaskEvaluation evaluate_task(LanguageModel& model, const Tokenizer& tok, const T
   if (opt.dump)
     for (size_t i = 0; i < reqs.size(); ++i) {
       const RequestScore score{ev.lls[i].logprob, ev.lls[i].greedy};
-      *opt.dump << request_json(task.info.name, docs[size_t(reqs[i].doc)], reqs[i], enc[i], &score) << "
-";
+      *opt.dump << request_json(task.info.name, docs[size_t(reqs[i].doc)], reqs[i], enc[i], &score) << "\n";
     }
   std::vector<DocScores> scores(docs.size());
   for (size_t d = 0; d < docs.size(); ++d) {
