@@ -81,24 +81,29 @@ inline std::string scratch_dir(const std::string& name) {
   return dir;
 }
 
-// The gqe executable ($GQE_BIN) run with `args` (a shell command line tail) from the folder `cwd`:
-// exit status and stdout + stderr. gqe_bin() is "" when GQE_BIN is not set to an executable.
-struct CommandRun {
-  int rc = -1;
-  std::string out;
-};
+// The gqe executable ($GQE_BIN), "" when GQE_BIN is not set to an executable (the CLI tests then skip).
 inline std::string gqe_bin() {
   const char* bin = std::getenv("GQE_BIN");
   return bin && ::access(bin, X_OK) == 0 ? bin : "";
 }
-inline CommandRun run_gqe_command(const std::string& args, const std::string& cwd = ".") {
-  const std::string cmd = "cd '" + cwd + "' && '" + gqe_bin() + "' " + args + " 2>&1";
+inline bool gqe_bin_available() { return !gqe_bin().empty(); }
+
+// `gqe ARGS` (a shell command line tail) run from the folder `cwd`: exit status (-1 when killed by a
+// signal) and stdout + stderr. `limits`: shell commands run first (e.g. "ulimit -v N"), in the shell that
+// then becomes gqe.
+struct CommandRun {
+  int rc = -1;
+  std::string out;
+};
+inline CommandRun run_gqe_command(const std::string& args, const std::string& cwd = ".",
+                                  const std::string& limits = "") {
+  const std::string cmd =
+      "cd '" + cwd + "' && " + (limits.empty() ? "" : limits + "; exec ") + "'" + gqe_bin() + "' " + args + " 2>&1";
   CommandRun r;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
   char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
   const int status = ::pclose(p);
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;

@@ -6,6 +6,7 @@
 #include <map>
 #include <unistd.h>
 
+#include "test_util.h"
 #include "data/data_test_util.h"
 #include "gqe/core/fs.h"
 #include "gqe/data/loader.h"
@@ -13,25 +14,6 @@
 
 namespace gqe {
 namespace {
-
-struct CliRun {
-  int code;
-  std::string output;  // stdout + stderr
-};
-
-// `limits`: shell commands run first (ulimit ...), in the shell that then becomes gqe.
-CliRun run_gqe(const std::string& args, const std::string& limits = "") {
-  const std::string cmd =
-      (limits.empty() ? "" : limits + "; exec ") + std::string(std::getenv("GQE_BIN")) + " " + args + " 2>&1";
-  CliRun r{-1, ""};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 class CliData : public ::testing::Test {
  protected:
@@ -46,13 +28,13 @@ TEST_F(CliData, TrainTokenizerThenPrepareShards) {
   std::string text;
   for (int i = 0; i < 800; ++i) text += "And it came to pass in verse " + std::to_string(i) + " that they went forth.\n";
   datatest::write_bytes(dir + "/c.txt", text);
-  CliRun t = run_gqe("tokenizer train --input " + dir + "/c.txt --out " + dir + "/tok/m --vocab-size 300 --threads 1");
-  ASSERT_EQ(t.code, 0) << t.output;
-  EXPECT_NE(t.output.find("300 pieces"), std::string::npos) << t.output;
-  CliRun p = run_gqe("data prepare --input " + dir + "/c.txt --out " + dir + "/sh --tokenizer " + dir +
+  test::CommandRun t = test::run_gqe_command("tokenizer train --input " + dir + "/c.txt --out " + dir + "/tok/m --vocab-size 300 --threads 1");
+  ASSERT_EQ(t.rc, 0) << t.out;
+  EXPECT_NE(t.out.find("300 pieces"), std::string::npos) << t.out;
+  test::CommandRun p = test::run_gqe_command("data prepare --input " + dir + "/c.txt --out " + dir + "/sh --tokenizer " + dir +
               "/tok/m.model --val-fraction 0.1 --chunk-bytes 2000 --quiet");
-  ASSERT_EQ(p.code, 0) << p.output;
-  EXPECT_NE(p.output.find("train: "), std::string::npos) << p.output;
+  ASSERT_EQ(p.rc, 0) << p.out;
+  EXPECT_NE(p.out.find("train: "), std::string::npos) << p.out;
   TokenLoader L({dir + "/sh/train_000000.tok"}, 16, 2, 0);
   EXPECT_EQ(L.vocab_size(), 300u);
   // JSONL input (FineWeb-Edu style) for both commands, into a directory that does not exist yet.
@@ -60,33 +42,33 @@ TEST_F(CliData, TrainTokenizerThenPrepareShards) {
   for (int i = 0; i < 300; ++i)
     jsonl += "{\"text\": \"document " + std::to_string(i) + " says hello\\nand goodbye\", \"score\": 3}\n";
   datatest::write_bytes(dir + "/d.jsonl", jsonl);
-  CliRun tj = run_gqe("tokenizer train " + dir + "/d.jsonl --out " + dir + "/new/dir/j --vocab-size 290 --threads 1");
-  ASSERT_EQ(tj.code, 0) << tj.output;
-  CliRun pj = run_gqe("data prepare " + dir + "/d.jsonl --out " + dir + "/shj --tokenizer " + dir +
+  test::CommandRun tj = test::run_gqe_command("tokenizer train " + dir + "/d.jsonl --out " + dir + "/new/dir/j --vocab-size 290 --threads 1");
+  ASSERT_EQ(tj.rc, 0) << tj.out;
+  test::CommandRun pj = test::run_gqe_command("data prepare " + dir + "/d.jsonl --out " + dir + "/shj --tokenizer " + dir +
                "/new/dir/j.model --val-fraction 0.1 --quiet");
-  ASSERT_EQ(pj.code, 0) << pj.output;
-  EXPECT_NE(pj.output.find("300 documents"), std::string::npos) << pj.output;
+  ASSERT_EQ(pj.rc, 0) << pj.out;
+  EXPECT_NE(pj.out.find("300 documents"), std::string::npos) << pj.out;
   EXPECT_EQ(std::system(("ls " + dir + "/new/dir | grep -q tmp").c_str()) == 0, false) << "temp file left";
   // Running again without --force refuses to overwrite.
-  CliRun again = run_gqe("data prepare --input " + dir + "/c.txt --out " + dir + "/sh --quiet");
-  EXPECT_EQ(again.code, 1) << again.output;
-  EXPECT_NE(again.output.find("--force"), std::string::npos) << again.output;
+  test::CommandRun again = test::run_gqe_command("data prepare --input " + dir + "/c.txt --out " + dir + "/sh --quiet");
+  EXPECT_EQ(again.rc, 1) << again.out;
+  EXPECT_NE(again.out.find("--force"), std::string::npos) << again.out;
 }
 
 TEST_F(CliData, BadInputsExitNonZeroNamingTheFile) {
   const std::string dir = datatest::scratch("cli-bad");
-  CliRun r = run_gqe("data prepare --input " + dir + "/nope.txt --out " + dir + "/o");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.output.find(dir + "/nope.txt"), std::string::npos) << r.output;
+  test::CommandRun r = test::run_gqe_command("data prepare --input " + dir + "/nope.txt --out " + dir + "/o");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find(dir + "/nope.txt"), std::string::npos) << r.out;
   datatest::write_bytes(dir + "/x.txt", "hello\n");
-  r = run_gqe("data prepare --input " + dir + "/x.txt --out " + dir + "/o --tokenizer " + dir + "/none.model");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.output.find(dir + "/none.model"), std::string::npos) << r.output;
-  r = run_gqe("tokenizer train --input " + dir + "/missing.txt --out " + dir + "/m");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.output.find(dir + "/missing.txt"), std::string::npos) << r.output;
-  r = run_gqe("data frobnicate");
-  EXPECT_EQ(r.code, 2);
+  r = test::run_gqe_command("data prepare --input " + dir + "/x.txt --out " + dir + "/o --tokenizer " + dir + "/none.model");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find(dir + "/none.model"), std::string::npos) << r.out;
+  r = test::run_gqe_command("tokenizer train --input " + dir + "/missing.txt --out " + dir + "/m");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find(dir + "/missing.txt"), std::string::npos) << r.out;
+  r = test::run_gqe_command("data frobnicate");
+  EXPECT_EQ(r.rc, 2);
 }
 
 // The files of a folder and their bytes.
@@ -109,15 +91,15 @@ TEST_F(CliData, FullDiskDuringForceKeepsTheOldDataset) {
   while (big.size() < (3u << 20)) big += "a longer line of the new corpus that will not fit on the disk\n";
   datatest::write_bytes(dir + "/small.txt", small);
   datatest::write_bytes(dir + "/big.txt", big);
-  CliRun old = run_gqe("data prepare --input " + dir + "/small.txt --out " + dir + "/out --val-fraction 0.1 --chunk-bytes 500 --quiet");
-  ASSERT_EQ(old.code, 0) << old.output;
+  test::CommandRun old = test::run_gqe_command("data prepare --input " + dir + "/small.txt --out " + dir + "/out --val-fraction 0.1 --chunk-bytes 500 --quiet");
+  ASSERT_EQ(old.rc, 0) << old.out;
   const auto before = folder_contents(dir + "/out");
   // Files may not grow past 1 MB (ulimit -f counts 512-byte blocks): writing the 6 MB of new shards fails
   // the way a full disk does (EFBIG instead of ENOSPC; SIGXFSZ ignored so that write() reports it).
-  CliRun r = run_gqe("data prepare --input " + dir + "/big.txt --out " + dir + "/out --force --quiet",
-                     "trap '' XFSZ; ulimit -f 2048");
-  EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_NE(r.output.find("error: "), std::string::npos) << r.output;
+  test::CommandRun r = test::run_gqe_command("data prepare --input " + dir + "/big.txt --out " + dir + "/out --force --quiet",
+                     ".", "trap '' XFSZ; ulimit -f 2048");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("error: "), std::string::npos) << r.out;
   EXPECT_EQ(folder_contents(dir + "/out"), before) << "the old dataset changed";
   EXPECT_FALSE(has_staging_leftover(dir));
 }
@@ -127,10 +109,10 @@ TEST_F(CliData, ThreadsAboveTheCoreCountAreCappedWithAWarning) {
   std::string text;
   for (int i = 0; i < 400; ++i) text += "line " + std::to_string(i) + "\n";
   datatest::write_bytes(dir + "/a.txt", text);
-  CliRun r = run_gqe("data prepare --input " + dir + "/a.txt --out " + dir + "/out --val-fraction 0.1 --chunk-bytes 100 "
+  test::CommandRun r = test::run_gqe_command("data prepare --input " + dir + "/a.txt --out " + dir + "/out --val-fraction 0.1 --chunk-bytes 100 "
                      "--threads 100000 --quiet");
-  EXPECT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("--threads 100000 is more than the"), std::string::npos) << r.output;
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("--threads 100000 is more than the"), std::string::npos) << r.out;
 }
 
 TEST_F(CliData, ThreadCreationFailureIsNoCrash) {
@@ -138,16 +120,16 @@ TEST_F(CliData, ThreadCreationFailureIsNoCrash) {
   std::string text;
   for (int i = 0; i < 400; ++i) text += "line " + std::to_string(i) + "\n";
   datatest::write_bytes(dir + "/a.txt", text);
-  CliRun ref = run_gqe("data prepare --input " + dir + "/a.txt --out " + dir + "/ref --val-fraction 0.1 --chunk-bytes 100 "
+  test::CommandRun ref = test::run_gqe_command("data prepare --input " + dir + "/a.txt --out " + dir + "/ref --val-fraction 0.1 --chunk-bytes 100 "
                        "--threads 2 --quiet");
-  ASSERT_EQ(ref.code, 0) << ref.output;
+  ASSERT_EQ(ref.rc, 0) << ref.out;
   // Every new thread gets a 64 GiB stack (ulimit -s), which a 32 GiB address space (ulimit -v) cannot map:
   // no worker thread can be created.
-  CliRun r = run_gqe("data prepare --input " + dir + "/a.txt --out " + dir + "/out --val-fraction 0.1 --chunk-bytes 100 "
-                     "--threads 2 --quiet", "ulimit -s 67108864 && ulimit -v 33554432");
-  EXPECT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("cannot start worker thread 1 of 2"), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("terminate"), std::string::npos) << r.output;
+  test::CommandRun r = test::run_gqe_command("data prepare --input " + dir + "/a.txt --out " + dir + "/out --val-fraction 0.1 --chunk-bytes 100 "
+                     "--threads 2 --quiet", ".", "ulimit -s 67108864 && ulimit -v 33554432");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("cannot start worker thread 1 of 2"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("terminate"), std::string::npos) << r.out;
   EXPECT_EQ(folder_contents(dir + "/out"), folder_contents(dir + "/ref")) << "a different dataset without threads";
 }
 
@@ -155,9 +137,9 @@ TEST_F(CliData, NonUtf8InputNameFailsBeforeAnyShardIsWritten) {
   const std::string dir = datatest::scratch("cli-utf8");
   const std::string name = dir + "/corpus-\xff.txt";
   datatest::write_bytes(name, "some text\nmore text\n");
-  CliRun r = run_gqe("data prepare --input '" + name + "' --out " + dir + "/out --val-fraction 0 --quiet");
-  EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_NE(r.output.find("corpus-\\xFF.txt: input file name is not valid UTF-8"), std::string::npos) << r.output;
+  test::CommandRun r = test::run_gqe_command("data prepare --input '" + name + "' --out " + dir + "/out --val-fraction 0 --quiet");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("corpus-\\xFF.txt: input file name is not valid UTF-8"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(dir + "/out")) << "shards were written before the name was checked";
 }
 

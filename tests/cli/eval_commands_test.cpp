@@ -23,28 +23,7 @@ using namespace gqe::eval::testing;
 
 namespace {
 
-struct GqeRun {
-  int rc;
-  std::string out;  // stdout + stderr
-};
-
-bool gqe_bin_available() {
-  const char* bin = std::getenv("GQE_BIN");
-  return bin && ::access(bin, X_OK) == 0;
-}
-
-GqeRun run_gqe(const std::string& args) {
-  const char* bin = std::getenv("GQE_BIN");
-  std::string cmd = std::string(bin) + " " + args + " 2>&1";
-  GqeRun r{0, ""};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using test::gqe_bin_available;
 
 std::string make_checkpoint(const std::string& dir, const std::string& kind) {
   ModelConfig c = test::small_config(kind, 4, 2);  // byte vocabulary, d 32, d_h 8
@@ -81,7 +60,7 @@ TEST(Cli, EvalThreeTasksWritesJsonAndRequestDump) {
   const std::string dir = scratch_dir("cli");
   const std::string ckpt = make_checkpoint(dir, "gqe");
   write_fixtures(dir);
-  const GqeRun r = run_gqe("eval --checkpoint " + ckpt + " --task hellaswag,arc_easy,piqa --data-dir " + dir + " --out " + dir +
+  const test::CommandRun r = test::run_gqe_command("eval --checkpoint " + ckpt + " --task hellaswag,arc_easy,piqa --data-dir " + dir + " --out " + dir +
                         "/res.json --dump-requests " + dir + "/req.jsonl --batch-size 4 --threads 1");
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("|hellaswag|"), std::string::npos) << r.out;
@@ -132,7 +111,7 @@ TEST(Cli, MalformedFileFailsBeforeScoringWithFileAndLine) {
   const std::string ckpt = make_checkpoint(dir, "gqa");
   write(dir + "/bad.jsonl", R"({"goal": "g", "sol1": "a", "sol2": "b"})" "\n{not json\n");
   write(dir + "/bad-labels.lst", "0\n1\n");
-  const GqeRun r = run_gqe("eval --checkpoint " + ckpt + " --task piqa --data " + dir + "/bad.jsonl --out " + dir + "/x.json");
+  const test::CommandRun r = test::run_gqe_command("eval --checkpoint " + ckpt + " --task piqa --data " + dir + "/bad.jsonl --out " + dir + "/x.json");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find(dir + "/bad.jsonl:2: not valid JSON"), std::string::npos) << r.out;
 }
@@ -144,7 +123,7 @@ TEST(Cli, ValLossAndRoutes) {
   std::string text;
   for (int i = 0; i < 20; ++i) text += "In the beginning was the word. ";
   write(dir + "/val.txt", text);
-  GqeRun r = run_gqe("eval --val-loss --checkpoint " + ckpt + " --data " + dir + "/val.txt --seq 64 --out " + dir + "/vl.json");
+  test::CommandRun r = test::run_gqe_command("eval --val-loss --checkpoint " + ckpt + " --data " + dir + "/val.txt --seq 64 --out " + dir + "/vl.json");
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("perplexity"), std::string::npos) << r.out;
   const auto vl = nlohmann::json::parse(fs::read_file(dir + "/vl.json"));
@@ -152,7 +131,7 @@ TEST(Cli, ValLossAndRoutes) {
   EXPECT_GT(vl["loss"].get<double>(), 0.0);
 
   const bool plot = std::system("command -v gnuplot > /dev/null 2>&1") == 0;
-  r = run_gqe("routes --checkpoint " + ckpt + " --data " + dir + "/val.txt --seq 64 --out " + dir + "/routes" +
+  r = test::run_gqe_command("routes --checkpoint " + ckpt + " --data " + dir + "/val.txt --seq 64 --out " + dir + "/routes" +
               (plot ? "" : " --no-plot"));
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("preferred tokens"), std::string::npos) << r.out;
@@ -161,7 +140,7 @@ TEST(Cli, ValLossAndRoutes) {
   if (plot) EXPECT_EQ(fs::read_file(dir + "/routes.png").substr(0, 4), "\x89PNG");
 
   const std::string gqa = make_checkpoint(dir, "gqa");
-  r = run_gqe("routes --checkpoint " + gqa + " --data " + dir + "/val.txt");
+  r = test::run_gqe_command("routes --checkpoint " + gqa + " --data " + dir + "/val.txt");
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.out.find("need a GQE checkpoint"), std::string::npos) << r.out;
 }
@@ -181,10 +160,10 @@ TEST(Cli, ShardPathWithDamagedMagicIsAnErrorNotText) {
   bin[0] = 7;
   write(dir + "/val.bin", bin);
   for (const std::string& data : {dir + "/val.tok", dir + "/val.bin"}) {
-    GqeRun r = run_gqe("eval --val-loss --checkpoint " + ckpt + " --data " + data + " --seq 64 --out " + dir + "/vl.json");
+    test::CommandRun r = test::run_gqe_command("eval --val-loss --checkpoint " + ckpt + " --data " + data + " --seq 64 --out " + dir + "/vl.json");
     EXPECT_EQ(r.rc, 1) << r.out;
     EXPECT_NE(r.out.find(data + ": not a token shard"), std::string::npos) << r.out;
-    r = run_gqe("routes --checkpoint " + ckpt + " --data " + data + " --seq 64 --no-plot --out " + dir + "/routes");
+    r = test::run_gqe_command("routes --checkpoint " + ckpt + " --data " + data + " --seq 64 --no-plot --out " + dir + "/routes");
     EXPECT_EQ(r.rc, 1) << r.out;
     EXPECT_NE(r.out.find(data + ": not a token shard"), std::string::npos) << r.out;
   }

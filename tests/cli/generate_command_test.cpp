@@ -3,7 +3,6 @@
 
 #include <limits>
 
-#include "cli/cli_test_util.h"
 #include "gqe/core/fs.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/io/safetensors.h"
@@ -23,13 +22,13 @@ TEST(CliGenerate, NonFiniteWeightsNeedTheOverrideFlag) {
     m.named_parameters()["norm.weight"][3] = std::numeric_limits<float>::quiet_NaN();
   }
   save_model_checkpoint(dir + "/ckpt", m);
-  test::CliResult r = test::run_gqe("generate --checkpoint " + dir + "/ckpt --prompt In --max-new-tokens 2 --greedy");
+  test::CommandRun r = test::run_gqe_command("generate --checkpoint " + dir + "/ckpt --prompt In --max-new-tokens 2 --greedy");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("gqe generate: error: " + dir + "/ckpt/model.safetensors: tensor 'norm.weight' holds 1 "
                        "non-finite value(s) (NaN/Inf)"),
             std::string::npos)
       << r.out;
-  r = test::run_gqe("generate --checkpoint " + dir + "/ckpt --prompt In --max-new-tokens 2 --greedy "
+  r = test::run_gqe_command("generate --checkpoint " + dir + "/ckpt --prompt In --max-new-tokens 2 --greedy "
                     "--allow-nonfinite-weights");
   EXPECT_EQ(r.rc, 0) << r.out;
 }
@@ -43,7 +42,7 @@ TEST(CliGenerate, AConfigThatDisagreesWithTheWeightsIsRefusedNamingTheField) {
   save_model_checkpoint(dir + "/ckpt", m);
   c.rope_theta = 500000;  // edited by hand afterwards: the output would silently change
   fs::write_file_atomic(dir + "/ckpt/config.json", model_config_to_json(c));
-  const test::CliResult r = test::run_gqe("generate --checkpoint " + dir + "/ckpt --prompt In --max-new-tokens 2");
+  const test::CommandRun r = test::run_gqe_command("generate --checkpoint " + dir + "/ckpt --prompt In --max-new-tokens 2");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("field 'rope_theta' of the model config saved with these weights is 10000.0, " + dir +
                        "/ckpt/config.json has 500000.0"),

@@ -4,7 +4,6 @@
 
 #include <fstream>
 
-#include "cli/cli_test_util.h"
 #include "test_util.h"
 
 namespace gqe {
@@ -15,12 +14,12 @@ TEST(CliInfo, OutOfRangeNumbersAndOverflowingSizesAreConfigErrors) {
   const std::string dir = test::scratch_dir("cli_info");
   const std::string attention = R"("attention": {"kind": "gqa", "num_attention_heads": 4, "num_key_value_heads": 2})";
   std::ofstream(dir + "/inf.json") << R"({"vocab_size": 256, "hidden_size": 64, "rope_theta": 1e999, )" << attention << "}";
-  test::CliResult r = test::run_gqe("info " + dir + "/inf.json");
+  test::CommandRun r = test::run_gqe_command("info " + dir + "/inf.json");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_EQ(r.out, "gqe info: error: " + dir + "/inf.json: field 'rope_theta': the number 1e999 is out of range "
                    "(beyond the largest double)\n");
   std::ofstream(dir + "/big.json") << R"({"vocab_size": 4611686018427387904, "hidden_size": 1024, )" << attention << "}";
-  r = test::run_gqe("info " + dir + "/big.json");
+  r = test::run_gqe_command("info " + dir + "/big.json");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find(dir + "/big.json: sizes too large: the embedding parameter count vocab_size "
                        "(4611686018427387904) x hidden_size (1024) overflows int64"),

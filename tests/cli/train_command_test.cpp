@@ -9,7 +9,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "cli/cli_test_util.h"
 #include "gqe/core/config.h"
 #include "gqe/core/fs.h"
 #include "gqe/data/shard.h"
@@ -18,8 +17,8 @@
 namespace gqe {
 namespace {
 
-using test::CliResult;
-using test::run_gqe;
+using test::CommandRun;
+
 
 class CliTrain : public ::testing::Test {
  protected:
@@ -71,7 +70,7 @@ TEST_F(CliTrain, TwoTrainingsOnOneOutDirectory) {
   for (int i = 0; i < 1200 && !fs::exists(run + "/metrics.jsonl"); ++i) ::usleep(50000);
   ASSERT_TRUE(fs::exists(run + "/metrics.jsonl")) << fs::read_file(dir + "/first.txt");
   const std::string recipe_before = fs::read_file(run + "/recipe.json");
-  const CliResult second = run_gqe(train_args(run, "--steps 2 --seed 22"));
+  const CommandRun second = test::run_gqe_command(train_args(run, "--steps 2 --seed 22"));
   const bool first_alive = ::kill(first, 0) == 0;
   ::kill(first, SIGKILL);
   ::waitpid(first, nullptr, 0);
@@ -106,7 +105,7 @@ TEST_F(CliTrain, StartRemovesTheTemporariesOfDeadOwnersOnly) {
   std::ofstream(run + "/checkpoints/latest.tmp." + dead) << "step-00000002\n";
   std::ofstream(run + "/checkpoints/.tmp-step-00000002-" + dead + "/model.safetensors") << "w";
   std::ofstream(run + "/notes.tmp." + live) << "a live process's file";
-  const CliResult r = run_gqe(train_args(run, "--steps 1"));
+  const CommandRun r = test::run_gqe_command(train_args(run, "--steps 1"));
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("removed " + run + "/model.safetensors.tmp." + dead + " (left behind by a process that no "
                        "longer runs)"),
@@ -121,7 +120,7 @@ TEST_F(CliTrain, StartRemovesTheTemporariesOfDeadOwnersOnly) {
 TEST_F(CliTrain, ResumeRepairsATornMetricsLineAndNeverDuplicatesRecords) {
   const std::string dir = setup("cli_train_torn");
   const std::string run = dir + "/run";
-  ASSERT_EQ(run_gqe(train_args(run, "--steps 4 --stop-at 2")).rc, 0);
+  ASSERT_EQ(test::run_gqe_command(train_args(run, "--steps 4 --stop-at 2")).rc, 0);
   // As if the run had gone on past its checkpoint at step 2 and been killed while writing step 4.
   const std::string log = run + "/metrics.jsonl";
   std::string text = fs::read_file(log);
@@ -129,7 +128,7 @@ TEST_F(CliTrain, ResumeRepairsATornMetricsLineAndNeverDuplicatesRecords) {
   text.replace(text.rfind("\"step\":1,"), 9, "\"step\":3,");
   text += R"({"type":"train","step":4,"loss":2.)";
   std::ofstream(log, std::ios::trunc) << text;
-  const CliResult r = run_gqe(train_args(run, "--steps 4 --resume auto"));
+  const CommandRun r = test::run_gqe_command(train_args(run, "--steps 4 --resume auto"));
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("dropped a torn last line"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("dropped 1 record(s) past the resumed step 2"), std::string::npos) << r.out;
@@ -141,7 +140,7 @@ TEST_F(CliTrain, ResumeRepairsATornMetricsLineAndNeverDuplicatesRecords) {
 
 TEST_F(CliTrain, StopAtZeroClaimsNoCheckpoint) {
   const std::string dir = setup("cli_train_stop0");
-  const CliResult r = run_gqe(train_args(dir + "/run", "--steps 4 --stop-at 0"));
+  const CommandRun r = test::run_gqe_command(train_args(dir + "/run", "--steps 4 --stop-at 0"));
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_EQ(r.out.find("checkpoint in"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("trained to step 0 (0 steps in this run"), std::string::npos) << r.out;
@@ -152,17 +151,17 @@ TEST_F(CliTrain, StopAtZeroClaimsNoCheckpoint) {
 TEST_F(CliTrain, OutThatIsAFileOrCannotBeCreatedIsAOneLineError) {
   const std::string dir = setup("cli_train_out");
   std::ofstream(dir + "/file") << "keep";
-  CliResult r = run_gqe(train_args(dir + "/file", "--steps 1"));
+  CommandRun r = test::run_gqe_command(train_args(dir + "/file", "--steps 1"));
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_EQ(r.out, "gqe train: error: --out " + dir + "/file: exists and is not a directory (expected a run directory)\n");
   EXPECT_EQ(fs::read_file(dir + "/file"), "keep");
-  r = run_gqe(train_args(dir + "/file/run", "--steps 1"));
+  r = test::run_gqe_command(train_args(dir + "/file/run", "--steps 1"));
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_EQ(r.out.rfind("gqe train: error: --out " + dir + "/file/run: cannot create the run directory: ", 0), 0u) << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   fs::mkdirs(dir + "/ro");
   if (!test::make_unwritable(dir + "/ro")) GTEST_SKIP() << "cannot make a directory read-only here";
-  r = run_gqe(train_args(dir + "/ro", "--steps 1"));
+  r = test::run_gqe_command(train_args(dir + "/ro", "--steps 1"));
   test::make_writable(dir + "/ro");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_EQ(r.out.rfind("gqe train: error: --out " + dir + "/ro: cannot write in the run directory: ", 0), 0u) << r.out;
@@ -175,7 +174,7 @@ TEST_F(CliTrain, TokenIdsBeyondTheVocabularyAreRefusedAtLoad) {
   std::vector<int64_t> tokens(400, 65);
   tokens[333] = 1000;  // an llm.c shard records no vocabulary; the model has 256
   write_llmc_shard(dir + "/train.bin", tokens);
-  const CliResult r = run_gqe("train --config " + dir + "/model.json --train-shards " + dir + "/train.bin --out " + dir +
+  const CommandRun r = test::run_gqe_command("train --config " + dir + "/model.json --train-shards " + dir + "/train.bin --out " + dir +
                               "/run --steps 50 --batch 2 --seq 16 --threads 1 --sample-tokens 0 --eval-every 0");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("gqe train: error: " + dir + "/train.bin: token id 1000 is outside the model's vocabulary of "
@@ -192,14 +191,14 @@ TEST_F(CliTrain, AModelTooLargeForMemoryIsRefusedBeforeAllocating) {
   std::ofstream(dir + "/huge.json") << model_config_to_json(c);
   const std::string args = "train --config " + dir + "/huge.json --data " + dir + "/text.txt --out " + dir +
                            "/run --steps 1 --batch 2 --seq 16 --threads 1 --sample-tokens 0 --eval-every 0";
-  CliResult r = run_gqe(args);
+  CommandRun r = test::run_gqe_command(args);
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_EQ(r.out.rfind("gqe train: error: this training run needs about ", 0), 0u) << r.out;
   EXPECT_NE(r.out.find(" available ("), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("--ignore-memory-check"), std::string::npos) << r.out;
   // Insisting: the allocation itself fails (under an address-space limit, so that no machine overcommits
   // it), and that is one line too, not an internal error with a backtrace.
-  r = run_gqe(args + " --ignore-memory-check", "ulimit -v 16000000; ");
+  r = test::run_gqe_command(args + " --ignore-memory-check", ".", "ulimit -v 16000000");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_EQ(r.out.rfind("gqe train: error: out of memory", 0), 0u) << r.out;
   EXPECT_EQ(r.out.find("internal error"), std::string::npos) << r.out;
@@ -210,7 +209,7 @@ TEST_F(CliTrain, AModelTooLargeForMemoryIsRefusedBeforeAllocating) {
   c.intermediate_size = 1;
   c.attention.head_dim = 2;
   std::ofstream(dir + "/overflow.json") << model_config_to_json(c);
-  r = run_gqe("train --config " + dir + "/overflow.json --data " + dir + "/text.txt --out " + dir +
+  r = test::run_gqe_command("train --config " + dir + "/overflow.json --data " + dir + "/text.txt --out " + dir +
               "/run --steps 1 --batch 2 --seq 16 --threads 1 --sample-tokens 0 --eval-every 0 --ignore-memory-check");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("out of memory: Storage size calculation overflowed"), std::string::npos) << r.out;
