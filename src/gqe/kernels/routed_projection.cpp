@@ -106,13 +106,17 @@ void forward_packed_weight(const at::Tensor& x2, const at::Tensor& weight, const
       const int n = int(std::min<int64_t>(RB, rows - i0));
       for (int i = 0; i < n; ++i) xr[i] = xp + b.entry_token[s + i0 + i] * d;
       const float* w = wtp + e * d * dhp;
-      switch (n) {
-        case RB: rows_block<RB>(d, dhp, xr, w, c); break;
-        case 1: rows_block<1>(d, dhp, xr, w, c); break;
-        case 2: rows_block<2>(d, dhp, xr, w, c); break;
-        case 3: rows_block<3>(d, dhp, xr, w, c); break;
-        case 4: rows_block<(RB > 4 ? 4 : 1)>(d, dhp, xr, w, c); break;
-        default: rows_block<(RB > 5 ? 5 : 1)>(d, dhp, xr, w, c); break;
+      // The full block first: RB is 4 without AVX2, where a `case RB` would repeat `case 4`.
+      if (n == RB) {
+        rows_block<RB>(d, dhp, xr, w, c);
+      } else {
+        switch (n) {
+          case 1: rows_block<1>(d, dhp, xr, w, c); break;
+          case 2: rows_block<2>(d, dhp, xr, w, c); break;
+          case 3: rows_block<3>(d, dhp, xr, w, c); break;
+          case 4: rows_block<(RB > 4 ? 4 : 1)>(d, dhp, xr, w, c); break;
+          default: rows_block<(RB > 5 ? 5 : 1)>(d, dhp, xr, w, c); break;
+        }
       }
       for (int i = 0; i < n; ++i) std::copy_n(c + i * dhp, dh, op + b.entry_row[s + i0 + i] * dh);
     }
