@@ -136,5 +136,31 @@ TEST(Config, EnumFieldsRoundTrip) {
   EXPECT_EQ(back.attention.variant, GqeVariant::weighted_concat);
 }
 
+// Found by fuzz/config_fuzz (each crashed parse_model_config or `gqe info`'s describe_model).
+TEST(Config, NumberBeyondDoubleRangeIsAConfigError) {
+  const std::string e = error_of("\"hidden_size\": 64", "\"hidden_size\": 64, \"rope_theta\": 1e999");
+  EXPECT_EQ(e.rfind("cfg.json: not valid JSON", 0), 0u) << e;
+}
+
+TEST(Config, SizesWhoseParameterCountOverflowsAreRefused) {
+  const std::string e = error_of("\"vocab_size\": 256", "\"vocab_size\": 4611686018427387904");
+  EXPECT_NE(e.find("cfg.json: the sizes (vocab_size 4611686018427387904"), std::string::npos) << e;
+  EXPECT_NE(e.find("more than a 64-bit count holds"), std::string::npos) << e;
+  // Large but countable sizes stay valid.
+  EXPECT_EQ(error_of("\"vocab_size\": 256", "\"vocab_size\": 1000000000"), "");
+}
+
+TEST(Config, DescribeModelAtTheLargestContextDoesNotOverflow) {
+  ModelConfig c = parse_model_config(kValid, "cfg.json");
+  c.max_position_embeddings = INT64_MAX;
+  const std::string d = describe_model(c, c.max_position_embeddings);
+  // The mean over a causal prefill is taken at half the context; (L + 1) / 2 wrapped negative.
+  const size_t mean = d.find("mean over a causal prefill");
+  ASSERT_NE(mean, std::string::npos) << d;
+  const std::string line = d.substr(mean, d.find('\n', mean) - mean);
+  EXPECT_EQ(line.find('-'), std::string::npos) << line;
+  EXPECT_EQ(d.find("-nan"), std::string::npos) << d;
+}
+
 }  // namespace
 }  // namespace gqe

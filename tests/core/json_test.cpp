@@ -43,6 +43,15 @@ TEST(ParseJson, NamesANulByte) {
   EXPECT_NE(e.find("NUL byte at byte offset 7"), std::string::npos) << e;
 }
 
+// Found by fuzz/config_fuzz: the library reports a number beyond double range as out_of_range, which
+// escaped parse_json as an internal error.
+TEST(ParseJson, NumberBeyondDoubleRangeIsAJsonError) {
+  const std::string e = error_of(R"({"rope_theta": 1e999})");
+  EXPECT_EQ(e.rfind("x.json: not valid JSON for gqe: ", 0), 0u) << e;
+  EXPECT_NE(e.find("1e999"), std::string::npos) << e;
+  EXPECT_LT(error_of("[1" + std::string(1 << 20, '0') + "e999]").size(), 400u);
+}
+
 TEST(TruncateForMessage, CutsLongText) {
   EXPECT_EQ(truncate_for_message("abc", 5), "abc");
   EXPECT_EQ(truncate_for_message("abcdefgh", 3), "abc... (8 characters)");

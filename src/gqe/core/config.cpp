@@ -1,10 +1,13 @@
 #include "gqe/core/config.h"
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/json.h"
+#include "gqe/core/model_stats.h"
 
 namespace gqe {
 using nlohmann::json;
@@ -102,14 +105,24 @@ void validate_model_config(const ModelConfig& c, const std::string& source) {
     if (!(a.aux_loss_weight >= 0)) fail(source, "attention.aux_loss_weight", "must be >= 0");
     if (!(a.router_denominator_eps > 0)) fail(source, "attention.router_denominator_eps", "must be > 0");
   }
+  // Every size count (parameters, `gqe info`) is an int64_t: sizes whose products overflow it are no model.
+  const long double params = parameter_count_estimate(c);
+  if (!(params < 0x1p62L)) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3Lg", params);
+    throw ConfigError(source + ": the sizes (vocab_size " + std::to_string(c.vocab_size) + ", hidden_size " +
+                      std::to_string(c.hidden_size) + ", num_hidden_layers " + std::to_string(c.num_hidden_layers) +
+                      ", intermediate_size " + std::to_string(c.intermediate_size) + ", ...) give " + buf +
+                      " parameters, more than a 64-bit count holds");
+  }
 }
 
 ModelConfig parse_model_config(const std::string& text, const std::string& source) {
   json j;
   try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw ConfigError(source + ": not valid JSON: " + e.what());
+    j = parse_json(text, source);
+  } catch (const JsonError& e) {
+    throw ConfigError(e.what());
   }
   if (!j.is_object()) throw ConfigError(source + ": expected a JSON object at the top level");
 

@@ -9,6 +9,13 @@ std::string truncate_for_message(const std::string& s, size_t max_chars) {
 
 namespace {
 struct TooDeep {};
+
+// The library's messages start with "[json.exception.<kind>.<id>] ": not for users.
+std::string strip_exception_id(std::string what) {
+  const size_t bracket = what.find("] ");
+  if (what.rfind("[json.exception", 0) == 0 && bracket != std::string::npos) what = what.substr(bracket + 2);
+  return what;
+}
 }  // namespace
 
 nlohmann::json parse_json(const std::string& text, const std::string& source) {
@@ -27,12 +34,12 @@ nlohmann::json parse_json(const std::string& text, const std::string& source) {
   } catch (const TooDeep&) {
     throw JsonError(source + ": not valid JSON for gqe: nested deeper than " + std::to_string(kMaxJsonDepth) +
                     " levels");
+  } catch (const nlohmann::json::out_of_range& e) {
+    // A number too large for a double (1e999): the library reports it as out_of_range, not parse_error.
+    throw JsonError(source + ": not valid JSON for gqe: " + truncate_for_message(strip_exception_id(e.what()), 200));
   } catch (const nlohmann::json::parse_error& e) {
     // what() is "[json.exception.parse_error.N] parse error at line L, column C: <reason>; last read: '<token>'".
-    std::string reason = e.what();
-    const size_t bracket = reason.find("] ");
-    if (reason.rfind("[json.exception", 0) == 0 && bracket != std::string::npos) reason = reason.substr(bracket + 2);
-    throw JsonError(source + ": not valid JSON: " + truncate_for_message(reason, 200) + " (byte offset " +
+    throw JsonError(source + ": not valid JSON: " + truncate_for_message(strip_exception_id(e.what()), 200) + " (byte offset " +
                     std::to_string(e.byte) + ")");
   }
 }

@@ -1,5 +1,6 @@
 #include "gqe/core/model_stats.h"
 
+#include <array>
 #include <cstdio>
 #include <sstream>
 
@@ -7,21 +8,46 @@
 
 namespace gqe {
 
-ParamCounts count_parameters(const ModelConfig& c) {
+namespace {
+
+// The parameter counts as terms in the order of ParamCounts' fields, in any arithmetic type: int64_t for
+// the exact numbers, long double to learn whether they fit in int64_t at all.
+template <class T>
+std::array<T, 8> parameter_terms(const ModelConfig& c) {
   const AttentionConfig& a = c.attention;
-  const int64_t d = c.hidden_size, dh = a.head_dim, N = a.num_heads, G = a.num_kv_heads;
-  const int64_t norm = c.norm_type == NormType::layernorm ? 2 * d : d;  // LayerNorm has a bias
+  const T d = T(c.hidden_size), dh = T(a.head_dim), N = T(a.num_heads), G = T(a.num_kv_heads);
+  const T L = T(c.num_hidden_layers), V = T(c.vocab_size);
+  const T norm = c.norm_type == NormType::layernorm ? 2 * d : d;  // LayerNorm has a bias
+  return {V * d,
+          L * (N * dh * d + (a.has_shared_head() ? dh * d : T(0))),
+          L * 2 * G * dh * d,
+          L * T(a.num_slots()) * dh * d,
+          a.is_gqe() ? L * N * d : T(0),
+          L * T(c.mlp_type == MlpType::swiglu ? 3 : 2) * d * T(c.intermediate_size),
+          (2 * L + 1) * norm,
+          c.tie_word_embeddings ? T(0) : V * d};
+}
+
+}  // namespace
+
+ParamCounts count_parameters(const ModelConfig& c) {
+  const auto t = parameter_terms<int64_t>(c);
   ParamCounts p;
-  p.embedding = c.vocab_size * d;
-  const int64_t L = c.num_hidden_layers;
-  p.attn_q = L * (N * dh * d + (a.has_shared_head() ? dh * d : 0));
-  p.attn_kv = L * 2 * G * dh * d;
-  p.attn_o = L * a.num_slots() * dh * d;
-  p.attn_router = a.is_gqe() ? L * N * d : 0;
-  p.mlp = L * (c.mlp_type == MlpType::swiglu ? 3 : 2) * d * c.intermediate_size;
-  p.norms = (2 * L + 1) * norm;
-  p.lm_head = c.tie_word_embeddings ? 0 : c.vocab_size * d;
+  p.embedding = t[0];
+  p.attn_q = t[1];
+  p.attn_kv = t[2];
+  p.attn_o = t[3];
+  p.attn_router = t[4];
+  p.mlp = t[5];
+  p.norms = t[6];
+  p.lm_head = t[7];
   return p;
+}
+
+long double parameter_count_estimate(const ModelConfig& c) {
+  long double total = 0;
+  for (long double t : parameter_terms<long double>(c)) total += t;
+  return total;
 }
 
 AttentionFlops attention_flops_per_token(const ModelConfig& c, int64_t L) {
@@ -76,7 +102,7 @@ std::string describe_model(const ModelConfig& c, int64_t L) {
   row("norms", p.norms);
   if (!c.tie_word_embeddings) row("lm_head", p.lm_head);
   const AttentionFlops at = attention_flops_per_token(c, L);
-  const AttentionFlops avg = attention_flops_per_token(c, (L + 1) / 2);
+  const AttentionFlops avg = attention_flops_per_token(c, L - L / 2);  // (L + 1) / 2 without overflow
   o << "attention FLOPs per token per layer at context " << L << ": " << human_number(at.total()) << " (core "
     << human_number(at.core) << ", q " << human_number(at.q_proj) << ", kv " << human_number(at.kv_proj) << ", o "
     << human_number(at.o_proj);
@@ -87,7 +113,7 @@ std::string describe_model(const ModelConfig& c, int64_t L) {
   if (a.is_gqe()) {
     ModelConfig dense = c;
     dense.attention.kind = AttentionKind::gqa;
-    const AttentionFlops g = attention_flops_per_token(dense, (L + 1) / 2);
+    const AttentionFlops g = attention_flops_per_token(dense, L - L / 2);
     char buf[160];
     std::snprintf(buf, sizeof buf,
                   "vs GQA with the same N/G: attention core %.2fx fewer FLOPs, attention layer %.2fx fewer\n",

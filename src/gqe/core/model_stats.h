@@ -21,7 +21,10 @@ struct ParamCounts {
   int64_t attention() const { return attn_q + attn_kv + attn_o + attn_router; }
 };
 
+// Exact counts; the config must be valid (validate_model_config keeps every count inside int64_t).
 ParamCounts count_parameters(const ModelConfig& cfg);
+// The total in floating point, which cannot overflow: how validate_model_config bounds the sizes.
+long double parameter_count_estimate(const ModelConfig& cfg);
 
 // Forward FLOPs of one token in one layer's attention at context length L (the token attends to L keys).
 // A multiply-add counts 2.
