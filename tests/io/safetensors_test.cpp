@@ -85,6 +85,30 @@ TEST(Safetensors, CorruptAndTruncatedFilesGiveClearErrors) {
   EXPECT_NE(error_loading(dir + "/missing.safetensors").find("cannot open"), std::string::npos);
 }
 
+// Found by fuzz/safetensors_fuzz: a shape entry of 2^63 or more, or a shape whose element or byte count
+// wraps around 64 bits to the byte range given (here 0), reached at::empty and escaped as a c10::Error.
+TEST(Safetensors, ShapesBeyond64BitCountsAreFormatErrors) {
+  const std::string dir = test::scratch_dir("safetensors_huge_shape");
+  const char* cases[][2] = {{"negative", R"({"a":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,0]}})"},
+                            {"bytes", R"({"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})"},
+                            {"elements", R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]}})"}};
+  for (const auto& [name, header] : cases) {
+    const std::string h = header;
+    std::string file(8, '\0');
+    for (int i = 0; i < 8; ++i) file[i] = char((h.size() >> (8 * i)) & 0xff);
+    const std::string path = dir + "/" + name + ".safetensors";
+    write_all(path, file + h);
+    std::string e;
+    try {
+      load_safetensors(path);
+    } catch (const FormatError& err) {
+      e = err.what();
+    }
+    EXPECT_NE(e.find(path + ": not a valid safetensors file: tensor 'a': "), std::string::npos) << name << ": " << e;
+    EXPECT_NE(e.find("shape"), std::string::npos) << name << ": " << e;
+  }
+}
+
 TEST(Checkpoint, ModelRoundTripAndStrictLoading) {
   const std::string dir = test::scratch_dir("checkpoint_roundtrip");
   at::manual_seed(9);

@@ -1,5 +1,6 @@
 #include "gqe/io/safetensors.h"
 
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -121,12 +122,19 @@ SafetensorsFile load_safetensors(const std::string& path) {
     if (!e["dtype"].is_string() || !dtype_from_name(e["dtype"].get<std::string>(), en.type))
       throw bad(where + "unsupported dtype " + e["dtype"].dump());
     if (!e["shape"].is_array()) throw bad(where + "shape is not an array");
+    // Sizes are counted in 64 bits: a shape whose element or byte count overflows them (it would wrap to a
+    // small byte range that matches) describes no tensor.
     uint64_t numel = 1;
     for (const auto& s : e["shape"]) {
-      if (!s.is_number_unsigned()) throw bad(where + "shape entries must be non-negative integers");
+      if (!s.is_number_unsigned() || s.get<uint64_t>() > uint64_t(INT64_MAX))
+        throw bad(where + "shape entries must be non-negative integers below 2^63");
       en.shape.push_back(s.get<int64_t>());
-      numel *= s.get<uint64_t>();
+      if (__builtin_mul_overflow(numel, s.get<uint64_t>(), &numel))
+        throw bad(where + "shape " + e["shape"].dump() + " has more elements than a 64-bit count holds");
     }
+    uint64_t nbytes = 0;
+    if (__builtin_mul_overflow(numel, uint64_t(c10::elementSize(en.type)), &nbytes))
+      throw bad(where + "shape " + e["shape"].dump() + " has more bytes than a 64-bit count holds");
     const auto& off = e["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
       throw bad(where + "data_offsets must be [begin, end]");
@@ -135,7 +143,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
     if (en.end < en.begin || en.end > data_size)
       throw bad(where + "data_offsets [" + std::to_string(en.begin) + ", " + std::to_string(en.end) +
                 "] reach past the end of the data (" + std::to_string(data_size) + " bytes; truncated?)");
-    if (en.end - en.begin != numel * c10::elementSize(en.type))
+    if (en.end - en.begin != nbytes)
       throw bad(where + "byte range does not match shape and dtype");
     entries.push_back(en);
   }
