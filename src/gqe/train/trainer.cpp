@@ -278,7 +278,12 @@ void Trainer::resume(const std::string& path) {
   if (c.rng_state.defined()) {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(c.rng_state);
+    try {
+      gen.set_state(c.rng_state);
+    } catch (const c10::Error& e) {  // libtorch checks the size, dtype and mt19937 invariants
+      throw FormatError(dir + "/optimizer.safetensors: tensor 'rng/cpu' is not a CPU generator state: " +
+                        e.what_without_backtrace());
+    }
   }
   resumed_ = true;
   if (io_.log && comm_.is_main())
