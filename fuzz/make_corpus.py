@@ -131,6 +131,8 @@ def safetensors_corpus():
                                ("shape-elements-wrap", "U8", [2**32, 2**32])]:
         text = json.dumps({"a": {"dtype": dtype, "shape": shape, "data_offsets": [0, 0]}}).encode()
         write("safetensors", name + ".safetensors", struct.pack("<Q", len(text)) + text)
+    text = b'{"a":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}}'
+    write("safetensors", "header-number-overflow.safetensors", struct.pack("<Q", len(text)) + text + f32(1))
 
 
 def tasks_corpus():
@@ -152,6 +154,7 @@ def tasks_corpus():
     write("tasks", "piqa-hf-labels.jsonl", "p" + "".join(json.dumps(dict(r, label=i)) + "\n" for i, r in enumerate(piqa)))
     write("tasks", "bad-json.jsonl", "h{\"ind\": 3, \"activity_label\": \n")
     write("tasks", "nul-byte.jsonl", "a{\"id\": \"a\0\"}\n")
+    write("tasks", "number-overflow.jsonl", "a78888888888e888888")  # once crashed the loaders
 
 
 def main():

@@ -83,6 +83,14 @@ TEST(Safetensors, CorruptAndTruncatedFilesGiveClearErrors) {
   EXPECT_NE(error_loading(dir + "/dtype.safetensors").find("dtype"), std::string::npos);
 
   EXPECT_NE(error_loading(dir + "/missing.safetensors").find("cannot open"), std::string::npos);
+
+  // Found by fuzz: a number beyond double range in the header escaped as a JSON library exception.
+  const std::string h = R"({"w":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})";
+  std::string overflow(8, '\0');
+  overflow[0] = char(h.size());
+  write_all(dir + "/overflow.safetensors", overflow + h + "abcd");
+  EXPECT_THROW(load_safetensors(dir + "/overflow.safetensors"), FormatError);
+  EXPECT_NE(error_loading(dir + "/overflow.safetensors").find("header is not valid JSON"), std::string::npos);
 }
 
 // Found by fuzz/safetensors_fuzz: a shape entry of 2^63 or more, or a shape whose element or byte count

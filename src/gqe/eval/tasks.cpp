@@ -54,7 +54,7 @@ json parse_row(const std::string& path, const Line& l) {
   json row;
   try {
     row = json::parse(l.text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double range
     throw FormatError(where(path, l.number) + ": invalid JSON (" + e.what() + ")");
   }
   if (!row.is_object()) throw FormatError(where(path, l.number) + ": expected a JSON object per line, got " + std::string(row.type_name()));

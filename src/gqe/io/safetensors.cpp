@@ -89,7 +89,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
   json header;
   try {
     header = json::parse(htext);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double range
     throw bad(std::string("header is not valid JSON: ") + e.what());
   }
   if (!header.is_object()) throw bad("header is not a JSON object");
