@@ -25,6 +25,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:leak_check_a
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 failed=()
 for t in "${TARGETS[@]}"; do
+  rm -rf "$BUILD/findings/$t"  # what is there after this run is this run's finding
   mkdir -p "$BUILD/corpus/$t" "$BUILD/findings/$t" "$BUILD/logs"
   log="$BUILD/logs/$t.log"
   echo "fuzz: $t for ${SECONDS_PER_TARGET} s (log $log)"
