@@ -84,7 +84,8 @@ TEST(Safetensors, CorruptAndTruncatedFilesGiveClearErrors) {
 
   EXPECT_NE(error_loading(dir + "/missing.safetensors").find("cannot open"), std::string::npos);
 
-  // Found by fuzz: a number beyond double range in the header escaped as a JSON library exception.
+  // The root cause of a fuzz/tasks_fuzz finding, here too: a number beyond double range in the header
+  // escaped as a JSON library exception.
   const std::string h = R"({"w":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})";
   std::string overflow(8, '\0');
   overflow[0] = char(h.size());
@@ -93,8 +94,9 @@ TEST(Safetensors, CorruptAndTruncatedFilesGiveClearErrors) {
   EXPECT_NE(error_loading(dir + "/overflow.safetensors").find("header is not valid JSON"), std::string::npos);
 }
 
-// Found by fuzz/safetensors_fuzz: a shape entry of 2^63 or more, or a shape whose element or byte count
-// wraps around 64 bits to the byte range given (here 0), reached at::empty and escaped as a c10::Error.
+// Crashes of fuzz/safetensors_fuzz (its inputs fuzz/corpus/safetensors/shape-*): a shape entry of 2^63 or
+// more, or a shape whose element or byte count wraps around 64 bits to the byte range given (here 0),
+// reached at::empty and escaped as a c10::Error.
 TEST(Safetensors, ShapesBeyond64BitCountsAreFormatErrors) {
   const std::string dir = test::scratch_dir("safetensors_huge_shape");
   const char* cases[][2] = {{"negative", R"({"a":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,0]}})"},
