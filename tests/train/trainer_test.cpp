@@ -12,6 +12,7 @@
 #include <random>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/data/shard.h"
 #include "gqe/distributed/communicator.h"
 #include "gqe/io/checkpoint.h"
@@ -211,6 +212,33 @@ TEST(Trainer, ResumeRejectsADamagedGeneratorState) {
           << e.what();
     }
   }
+}
+
+// Found by the kill -9 test (kill_resume_test.cpp): killed after the step-N training checkpoint but before
+// the plain model of step N, a run resumed at step N trained nothing and kept the plain model of step N-1.
+// The training checkpoint of a step is published only after that step's plain model is written.
+TEST(Trainer, CheckpointIsPublishedAfterThePlainModel) {
+  auto toks = pattern_tokens(4000);
+  auto cfg = test::small_config("gqa", 4, 2);
+  auto comm = make_local_communicator();
+  const std::string dir = test::scratch_dir("train_plain_model_first");
+  TrainRecipe r = tiny_recipe(4);
+  r.save_every = 1;
+  {
+    LanguageModel m(cfg);
+    TextTokenSource src(toks, 16, 2, 3);
+    Trainer t(m, r, src, nullptr, *comm, {dir, nullptr});
+    t.run(2);
+  }
+  // The plain model cannot be written (its name is taken by a non-empty directory).
+  fs::remove_tree(dir + "/model.safetensors");
+  fs::mkdirs(dir + "/model.safetensors/in-the-way");
+  LanguageModel m(cfg);
+  TextTokenSource src(toks, 16, 2, 3);
+  Trainer t(m, r, src, nullptr, *comm, {dir, nullptr});
+  t.resume(dir);
+  EXPECT_THROW(t.run(3), Error);
+  EXPECT_EQ(find_train_checkpoint(dir), dir + "/checkpoints/" + checkpoint_name(2));
 }
 
 // kill -9 while a checkpoint is being written: the previous checkpoint stays complete and loadable.
