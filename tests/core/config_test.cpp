@@ -176,5 +176,18 @@ TEST(Config, FirstDifferenceNamesTheFieldAndIgnoresTrainingOnlyKnobs) {
   EXPECT_EQ(first_config_difference(a, b).field, "attention.top_k");
 }
 
+// Found by fuzz/config_fuzz: (L + 1) / 2 wrapped negative in `gqe info`.
+TEST(Config, DescribeModelAtTheLargestContextDoesNotOverflow) {
+  ModelConfig c = parse_model_config(kValid, "cfg.json");
+  c.max_position_embeddings = INT64_MAX;
+  const std::string d = describe_model(c, c.max_position_embeddings);
+  // The mean over a causal prefill is taken at half the context; (L + 1) / 2 wrapped negative.
+  const size_t mean = d.find("mean over a causal prefill");
+  ASSERT_NE(mean, std::string::npos) << d;
+  const std::string line = d.substr(mean, d.find('\n', mean) - mean);
+  EXPECT_EQ(line.find('-'), std::string::npos) << line;
+  EXPECT_EQ(d.find("-nan"), std::string::npos) << d;
+}
+
 }  // namespace
 }  // namespace gqe

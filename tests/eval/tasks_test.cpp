@@ -117,6 +117,15 @@ TEST(Hellaswag, CrlfAndByteOrderMarkAreAccepted) {
   EXPECT_EQ(docs[1].gold, 0);
 }
 
+// Found by fuzz/tasks_fuzz: a number beyond double range escaped the loaders as a JSON library exception.
+TEST(Tasks, NumberBeyondDoubleRangeIsAFormatErrorNamingTheLine) {
+  const std::string dir = scratch_dir("tasks_number_overflow");
+  const std::string path = write(dir + "/ARC-Easy-Test.jsonl", "{\"id\": 1e999}\n");
+  EXPECT_THROW(load_arc(path), gqe::FormatError);
+  const std::string msg = error_of([&] { load_hellaswag(write(dir + "/h.jsonl", "78888888888e888888\n")); });
+  EXPECT_NE(msg.find(dir + "/h.jsonl:1: invalid JSON"), std::string::npos) << msg;
+}
+
 TEST(Arc, OriginalNestedLayoutWithLetterAndNumericLabels) {
   const std::string dir = scratch_dir("arc");
   const std::string rows =

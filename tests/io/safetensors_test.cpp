@@ -86,6 +86,40 @@ TEST(Safetensors, CorruptAndTruncatedFilesGiveClearErrors) {
   EXPECT_NE(error_loading(dir + "/dtype.safetensors").find("dtype"), std::string::npos);
 
   EXPECT_NE(error_loading(dir + "/missing.safetensors").find("cannot open"), std::string::npos);
+
+  // The root cause of a fuzz/tasks_fuzz finding, here too: a number beyond double range in the header
+  // escaped as a JSON library exception.
+  const std::string h = R"({"w":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})";
+  std::string overflow(8, '\0');
+  overflow[0] = char(h.size());
+  write_all(dir + "/overflow.safetensors", overflow + h + "abcd");
+  EXPECT_THROW(load_safetensors(dir + "/overflow.safetensors"), FormatError);
+  EXPECT_NE(error_loading(dir + "/overflow.safetensors").find("header is not valid JSON"), std::string::npos);
+}
+
+// Crashes of fuzz/safetensors_fuzz (its inputs fuzz/corpus/safetensors/shape-*): a shape entry of 2^63 or
+// more, or a shape whose element or byte count wraps around 64 bits to the byte range given (here 0),
+// reached at::empty and escaped as a c10::Error.
+TEST(Safetensors, ShapesBeyond64BitCountsAreFormatErrors) {
+  const std::string dir = test::scratch_dir("safetensors_huge_shape");
+  const char* cases[][2] = {{"negative", R"({"a":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,0]}})"},
+                            {"bytes", R"({"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})"},
+                            {"elements", R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]}})"}};
+  for (const auto& [name, header] : cases) {
+    const std::string h = header;
+    std::string file(8, '\0');
+    for (int i = 0; i < 8; ++i) file[i] = char((h.size() >> (8 * i)) & 0xff);
+    const std::string path = dir + "/" + name + ".safetensors";
+    write_all(path, file + h);
+    std::string e;
+    try {
+      load_safetensors(path);
+    } catch (const FormatError& err) {
+      e = err.what();
+    }
+    EXPECT_NE(e.find(path + ": not a valid safetensors file: tensor 'a': "), std::string::npos) << name << ": " << e;
+    EXPECT_NE(e.find("shape"), std::string::npos) << name << ": " << e;
+  }
 }
 
 TEST(Checkpoint, ModelRoundTripAndStrictLoading) {

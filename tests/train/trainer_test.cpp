@@ -12,9 +12,11 @@
 #include <random>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/data/shard.h"
 #include "gqe/distributed/communicator.h"
 #include "gqe/io/checkpoint.h"
+#include "gqe/io/safetensors.h"
 #include "gqe/train/train_checkpoint.h"
 #include "gqe/train/trainer.h"
 #include "test_util.h"
@@ -175,6 +177,68 @@ TEST(Trainer, ResumeRejectsADifferentBatchLayout) {
   TextTokenSource src(toks, 16, 4, 3);
   Trainer t(m, r, src, nullptr, *comm, {dir, nullptr});
   EXPECT_THROW(t.resume(dir), Error);
+}
+
+// Found by fuzz/train_state_fuzz: a damaged generator state "rng/cpu" escaped resume as a c10::Error.
+TEST(Trainer, ResumeRejectsADamagedGeneratorState) {
+  auto toks = pattern_tokens(4000);
+  auto cfg = test::small_config("gqa", 4, 2);
+  auto comm = make_local_communicator();
+  const std::string dir = test::scratch_dir("train_bad_rng");
+  {
+    LanguageModel m(cfg);
+    TextTokenSource src(toks, 16, 2, 3);
+    Trainer t(m, tiny_recipe(4), src, nullptr, *comm, {dir, nullptr});
+    t.run(2);
+  }
+  const std::string opt_path = find_train_checkpoint(dir) + "/optimizer.safetensors";
+  const SafetensorsFile opt = load_safetensors(opt_path);
+  ASSERT_NE(opt.find("rng/cpu"), nullptr);
+  // Wrong size; right size but not an mt19937 state.
+  for (const at::Tensor& bad : {at::zeros({7}, at::kByte), at::zeros_like(*opt.find("rng/cpu"))}) {
+    auto tensors = opt.tensors;
+    for (auto& [name, t] : tensors)
+      if (name == "rng/cpu") t = bad;
+    save_safetensors(opt_path, tensors, opt.metadata);
+    LanguageModel m(cfg);
+    TextTokenSource src(toks, 16, 2, 3);
+    Trainer t(m, tiny_recipe(4), src, nullptr, *comm, {});
+    try {
+      t.resume(dir);
+      ADD_FAILURE() << "resumed from a damaged generator state of " << bad.numel() << " bytes";
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find(opt_path + ": tensor 'rng/cpu' is not a CPU generator state"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+// Found by the kill -9 test (kill_resume_test.cpp): killed after the step-N training checkpoint but before
+// the plain model of step N, a run resumed at step N trained nothing and kept the plain model of step N-1.
+// The training checkpoint of a step is published only after that step's plain model is written.
+TEST(Trainer, CheckpointIsPublishedAfterThePlainModel) {
+  auto toks = pattern_tokens(4000);
+  auto cfg = test::small_config("gqa", 4, 2);
+  auto comm = make_local_communicator();
+  const std::string dir = test::scratch_dir("train_plain_model_first");
+  TrainRecipe r = tiny_recipe(4);
+  r.save_every = 1;
+  {
+    LanguageModel m(cfg);
+    TextTokenSource src(toks, 16, 2, 3);
+    Trainer t(m, r, src, nullptr, *comm, {dir, nullptr});
+    t.run(2);
+  }
+  // The plain model cannot be written (its name is taken by a non-empty directory).
+  fs::remove_tree(dir + "/model.safetensors");
+  fs::mkdirs(dir + "/model.safetensors/in-the-way");
+  LanguageModel m(cfg);
+  TextTokenSource src(toks, 16, 2, 3);
+  Trainer t(m, r, src, nullptr, *comm, {dir, nullptr});
+  t.resume(dir);
+  EXPECT_THROW(t.run(3), Error);
+  EXPECT_EQ(find_train_checkpoint(dir), dir + "/checkpoints/" + checkpoint_name(2));
 }
 
 // kill -9 while a checkpoint is being written: the previous checkpoint stays complete and loadable.

@@ -115,7 +115,7 @@ std::string describe_model(const ModelConfig& c, int64_t L) {
   row("norms", p.norms);
   if (!c.tie_word_embeddings) row("lm_head", p.lm_head);
   const AttentionFlops at = attention_flops_per_token(c, L);
-  const AttentionFlops avg = attention_flops_per_token(c, (L + 1) / 2);
+  const AttentionFlops avg = attention_flops_per_token(c, L - L / 2);  // (L + 1) / 2 without overflow
   o << "attention FLOPs per token per layer at context " << L << ": " << human_number(at.total()) << " (core "
     << human_number(at.core) << ", q " << human_number(at.q_proj) << ", kv " << human_number(at.kv_proj) << ", o "
     << human_number(at.o_proj);
@@ -126,7 +126,7 @@ std::string describe_model(const ModelConfig& c, int64_t L) {
   if (a.is_gqe()) {
     ModelConfig dense = c;
     dense.attention.kind = AttentionKind::gqa;
-    const AttentionFlops g = attention_flops_per_token(dense, (L + 1) / 2);
+    const AttentionFlops g = attention_flops_per_token(dense, L - L / 2);
     char buf[160];
     std::snprintf(buf, sizeof buf,
                   "vs GQA with the same N/G: attention core %.2fx fewer FLOPs, attention layer %.2fx fewer\n",

@@ -238,11 +238,13 @@ std::string Trainer::save_checkpoint() {
     std::lock_guard<std::mutex> lock(gen.mutex());
     rng = gen.get_state();
   }
-  const std::string dir =
-      write_train_checkpoint(io_.out_dir, step_, model_, opt_->state_tensors(), rng, state_json(), r_.keep_checkpoints);
-  // The plain model checkpoint beside (config.json + model.safetensors) is what `gqe generate` reads.
+  // The plain model checkpoint beside (config.json + model.safetensors) is what `gqe generate` reads. It is
+  // written first: a resume starts from the training checkpoint, so a kill between the two must leave that
+  // one older (the step is redone and both are rewritten), never the plain model (a run resumed at its
+  // last step trains nothing and would not rewrite it).
   save_model_checkpoint(io_.out_dir, model_, {{"step", std::to_string(step_)}});
-  return dir;
+  return write_train_checkpoint(io_.out_dir, step_, model_, opt_->state_tensors(), rng, state_json(),
+                                r_.keep_checkpoints);
 }
 
 void Trainer::resume(const std::string& path, const WeightLoadOptions& options) {
@@ -278,7 +280,12 @@ void Trainer::resume(const std::string& path, const WeightLoadOptions& options) 
   if (c.rng_state.defined()) {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(c.rng_state);
+    try {
+      gen.set_state(c.rng_state);
+    } catch (const c10::Error& e) {  // libtorch checks the size, dtype and mt19937 invariants
+      throw FormatError(dir + "/optimizer.safetensors: tensor 'rng/cpu' is not a CPU generator state: " +
+                        e.what_without_backtrace());
+    }
   }
   resumed_ = true;
   if (io_.log && comm_.is_main())
