@@ -17,13 +17,11 @@
 #include <utility>
 #include <vector>
 
+#include "test_util.h"
+
 namespace gqe::test {
 
-// The gqe executable from GQE_BIN, or "" when it is not set (the test then skips itself).
-inline std::string gqe_bin() {
-  const char* bin = std::getenv("GQE_BIN");
-  return bin && access(bin, X_OK) == 0 ? bin : "";
-}
+// gqe_bin(): test_util.h.
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 inline int free_port() {

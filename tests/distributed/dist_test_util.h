@@ -18,57 +18,17 @@
 #include <vector>
 
 #include "gqe/core/config.h"
+#include "process_util.h"
 #include "test_util.h"
 
 namespace gqe::disttest {
 
-inline int free_port() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
-}
-
-inline pid_t spawn(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env,
-            const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    if (!freopen(log.c_str(), "w", stdout) || !freopen(log.c_str(), "a", stderr)) _exit(126);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Waits up to `seconds`; returns the exit status, or -1 (after killing it) on timeout.
-inline int wait_for(pid_t pid, double seconds) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  int st = 0;
-  while (std::chrono::steady_clock::now() < end) {
-    if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, &st, 0);
-  return -1;
-}
-
-inline std::string slurp(const std::string& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+// The process helpers live in tests/process_util.h (shared with the kill -9 resume test).
+using test::free_port;
+using test::rank_env;
+using test::slurp;
+using test::spawn;
+using test::wait_for;
 
 inline std::vector<nlohmann::json> train_records(const std::string& path) {
   std::vector<nlohmann::json> out;
@@ -105,11 +65,6 @@ inline std::vector<std::string> train_args(const RunSetup& s, const std::string&
   return {s.bin, "train", "--config", s.config, "--data", s.data, "--out", s.dir + "/" + out, "--steps", steps,
           "--batch", "2", "--seq", "16", "--global-batch", "64", "--threads", "1", "--sample-tokens", "0",
           "--eval-every", "0", "--seed", "5", "--lr", "1e-2", "--dist-timeout", "60"};
-}
-
-inline std::vector<std::pair<std::string, std::string>> rank_env(int rank, int world, int port) {
-  return {{"RANK", std::to_string(rank)}, {"WORLD_SIZE", std::to_string(world)}, {"LOCAL_RANK", std::to_string(rank)},
-          {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)}};
 }
 
 }  // namespace gqe::disttest
