@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include "gqe/kernels/reference.h"
+#include "test_util.h"
+
 namespace gqe {
 namespace {
 
@@ -24,6 +27,42 @@ TEST(AttentionPath, CpuKernelsRefuseOtherDtypesWithTheirName) {
   } catch (const c10::Error& e) {
     EXPECT_NE(std::string(e.what()).find("flash_attention"), std::string::npos) << e.what();
   }
+}
+
+TEST(AttentionPath, CpuPathDecodesGqeWithTheFusedKernelWithoutMeanKV) {
+  // The cache's running mean is of other keys than the ones passed: a path that read it would be wrong.
+  // The CPU path's decode step (one position, no gradient) serves the shared head from the K/V tiles.
+  at::manual_seed(1);
+  const int64_t B = 2, L = 70, G = 4, dh = 12;
+  LayerKVCache cache;
+  cache.append(at::randn({B, L, G, dh}), at::randn({B, L, G, dh}));
+  cache.mean_kv();
+  at::Tensor k = at::randn({B, L, G, dh}), v = at::randn({B, L, G, dh});
+  at::Tensor q = at::randn({B, 1, 2 * G, dh}), qs = at::randn({B, 1, 1, dh});
+  torch::NoGradGuard no_grad;
+  auto [o, s] = cpu_attention_path().attend_slots_and_shared(q, qs, k, v, L - 1, &cache);
+  kernels::GqeDecodeOutput want = kernels::gqe_decode_reference(q, qs, k, v);
+  EXPECT_LT(test::max_rel_diff(o, want.slots), 1e-5);
+  EXPECT_LT(test::max_rel_diff(s, want.shared), 1e-5);
+  // Without a shared query: the slot heads only.
+  auto [o2, s2] = cpu_attention_path().attend_slots_and_shared(q, at::Tensor(), k, v, L - 1, &cache);
+  EXPECT_FALSE(s2.defined());
+  EXPECT_TRUE(at::equal(o2, o));
+}
+
+TEST(AttentionPath, CpuPathKeepsGradientsForAOneTokenForwardUnderAutograd) {
+  // One position with grad-requiring inputs (e.g. a one-token training forward) takes the differentiable
+  // kernels, not the forward-only decode kernel.
+  at::manual_seed(2);
+  at::Tensor k = at::randn({1, 5, 2, 8}), v = at::randn({1, 5, 2, 8});
+  at::Tensor q = at::randn({1, 1, 2, 8}).requires_grad_(), qs = at::randn({1, 1, 1, 8}).requires_grad_();
+  auto [o, s] = cpu_attention_path().attend_slots_and_shared(q, qs, k, v, 4, nullptr);
+  (o.sum() + s.sum()).backward();
+  ASSERT_TRUE(q.grad().defined() && qs.grad().defined());
+  EXPECT_GT(q.grad().abs().max().item<double>(), 0.0);
+  kernels::GqeDecodeOutput want = kernels::gqe_decode_reference(q.detach(), qs.detach(), k, v);
+  EXPECT_LT(test::max_rel_diff(o.detach(), want.slots), 1e-5);
+  EXPECT_LT(test::max_rel_diff(s.detach(), want.shared), 1e-5);
 }
 
 }  // namespace

@@ -82,6 +82,38 @@ TEST(FastAttention, DecodingWithKVCacheEqualsPrefill) {
   }
 }
 
+TEST(FastAttention, TokenByTokenDecodeMatchesReferenceAndPrefill) {
+  // Every GQE config decodes from an empty cache one token at a time (the CPU path's fused decode kernel
+  // for the slot heads and the shared head), against the reference path decoding the same way and
+  // against the reference's full prefill; one long case crosses the kernel's tiles and chunks.
+  std::vector<std::pair<ModelConfig, int64_t>> runs;
+  for (const ModelConfig& c : test::attention_test_configs())
+    if (c.attention.is_gqe()) runs.push_back({c, 29});
+  runs.push_back({test::small_config("gqe", 8, 4, 1, "gqe", 12, 48), 300});
+  for (auto& [c, T] : runs) {
+    for (int64_t B : {int64_t(1), int64_t(3)}) {
+      if (T > 100 && B > 1) continue;
+      at::manual_seed(17 + B);
+      auto ref = make_attention(with_impl(c, "reference"));
+      auto fast = make_attention(with_impl(c, "fast"));
+      test::randomise_router_weights(*ref);
+      test::copy_parameters(*ref, *fast);
+      torch::NoGradGuard g;
+      at::Tensor x = at::randn({B, T, c.hidden_size});
+      at::Tensor full = ref->forward(x, nullptr).y;
+      LayerKVCache cache_ref, cache_fast;
+      std::vector<at::Tensor> parts_ref, parts_fast;
+      for (int64_t t = 0; t < T; ++t) {
+        parts_ref.push_back(ref->forward(x.narrow(1, t, 1), &cache_ref).y);
+        parts_fast.push_back(fast->forward(x.narrow(1, t, 1), &cache_fast).y);
+      }
+      at::Tensor dec_ref = at::cat(parts_ref, 1), dec_fast = at::cat(parts_fast, 1);
+      EXPECT_LT(test::max_rel_diff(dec_fast, dec_ref), 1e-5) << label(c) << " B=" << B << " T=" << T;
+      EXPECT_LT(test::max_rel_diff(dec_fast, full), 1e-5) << label(c) << " B=" << B << " T=" << T;
+    }
+  }
+}
+
 TEST(FastAttention, LanguageModelLogitsAndGradientsMatchReference) {
   for (const ModelConfig& c : {test::small_config("gqe", 8, 4, 1, "gqe"), test::small_config("gqa", 8, 2)}) {
     at::manual_seed(11);

@@ -81,9 +81,17 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
   // 2. Project and attend: only the selected experts. Every expert of group g attends against K_g, V_g,
   //    so for attention only a query's values and position matter: slot head g*k + r holds token i's r-th
   //    choice of group g, and this is GQA with k query heads per KV head (docs/method.md, "Making it fast").
+  //    The shared head (variant gqe) attends in the same call: its own query against the mean of the G KV
+  //    heads (keys averaged after RoPE), which lets a decode step serve both from the same K/V tiles.
   at::Tensor q = path.routed_queries(x, q_proj->weight, r.selected, M, dh);  // [B,T,G*k,d_h]
   if (rope_) q = path.rope(q, start, rope_theta_);
-  at::Tensor o_sel = path.attend(q, keys, values, start).view({B, T, G, k, dh});
+  at::Tensor qs;
+  if (a_.has_shared_head()) {
+    qs = path.shared_query(x, shared_q_proj->weight);  // [B,T,1,d_h]
+    if (rope_) qs = path.rope(qs, start, rope_theta_);
+  }
+  auto [o_att, s_att] = path.attend_slots_and_shared(q, qs, keys, values, start, cache);
+  at::Tensor o_sel = o_att.view({B, T, G, k, dh});
 
   // 3. Combine into the slots W_O reads.
   at::Tensor slots;
@@ -99,11 +107,7 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
       // Renormalised weighted-sum slot: the router's gradient path from the LM loss.
       at::Tensor w = renormalised_weights(r.selected_probs, a_.router_denominator_eps);  // [B,T,G,k]
       at::Tensor obar = (w.unsqueeze(-1) * o_sel).sum({2, 3});                           // [B,T,d_h]
-      // Shared head: own query against the mean of the G KV heads (keys averaged after RoPE).
-      at::Tensor qs = path.shared_query(x, shared_q_proj->weight);  // [B,T,1,d_h]
-      if (rope_) qs = path.rope(qs, start, rope_theta_);
-      auto [k_mean, v_mean] = path.mean_kv(keys, values, cache);
-      at::Tensor s = path.attend(qs, k_mean, v_mean, start).view({B, T, dh});
+      at::Tensor s = s_att.view({B, T, dh});  // the shared head's output
       slots = at::cat({hard, obar.to(hard.scalar_type()), s.to(hard.scalar_type())}, -1);
     }
   }

@@ -1,6 +1,11 @@
 #include "gqe/attention/attention_path.h"
 
+#include <c10/core/GradMode.h>
+
+#include <initializer_list>
+
 #include "gqe/kernels/flash_attention.h"
+#include "gqe/kernels/gqe_decode.h"
 #include "gqe/kernels/reference.h"
 #include "gqe/kernels/rope.h"
 #include "gqe/kernels/route_top_k.h"
@@ -14,7 +19,24 @@ std::pair<at::Tensor, at::Tensor> AttentionPath::mean_kv(const at::Tensor& keys,
   return {keys.mean(2, true), values.mean(2, true)};
 }
 
+std::pair<at::Tensor, at::Tensor> AttentionPath::attend_slots_and_shared(const at::Tensor& q, const at::Tensor& q_shared,
+                                                                         const at::Tensor& keys,
+                                                                         const at::Tensor& values, int64_t q_start,
+                                                                         LayerKVCache* cache) const {
+  at::Tensor o = attend(q, keys, values, q_start);
+  if (!q_shared.defined()) return {o, at::Tensor()};
+  auto [k_mean, v_mean] = mean_kv(keys, values, cache);
+  return {o, attend(q_shared, k_mean, v_mean, q_start)};
+}
+
 namespace {
+
+bool needs_grad(std::initializer_list<const at::Tensor*> ts) {
+  if (!c10::GradMode::is_enabled()) return false;
+  for (const at::Tensor* t : ts)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
 
 class ReferencePath final : public AttentionPath {
  public:
@@ -57,6 +79,16 @@ class CpuPath final : public AttentionPath {
     return kernels::narrow_projection(x, weight);
   }
   TopK top_k() const override { return kernels::route_top_k; }
+  // Decode (one position, the last key, no gradient): the fused kernel, which reads each K/V tile once for
+  // the slot heads and the shared head and needs no mean K/V. Everything else: attend() twice.
+  std::pair<at::Tensor, at::Tensor> attend_slots_and_shared(const at::Tensor& q, const at::Tensor& q_shared,
+                                                            const at::Tensor& keys, const at::Tensor& values,
+                                                            int64_t q_start, LayerKVCache* cache) const override {
+    if (q.size(1) != 1 || q_start + 1 != keys.size(1) || needs_grad({&q, &q_shared, &keys, &values}))
+      return AttentionPath::attend_slots_and_shared(q, q_shared, keys, values, q_start, cache);
+    kernels::GqeDecodeOutput o = kernels::gqe_decode(q, q_shared, keys, values);
+    return {o.slots, o.shared};
+  }
 };
 
 }  // namespace

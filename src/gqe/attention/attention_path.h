@@ -4,7 +4,8 @@
 //
 //   path        runs on                                      kernels
 //   "cpu"       fp32 CPU tensors                             src/gqe/kernels/ (flash attention, sparse
-//                                                            routed projection, one-pass RoPE, top-k)
+//                                                            routed projection, one-pass RoPE, top-k,
+//                                                            GQE's fused decode step)
 //   "cuda"      CUDA tensors (builds with GQE_CUDA only)      src/gqe/kernels/cuda/ (libtorch SDPA with
 //                                                            flash/cuDNN/mem-efficient backends, grouped
 //                                                            GEMM routed projection, fused top-k)
@@ -46,6 +47,16 @@ class AttentionPath {
 
   // The routing top-k (route_tokens' tie rule).
   virtual TopK top_k() const = 0;
+
+  // GQE's attention for one call: the slot heads q [B, T, G*k, d_h] against keys/values [B, Tk, G, d_h] at
+  // positions q_start.., and, when q_shared [B, T, 1, d_h] is defined, the shared head against the mean over
+  // the G KV heads. Returns (slot outputs [B, T, G*k, d_h], shared output [B, T, 1, d_h] or undefined).
+  // By default attend() twice, the second against mean_kv(); the CPU path decodes a single position with
+  // no gradient through one fused kernel (kernels/gqe_decode.h) that serves both from the same K/V tiles
+  // and reads no mean K/V.
+  virtual std::pair<at::Tensor, at::Tensor> attend_slots_and_shared(const at::Tensor& q, const at::Tensor& q_shared,
+                                                                    const at::Tensor& keys, const at::Tensor& values,
+                                                                    int64_t q_start, LayerKVCache* cache) const;
 
   // Mean over the G KV heads of keys and values [B, L, G, d_h] -> [B, L, 1, d_h] each, for the shared head.
   // The fast paths take it from a decoding cache, which keeps it up to date (no re-read of all K/V per step).

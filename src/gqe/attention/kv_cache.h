@@ -3,6 +3,8 @@
 // (at::cat per token would copy the whole cache every step: O(L) per token, O(L^2) per generation).
 // GQE's shared head attends against the mean over the G heads of K and V; mean_kv() keeps that mean
 // cached too (1/G of the K/V memory) so that a decode step does not re-read the whole cache to average it.
+// The CPU decode step does not ask for it (kernels/gqe_decode.h serves the shared head from the K/V
+// tiles); CPU prefill against a cache and the CUDA path do.
 #pragma once
 #include <ATen/ATen.h>
 

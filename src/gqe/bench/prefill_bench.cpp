@@ -276,30 +276,33 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
     }
 
     if (opt.decode) {
-      // One attention layer decoding one token against a cache of L random (post-RoPE) keys.
-      for (int64_t L : opt.decode_lengths) {
-        BenchRow r;
-        r.load_before = load_average_1min();
-        r.section = "decode", r.shape = shape, r.level = "layer", r.n = L;
-        std::shared_ptr<AttentionBlock> a[2];
-        auto cache = std::make_shared<std::array<LayerKVCache, 2>>();
-        std::function<void()> f[2];
-        at::Tensor K = at::randn({1, L, G, dh}, dev.floats()), V = at::randn({1, L, G, dh}, dev.floats());
-        at::Tensor x = at::randn({1, 1, d}, at::TensorOptions(dev.device));
-        for (int i = 0; i < 2; ++i) {
-          a[i] = make_attention(cfg[i]);
-          randomise_router(*a[i]);
-          a[i]->to(dev.device);
-          (*cache)[i].append(K, V);
-          f[i] = [blk = a[i], cache, i, x, L] {
-            (*cache)[i].truncate(L);  // same context length for every timed token
-            blk->forward(x, &(*cache)[i]);
-          };
+      // One attention layer decoding one token for each of Bd sequences against a cache of L random
+      // (post-RoPE) keys each (CPU GQE: the fused decode kernel, kernels/gqe_decode.h).
+      for (int64_t Bd : opt.decode_batches) {
+        for (int64_t L : opt.decode_lengths) {
+          BenchRow r;
+          r.load_before = load_average_1min();
+          r.section = "decode", r.shape = shape, r.level = Bd == 1 ? "layer" : "layer-b" + std::to_string(Bd), r.n = L;
+          std::shared_ptr<AttentionBlock> a[2];
+          auto cache = std::make_shared<std::array<LayerKVCache, 2>>();
+          std::function<void()> f[2];
+          at::Tensor K = at::randn({Bd, L, G, dh}, dev.floats()), V = at::randn({Bd, L, G, dh}, dev.floats());
+          at::Tensor x = at::randn({Bd, 1, d}, at::TensorOptions(dev.device));
+          for (int i = 0; i < 2; ++i) {
+            a[i] = make_attention(cfg[i]);
+            randomise_router(*a[i]);
+            a[i]->to(dev.device);
+            (*cache)[i].append(K, V);
+            f[i] = [blk = a[i], cache, i, x, L] {
+              (*cache)[i].truncate(L);  // same context length for every timed token
+              blk->forward(x, &(*cache)[i]);
+            };
+          }
+          const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), opt.decode_tokens, opt.seconds_per_point);
+          set_latency(r, t);
+          r.gqa_tok_s = double(Bd) / t[0].median_s, r.gqe_tok_s = double(Bd) / t[1].median_s;
+          emit(r);
         }
-        const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), opt.decode_tokens, opt.seconds_per_point);
-        set_latency(r, t);
-        r.gqa_tok_s = 1.0 / t[0].median_s, r.gqe_tok_s = 1.0 / t[1].median_s;
-        emit(r);
       }
     }
   }

@@ -23,6 +23,8 @@ struct BenchOptions {
   int64_t train_length = 2048;
   bool decode = true;              // decode tokens/s at decode_lengths of context
   std::vector<int64_t> decode_lengths = {1024, 4096, 16384};
+  // Sequences decoded together (one step each, equal context): level "layer" at 1, "layer-bB" above.
+  std::vector<int64_t> decode_batches = {1};
   int decode_tokens = 16;
   std::string implementation = "fast";  // "fast" | "reference" (attention.implementation)
   // "cpu" (fp32) or "cuda[:N]": CUDA runs under bf16 autocast (core level: bf16 q/k/v) and every timed call
@@ -51,7 +53,7 @@ struct BenchRow {
   double ratio = 0;               // gqa_ms / gqe_ms
   double flop_limit = 0;          // GQA/GQE forward FLOP ratio at this level (0 where not defined)
   double gqa_gflops = 0, gqe_gflops = 0;  // attention-core GFLOP/s (prefill core level), else 0
-  double gqa_tok_s = 0, gqe_tok_s = 0;    // train / decode
+  double gqa_tok_s = 0, gqe_tok_s = 0;    // train / decode (decode: tokens of all sequences of a step)
   int runs = 0;
   double peak_rss_mb = 0;  // process peak RSS after this row
   double load_before = -1;  // 1-minute load average just before this point (-1: unknown)

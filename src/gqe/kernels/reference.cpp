@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 namespace gqe::kernels {
 
@@ -25,6 +26,20 @@ at::Tensor flash_attention_reference(const at::Tensor& q, const at::Tensor& k, c
   scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
   at::Tensor probs = at::softmax(scores, -1);
   return at::matmul(probs, vh).permute({0, 2, 1, 3});  // [B, Tq, Hq, d_h]
+}
+
+GqeDecodeOutput gqe_decode_reference(const at::Tensor& q, const at::Tensor& q_shared, const at::Tensor& k,
+                                     const at::Tensor& v, const at::Tensor& lengths) {
+  TORCH_CHECK(q.dim() == 4 && q.size(1) == 1 && k.dim() == 4, "decode: expected q [B, 1, Hq, d_h], k/v [B, Tk, G, d_h]");
+  std::vector<at::Tensor> slots, shared;
+  for (int64_t b = 0; b < q.size(0); ++b) {
+    const int64_t len = lengths.defined() ? lengths[b].item<int64_t>() : k.size(1);
+    at::Tensor kb = k.narrow(0, b, 1).narrow(1, 0, len), vb = v.narrow(0, b, 1).narrow(1, 0, len);
+    slots.push_back(flash_attention_reference(q.narrow(0, b, 1), kb, vb, len - 1));
+    if (q_shared.defined())
+      shared.push_back(flash_attention_reference(q_shared.narrow(0, b, 1), kb.mean(2, true), vb.mean(2, true), len - 1));
+  }
+  return {at::cat(slots, 0), shared.empty() ? at::Tensor() : at::cat(shared, 0)};
 }
 
 at::Tensor rope_reference(const at::Tensor& x, int64_t start, double theta) {

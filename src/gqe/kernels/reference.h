@@ -5,6 +5,7 @@
 //
 //   fast kernel                                   reference twin
 //   kernels::flash_attention (flash_attention.h)  flash_attention_reference
+//   kernels::gqe_decode (gqe_decode.h)            gqe_decode_reference
 //   kernels::rope (rope.h)                        rope_reference
 //   kernels::routed_query_projection              routed_query_projection_reference
 //   kernels::narrow_projection                    narrow_projection_reference
@@ -13,6 +14,8 @@
 //   cuda::route_top_k (cuda/route_top_k.h)        top_k_reference
 #pragma once
 #include <ATen/ATen.h>
+
+#include "gqe/kernels/gqe_decode.h"  // GqeDecodeOutput
 
 namespace gqe::kernels {
 
@@ -25,6 +28,14 @@ namespace gqe::kernels {
 // (softmax scaled by 1/sqrt(d_h)).
 at::Tensor flash_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                      int64_t q_start);
+
+// GQE's decode step the obvious way: per sequence, the slot heads by flash_attention_reference against its
+// keys 0..len-1, and the shared head against the mean over the G KV heads, formed explicitly.
+// Same arguments and results as kernels::gqe_decode (gqe_decode.h), any dtype:
+// q [B, 1, Hq, d_h], q_shared [B, 1, 1, d_h] or undefined, k/v [B, Tk, G, d_h], lengths [B] int64 in
+// 1..Tk or undefined (all Tk); sequence b's query is at position lengths[b] - 1.
+GqeDecodeOutput gqe_decode_reference(const at::Tensor& q, const at::Tensor& q_shared, const at::Tensor& k,
+                                     const at::Tensor& v, const at::Tensor& lengths = {});
 
 // Rotary position embedding, rotate-half form (GPT-NeoX / Llama layout).
 // x: [B, T, H, d_h] at positions start..start+T-1; returns the rotated tensor (same shape and dtype).
