@@ -252,6 +252,12 @@ TEST(HfExport, BadInputIsAOneLineErrorAndWritesNothing) {
   const std::string small_ckpt = make_checkpoint(dir + "/small", small, 5);
   r = run(gqe_bin() + " export --format hf " + small_ckpt + " " + dir + "/x");
   EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("the model's vocab_size 61 is not the byte tokenizer's 256: pass --tokenizer"), std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/x"));
+  // Asked for bytes anyway: the vocabulary cannot hold them.
+  r = run(gqe_bin() + " export --format hf --tokenizer bytes " + small_ckpt + " " + dir + "/x");
+  EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("vocab_size is 61, too small for the byte tokenizer"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(dir + "/x"));
   // An existing non-empty folder is never overwritten.
