@@ -8,10 +8,12 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "gqe/core/config.h"
+#include "gqe/core/error.h"
 #include "gqe/model/transformer.h"
 
 namespace gqe::test {
@@ -107,6 +109,16 @@ inline CommandRun run_gqe_command(const std::string& args, const std::string& cw
   const int status = ::pclose(p);
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// The message of the gqe::Error `f` throws, "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 // Makes `dir` unwritable for this process: chmod for an ordinary user, the immutable attribute for root

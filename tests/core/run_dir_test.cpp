@@ -15,14 +15,7 @@
 namespace gqe {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // A pid that certainly ran and certainly ended: a child that exited and was reaped.
 pid_t dead_pid() {

@@ -17,17 +17,12 @@
 #include "gqe/core/fs.h"
 #include "gqe/data/stream_decoder.h"
 
+#include "test_util.h"
+
 namespace gqe {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 // A byte-level tokenizer.json: all 256 bytes, then the merges given (as raw-byte pairs), added tokens.
 std::string tiny_tokenizer_json(const std::vector<std::pair<std::string, std::string>>& merges,

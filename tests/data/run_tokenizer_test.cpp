@@ -11,17 +11,12 @@
 #include "gqe/core/fs.h"
 #include "gqe/data/bpe_tokenizer.h"
 
+#include "test_util.h"
+
 namespace gqe {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 // GPT-2's file pair for a tokenizer of the 256 bytes + "th" + <|endoftext|> (vocab 258).
 void write_gpt2_pair(const std::string& vocab, const std::string& merges) {
