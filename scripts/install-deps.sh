@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every system package gqe needs, from Debian's archive only.
-# Idempotent: packages already present are left alone.
+# Idempotent: packages already present are left alone. Arguments are further packages to install the same
+# way (scripts/install-fuzz-deps.sh passes clang's).
 set -euo pipefail
 
 PKGS=(
@@ -18,6 +19,7 @@ PKGS=(
   libssl-dev              # OpenSSL's libcrypto: SHA-256 of checkpoints
 )
 
+PKGS+=("$@")
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
