@@ -122,6 +122,27 @@ TEST(ModelStats, DescribeShowsNineOfSixteen) {
   EXPECT_NEAR(attention_flops_per_token(dense, 2048).core / attention_flops_per_token(c, 2048).core, 16.0 / 9.0, 1e-12);
 }
 
+// The whole-model count is the attention layers at the mean causal context plus 2 FLOPs per MLP and LM head
+// weight; a hand count for a small config pins the formula.
+TEST(ModelStats, ModelFlopsPerTokenCountsEveryMatmul) {
+  ModelConfig c = parse_model_config(kValid, "cfg.json");
+  c.hidden_size = 32;
+  c.num_hidden_layers = 2;
+  c.intermediate_size = 48;
+  c.vocab_size = 100;
+  c.attention.kind = AttentionKind::gqa;
+  c.attention.num_heads = 4;
+  c.attention.num_kv_heads = 2;
+  c.attention.head_dim = 8;
+  const ModelFlops f = model_flops_per_token(c, 9);  // mean context 5
+  // per layer: q 2*4*8*32, kv 2*2*2*8*32, o 2*4*8*32, core 2*2*4*8*5
+  EXPECT_DOUBLE_EQ(f.attention, 2 * (2048.0 + 2048 + 2048 + 640));
+  EXPECT_DOUBLE_EQ(f.mlp, 2 * (2.0 * 3 * 32 * 48));  // SwiGLU: three matrices
+  EXPECT_DOUBLE_EQ(f.lm_head, 2.0 * 32 * 100);
+  EXPECT_NE(describe_model(c, 9).find("model forward FLOPs per token, mean over a causal prefill of 9"),
+            std::string::npos);
+}
+
 // Enumerated fields are parsed once; their JSON spelling round-trips.
 TEST(Config, EnumFieldsRoundTrip) {
   EXPECT_EQ(enum_from_string<GqeVariant>("hard_concat"), GqeVariant::hard_concat);

@@ -75,6 +75,15 @@ AttentionFlops attention_flops_per_token(const ModelConfig& c, int64_t L) {
   return f;
 }
 
+ModelFlops model_flops_per_token(const ModelConfig& c, int64_t L) {
+  const double d = c.hidden_size, layers = c.num_hidden_layers;
+  ModelFlops f;
+  f.attention = attention_flops_per_token(c, L - L / 2).total() * layers;  // mean context (L + 1) / 2
+  f.mlp = 2.0 * (c.mlp_type == MlpType::swiglu ? 3 : 2) * d * double(c.intermediate_size) * layers;
+  f.lm_head = 2.0 * d * double(c.vocab_size);
+  return f;
+}
+
 std::string describe_model(const ModelConfig& c, int64_t L) {
   const AttentionConfig& a = c.attention;
   const ParamCounts p = count_parameters(c);
@@ -123,6 +132,10 @@ std::string describe_model(const ModelConfig& c, int64_t L) {
   o << ")\n";
   o << "attention FLOPs per token per layer, mean over a causal prefill of " << L << ": " << human_number(avg.total())
     << "; whole model: " << human_number(avg.total() * double(c.num_hidden_layers)) << "\n";
+  const ModelFlops m = model_flops_per_token(c, L);
+  o << "model forward FLOPs per token, mean over a causal prefill of " << L << ": " << human_number(m.total()) << " ("
+    << std::llround(m.total()) << "; attention " << human_number(m.attention) << ", mlp " << human_number(m.mlp)
+    << ", lm head " << human_number(m.lm_head) << "); training about 3x\n";
   if (a.is_gqe()) {
     ModelConfig dense = c;
     dense.attention.kind = AttentionKind::gqa;

@@ -33,6 +33,14 @@ struct AttentionFlops {
 };
 AttentionFlops attention_flops_per_token(const ModelConfig& cfg, int64_t context_len);
 
+// Forward FLOPs of one token through the whole model, averaged over a causal prefill of L tokens (token t
+// attends to t keys). Training costs about 3x this (forward + backward); equal-compute comparisons use it.
+struct ModelFlops {
+  double attention = 0, mlp = 0, lm_head = 0;  // attention: every layer, incl. projections and router
+  double total() const { return attention + mlp + lm_head; }
+};
+ModelFlops model_flops_per_token(const ModelConfig& cfg, int64_t prefill_len);
+
 // Human-readable summary printed by `gqe info`.
 std::string describe_model(const ModelConfig& cfg, int64_t context_len);
 
