@@ -303,6 +303,37 @@ TEST(Routing, StatisticsAreConsistentWithTheRouter) {
   EXPECT_EQ(printable_token(tok, 0xC3), "'\\xc3'");
 }
 
+// The dumped choices are in data order across batched windows and a shorter last window: each window routed
+// on its own gives the same top-1 experts.
+TEST(Routing, KeptChoicesAreEachPositionsTopOneInDataOrder) {
+  auto model = tiny_model("gqe");
+  std::vector<int64_t> tokens(53);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int64_t(i * 37 % 256);
+  RouteOptions opt;
+  opt.seq_len = 10;
+  opt.batch_size = 2;
+  opt.keep_choices = true;
+  const RouteStats s = collect_routing(*model, tokens, opt);
+  ASSERT_EQ(s.top1_choice.size(), size_t(53 * 2 * 2));  // [N, L, G]
+  const auto layers = model->gqe_layers();
+  for (int64_t start = 0; start < 53; start += 10) {
+    const int64_t n = std::min<int64_t>(10, 53 - start);
+    RouteOptions one;
+    one.seq_len = n;
+    collect_routing(*model, std::vector<int64_t>(tokens.begin() + start, tokens.begin() + start + n), one);
+    for (int64_t l = 0; l < 2; ++l) {
+      const at::Tensor first = layers[size_t(l)]->last_selected.select(-1, 0).reshape({n, 2});  // [T, G]
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t g = 0; g < 2; ++g)
+          EXPECT_EQ(int64_t(s.top1_choice[size_t(((start + t) * 2 + l) * 2 + g)]), first[t][g].item<int64_t>())
+              << "position " << start + t << " layer " << l << " group " << g;
+    }
+  }
+  RouteOptions plain = opt;
+  plain.keep_choices = false;
+  EXPECT_TRUE(collect_routing(*model, tokens, plain).top1_choice.empty());
+}
+
 TEST(Routing, GqaModelIsAnError) {
   auto model = tiny_model("gqa");
   const std::string msg = error_of([&] { collect_routing(*model, {1, 2, 3}, RouteOptions{}); });

@@ -159,7 +159,8 @@ int cmd_eval(int argc, char** argv) {
 
 int cmd_routes(int argc, char** argv) {
   Args args("routes", argc, argv,
-            {"checkpoint", "data", "tokenizer", "seq", "batch-size", "max-tokens", "top-tokens", "min-count", "out", "threads"},
+            {"checkpoint", "data", "tokenizer", "seq", "batch-size", "max-tokens", "top-tokens", "min-count", "out", "threads",
+             "dump-choices"},
             {"help", "no-plot", "no-progress", "allow-nonfinite-weights"});
   if (args.flag("help")) {
     std::cout << "usage: gqe routes --checkpoint DIR --data FILE [options]\n"
@@ -168,6 +169,8 @@ int cmd_routes(int argc, char** argv) {
                  "  --seq T (256)  --batch-size B (8)  --max-tokens N (65536; 0 = all)  --tokenizer bytes|PATH\n"
                  "  --top-tokens N (8)  --min-count N (5: tokens seen fewer times are not ranked)\n"
                  "  --out PREFIX (routes): writes PREFIX.json and PREFIX.png (heat map; gnuplot)  --no-plot\n"
+                 "  --dump-choices FILE  each position's top-1 expert per layer and group, uint8 [tokens, layers,\n"
+                 "                       groups] in data order (compare checkpoints token by token)\n"
                  "  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n";
     return 0;
   }
@@ -185,6 +188,7 @@ int cmd_routes(int argc, char** argv) {
   opt.batch_size = args.get_int("batch-size", opt.batch_size);
   opt.top_tokens = args.get_int("top-tokens", opt.top_tokens);
   opt.min_count = args.get_int("min-count", opt.min_count);
+  opt.keep_choices = args.has("dump-choices");
   eval::ProgressBar bar("routing windows", std::cerr, !args.flag("no-progress") && ::isatty(2));
   eval::RouteStats s = eval::collect_routing(*model, src.tokens, opt, [&](int64_t d, int64_t t) { bar.update(d, t); });
   bar.finish();
@@ -194,6 +198,11 @@ int cmd_routes(int argc, char** argv) {
   j["checkpoint"] = dir;
   j["data"] = data;
   j["tokenizer"] = tok->name();
+  if (opt.keep_choices) {
+    const std::string path = args.require("dump-choices");
+    fs::write_file_atomic(path, std::string(s.top1_choice.begin(), s.top1_choice.end()));
+    j["choices"] = {{"path", path}, {"dtype", "uint8"}, {"shape", {s.tokens, s.layers, s.groups}}};
+  }
   fs::write_file_atomic(prefix + ".json", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   std::cout << "wrote " << prefix << ".json";
   if (!args.flag("no-plot")) {

@@ -103,6 +103,12 @@ RouteStats collect_routing(LanguageModel& model, const std::vector<int64_t>& tok
   model.eval();
   size_t i = 0;
   int64_t n_tok = 0;
+  std::vector<uint8_t> choices;  // [N,L,G]
+  if (opt.keep_choices) {
+    if (M > 256) throw Error("routing: --dump-choices stores expert indices as bytes; this model has " +
+                             std::to_string(M) + " experts per group");
+    choices.reserve(tokens.size() * size_t(L * G));
+  }
   while (i < windows.size()) {
     size_t j = i;
     while (j < windows.size() && int64_t(j - i) < opt.batch_size && windows[j].second == windows[i].second) ++j;
@@ -129,6 +135,10 @@ RouteStats collect_routing(LanguageModel& model, const std::vector<int64_t>& tok
       const at::Tensor flat = ((g_idx * M + sel) * V + tok_flat.view({BT, 1, 1})).reshape({-1});  // [BT*G*k]
       by_token[l].index_add_(0, flat, at::ones({flat.numel()}, f64));
     }
+    if (opt.keep_choices) {  // windows are contiguous and stacked in order: row-major [B,T] is data order
+      const at::Tensor c = at::stack(firsts, 1).to(at::kByte).contiguous();  // [BT, L, G]
+      choices.insert(choices.end(), c.data_ptr<uint8_t>(), c.data_ptr<uint8_t>() + c.numel());
+    }
     for (int64_t l1 = 0; l1 < L; ++l1)
       for (int64_t l2 = 0; l2 < L; ++l2) agree[l1][l2].add_(firsts[size_t(l1)].eq(firsts[size_t(l2)]).to(at::kDouble).sum(0));
     i = j;
@@ -142,6 +152,7 @@ RouteStats collect_routing(LanguageModel& model, const std::vector<int64_t>& tok
   s.top_k = k;
   s.tokens = n_tok;
   s.min_count = opt.min_count;
+  s.top1_choice = std::move(choices);
   const double N = double(n_tok);
   const at::Tensor load = incl / (N * double(k)), P = prob / N, f1 = top1 / N;
   const at::Tensor aux = (incl / N * P).sum(-1) * double(M);  // [L,G]

@@ -34,6 +34,7 @@ struct RouteStats {
   std::vector<double> chance;        // [L,L,G] agreement expected from the two layers' top-1 loads alone
   std::vector<std::vector<PreferredToken>> preferred;  // [L*G*M] best first
   int64_t min_count = 0;             // tokens seen fewer times are not ranked
+  std::vector<uint8_t> top1_choice;  // [N,L,G] each position's top-1 expert, in data order (keep_choices only)
 };
 
 struct RouteOptions {
@@ -41,6 +42,7 @@ struct RouteOptions {
   int64_t batch_size = 8;
   int64_t top_tokens = 8;   // preferred tokens listed per expert
   int64_t min_count = 5;    // a token must occur this often to be ranked (shares of rare tokens are noise)
+  bool keep_choices = false;  // fill RouteStats::top1_choice (compare two checkpoints token by token)
 };
 
 // Throws gqe::Error when the model has no GQE layers.
