@@ -1,0 +1,470 @@
+"""The report of scripts/study.py: README.md, results.json and plots (gnuplot), computed from the runs' files.
+
+Everything is read from what the runs wrote (metrics.jsonl, train.log, routes/*.json and *.choices); nothing is
+typed by hand. Cells whose runs have not finished yet are left out and the report says which.
+"""
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+
+import study as S
+
+VARIANT_NAMES = {  # the paper's Table 2 rows
+    "gqa": "GQA baseline (all heads active)",
+    "weighted_concat": "Weighted concat, no renormalized slot",
+    "hard_concat": "Hard concat only",
+    "gqe": "GQE (renorm. scoring + shared head)",
+}
+T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # two-sided 95% t quantiles by sample size
+
+
+def read_jsonl(path):
+    out = []
+    if not os.path.exists(path):
+        return out
+    with open(path) as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass  # a torn last line of an interrupted run
+    return out
+
+
+def mean_std(xs):
+    n = len(xs)
+    if n == 0:
+        return None, None
+    m = sum(xs) / n
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
+    return m, sd
+
+
+def fmt_ms(xs, digits=4):
+    m, sd = mean_std(xs)
+    if m is None:
+        return "–"
+    return ("%.*f ± %.*f" % (digits, m, digits, sd)) if len(xs) > 1 else ("%.*f" % (digits, m))
+
+
+def fmt_gap(ds):
+    """Paired differences over seeds: mean ± std, and the 95% confidence interval of the mean."""
+    m, sd = mean_std(ds)
+    if m is None:
+        return "–", "–"
+    if len(ds) < 2:
+        return "%+.4f" % m, "(1 seed)"
+    h = T95.get(len(ds), 2.0) * sd / math.sqrt(len(ds))
+    return "%+.4f ± %.4f" % (m, sd), "[%+.4f, %+.4f]" % (m - h, m + h)
+
+
+class Runs:
+    """Final validation losses and curves of every finished run of the plan."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.final = {}   # (model, seed, steps) -> val loss at the last step
+        self.curve = {}   # (model, seed) -> [(step, val loss)] of the longest run
+        self.seconds = 0.0  # training process time, all runs
+        for (model, seed), line in plan.lines.items():
+            for t in line["budgets"]:
+                d = os.path.join(line["dir"], "steps-%d" % t)
+                if not os.path.exists(os.path.join(d, ".done" if t != line["longest"] else ".done-%d" % t)):
+                    continue
+                vals = [r for r in read_jsonl(os.path.join(d, "metrics.jsonl")) if r.get("type") == "val"]
+                last = [r["val_loss"] for r in vals if r["step"] == t]
+                if last:
+                    self.final[(model, seed, t)] = last[-1]
+                if t == line["longest"]:
+                    self.curve[(model, seed)] = [(r["step"], r["val_loss"]) for r in vals]
+        for root, _, files in os.walk(os.path.join(plan.out, "runs")):
+            if "train.log" in files:
+                with open(os.path.join(root, "train.log")) as f:
+                    for line in f:
+                        if line.startswith("trained to step") and " steps in this run, " in line:
+                            self.seconds += float(line.split(" steps in this run, ")[1].split(" s")[0])
+
+    def losses(self, model, steps, seeds):
+        return [self.final[(model, s, steps)] for s in seeds if (model, s, steps) in self.final]
+
+    def paired(self, a, ta, b, tb, seeds):
+        """b - a per seed where both finished."""
+        return [self.final[(b, s, tb)] - self.final[(a, s, ta)] for s in seeds
+                if (a, s, ta) in self.final and (b, s, tb) in self.final]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# routing health
+
+
+def routing_health(plan):
+    """Per snapshot step of the GQE runs: router entropy, load balance and the top-1 change share."""
+    rows = {}  # step -> lists over seeds
+    for (model, seed), line in sorted(plan.lines.items()):
+        if model != "gqe":
+            continue
+        prev = None
+        for s in line["snapshots"]:
+            prefix = os.path.join(line["dir"], "routes", "step-%d" % s)
+            if not os.path.exists(prefix + ".json"):
+                prev = None
+                continue
+            with open(prefix + ".json") as f:
+                r = json.load(f)
+            groups = [g for layer in r["per_layer"] for g in layer["groups"]]
+            m = r["experts_per_group"]
+            ent = sum(g["entropy"] for g in groups) / len(groups) / math.log(m)  # 1 = uniform router
+            bal = sum(g["load_entropy"] for g in groups) / len(groups) / math.log(m)  # 1 = balanced load
+            top = sum(max(g["load"]) for g in groups) / len(groups)
+            with open(prefix + ".choices", "rb") as f:
+                ch = f.read()
+            change = None
+            if prev is not None and len(prev) == len(ch):
+                change = sum(1 for a, b in zip(prev, ch) if a != b) / len(ch)
+            prev = ch
+            row = rows.setdefault(s, dict(entropy=[], balance=[], top_load=[], change=[]))
+            row["entropy"].append(ent)
+            row["balance"].append(bal)
+            row["top_load"].append(top)
+            if change is not None:
+                row["change"].append(change)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# plots
+
+
+def gnuplot(script, cwd):
+    if not shutil.which("gnuplot"):
+        return False
+    term = "pngcairo" if subprocess.run(["gnuplot", "-e", "set terminal pngcairo"], capture_output=True).returncode == 0 \
+        else "png"
+    r = subprocess.run(["gnuplot"], input="set terminal %s size 900,560\n" % term + script, text=True, cwd=cwd,
+                       capture_output=True)
+    if r.returncode != 0:
+        print("study report: gnuplot failed: " + r.stderr.strip())
+    return r.returncode == 0
+
+
+def write_dat(path, rows):
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(" ".join("%.8g" % x for x in row) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the report
+
+
+def write_report(plan, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    runs = Runs(plan)
+    p, tok_step = plan.p, S.BATCH * S.SEQ
+    seeds, budgets, r = p["seeds"], p["budgets"], plan.flop_ratio[""]
+    f_gqa, f_gqe = plan.info["gqa"][1], plan.info["gqe"][1]
+    train_flops = lambda model_flops, steps: 3.0 * model_flops * steps * tok_step
+    missing = sorted("%s seed %d, %d steps" % (m, s, t) for (m, s), line in plan.lines.items()
+                     for t in line["budgets"] if (m, s, t) not in runs.final)
+    results = dict(plan=p, flop_ratio=plan.flop_ratio, tokens_per_step=tok_step,
+                   models={k: dict(params=v[0], forward_flops_per_token=v[1]) for k, v in plan.info.items()},
+                   final_val_loss=[dict(model=m, seed=s, steps=t, tokens=t * tok_step, val_loss=v)
+                                   for (m, s, t), v in sorted(runs.final.items())],
+                   training_process_seconds=runs.seconds, missing=missing)
+    L = []
+    w = L.append
+    w("# Does GQE close the gap to GQA with more training, at equal compute, and with size?\n")
+    w("Generated by `python3 scripts/study.py%s` from the run directories it trained; every number below is read "
+      "from the runs' `metrics.jsonl`, `train.log` and `routes/`. Validation loss is the mean cross-entropy (nats "
+      "per SentencePiece token) on the held-out 2%% of the corpus (%d of its tokens, the same for every run), "
+      "measured at each run's last step.\n" % (" --quick" if plan.args.quick else "", 10 * tok_step))
+    if missing:
+        w("**Not finished yet** (the study resumes where it stopped): %s.\n" % "; ".join(missing))
+    summary_at = len(L)  # the summary goes here once the tables are computed
+
+    # 1. tokens
+    w("## 1. The gap against training tokens (equal tokens)\n")
+    w("| steps | tokens | GQA val loss | GQE val loss | GQE − GQA (paired over seeds) | 95% CI of the gap |")
+    w("|---|---|---|---|---|---|")
+    gap_tok, gap_flop = [], []
+    for t in budgets:
+        ds = runs.paired("gqa", t, "gqe", t, seeds)
+        g, ci = fmt_gap(ds)
+        w("| %d | %.2fM | %s | %s | %s | %s |" % (t, t * tok_step / 1e6, fmt_ms(runs.losses("gqa", t, seeds)),
+                                               fmt_ms(runs.losses("gqe", t, seeds)), g, ci))
+        if ds:
+            m, sd = mean_std(ds)
+            gap_tok.append((t * tok_step, m, sd))
+    w("")
+    w("Mean ± sample standard deviation over seeds %s (seed = initialisation and data order; GQA and GQE of one "
+      "seed see the same batches). The gap is computed per seed, then averaged.\n" % seeds)
+
+    # 2. FLOPs
+    w("## 2. The gap at equal training compute\n")
+    w("GQE's step is cheaper: `gqe info` counts %d forward FLOPs per token for GQA and %d for GQE (mean over a "
+      "causal prefill of %d; attention, MLP and LM head), a ratio of %.4f. At equal compute GQE therefore trains "
+      "%.2f%% more steps: round(T × %.4f).\n" % (f_gqa, f_gqe, S.SEQ, r, 100 * (r - 1), r))
+    w("| GQA steps | GQE steps | training FLOPs (3 × forward) | GQA val loss | GQE val loss | GQE − GQA | 95% CI |")
+    w("|---|---|---|---|---|---|---|")
+    for t in budgets:
+        tg = int(round(t * r))
+        ds = runs.paired("gqa", t, "gqe", tg, seeds)
+        g, ci = fmt_gap(ds)
+        w("| %d | %d | %.3g | %s | %s | %s | %s |" % (t, tg, train_flops(f_gqa, t), fmt_ms(runs.losses("gqa", t, seeds)),
+                                                     fmt_ms(runs.losses("gqe", tg, seeds)), g, ci))
+        if ds:
+            m, sd = mean_std(ds)
+            gap_flop.append((train_flops(f_gqa, t), m, sd))
+    w("")
+    write_dat(os.path.join(out_dir, "gap_tokens.dat"), gap_tok)
+    write_dat(os.path.join(out_dir, "gap_flops.dat"), gap_flop)
+    loss_rows = {}
+    for model, f_model, steps_of in [("gqa", f_gqa, lambda t: t), ("gqe", f_gqe, lambda t: t),
+                                     ("gqe", f_gqe, lambda t: int(round(t * r)))]:
+        for t in budgets:
+            ts = steps_of(t)
+            xs = runs.losses(model, ts, seeds)
+            if xs:
+                m, sd = mean_std(xs)
+                loss_rows.setdefault(model, set()).add((train_flops(f_model, ts), m, sd))
+    for model, rows in loss_rows.items():
+        write_dat(os.path.join(out_dir, "loss_flops_%s.dat" % model), sorted(rows))
+    have_plots = gnuplot("""
+set output 'gap.png'
+set multiplot layout 1,2 title 'GQE − GQA validation loss (mean ± std over seeds)'
+set logscale x
+set grid
+set xlabel 'training tokens'
+set ylabel 'GQE − GQA (nats)'
+set offsets graph 0.1, graph 0.1, graph 0.1, graph 0.1
+set arrow 1 from graph 0, first 0 to graph 1, first 0 nohead lc 'black'
+plot 'gap_tokens.dat' using 1:2:3 with yerrorlines lw 2 pt 7 title 'equal tokens'
+set xlabel 'training FLOPs'
+plot 'gap_flops.dat' using 1:2:3 with yerrorlines lw 2 pt 7 lc 2 title 'equal FLOPs'
+unset multiplot
+set output 'loss_vs_flops.png'
+unset arrow 1
+set title 'validation loss against training FLOPs (mean ± std over seeds)'
+set xlabel 'training FLOPs (3 × forward)'
+set ylabel 'validation loss (nats)'
+plot 'loss_flops_gqa.dat' using 1:2:3 with yerrorlines lw 2 pt 7 title 'GQA', \
+     'loss_flops_gqe.dat' using 1:2:3 with yerrorlines lw 2 pt 5 title 'GQE'
+""", out_dir) if gap_tok and "gqa" in loss_rows and "gqe" in loss_rows else False
+    if have_plots:
+        w("![gap](gap.png)\n")
+        w("![loss against FLOPs](loss_vs_flops.png)\n")
+
+    L[summary_at:summary_at] = summary(runs, plan, tok_step)
+
+    # 3. ablations
+    top = max(budgets)
+    aseeds = p["ablation_seeds"]
+    w("## 3. Ablations at the largest budget (the paper's Table 2 layout)\n")
+    w("%d steps (%.2fM tokens), seeds %s. The paper's columns are HellaSwag / ARC-E / PIQA accuracies at 250M "
+      "parameters; a model of this size scores at chance on them, so the column here is validation loss "
+      "(lower is better).\n" % (top, top * tok_step / 1e6, aseeds))
+    w("| Variant | val loss | val ppl | − GQA (paired) | params | active query heads |")
+    w("|---|---|---|---|---|---|")
+    a = plan.cfg  # noqa: the config paths; heads from the configs
+    for v in ["gqa", "weighted_concat", "hard_concat", "gqe"]:
+        xs = runs.losses(v, top, aseeds)
+        m, _ = mean_std(xs)
+        d = runs.paired("gqa", top, v, top, aseeds) if v != "gqa" else []
+        with open(a[v]) as f:
+            att = json.load(f)["attention"]
+        n = att["num_attention_heads"]
+        active = n if v == "gqa" else att["num_key_value_heads"] * att["top_k"] + (1 if v == "gqe" else 0)
+        w("| %s | %s | %s | %s | %s | %d of %d |" % (VARIANT_NAMES[v], fmt_ms(xs), "%.2f" % math.exp(m) if m else "–",
+                                                 fmt_gap(d)[0] if d else "–", "{:,}".format(plan.info[v][0]),
+                                                 active, n))
+    w("")
+
+    # 4. size
+    lt, lseeds = p["large_budget"], p["large_seeds"]
+    w("## 4. Size: the same comparison with about %.1fx the parameters\n" % (plan.info["gqa-large"][0] / plan.info["gqa"][0]))
+    w("%d steps (%.2fM tokens), seeds %s; the larger model has d = %d, %d layers, d_h = %d (same heads and "
+      "router).\n" % (lt, lt * tok_step / 1e6, lseeds, S.LARGE["hidden_size"], S.LARGE["num_hidden_layers"],
+                      S.LARGE["head_dim"]))
+    w("| model | params (GQA / GQE) | GQA val loss | GQE val loss | GQE − GQA (paired) |")
+    w("|---|---|---|---|---|")
+    for size, name in [("", "tiny"), ("-large", "larger")]:
+        ds = runs.paired("gqa" + size, lt, "gqe" + size, lt, lseeds)
+        w("| %s | %s / %s | %s | %s | %s |" % (name, "{:,}".format(plan.info["gqa" + size][0]),
+                                             "{:,}".format(plan.info["gqe" + size][0]),
+                                             fmt_ms(runs.losses("gqa" + size, lt, lseeds)),
+                                             fmt_ms(runs.losses("gqe" + size, lt, lseeds)), fmt_gap(ds)[0]))
+    w("\n(The tiny row uses the same seeds as the larger one, so the two gaps compare like with like.)\n")
+
+    # 5. routing
+    health = routing_health(plan)
+    results["routing_health"] = {str(k): v for k, v in sorted(health.items())}
+    w("## 5. Routing health over training (GQE, seeds %s)\n" % seeds)
+    if health:
+        w("From `gqe routes --dump-choices` on %d validation tokens at each snapshot of the longest GQE runs. "
+          "Router entropy and load entropy are divided by ln M (1 = uniform router / perfectly balanced load); "
+          "top load is the busiest expert's share of its group (1/M = balanced); *changed* is the share of "
+          "(token, layer, group) top-1 choices that differ from the previous snapshot.\n" % S.ROUTE_TOKENS)
+        w("| step | tokens | router entropy | load entropy | top expert load | changed since previous |")
+        w("|---|---|---|---|---|---|")
+        rows = []
+        for s in sorted(health):
+            h = health[s]
+            w("| %d | %.2fM | %s | %s | %s | %s |" % (s, s * tok_step / 1e6, fmt_ms(h["entropy"], 3),
+                                                    fmt_ms(h["balance"], 3), fmt_ms(h["top_load"], 3),
+                                                    fmt_ms(h["change"], 3) if h["change"] else "–"))
+            me = lambda k: mean_std(h[k])[0] if h[k] else float("nan")
+            rows.append((s * tok_step, me("entropy"), me("balance"), me("change")))
+        w("")
+        write_dat(os.path.join(out_dir, "routing.dat"), rows)
+        if gnuplot("""
+set output 'routing.png'
+set title 'GQE routing over training (mean over seeds, layers and groups)'
+set logscale x
+set grid
+set xlabel 'training tokens'
+set yrange [0:1.05]
+plot 'routing.dat' using 1:2 with linespoints lw 2 pt 7 title 'router entropy / ln M', \
+     'routing.dat' using 1:3 with linespoints lw 2 pt 5 title 'load entropy / ln M', \
+     'routing.dat' using 1:4 with linespoints lw 2 pt 9 title 'top-1 changed since previous snapshot'
+""", out_dir):
+            w("![routing](routing.png)\n")
+    else:
+        w("No routing snapshots yet.\n")
+
+    # 6. curves
+    curves = {}
+    for (model, seed), c in runs.curve.items():
+        if model in VARIANT_NAMES:
+            for step, v in c:
+                curves.setdefault(model, {}).setdefault(step, []).append(v)
+    for model, by_step in curves.items():
+        write_dat(os.path.join(out_dir, "curve_%s.dat" % model),
+                  [(st * tok_step, mean_std(v)[0]) for st, v in sorted(by_step.items())])
+    if curves and gnuplot("""
+set output 'loss_curves.png'
+set title 'validation loss during the longest runs (mean over seeds)'
+set logscale x
+set grid
+set xlabel 'training tokens'
+set ylabel 'validation loss (nats)'
+plot %s
+""" % ", ".join("'curve_%s.dat' using 1:2 with linespoints lw 2 title '%s'" % (m, VARIANT_NAMES[m])
+                for m in VARIANT_NAMES if m in curves), out_dir):
+        w("## 6. Validation loss during training\n")
+        w("The longest run of each variant (GQE's runs %d steps, its equal-compute budget; the others %d). The "
+          "shorter budgets branch off these runs before their decay, so their curves coincide until then.\n" %
+          (int(round(top * r)), top))
+        w("![loss curves](loss_curves.png)\n")
+
+    # 7. method
+    t, s = p["check_budget"], seeds[0]
+    cdir = os.path.join(plan.out, "runs", "gqa-s%d" % s, "steps-%d-from-scratch" % t)
+    scratch = [x["val_loss"] for x in read_jsonl(os.path.join(cdir, "metrics.jsonl"))
+               if x.get("type") == "val" and x["step"] == t]
+    branch = runs.final.get(("gqa", s, t))
+    results["branch_check"] = dict(steps=t, seed=s, branch=branch, from_scratch=scratch[-1] if scratch else None)
+    w("## How the runs were made\n")
+    w("- Corpus: the embedded King James Bible (`scripts/prepare-corpus.sh`), SentencePiece BPE with a 4096-token "
+      "vocabulary trained on it; 1.02M training tokens, so the largest budget (%.2fM tokens) is about %.1f epochs."
+      % (top * tok_step / 1e6, top * tok_step / 1.02e6))
+    w("- Models: `configs/tiny-gqe.json` with vocab 4096 (d 128, 4 layers, 8 query heads / 4 KV heads, d_h 16, "
+      "k = 1, aux weight 0.01): the paper's 2 query heads per KV head and k = 1, but 8/4 rather than 16/8 "
+      "heads because 16 heads at d = 128 leave d_h = 8. GQE runs 5 of 8 query heads per token (4 routed + "
+      "the shared head); the paper's shape runs 9 of 16.")
+    w("- Recipe: batch %d × %d tokens, AdamW, peak lr %g, warmup %d steps, constant, then linear decay to %g over "
+      "the last %d%% (WSD), z-clip; 1 thread per run, %d runs at a time." %
+      (S.BATCH, S.SEQ, S.LR, S.WARMUP, S.MIN_LR, int(100 * S.DECAY), plan.args.jobs))
+    w("- Budgets as branches: a WSD run of T steps equals a longer run of the same seed until T's decay starts, "
+      "so each shorter budget resumes the longest run's checkpoint at its decay start with `--steps T` "
+      "(gqe's resume is bit-exact). Check: GQA seed %d, %d steps, trained from scratch ends at validation loss "
+      "%s; its branch ends at %s (%s)." % (s, t, "%.10f" % scratch[-1] if scratch else "(not run)",
+                                          "%.10f" % branch if branch is not None else "(not run)",
+                                          "identical" if scratch and branch == scratch[-1] else
+                                          "NOT identical" if scratch and branch is not None else "pending"))
+    w("- Machine time: %.1f h of training processes (%d at a time), on %s, %d cores; written %s UTC, gqe %s." % (
+        runs.seconds / 3600, plan.args.jobs, cpu_model(), os.cpu_count() or 0,
+        datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), git_rev()))
+    w("")
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    with open(os.path.join(out_dir, "README.md.tmp"), "w") as f:
+        f.write("\n".join(L) + "\n")
+    os.replace(os.path.join(out_dir, "README.md.tmp"), os.path.join(out_dir, "README.md"))
+    for name in os.listdir(out_dir):
+        if name.endswith(".dat"):
+            os.remove(os.path.join(out_dir, name))  # the plots' data; results.json has the numbers
+
+
+def verdict(ds):
+    """'worse' / 'better' / 'not distinguishable' for a GQE − GQA gap, from its 95% interval over seeds."""
+    m, sd = mean_std(ds)
+    if len(ds) < 2:
+        return "one seed, no interval"
+    h = T95.get(len(ds), 2.0) * sd / math.sqrt(len(ds))
+    if m - h > 0:
+        return "GQE worse, the 95% interval excludes 0"
+    if m + h < 0:
+        return "GQE better, the 95% interval excludes 0"
+    return "not distinguishable from 0 at 95%"
+
+
+def summary(runs, plan, tok_step):
+    """What the data shows, in sentences computed from the tables (no claim the numbers do not carry)."""
+    p, r = plan.p, plan.flop_ratio[""]
+    out = ["## What the data shows\n"]
+    tok, flop = [], []
+    for t in p["budgets"]:
+        d = runs.paired("gqa", t, "gqe", t, p["seeds"])
+        if d:
+            tok.append("%.2fM tokens: %+.3f (%s)" % (t * tok_step / 1e6, mean_std(d)[0], verdict(d)))
+        d = runs.paired("gqa", t, "gqe", int(round(t * r)), p["seeds"])
+        if d:
+            flop.append("%.2fM GQA tokens: %+.3f (%s)" % (t * tok_step / 1e6, mean_std(d)[0], verdict(d)))
+    if tok:
+        out.append("- **Gap against tokens** (GQE − GQA validation loss, nats): " + "; ".join(tok) + ".")
+    if flop:
+        out.append("- **At equal training FLOPs** (GQE trains %.1f%% more tokens): " % (100 * (r - 1)) + "; ".join(flop) + ".")
+    lt = p["large_budget"]
+    sizes = []
+    for size, name in [("", "tiny"), ("-large", "%.1fx larger" % (plan.info["gqa-large"][0] / plan.info["gqa"][0]))]:
+        d = runs.paired("gqa" + size, lt, "gqe" + size, lt, p["large_seeds"])
+        if d:
+            sizes.append("%s model %+.3f (%s)" % (name, mean_std(d)[0], verdict(d)))
+    if sizes:
+        out.append("- **Size**, at %.2fM tokens: " % (lt * tok_step / 1e6) + "; ".join(sizes) + ".")
+    top = max(p["budgets"])
+    abl = []
+    for v in ["weighted_concat", "hard_concat", "gqe"]:
+        d = runs.paired("gqa", top, v, top, p["ablation_seeds"])
+        if d:
+            abl.append("%s %+.3f" % (VARIANT_NAMES[v], mean_std(d)[0]))
+    if abl:
+        out.append("- **Ablations** at %.2fM tokens, each − GQA: " % (top * tok_step / 1e6) + "; ".join(abl) + ".")
+    out.append("- **What it cannot show.** These are models of %.1fM and %.1fM parameters trained on at most %.1fM "
+               "tokens of one book (about %.1f passes over its 1.02M training tokens) with a 4096-token vocabulary: "
+               "10^4-10^5 times below the paper's 250M parameters and 30B tokens, with 8 query heads rather than 16. "
+               "Whether the gap closes at the paper's scale is outside what this study can measure; it shows how the "
+               "gap moves over the range it covers, with the uncertainty the seeds give.\n"
+               % (plan.info["gqa"][0] / 1e6, plan.info["gqa-large"][0] / 1e6, top * tok_step / 1e6,
+                  top * tok_step / 1.02e6))
+    return out
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def git_rev():
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=S.ROOT)
+    return r.stdout.strip() or "unknown"
