@@ -7,6 +7,7 @@
 #include "data_test_util.h"
 #include "gqe/core/error.h"
 #include "gqe/data/run_tokenizer.h"
+#include "gqe/io/spm_model.h"
 
 namespace gqe {
 namespace {
@@ -114,6 +115,54 @@ TEST(SentencePiece, TrainErrorsAreReported) {
   o.inputs = {dir + "/ok.txt"};
   o.vocab_size = 270;  // 256 byte pieces + 3 specials + 6 characters + a few merges
   EXPECT_NO_THROW(train_sentencepiece(o));
+}
+
+// A model trained with gqe's settings is read back from its bytes (io/spm_model.h): the settings it was trained with, and
+// every piece as the SentencePiece library itself decodes it.
+TEST(SentencePiece, TrainedModelFileReadsBackWithGqesSettings) {
+  const std::string dir = datatest::scratch("spm_model");
+  std::string text;
+  for (int i = 0; i < 400; ++i)
+    text += "in the beginning " + std::to_string(i) + " God created the heaven and the earth, caf\xC3\xA9\n";
+  datatest::write_bytes(dir + "/corpus.txt", text);
+  SpmTrainOptions o;
+  o.inputs = {dir + "/corpus.txt"};
+  o.model_prefix = dir + "/tok";
+  o.vocab_size = 300;
+  o.num_threads = 1;
+  train_sentencepiece(o);
+  const SpmModel m = read_spm_model(dir + "/tok.model");
+  ASSERT_EQ(m.pieces.size(), 300u);
+  EXPECT_EQ(m.model_type, SpmModelType::bpe);
+  EXPECT_TRUE(m.byte_fallback);
+  EXPECT_FALSE(m.treat_whitespace_as_suffix);
+  EXPECT_EQ(m.normalizer_name, "identity");
+  EXPECT_FALSE(m.has_precompiled_charsmap);
+  EXPECT_FALSE(m.add_dummy_prefix);
+  EXPECT_FALSE(m.remove_extra_whitespaces);
+  EXPECT_TRUE(m.escape_whitespaces);
+  EXPECT_EQ(m.unk_id, 0);
+  EXPECT_EQ(m.bos_id, 1);
+  EXPECT_EQ(m.eos_id, 2);
+  EXPECT_EQ(m.pad_id, -1);
+  EXPECT_EQ(m.pieces[0].type, SpmPieceType::unknown);
+  EXPECT_EQ(m.pieces[1].piece, "<s>");
+  EXPECT_EQ(m.pieces[1].type, SpmPieceType::control);
+  EXPECT_EQ(m.pieces[3].piece, "<0x00>");
+  EXPECT_EQ(m.pieces[3].type, SpmPieceType::byte);
+  // Each normal piece decodes (through the library) to its text with U+2581 as a space.
+  SentencePieceTokenizer tok(dir + "/tok.model");
+  int normal = 0;
+  for (size_t id = 0; id < m.pieces.size(); ++id) {
+    if (m.pieces[id].type != SpmPieceType::normal) continue;
+    ++normal;
+    std::string want = m.pieces[id].piece;
+    for (size_t at; (at = want.find("\xE2\x96\x81")) != std::string::npos;) want.replace(at, 3, " ");
+    EXPECT_EQ(tok.decode({int64_t(id)}), want) << "piece " << id;
+  }
+  EXPECT_GT(normal, 30);
+  // BPE scores fall with the merge order.
+  EXPECT_GT(m.pieces[m.pieces.size() - 40].score, m.pieces.back().score);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@ compare with gqe's. It prints nothing the test relies on; the results go to a JS
 
   hf_check.py models MANIFEST OUT    logits (full and through the KV cache), tokenizer, greedy generate()
   hf_check.py harness MANIFEST OUT   lm-evaluation-harness HFLM on local task files vs gqe eval's request dump
+  hf_check.py tokenizer MANIFEST OUT AutoTokenizer of a folder vs gqe's ids for each text, and decode back
 """
 import json
 import os
@@ -145,9 +146,31 @@ def cmd_harness(manifest, out_path):
         json.dump(out, f, indent=2)
 
 
+def cmd_tokenizer(manifest, out_path):
+    """manifest = {"hf_dir", "cases": [{"text", "ids", "decoded"}]}: every text must encode to gqe's ids, and the
+    ids decode to gqe's decoding of them."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(manifest["hf_dir"])
+    out = {"type": type(tok).__name__, "cases": 0, "encode_mismatches": [], "decode_mismatches": []}
+    for i, c in enumerate(manifest["cases"]):
+        out["cases"] += 1
+        got = tok(c["text"], add_special_tokens=False).input_ids
+        if got != c["ids"]:
+            at = next((k for k, (a, b) in enumerate(zip(got, c["ids"])) if a != b), min(len(got), len(c["ids"])))
+            out["encode_mismatches"].append({"case": i, "at": at, "hf": got[max(0, at - 3):at + 5],
+                                             "gqe": c["ids"][max(0, at - 3):at + 5],
+                                             "text": tok.decode(c["ids"][max(0, at - 3):at + 5])})
+        text = tok.decode(c["ids"])
+        if text != c["decoded"]:
+            out["decode_mismatches"].append({"case": i, "hf": text[:200], "gqe": c["decoded"][:200]})
+    with open(out_path, "w") as f:
+        json.dump(out, f, indent=2)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] not in ("models", "harness"):
+    if len(sys.argv) != 4 or sys.argv[1] not in ("models", "harness", "tokenizer"):
         sys.exit(__doc__)
     with open(sys.argv[2]) as f:
         m = json.load(f)
-    {"models": cmd_models, "harness": cmd_harness}[sys.argv[1]](m, sys.argv[3])
+    {"models": cmd_models, "harness": cmd_harness, "tokenizer": cmd_tokenizer}[sys.argv[1]](m, sys.argv[3])

@@ -17,6 +17,9 @@
 
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/utf8.h"
+#include "gqe/data/sentencepiece.h"
+#include "gqe/io/spm_model.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/io/hf_export.h"
 #include "gqe/io/safetensors.h"
@@ -362,4 +365,68 @@ TEST(HfExport, LmEvalHarnessScoresEveryRequestAsGqeEval) {
     std::cout << "[ interop ] " << t << ": acc " << a["harness_acc"] << " (gqe " << a["gqe_acc"] << "), acc_norm "
               << a["harness_acc_norm"] << " (gqe " << a["gqe_acc_norm"] << ")\n";
   }
+}
+
+// A SentencePiece model exported as tokenizer.json: AutoTokenizer encodes every text to exactly the ids
+// gqe's SentencePiece encoding gives, and decodes them to gqe's text (the text itself, except that SentencePiece
+// reads a literal U+2581 as a space).
+TEST(HfExport, SentencePieceTokenizerJsonEncodesAsSentencePiece) {
+  if (auto why = python_missing(); !why.empty()) GTEST_SKIP() << why;
+  const std::string dir = test::scratch_dir("interop_spm");
+  // Pseudo-words from syllables (enough distinct pieces for 600 merges), some real words and contractions,
+  // non-ASCII letters, numbers, punctuation, double spaces and blank lines.
+  const char* syllables[] = {"ka", "ri", "on", "the", "st", "el", "mu", "ng", "\xC3\xA9", "\xC3\xBC", "qu", "ar",
+                             "in", "go", "de", "s", "'t", "'ll", "lo", "ve", "\xCE\xB1", "ph", "ad", "ur"};
+  std::string corpus;
+  uint64_t x = 7;
+  auto next = [&x] { return (x = x * 6364136223846793005ull + 1442695040888963407ull) >> 33; };
+  for (int line = 0; line < 3000; ++line) {
+    const int n = 3 + line % 11;
+    for (int w = 0; w < n; ++w) {
+      const int parts = 1 + int(next() % 3);
+      for (int k = 0; k < parts; ++k) corpus += syllables[next() % 24];
+      corpus += w + 1 < n ? (next() % 17 ? " " : "  ") : (line % 4 ? "." : ", " + std::to_string(line * 37) + ":");
+    }
+    corpus += line % 9 ? "\n" : "\n\n";
+  }
+  fs::write_file_atomic(dir + "/corpus.txt", corpus);
+  SpmTrainOptions o;
+  o.inputs = {dir + "/corpus.txt"};
+  o.model_prefix = dir + "/tok";
+  o.vocab_size = 600;
+  o.num_threads = 1;
+  train_sentencepiece(o);
+  std::string why;
+  const std::string json = sentencepiece_tokenizer_json(read_spm_model(dir + "/tok.model"), &why);
+  ASSERT_FALSE(json.empty()) << why;
+  const std::string hf = dir + "/hf";
+  fs::mkdirs(hf);
+  fs::write_file_atomic(hf + "/tokenizer.json", json);
+  fs::write_file_atomic(hf + "/tokenizer_config.json",
+                        R"({"tokenizer_class": "PreTrainedTokenizerFast", "split_special_tokens": true,
+                            "clean_up_tokenization_spaces": false})");
+  SentencePieceTokenizer tok(dir + "/tok.model");
+  std::vector<std::string> texts = {
+      corpus,  // the whole training text at once
+      "  leading spaces,\ttabs\nand newlines\n\n   trailing   ",
+      "digits 1234567890 3.14159 -42, years 1611 and 2026",
+      "emoji \xF0\x9F\x98\x80\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD, CJK \xE4\xB8\xAD\xE6\x96\x87, Greek \xCE\xB1\xCE\xB2\xCE\xB3",
+      "contractions: I'm, you're, they've, it's, don't; quotes \"x\" 'y'",
+      "<s> and </s> and <unk> written as text",
+      "\xE2\x96\x81 the space symbol itself, and \xC2\xA0 a no-break space",
+      "",
+      " ",
+      "a"};
+  for (size_t at = 0; at + 300 < corpus.size(); at += 997) texts.push_back(corpus.substr(at, 300));  // cut anywhere
+  nlohmann::json cases = nlohmann::json::array();
+  for (const std::string& t : texts) {
+    if (!is_valid_utf8(t)) continue;  // cuts inside a character are not text
+    const std::vector<int64_t> ids = tok.encode(t);
+    cases.push_back({{"text", t}, {"ids", ids}, {"decoded", tok.decode(ids)}});
+  }
+  ASSERT_GT(cases.size(), 20u);
+  const nlohmann::json res = run_python("tokenizer", dir, {{"hf_dir", hf}, {"cases", cases}});
+  EXPECT_EQ(res["cases"].get<size_t>(), cases.size());
+  EXPECT_EQ(res["encode_mismatches"].size(), 0u) << res["encode_mismatches"].dump(1);
+  EXPECT_EQ(res["decode_mismatches"].size(), 0u) << res["decode_mismatches"].dump(1);
 }

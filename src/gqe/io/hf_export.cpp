@@ -5,7 +5,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <functional>
+#include <iostream>
+#include <unordered_map>
 
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
@@ -131,13 +134,31 @@ void write_tokenizer_files(const std::string& dir, const HfTokenizerSource& tok,
             {"split_special_tokens", true},  // "<|endoftext|>" in text stays bytes, as gqe encodes it
             {"clean_up_tokenization_spaces", false}};
       break;
-    case HfTokenizerKind::sentencepiece:
-      // gqe's SentencePiece models: byte fallback, no dummy prefix, unk 0, bos 1, eos 2; gqe adds no BOS.
+    case HfTokenizerKind::sentencepiece: {
+      // tokenizer.model for the sentencepiece library, and a tokenizer.json with the same encoding for
+      // AutoTokenizer (transformers does not convert gqe's byte-fallback BPE models itself). gqe adds no BOS.
       copy_file(tok.path, dir + "/tokenizer.model");
-      tc = {{"tokenizer_class", "LlamaTokenizer"}, {"add_bos_token", false}, {"add_eos_token", false},
-            {"add_prefix_space", false}, {"legacy", false}, {"unk_token", "<unk>"}, {"bos_token", "<s>"},
-            {"eos_token", "</s>"}, {"clean_up_tokenization_spaces", false}};
+      const SpmModel spm = read_spm_model(tok.path);
+      std::string why;
+      const std::string json = sentencepiece_tokenizer_json(spm, &why);
+      auto piece = [&](int32_t id) { return id >= 0 && size_t(id) < spm.pieces.size() ? ojson(spm.pieces[size_t(id)].piece) : ojson(nullptr); };
+      if (json.empty()) {
+        std::cerr << "gqe export: warning: " << tok.path << ": no tokenizer.json written because " << why
+                  << "; tokenize with sentencepiece and tokenizer.model\n";
+        tc = {{"tokenizer_class", "LlamaTokenizer"}, {"add_bos_token", false}, {"add_eos_token", false},
+              {"legacy", false}};
+      } else {
+        fs::write_file_atomic(dir + "/tokenizer.json", json);
+        // "<s>" in text stays text, as SentencePiece encodes it.
+        tc = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"split_special_tokens", true}};
+      }
+      tc["unk_token"] = piece(spm.unk_id);
+      tc["bos_token"] = piece(spm.bos_id);
+      tc["eos_token"] = piece(spm.eos_id);
+      if (spm.pad_id >= 0) tc["pad_token"] = piece(spm.pad_id);
+      tc["clean_up_tokenization_spaces"] = false;
       break;
+    }
     case HfTokenizerKind::tokenizer_json:
       // A Hugging Face tokenizer.json (gqe's byte-level BPE): the same file serves both sides.
       copy_file(tok.path, dir + "/tokenizer.json");
@@ -226,6 +247,96 @@ std::string byte_level_tokenizer_json() {
                      {"ignore_merges", false},
                      {"vocab", vocab},
                      {"merges", ojson::array()}}}};
+  return j.dump(2) + "\n";
+}
+
+namespace {
+
+// Number of code points of a UTF-8 string (pieces are valid UTF-8).
+size_t utf8_length(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+}  // namespace
+
+std::string sentencepiece_tokenizer_json(const SpmModel& m, std::string* why_not) {
+  auto refuse = [&](const std::string& why) {
+    if (why_not) *why_not = why;
+    return std::string();
+  };
+  if (m.model_type != SpmModelType::bpe) return refuse("it is not a BPE model");
+  if (m.has_precompiled_charsmap || (m.normalizer_name != "identity" && !m.normalizer_name.empty()))
+    return refuse("it normalises text ('" + m.normalizer_name + "')");
+  if (m.remove_extra_whitespaces) return refuse("it collapses runs of whitespace (remove_extra_whitespaces)");
+  if (!m.escape_whitespaces || m.treat_whitespace_as_suffix) return refuse("its whitespace handling is not the default");
+  const std::string space = "\xE2\x96\x81";  // U+2581, SentencePiece's space symbol
+  ojson vocab = ojson::object(), added = ojson::array();
+  std::unordered_map<std::string, int64_t> normal;  // pieces that can take part in merges -> id
+  for (size_t id = 0; id < m.pieces.size(); ++id) {
+    const SpmPiece& p = m.pieces[id];
+    vocab[p.piece] = id;
+    if (p.type == SpmPieceType::normal) normal.emplace(p.piece, int64_t(id));
+    const bool special = p.type == SpmPieceType::control || p.type == SpmPieceType::unknown;
+    if (special || p.type == SpmPieceType::user_defined)
+      added.push_back({{"id", id}, {"content", p.piece}, {"single_word", false}, {"lstrip", false},
+                       {"rstrip", false}, {"normalized", false}, {"special", special}});
+  }
+  // Merges: every split of a normal piece into two normal pieces, ranked by the merged piece's score (BPE
+  // merges the best-scoring adjacent pair first), then the longer left part, as transformers' converter.
+  struct Merge {
+    float score;
+    size_t left_len, right_len;
+    int64_t left, right;
+  };
+  std::vector<Merge> merges;
+  for (const SpmPiece& p : m.pieces) {
+    if (p.type != SpmPieceType::normal) continue;
+    for (size_t i = 1; i < p.piece.size(); ++i) {
+      if ((static_cast<unsigned char>(p.piece[i]) & 0xC0) == 0x80) continue;  // inside a code point
+      const auto l = normal.find(p.piece.substr(0, i)), r = normal.find(p.piece.substr(i));
+      if (l != normal.end() && r != normal.end())
+        merges.push_back({p.score, utf8_length(l->first), utf8_length(r->first), l->second, r->second});
+    }
+  }
+  std::stable_sort(merges.begin(), merges.end(), [](const Merge& a, const Merge& b) {
+    if (a.score != b.score) return a.score > b.score;
+    if (a.left_len != b.left_len) return a.left_len > b.left_len;
+    if (a.right_len != b.right_len) return a.right_len > b.right_len;
+    return a.left != b.left ? a.left < b.left : a.right < b.right;
+  });
+  ojson merge_list = ojson::array();
+  for (const Merge& x : merges) merge_list.push_back({m.pieces[size_t(x.left)].piece, m.pieces[size_t(x.right)].piece});
+  const ojson replace_space = {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", space}};
+  const ojson normalizer = m.add_dummy_prefix
+                               ? ojson{{"type", "Sequence"},
+                                       {"normalizers", {{{"type", "Prepend"}, {"prepend", space}}, replace_space}}}
+                               : replace_space;
+  ojson decoders = {{{"type", "Replace"}, {"pattern", {{"String", space}}}, {"content", " "}},
+                    {{"type", "ByteFallback"}},
+                    {{"type", "Fuse"}}};
+  if (m.add_dummy_prefix) decoders.push_back({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
+  const bool has_unk = m.unk_id >= 0 && size_t(m.unk_id) < m.pieces.size();
+  const ojson j = {{"version", "1.0"},
+                   {"truncation", nullptr},
+                   {"padding", nullptr},
+                   {"added_tokens", added},
+                   {"normalizer", normalizer},
+                   {"pre_tokenizer", nullptr},
+                   {"post_processor", nullptr},
+                   {"decoder", {{"type", "Sequence"}, {"decoders", decoders}}},
+                   {"model",
+                    {{"type", "BPE"},
+                     {"dropout", nullptr},
+                     {"unk_token", has_unk ? ojson(m.pieces[size_t(m.unk_id)].piece) : ojson(nullptr)},
+                     {"continuing_subword_prefix", nullptr},
+                     {"end_of_word_suffix", nullptr},
+                     {"fuse_unk", true},
+                     {"byte_fallback", m.byte_fallback},
+                     {"ignore_merges", false},
+                     {"vocab", vocab},
+                     {"merges", merge_list}}}};
   return j.dump(2) + "\n";
 }
 

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "gqe/core/config.h"
+#include "gqe/io/spm_model.h"
 
 namespace gqe {
 
@@ -52,6 +53,12 @@ struct HfTokenizerSource {
 // alphabet, no merges), plus "<|endoftext|>" at id 256 as the end-of-text token the harness asks for; its
 // tokenizer_config.json sets split_special_tokens, so text spelling "<|endoftext|>" still encodes as bytes.
 std::string byte_level_tokenizer_json();
+
+// A tokenizer.json that encodes exactly as a SentencePiece BPE model (its pieces, scores and byte fallback;
+// merges derived from the vocabulary as transformers' own converter does). Empty when the model uses
+// what a tokenizer.json cannot reproduce exactly (a unigram model, a normalisation table, collapsed
+// whitespace, whitespace as suffix); `why_not` then says which.
+std::string sentencepiece_tokenizer_json(const SpmModel& model, std::string* why_not);
 
 // Writes OUT_DIR (which must not exist, or be empty) from the checkpoint folder; all files appear at once
 // (written into a temporary sibling folder, then renamed).
