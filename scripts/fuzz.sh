@@ -6,13 +6,13 @@
 # `build-fuzz/<target>_fuzz FILE`), the log in build-fuzz/logs/<target>.log. New inputs the fuzzer finds
 # grow build-fuzz/corpus/<target>/, never the committed seeds.
 # Usage: scripts/fuzz.sh [seconds-per-target (60)] [target ...]
-#   targets: config shard tasks safetensors train_state (default: all)
+#   targets: config shard tasks spm_model safetensors train_state (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
 [ $# -gt 0 ] && shift
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(config shard tasks safetensors train_state)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(config shard tasks spm_model safetensors train_state)
 BUILD=${GQE_FUZZ_BUILD_DIR:-build-fuzz}
 
 bash scripts/install-fuzz-deps.sh

@@ -1,5 +1,6 @@
 #include "gqe/core/model_stats.h"
 
+#include <cmath>
 #include <cstdio>
 #include <initializer_list>
 #include <limits>
