@@ -4,6 +4,7 @@ Everything is read from what the runs wrote (metrics.jsonl, train.log, routes/*.
 typed by hand. Cells whose runs have not finished yet are left out and the report says which.
 """
 import datetime
+import gzip
 import json
 import math
 import os
@@ -397,6 +398,27 @@ plot %s
     for name in os.listdir(out_dir):
         if name.endswith(".dat"):
             os.remove(os.path.join(out_dir, name))  # the plots' data; results.json has the numbers
+    copy_run_files(plan, out_dir)
+
+
+def copy_run_files(plan, out_dir):
+    """The files every number above comes from, beside the report: each run's metrics.jsonl (gzipped: a record
+    per step) and recipe.json, the routing snapshots' JSON (not the per-token choices), the configs and plan."""
+    dest = os.path.join(out_dir, "runs")
+    shutil.rmtree(dest, ignore_errors=True)
+    for root, _, files in os.walk(os.path.join(plan.out, "runs")):
+        rel = os.path.relpath(root, os.path.join(plan.out, "runs"))
+        for name in files:
+            if name in ("metrics.jsonl", "recipe.json") or (os.path.basename(root) == "routes" and name.endswith(".json")):
+                os.makedirs(os.path.join(dest, rel), exist_ok=True)
+                if name == "metrics.jsonl":
+                    with open(os.path.join(root, name), "rb") as src, \
+                            gzip.GzipFile(os.path.join(dest, rel, name + ".gz"), "wb", mtime=0) as gz:
+                        shutil.copyfileobj(src, gz)
+                else:
+                    shutil.copyfile(os.path.join(root, name), os.path.join(dest, rel, name))
+    shutil.copytree(os.path.join(plan.out, "configs"), os.path.join(out_dir, "configs"), dirs_exist_ok=True)
+    shutil.copyfile(os.path.join(plan.out, "plan.json"), os.path.join(out_dir, "plan.json"))
 
 
 def verdict(ds):
