@@ -397,14 +397,16 @@ TEST(HfExport, SentencePieceTokenizerJsonEncodesAsSentencePiece) {
   o.num_threads = 1;
   train_sentencepiece(o);
   std::string why;
-  const std::string json = sentencepiece_tokenizer_json(read_spm_model(dir + "/tok.model"), &why);
-  ASSERT_FALSE(json.empty()) << why;
-  const std::string hf = dir + "/hf";
-  fs::mkdirs(hf);
-  fs::write_file_atomic(hf + "/tokenizer.json", json);
-  fs::write_file_atomic(hf + "/tokenizer_config.json",
-                        R"({"tokenizer_class": "PreTrainedTokenizerFast", "split_special_tokens": true,
-                            "clean_up_tokenization_spaces": false})");
+  EXPECT_FALSE(sentencepiece_tokenizer_json(read_spm_model(dir + "/tok.model"), &why).empty()) << why;
+  // Through `gqe export`, as a user runs it: a checkpoint whose vocabulary is the tokenizer's.
+  ModelConfig cfg = variants()[1].cfg;
+  cfg.vocab_size = 600;
+  const std::string ckpt = make_checkpoint(dir + "/ckpt", cfg, 5), hf = dir + "/hf";
+  const CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + hf + " --tokenizer " + dir + "/tok.model");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(fs::is_file(hf + "/tokenizer.model"));
+  EXPECT_EQ(nlohmann::json::parse(fs::read_file(hf + "/tokenizer_config.json"))["tokenizer_class"],
+            "PreTrainedTokenizerFast");
   SentencePieceTokenizer tok(dir + "/tok.model");
   std::vector<std::string> texts = {
       corpus,  // the whole training text at once

@@ -2,10 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <functional>
 #include <iostream>
 #include <unordered_map>
@@ -141,7 +141,9 @@ void write_tokenizer_files(const std::string& dir, const HfTokenizerSource& tok,
       const SpmModel spm = read_spm_model(tok.path);
       std::string why;
       const std::string json = sentencepiece_tokenizer_json(spm, &why);
-      auto piece = [&](int32_t id) { return id >= 0 && size_t(id) < spm.pieces.size() ? ojson(spm.pieces[size_t(id)].piece) : ojson(nullptr); };
+      auto piece = [&](int32_t id) {
+        return id >= 0 && size_t(id) < spm.pieces.size() ? ojson(spm.pieces[size_t(id)].piece) : ojson(nullptr);
+      };
       if (json.empty()) {
         std::cerr << "gqe export: warning: " << tok.path << ": no tokenizer.json written because " << why
                   << "; tokenize with sentencepiece and tokenizer.model\n";
