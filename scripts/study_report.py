@@ -309,14 +309,17 @@ plot 'loss_flops_gqa.dat' using 1:2:3 with yerrorlines lw 2 pt 7 title 'GQA', \
           "Router entropy and load entropy are divided by ln M (1 = uniform router / perfectly balanced load); "
           "top load is the busiest expert's share of its group (1/M = balanced); *changed* is the share of "
           "(token, layer, group) top-1 choices that differ from the previous snapshot.\n" % S.ROUTE_TOKENS)
-        w("| step | tokens | router entropy | load entropy | top expert load | changed since previous |")
-        w("|---|---|---|---|---|---|")
+        w("| step | tokens | router entropy | load entropy | top expert load | changed since previous | steps since previous |")
+        w("|---|---|---|---|---|---|---|")
         rows = []
+        prev_step = None
         for s in sorted(health):
             h = health[s]
-            w("| %d | %.2fM | %s | %s | %s | %s |" % (s, s * tok_step / 1e6, fmt_ms(h["entropy"], 3),
-                                                    fmt_ms(h["balance"], 3), fmt_ms(h["top_load"], 3),
-                                                    fmt_ms(h["change"], 3) if h["change"] else "–"))
+            w("| %d | %.2fM | %s | %s | %s | %s | %s |" % (s, s * tok_step / 1e6, fmt_ms(h["entropy"], 3),
+                                                         fmt_ms(h["balance"], 3), fmt_ms(h["top_load"], 3),
+                                                         fmt_ms(h["change"], 3) if h["change"] else "–",
+                                                         s - prev_step if prev_step else "–"))
+            prev_step = s
             me = lambda k: mean_std(h[k])[0] if h[k] else float("nan")
             rows.append((s * tok_step, me("entropy"), me("balance"), me("change")))
         w("")
@@ -328,6 +331,7 @@ set logscale x
 set grid
 set xlabel 'training tokens'
 set yrange [0:1.05]
+set key bottom left
 plot 'routing.dat' using 1:2 with linespoints lw 2 pt 7 title 'router entropy / ln M', \
      'routing.dat' using 1:3 with linespoints lw 2 pt 5 title 'load entropy / ln M', \
      'routing.dat' using 1:4 with linespoints lw 2 pt 9 title 'top-1 changed since previous snapshot'
@@ -457,7 +461,14 @@ def summary(runs, plan, tok_step):
         if d:
             sizes.append("%s model %+.3f (%s)" % (name, mean_std(d)[0], verdict(d)))
     if sizes:
-        out.append("- **Size**, at %.2fM tokens: " % (lt * tok_step / 1e6) + "; ".join(sizes) + ".")
+        line = "- **Size**, at %.2fM tokens: " % (lt * tok_step / 1e6) + "; ".join(sizes) + "."
+        small = runs.losses("gqa", lt, p["large_seeds"])
+        large = runs.losses("gqa-large", lt, p["large_seeds"])
+        if small and large and mean_std(large)[0] >= mean_std(small)[0]:
+            line += (" At this budget the larger GQA model is not yet better than the tiny one (%.3f vs %.3f, same "
+                     "peak learning rate): both are undertrained, so this compares the gap early in training at "
+                     "two sizes, not at convergence." % (mean_std(large)[0], mean_std(small)[0]))
+        out.append(line)
     top = max(p["budgets"])
     abl = []
     for v in ["weighted_concat", "hard_concat", "gqe"]:
@@ -466,6 +477,19 @@ def summary(runs, plan, tok_step):
             abl.append("%s %+.3f" % (VARIANT_NAMES[v], mean_std(d)[0]))
     if abl:
         out.append("- **Ablations** at %.2fM tokens, each − GQA: " % (top * tok_step / 1e6) + "; ".join(abl) + ".")
+    health = routing_health(plan)
+    steps = sorted(health)
+    changed = [s for s in steps if health[s]["change"]]
+    if len(steps) >= 2 and len(changed) >= 2:
+        me = lambda s, k: mean_std(health[s][k])[0]
+        full = [s for s in changed if s - steps[steps.index(s) - 1] == max(b - a for a, b in zip(steps, steps[1:]))]
+        last = full[-1] if full else changed[-1]
+        out.append("- **Routing**: router entropy / ln M goes from %.3f (step %d) to %.3f (step %d); load entropy / ln M "
+                   "is %.3f at the end (1 = balanced); the share of top-1 choices that changed between snapshots goes "
+                   "from %.1f%% (steps %d-%d) to %.1f%% (steps %d-%d)." % (
+                       me(steps[0], "entropy"), steps[0], me(steps[-1], "entropy"), steps[-1],
+                       me(steps[-1], "balance"), 100 * me(changed[0], "change"), steps[steps.index(changed[0]) - 1],
+                       changed[0], 100 * me(last, "change"), steps[steps.index(last) - 1], last))
     out.append("- **What it cannot show.** These are models of %.1fM and %.1fM parameters trained on at most %.1fM "
                "tokens of one book (about %.1f passes over its 1.02M training tokens) with a 4096-token vocabulary: "
                "10^4-10^5 times below the paper's 250M parameters and 30B tokens, with 8 query heads rather than 16. "
