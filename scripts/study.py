@@ -353,8 +353,13 @@ def main():
             run_jobs(rj, args.jobs)
     import study_report  # scripts/study_report.py
     report = os.path.abspath(args.report or os.path.join(out, "report"))
-    study_report.write_report(plan, report)
+    results = study_report.write_report(plan, report)
     log("report: " + os.path.join(report, "README.md"))
+    check = results["branch_check"]
+    if check["branch"] is not None and check["from_scratch"] is not None and not check["identical"]:
+        fail("the %d-step branch ends at validation loss %r but the same run from scratch at %r: budgets cannot be "
+             "branches of one run on this build (see the report)" % (check["steps"], check["branch"],
+                                                                     check["from_scratch"]))
 
 
 if __name__ == "__main__":

@@ -371,7 +371,8 @@ plot %s
     scratch = [x["val_loss"] for x in read_jsonl(os.path.join(cdir, "metrics.jsonl"))
                if x.get("type") == "val" and x["step"] == t]
     branch = runs.final.get(("gqa", s, t))
-    results["branch_check"] = dict(steps=t, seed=s, branch=branch, from_scratch=scratch[-1] if scratch else None)
+    results["branch_check"] = dict(steps=t, seed=s, branch=branch, from_scratch=scratch[-1] if scratch else None,
+                                   identical=bool(scratch) and branch == scratch[-1])
     w("## How the runs were made\n")
     w("- Corpus: the embedded King James Bible (`scripts/prepare-corpus.sh`), SentencePiece BPE with a 4096-token "
       "vocabulary trained on it; 1.02M training tokens, so the largest budget (%.2fM tokens) is about %.1f epochs."
@@ -403,6 +404,7 @@ plot %s
         if name.endswith(".dat"):
             os.remove(os.path.join(out_dir, name))  # the plots' data; results.json has the numbers
     copy_run_files(plan, out_dir)
+    return results
 
 
 def copy_run_files(plan, out_dir):

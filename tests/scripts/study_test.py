@@ -1,0 +1,66 @@
+"""scripts/study.py --quick end to end (CTest `study`): prepares a corpus, trains every quick cell, routes the
+snapshots and writes the report; the branch check must hold, every cell must be in results.json, a second run
+must find nothing to do, and bad options must fail with one line. Needs GQE_BIN and the bible-kjv package."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STUDY = os.path.join(ROOT, "scripts", "study.py")
+
+
+def run(*args):
+    return subprocess.run([sys.executable, STUDY, *args], capture_output=True, text=True)
+
+
+def main():
+    gqe = os.environ.get("GQE_BIN", "")
+    if not gqe or not os.access(gqe, os.X_OK):
+        print("GQE_BIN not set or not built: skipped")
+        return 77
+    if not shutil.which("bible"):
+        print("the bible-kjv package is not installed: skipped")
+        return 77
+    tmp = os.path.join(os.environ.get("GQE_TEST_TMP", "/tmp"), "study_test")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    out, data = os.path.join(tmp, "out"), os.path.join(tmp, "data")
+    failures = []
+
+    def check(cond, what):
+        if not cond:
+            failures.append(what)
+            print("FAILED: " + what)
+
+    r = run("--quick", "--out", out, "--data", data, "--gqe", gqe)
+    check(r.returncode == 0, "the quick study runs (exit %d):\n%s\n%s" % (r.returncode, r.stdout[-3000:], r.stderr[-3000:]))
+    if r.returncode == 0:
+        with open(os.path.join(out, "report", "results.json")) as f:
+            res = json.load(f)
+        check(res["missing"] == [], "every cell finished: %s" % res["missing"])
+        check(res["branch_check"]["identical"], "branch equals the run from scratch: %s" % res["branch_check"])
+        check(len(res["routing_health"]) >= 3, "routing snapshots reported")
+        cells = {(c["model"], c["steps"]) for c in res["final_val_loss"]}
+        for want in [("gqa", 40), ("gqa", 120), ("gqe", 40), ("gqe", 42), ("gqe", 120), ("gqe", 126),
+                     ("hard_concat", 120), ("weighted_concat", 120), ("gqa-large", 40), ("gqe-large", 40)]:
+            check(want in cells, "cell %s in results.json" % (want,))
+        readme = open(os.path.join(out, "report", "README.md")).read()
+        check("## What the data shows" in readme and "(identical)" in readme, "the report states the summary and check")
+        t0 = time.time()
+        again = run("--quick", "--out", out, "--data", data, "--gqe", gqe)
+        check(again.returncode == 0 and "0 to run" in again.stdout, "a second run finds nothing to train:\n" + again.stdout)
+        check(time.time() - t0 < 60, "a second run is quick")
+    bad = run("--quick", "--out", out, "--gqe", os.path.join(tmp, "missing-gqe"))
+    check(bad.returncode == 1 and bad.stderr.startswith("study: --gqe ") and "Traceback" not in bad.stderr,
+          "a missing --gqe is a one-line error: %r" % bad.stderr)
+    bad = run("--quick", "--out", out, "--gqe", gqe, "--jobs", "0")
+    check(bad.returncode == 1 and "--jobs" in bad.stderr, "--jobs 0 is refused: %r" % bad.stderr)
+    print("study_test: %s" % ("FAILED" if failures else "passed"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
