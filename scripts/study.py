@@ -300,8 +300,8 @@ def routing_jobs(plan):
             ck = os.path.join(long_dir, "checkpoints", "step-%08d" % s)
             prefix = os.path.join(line["dir"], "routes", "step-%d" % s)
             os.makedirs(os.path.dirname(prefix), exist_ok=True)
-            argv = [plan.gqe, "routes", "--checkpoint", ck, "--data", val, "--seq", str(SEQ), "--max-tokens", str(ROUTE_TOKENS),
-                    "--no-plot", "--out", prefix, "--dump-choices", prefix + ".choices"]
+            argv = [plan.gqe, "routes", "--checkpoint", ck, "--data", val, "--seq", str(SEQ), "--max-tokens",
+                    str(ROUTE_TOKENS), "--no-plot", "--out", prefix, "--dump-choices", prefix + ".choices"]
             jobs.append(Job("routes %s-s%d step %d" % (model, seed, s), argv, prefix + ".done", [],
                             prefix + ".log", work=1))
     return jobs

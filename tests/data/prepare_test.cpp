@@ -16,6 +16,7 @@
 #include "gqe/data/loader.h"
 #include "gqe/data/sentencepiece.h"
 #include "gqe/data/shard.h"
+#include "spm_test_util.h"
 
 namespace gqe {
 namespace {
@@ -107,13 +108,7 @@ TEST(Prepare, OutputDoesNotDependOnThreadCount) {
 TEST(Prepare, JsonlDocumentsWithSentencePieceAndEos) {
   const std::string dir = scratch("prep-jsonl");
   // Train a tokenizer on text the test writes, then prepare FineWeb-Edu-style JSONL with it.
-  write_bytes(dir + "/train.txt", numbered_lines(2000));
-  SpmTrainOptions so;
-  so.inputs = {dir + "/train.txt"};
-  so.model_prefix = dir + "/tok";
-  so.vocab_size = 300;
-  so.num_threads = 1;
-  train_sentencepiece(so);
+  test::train_test_sentencepiece(dir, numbered_lines(2000), 300);
   std::string jsonl;
   std::vector<std::string> docs;
   for (int i = 0; i < 40; ++i) {

@@ -8,6 +8,7 @@
 #include "gqe/core/error.h"
 #include "gqe/data/run_tokenizer.h"
 #include "gqe/io/spm_model.h"
+#include "spm_test_util.h"
 
 namespace gqe {
 namespace {
@@ -36,13 +37,7 @@ class SentencePieceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string(datatest::scratch("spm"));
-    datatest::write_bytes(*dir_ + "/corpus.txt", make_corpus());
-    SpmTrainOptions o;
-    o.inputs = {*dir_ + "/corpus.txt"};
-    o.model_prefix = *dir_ + "/tok";
-    o.vocab_size = 400;
-    o.num_threads = 1;
-    train_sentencepiece(o);
+    test::train_test_sentencepiece(*dir_, make_corpus(), 400);
   }
   static void TearDownTestSuite() { delete dir_; }
   static std::string* dir_;
@@ -124,14 +119,7 @@ TEST(SentencePiece, TrainedModelFileReadsBackWithGqesSettings) {
   std::string text;
   for (int i = 0; i < 400; ++i)
     text += "in the beginning " + std::to_string(i) + " God created the heaven and the earth, caf\xC3\xA9\n";
-  datatest::write_bytes(dir + "/corpus.txt", text);
-  SpmTrainOptions o;
-  o.inputs = {dir + "/corpus.txt"};
-  o.model_prefix = dir + "/tok";
-  o.vocab_size = 300;
-  o.num_threads = 1;
-  train_sentencepiece(o);
-  const SpmModel m = read_spm_model(dir + "/tok.model");
+  const SpmModel m = read_spm_model(test::train_test_sentencepiece(dir, text, 300));
   ASSERT_EQ(m.pieces.size(), 300u);
   EXPECT_EQ(m.model_type, SpmModelType::bpe);
   EXPECT_TRUE(m.byte_fallback);

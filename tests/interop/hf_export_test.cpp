@@ -23,6 +23,7 @@
 #include "gqe/io/checkpoint.h"
 #include "gqe/io/hf_export.h"
 #include "gqe/io/safetensors.h"
+#include "spm_test_util.h"
 #include "test_util.h"
 
 using namespace gqe;
@@ -389,13 +390,7 @@ TEST(HfExport, SentencePieceTokenizerJsonEncodesAsSentencePiece) {
     }
     corpus += line % 9 ? "\n" : "\n\n";
   }
-  fs::write_file_atomic(dir + "/corpus.txt", corpus);
-  SpmTrainOptions o;
-  o.inputs = {dir + "/corpus.txt"};
-  o.model_prefix = dir + "/tok";
-  o.vocab_size = 600;
-  o.num_threads = 1;
-  train_sentencepiece(o);
+  test::train_test_sentencepiece(dir, corpus, 600);
   std::string why;
   EXPECT_FALSE(sentencepiece_tokenizer_json(read_spm_model(dir + "/tok.model"), &why).empty()) << why;
   // Through `gqe export`, as a user runs it: a checkpoint whose vocabulary is the tokenizer's.
