@@ -259,7 +259,8 @@ plot 'loss_flops_gqa.dat' using 1:2:3 with yerrorlines lw 2 pt 7 title 'GQA', \
         w("![gap](gap.png)\n")
         w("![loss against FLOPs](loss_vs_flops.png)\n")
 
-    L[summary_at:summary_at] = summary(runs, plan, tok_step)
+    health = routing_health(plan)
+    L[summary_at:summary_at] = summary(runs, plan, tok_step, health)
 
     # 3. ablations
     top = max(budgets)
@@ -301,7 +302,6 @@ plot 'loss_flops_gqa.dat' using 1:2:3 with yerrorlines lw 2 pt 7 title 'GQA', \
     w("\n(The tiny row uses the same seeds as the larger one, so the two gaps compare like with like.)\n")
 
     # 5. routing
-    health = routing_health(plan)
     results["routing_health"] = {str(k): v for k, v in sorted(health.items())}
     w("## 5. Routing health over training (GQE, seeds %s)\n" % seeds)
     if health:
@@ -440,7 +440,7 @@ def verdict(ds):
     return "not distinguishable from 0 at 95%"
 
 
-def summary(runs, plan, tok_step):
+def summary(runs, plan, tok_step, health):
     """What the data shows, in sentences computed from the tables (no claim the numbers do not carry)."""
     p, r = plan.p, plan.flop_ratio[""]
     out = ["## What the data shows\n"]
@@ -479,7 +479,6 @@ def summary(runs, plan, tok_step):
             abl.append("%s %+.3f" % (VARIANT_NAMES[v], mean_std(d)[0]))
     if abl:
         out.append("- **Ablations** at %.2fM tokens, each − GQA: " % (top * tok_step / 1e6) + "; ".join(abl) + ".")
-    health = routing_health(plan)
     steps = sorted(health)
     changed = [s for s in steps if health[s]["change"]]
     if len(steps) >= 2 and len(changed) >= 2:
