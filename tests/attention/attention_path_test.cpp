@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "gqe/kernels/gqe_decode.h"
 #include "gqe/kernels/reference.h"
 #include "test_util.h"
 
@@ -48,6 +49,21 @@ TEST(AttentionPath, CpuPathDecodesGqeWithTheFusedKernelWithoutMeanKV) {
   auto [o2, s2] = cpu_attention_path().attend_slots_and_shared(q, at::Tensor(), k, v, L - 1, &cache);
   EXPECT_FALSE(s2.defined());
   EXPECT_TRUE(at::equal(o2, o));
+}
+
+TEST(AttentionPath, CpuPathDecodesGqaWithTheSameFusedKernel) {
+  // GQA's decode step goes through the kernel GQE's does (no shared query), so a decode comparison of the
+  // two measures the method, not two kernels; prefill positions still take flash attention.
+  at::manual_seed(3);
+  const int64_t B = 3, L = 300, G = 2, dh = 20;
+  at::Tensor k = at::randn({B, L, G, dh}), v = at::randn({B, L, G, dh}), q = at::randn({B, 1, 4 * G, dh});
+  torch::NoGradGuard no_grad;
+  at::Tensor o = cpu_attention_path().attend(q, k, v, L - 1);
+  EXPECT_TRUE(at::equal(o, kernels::gqe_decode(q, at::Tensor(), k, v).slots));
+  EXPECT_LT(test::max_rel_diff(o, kernels::flash_attention_reference(q, k, v, L - 1)), 1e-5);
+  // A query that is not at the last key (a chunk of a longer prefill) is not a decode step.
+  at::Tensor mid = cpu_attention_path().attend(q, k, v, L - 10);
+  EXPECT_LT(test::max_rel_diff(mid, kernels::flash_attention_reference(q, k, v, L - 10)), 1e-5);
 }
 
 TEST(AttentionPath, CpuPathKeepsGradientsForAOneTokenForwardUnderAutograd) {

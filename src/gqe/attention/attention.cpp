@@ -68,12 +68,17 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
   const AttentionPath& path = attention_path_for(a_, x);
   auto [keys, values] = keys_values(x, k_proj, v_proj, a_, path, rope_, rope_theta_, start, cache);
 
-  // 1. Route: softmax within each group, then top-k.
-  Routing r = route_tokens(router->forward(x).view({B, T, G, M}), k, path.top_k());
+  // 1. Route: softmax within each group, top-k, the renormalised weights and the load-balancing loss.
+  const at::Tensor logits = router->forward(x).view({B, T, G, M});
+  Routing r;
   if (forced_selection.defined()) {
+    r = route_tokens(logits, k, path.top_k());
     TORCH_CHECK(forced_selection.sizes() == r.selected.sizes(), "forced_selection must be [B, T, G, k]");
     r.selected = forced_selection;
     r.selected_probs = r.probs.gather(-1, r.selected);
+    r = weigh_routing(r, a_.router_denominator_eps);
+  } else {
+    r = path.route(logits, k, a_.router_denominator_eps);
   }
   last_router_probs = r.probs.detach();
   last_selected = r.selected;
@@ -105,14 +110,13 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
       slots = hard;
     } else {
       // Renormalised weighted-sum slot: the router's gradient path from the LM loss.
-      at::Tensor w = renormalised_weights(r.selected_probs, a_.router_denominator_eps);  // [B,T,G,k]
-      at::Tensor obar = (w.unsqueeze(-1) * o_sel).sum({2, 3});                           // [B,T,d_h]
+      at::Tensor obar = (r.weights.unsqueeze(-1) * o_sel).sum({2, 3});  // [B,T,d_h]
       at::Tensor s = s_att.view({B, T, dh});  // the shared head's output
       slots = at::cat({hard, obar.to(hard.scalar_type()), s.to(hard.scalar_type())}, -1);
     }
   }
   // 4. W_O over the slots.
-  return {o_proj->forward(slots), load_balancing_loss(r)};
+  return {o_proj->forward(slots), r.aux_loss};
 }
 
 std::shared_ptr<AttentionBlock> make_attention(const ModelConfig& cfg) {

@@ -5,6 +5,7 @@
 #include <initializer_list>
 
 #include "gqe/kernels/flash_attention.h"
+#include "gqe/kernels/fused_routing.h"
 #include "gqe/kernels/gqe_decode.h"
 #include "gqe/kernels/reference.h"
 #include "gqe/kernels/rope.h"
@@ -17,6 +18,10 @@ std::pair<at::Tensor, at::Tensor> AttentionPath::mean_kv(const at::Tensor& keys,
                                                          LayerKVCache* cache) const {
   if (cache) return cache->mean_kv();
   return {keys.mean(2, true), values.mean(2, true)};
+}
+
+Routing AttentionPath::route(const at::Tensor& logits, int64_t k, double eps) const {
+  return weigh_routing(route_tokens(logits, k, top_k()), eps);
 }
 
 std::pair<at::Tensor, at::Tensor> AttentionPath::attend_slots_and_shared(const at::Tensor& q, const at::Tensor& q_shared,
@@ -36,6 +41,14 @@ bool needs_grad(std::initializer_list<const at::Tensor*> ts) {
   for (const at::Tensor* t : ts)
     if (t->defined() && t->requires_grad()) return true;
   return false;
+}
+
+// One new position per sequence against all cached keys (a decode step) with no gradient asked for: the
+// CPU path's fused decode kernel (kernels/gqe_decode.h) serves it, for GQA and GQE alike, so that the two
+// are compared through the same kernel.
+bool is_decode_step(const at::Tensor& q, const at::Tensor& keys, int64_t q_start,
+                    std::initializer_list<const at::Tensor*> inputs) {
+  return q.size(1) == 1 && q_start + 1 == keys.size(1) && !needs_grad(inputs);
 }
 
 class ReferencePath final : public AttentionPath {
@@ -68,7 +81,10 @@ class CpuPath final : public AttentionPath {
   at::Tensor rope(const at::Tensor& x, int64_t start, double theta) const override {
     return kernels::rope(x, start, theta);
   }
+  // Decode steps (one position, the last key, no gradient): the fused decode kernel, which splits the keys
+  // over the threads (flash-decoding). Everything else: flash attention.
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t q_start) const override {
+    if (is_decode_step(q, k, q_start, {&q, &k, &v})) return kernels::gqe_decode(q, at::Tensor(), k, v).slots;
     return kernels::flash_attention(q, k, v, q_start);
   }
   at::Tensor routed_queries(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& selected, int64_t M,
@@ -79,12 +95,16 @@ class CpuPath final : public AttentionPath {
     return kernels::narrow_projection(x, weight);
   }
   TopK top_k() const override { return kernels::route_top_k; }
+  Routing route(const at::Tensor& logits, int64_t k, double eps) const override {
+    kernels::FusedRouting f = kernels::fused_routing(logits, k, eps);
+    return {f.probs, f.selected, f.selected_probs, f.weights, f.aux_loss};
+  }
   // Decode (one position, the last key, no gradient): the fused kernel, which reads each K/V tile once for
   // the slot heads and the shared head and needs no mean K/V. Everything else: attend() twice.
   std::pair<at::Tensor, at::Tensor> attend_slots_and_shared(const at::Tensor& q, const at::Tensor& q_shared,
                                                             const at::Tensor& keys, const at::Tensor& values,
                                                             int64_t q_start, LayerKVCache* cache) const override {
-    if (q.size(1) != 1 || q_start + 1 != keys.size(1) || needs_grad({&q, &q_shared, &keys, &values}))
+    if (!is_decode_step(q, keys, q_start, {&q, &q_shared, &keys, &values}))
       return AttentionPath::attend_slots_and_shared(q, q_shared, keys, values, q_start, cache);
     kernels::GqeDecodeOutput o = kernels::gqe_decode(q, q_shared, keys, values);
     return {o.slots, o.shared};

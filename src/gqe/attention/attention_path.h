@@ -48,12 +48,17 @@ class AttentionPath {
   // The routing top-k (route_tokens' tie rule).
   virtual TopK top_k() const = 0;
 
+  // GQE's whole routing of router logits [B, T, G, M]: softmax, top-k, selected probabilities, renormalised
+  // weights (denominator floor eps) and the load-balancing loss. By default the plain composition
+  // (weigh_routing(route_tokens(logits, k, top_k()), eps)); the CPU path computes it in one pass.
+  virtual Routing route(const at::Tensor& logits, int64_t k, double eps) const;
+
   // GQE's attention for one call: the slot heads q [B, T, G*k, d_h] against keys/values [B, Tk, G, d_h] at
   // positions q_start.., and, when q_shared [B, T, 1, d_h] is defined, the shared head against the mean over
   // the G KV heads. Returns (slot outputs [B, T, G*k, d_h], shared output [B, T, 1, d_h] or undefined).
   // By default attend() twice, the second against mean_kv(); the CPU path decodes a single position with
   // no gradient through one fused kernel (kernels/gqe_decode.h) that serves both from the same K/V tiles
-  // and reads no mean K/V.
+  // and reads no mean K/V (its attend() decodes GQA through the same kernel).
   virtual std::pair<at::Tensor, at::Tensor> attend_slots_and_shared(const at::Tensor& q, const at::Tensor& q_shared,
                                                                     const at::Tensor& keys, const at::Tensor& values,
                                                                     int64_t q_start, LayerKVCache* cache) const;

@@ -25,4 +25,10 @@ at::Tensor load_balancing_loss(const Routing& r) {
   return ((f * P).sum(-1) * double(M)).mean();
 }
 
+Routing weigh_routing(Routing r, double eps) {
+  r.weights = renormalised_weights(r.selected_probs, eps);
+  r.aux_loss = load_balancing_loss(r);
+  return r;
+}
+
 }  // namespace gqe

@@ -8,9 +8,11 @@
 namespace gqe {
 
 struct Routing {
-  at::Tensor probs;           // [B, T, G, M] softmax within each group (differentiable)
+  at::Tensor probs;           // [B, T, G, M] softmax within each group (differentiable from route_tokens)
   at::Tensor selected;        // [B, T, G, k] int64 expert index m, ordered by descending probability
   at::Tensor selected_probs;  // [B, T, G, k] p at the selected experts (differentiable)
+  at::Tensor weights;         // [B, T, G, k] renormalised_weights(selected_probs): set by weigh_routing
+  at::Tensor aux_loss;        // scalar load_balancing_loss: set by weigh_routing
 };
 
 // The top-k of each row: probs [..., M] -> [..., k] int64, descending, the lower index first among equals.
@@ -28,5 +30,9 @@ at::Tensor renormalised_weights(const at::Tensor& selected_probs, double eps);
 // L_aux = mean_g [ M * sum_m f[g,m] * P[g,m] ] over all B*T tokens; 1.0 for uniform top-1 routing.
 // f: fraction of tokens whose selection includes (g,m) (no gradient); P: mean probability.
 at::Tensor load_balancing_loss(const Routing& r);
+
+// Sets r.weights and r.aux_loss from r's probabilities and selection (the plain composition; the CPU
+// attention path computes all of routing in one pass instead, kernels/fused_routing.h).
+Routing weigh_routing(Routing r, double eps);
 
 }  // namespace gqe

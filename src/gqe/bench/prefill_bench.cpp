@@ -277,7 +277,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
 
     if (opt.decode) {
       // One attention layer decoding one token for each of Bd sequences against a cache of L random
-      // (post-RoPE) keys each (CPU GQE: the fused decode kernel, kernels/gqe_decode.h).
+      // (post-RoPE) keys each (CPU: GQA and GQE through the same fused decode kernel, kernels/gqe_decode.h).
       for (int64_t Bd : opt.decode_batches) {
         for (int64_t L : opt.decode_lengths) {
           BenchRow r;

@@ -9,6 +9,8 @@
 //   kernels::rope (rope.h)                        rope_reference
 //   kernels::routed_query_projection              routed_query_projection_reference
 //   kernels::narrow_projection                    narrow_projection_reference
+//   kernels::fused_routing (fused_routing.h)      route_tokens, renormalised_weights, load_balancing_loss
+//                                                 (attention/router.h: the method in libtorch ops)
 //   cuda::sdpa_attention (cuda/sdpa_attention.h)  flash_attention_reference
 //   cuda::grouped_query_projection                routed_query_projection_reference
 //   cuda::route_top_k (cuda/route_top_k.h)        top_k_reference
