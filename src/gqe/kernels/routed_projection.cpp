@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "gqe/kernels/cpu_check.h"
@@ -76,18 +77,47 @@ inline void rows_tile(int64_t d, const float* const* xr, const float* wt, int64_
     for (int v = 0; v < NV; ++v) store(c + i * ldc + v * kW, acc[i][v]);
 }
 
+// One expert's packed W^T (pack_transposed_weight's layout) times RB entries' x rows: C [RB, dhp].
 template <int RB>
 inline void rows_block(int64_t d, int64_t dhp, const float* const* xr, const float* wt, float* c) {
   constexpr int NV = detail::kVecBlock;
   constexpr int64_t step = NV * simd::kW;
   int64_t j = 0;
-  for (; j + step <= dhp; j += step) rows_tile<RB, NV>(d, xr, wt + j, dhp, c + j, dhp);
-  switch ((dhp - j) / simd::kW) {
+  for (; j + step <= dhp; j += step) rows_tile<RB, NV>(d, xr, wt + j * d, step, c + j, dhp);
+  const int64_t w = dhp - j;  // the last, narrower panel [d, w]
+  switch (w / simd::kW) {
     case 0: break;
-    case 1: rows_tile<RB, 1>(d, xr, wt + j, dhp, c + j, dhp); break;
-    case 2: rows_tile<RB, (NV > 2 ? 2 : 1)>(d, xr, wt + j, dhp, c + j, dhp); break;
-    default: rows_tile<RB, (NV > 3 ? 3 : 1)>(d, xr, wt + j, dhp, c + j, dhp); break;
+    case 1: rows_tile<RB, 1>(d, xr, wt + j * d, w, c + j, dhp); break;
+    case 2: rows_tile<RB, (NV > 2 ? 2 : 1)>(d, xr, wt + j * d, w, c + j, dhp); break;
+    default: rows_tile<RB, (NV > 3 ? 3 : 1)>(d, xr, wt + j * d, w, c + j, dhp); break;
   }
+}
+
+// W^T of every expert from weight [E*d_h, d], in column panels: expert e's block of d*dhp floats holds
+// panels of step = kVecBlock*kW columns (the last one narrower when dhp is not a multiple of step), each
+// [d, width] row-major, so a register tile streams its panel contiguously; columns d_h..dhp are zero.
+// A blocked transpose over the threads (ATen's copy of a transposed view runs at a few GB/s: 1.7 ms for
+// the paper shape's 4 MB, a sixth of the products at 1k tokens).
+at::Tensor pack_transposed_weight(const at::Tensor& weight, int64_t experts, int64_t dh, int64_t dhp) {
+  const int64_t d = weight.size(1), step = detail::kVecBlock * simd::kW;
+  constexpr int64_t kCols = 16;  // columns of W (rows of W^T) per work item: one cache line of each W row
+  const int64_t blocks = (d + kCols - 1) / kCols;
+  at::Tensor wt = at::empty({experts, d, dhp}, weight.options());
+  const float* w = weight.data_ptr<float>();
+  float* o = wt.data_ptr<float>();
+  at::parallel_for(0, experts * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t e = it / blocks, t0 = (it % blocks) * kCols, t1 = std::min(d, t0 + kCols);
+      float* expert = o + e * d * dhp;
+      for (int64_t j0 = 0; j0 < dhp; j0 += step) {
+        const int64_t width = std::min(step, dhp - j0);
+        float* panel = expert + j0 * d;
+        for (int64_t t = t0; t < t1; ++t)
+          for (int64_t j = j0; j < j0 + width; ++j) panel[t * width + j - j0] = j < dh ? w[(e * dh + j) * d + t] : 0.f;
+      }
+    }
+  });
+  return wt;
 }
 
 // Many entries (prefill, training): W^T of every expert is packed once, [E, d, d_h_pad], and each chunk of
@@ -95,8 +125,7 @@ inline void rows_block(int64_t d, int64_t dhp, const float* const* xr, const flo
 void forward_packed_weight(const at::Tensor& x2, const at::Tensor& weight, const Buckets& b, int64_t dh, float* op) {
   const int64_t d = x2.size(1), experts = int64_t(b.offsets.size()) - 1;
   const int64_t dhp = (dh + simd::kW - 1) / simd::kW * simd::kW;
-  at::Tensor wt = at::zeros({experts, d, dhp}, weight.options());
-  wt.narrow(2, 0, dh).copy_(weight.view({experts, dh, d}).transpose(1, 2));
+  at::Tensor wt = pack_transposed_weight(weight, experts, dh, dhp);
   const float *xp = x2.data_ptr<float>(), *wtp = wt.data_ptr<float>();
   constexpr int RB = detail::kRowBlock;
   for_each_chunk(b, [&](int64_t e, int64_t s, int64_t rows) {
@@ -149,6 +178,108 @@ at::Tensor routed_forward(const at::Tensor& x2, const at::Tensor& weight, const 
   return out;
 }
 
+// Out[j, c0:c0+NV*kW] = sum_i A[i*lda + j] * x_i[c0:...] for RB rows j: A is an expert's dQ [n, d_h] read
+// transposed, the x_i rows are read in place through pointers (the expert's tokens).
+template <int RB, int NV>
+inline void gathered_rows_tile(int64_t n, const float* A, int64_t lda, const float* const* xr, int64_t c0, float* out,
+                               int64_t ldo) {
+  using namespace simd;
+  Vec acc[RB][NV];
+  for (int r = 0; r < RB; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = zero();
+  for (int64_t i = 0; i < n; ++i) {
+    Vec xv[NV];
+    for (int v = 0; v < NV; ++v) xv[v] = load(xr[i] + c0 + v * kW);
+    for (int r = 0; r < RB; ++r) {
+      const Vec a = set1(A[i * lda + r]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = fma(a, xv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < RB; ++r)
+    for (int v = 0; v < NV; ++v) store(out + r * ldo + c0 + v * kW, acc[r][v]);
+}
+
+// dX [BT, d] and dW [E*d_h, d] of the routed projection, given dOut [rows_out, d_h] and the buckets:
+//   dW_e = dQ_e^T X_e      items (expert, panel of kPanel columns of d): each writes its own block of dW
+//   dX_i = sum_e dq_{i,e} W_e   items (chunk of kTokensPerItem tokens): each expert's entries for those tokens
+//                          are a contiguous part of its bucket (buckets keep token order); the chunk's dX rows
+//                          are summed over the experts in expert order
+// No item writes what another writes, and every sum runs in a fixed order: the same bits for any thread count.
+std::pair<at::Tensor, at::Tensor> routed_backward(const at::Tensor& x, const at::Tensor& w, const Buckets& b,
+                                                  const at::Tensor& dout, int64_t dh) {
+  constexpr int64_t kPanel = 64, kTokensPerItem = 64;
+  const int64_t BT = x.size(0), d = x.size(1), experts = int64_t(b.offsets.size()) - 1;
+  const int64_t entries = b.offsets.back(), dvec = d / simd::kW * simd::kW;  // d's whole vectors
+  const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(), *gp = dout.data_ptr<float>();
+  // dQ in bucket order: expert e's rows are [offsets[e], offsets[e+1]).
+  at::Tensor dq = at::empty({entries, dh}, x.options());
+  float* dqp = dq.data_ptr<float>();
+  at::parallel_for(0, entries, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) std::copy_n(gp + b.entry_row[s] * dh, dh, dqp + s * dh);
+  });
+  at::Tensor dx = at::empty({BT, d}, x.options()), dw = at::empty({experts * dh, d}, x.options());
+  float *dxp = dx.data_ptr<float>(), *dwp = dw.data_ptr<float>();
+
+  const int64_t panels = (d + kPanel - 1) / kPanel;
+  at::parallel_for(0, experts * panels, 1, [&](int64_t begin, int64_t end) {
+    std::vector<const float*> xr;
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t e = it / panels, c0 = (it % panels) * kPanel, c1 = std::min(d, c0 + kPanel);
+      const int64_t s0 = b.offsets[e], n = b.offsets[e + 1] - s0;
+      float* dwe = dwp + e * dh * d;
+      xr.resize(size_t(n));
+      for (int64_t i = 0; i < n; ++i) xr[size_t(i)] = xp + b.entry_token[s0 + i] * d;
+      const float* A = dqp + s0 * dh;
+      const int64_t v1 = std::min(c1, dvec);  // [c0, v1) in whole vectors, [max(c0, v1), c1) scalar
+      for (int64_t j0 = 0; j0 < dh; j0 += detail::kRowBlock) {
+        const int rb = int(std::min<int64_t>(detail::kRowBlock, dh - j0));
+        detail::with_row_count<detail::kRowBlock>(rb, [&](auto r) {
+          constexpr int RB = decltype(r)::value;
+          int64_t c = c0;
+          for (; c + 2 * simd::kW <= v1; c += 2 * simd::kW)
+            gathered_rows_tile<RB, 2>(n, A + j0, dh, xr.data(), c, dwe + j0 * d, d);
+          for (; c + simd::kW <= v1; c += simd::kW) gathered_rows_tile<RB, 1>(n, A + j0, dh, xr.data(), c, dwe + j0 * d, d);
+        });
+      }
+      for (int64_t j = 0; j < dh; ++j)
+        for (int64_t c = std::max(c0, v1); c < c1; ++c) {
+          float acc = 0.f;
+          for (int64_t i = 0; i < n; ++i) acc += A[i * dh + j] * xr[size_t(i)][c];
+          dwe[j * d + c] = acc;
+        }
+    }
+  });
+
+  const int64_t chunks = (BT + kTokensPerItem - 1) / kTokensPerItem;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> tmp(size_t(kTokensPerItem * std::max<int64_t>(dvec, simd::kW)));
+    for (int64_t ch = begin; ch < end; ++ch) {
+      const int64_t t0 = ch * kTokensPerItem, t1 = std::min(BT, t0 + kTokensPerItem);
+      std::fill(dxp + t0 * d, dxp + t1 * d, 0.f);
+      for (int64_t e = 0; e < experts; ++e) {
+        const int64_t* tok = b.entry_token.data();
+        const int64_t s0 = std::lower_bound(tok + b.offsets[e], tok + b.offsets[e + 1], t0) - tok;
+        const int64_t s1 = std::lower_bound(tok + s0, tok + b.offsets[e + 1], t1) - tok;
+        if (s1 == s0) continue;
+        const float* We = wp + e * dh * d;  // [d_h, d]
+        if (dvec > 0) micro_gemm(s1 - s0, dh, dvec, dqp + s0 * dh, dh, 1, We, d, tmp.data(), dvec, false);
+        for (int64_t s = s0; s < s1; ++s) {
+          float* o = dxp + tok[s] * d;
+          const float* q = dqp + s * dh;
+          const float* t = tmp.data() + (s - s0) * dvec;
+          for (int64_t c = 0; c < dvec; ++c) o[c] += t[c];
+          for (int64_t c = dvec; c < d; ++c) {
+            float acc = 0.f;
+            for (int64_t j = 0; j < dh; ++j) acc += q[j] * We[j * d + c];
+            o[c] += acc;
+          }
+        }
+      }
+    }
+  });
+  return {dx, dw};
+}
+
 class RoutedProjectionFunction : public torch::autograd::Function<RoutedProjectionFunction> {
  public:
   // x2: [BT, d], weight: [G*M*d_h, d], selected: [BT, G, k] -> [BT*G*k, d_h]
@@ -166,30 +297,18 @@ class RoutedProjectionFunction : public torch::autograd::Function<RoutedProjecti
     return out;
   }
 
-  // Per expert: dX[tokens] += dQ_rows W_e and dW_e = dQ_rows^T X[tokens] (one matrix product each).
+  // dX and dW by routed_backward (below), from the saved buckets.
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
     auto saved = ctx->get_saved_variables();
-    const at::Tensor &x = saved[0], &w = saved[1], &tok = saved[2], &row = saved[3];
-    const int64_t dh = ctx->saved_data["dh"].toInt();
-    const auto offsets = ctx->saved_data["offsets"].toIntList().vec();
-    at::Tensor dout = grads[0].contiguous();  // [BT*G*k, d_h]
-    at::Tensor dx = at::zeros_like(x), dw = at::zeros_like(w);
-    for (int64_t e = 0; e + 1 < int64_t(offsets.size()); ++e) {
-      const int64_t s = offsets[e], n = offsets[e + 1] - s;
-      if (n == 0) continue;
-      at::Tensor t = tok.narrow(0, s, n);
-      at::Tensor dq = dout.index_select(0, row.narrow(0, s, n));  // [n, d_h]
-      at::Tensor We = w.narrow(0, e * dh, dh);                    // [d_h, d]
-      if (n == x.size(0)) {
-        // Every token (a token is at most once per expert, and buckets keep token order): no gather/scatter.
-        dx.addmm_(dq, We);
-        dw.narrow(0, e * dh, dh).copy_(at::mm(dq.t(), x));
-      } else {
-        dx.index_add_(0, t, at::mm(dq, We));
-        dw.narrow(0, e * dh, dh).copy_(at::mm(dq.t(), x.index_select(0, t)));
-      }
-    }
+    Buckets b;
+    b.offsets = ctx->saved_data["offsets"].toIntList().vec();
+    auto as_vector = [](const at::Tensor& t) {
+      return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+    };
+    b.entry_token = as_vector(saved[2]);
+    b.entry_row = as_vector(saved[3]);
+    auto [dx, dw] = routed_backward(saved[0], saved[1], b, grads[0].contiguous(), ctx->saved_data["dh"].toInt());
     return {dx, dw, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
