@@ -1,5 +1,6 @@
 // LayerKVCache: appends across several capacity doublings keep every position, views have the right
-// shape, truncate rewinds, and the cached mean K/V equals the mean recomputed from all cached keys.
+// shape, truncate rewinds, the cached mean K/V equals the mean recomputed from all cached keys, and a ragged
+// batch appends each sequence at its own length.
 #include <gtest/gtest.h>
 
 #include "gqe/attention/kv_cache.h"
@@ -40,6 +41,45 @@ TEST(KVCache, MeanOverHeadsIsCachedIncrementallyAndFollowsTruncate) {
   check();
   cache.append(at::randn({1, 3, 4, 8}), at::randn({1, 3, 4, 8}));  // overwrites positions 10..12
   check();
+}
+
+TEST(KVCache, RaggedAppendWritesEachSequenceAtItsOwnLength) {
+  // A right-padded prefill of 3 sequences of lengths 4, 1 and 6, then appends of one position each: each
+  // sequence's new K/V lands right after its own positions (over its padding), the rest stays, the cache
+  // grows past its capacity, and the cached mean follows the overwritten positions.
+  at::manual_seed(7);
+  const int64_t G = 2, dh = 4;
+  LayerKVCache cache;
+  at::Tensor k0 = at::randn({3, 6, G, dh}), v0 = at::randn({3, 6, G, dh});
+  cache.append(k0, v0);
+  cache.mean_kv();
+  EXPECT_FALSE(cache.ragged());
+  cache.set_lengths({4, 1, 6});
+  ASSERT_TRUE(cache.ragged());
+  at::Tensor want_k = at::zeros({3, 40, G, dh}), want_v = at::zeros({3, 40, G, dh});
+  want_k.narrow(1, 0, 6).copy_(k0), want_v.narrow(1, 0, 6).copy_(v0);
+  std::vector<int64_t> len = {4, 1, 6};
+  for (int step = 0; step < 30; ++step) {
+    at::Tensor k = at::randn({3, 1, G, dh}), v = at::randn({3, 1, G, dh});
+    cache.append(k, v);
+    for (int64_t b = 0; b < 3; ++b) {
+      want_k[b][len[size_t(b)]].copy_(k[b][0]), want_v[b][len[size_t(b)]].copy_(v[b][0]);
+      ++len[size_t(b)];
+    }
+    EXPECT_EQ(cache.lengths(), len);
+    EXPECT_EQ(cache.length(), 6 + step + 1);  // the longest sequence's length
+    auto [km, vm] = cache.mean_kv();
+    for (int64_t b = 0; b < 3; ++b) {  // past a sequence's length: padding, not compared
+      const int64_t n = len[size_t(b)];
+      EXPECT_TRUE(at::equal(cache.keys()[b].narrow(0, 0, n), want_k[b].narrow(0, 0, n))) << "sequence " << b;
+      EXPECT_TRUE(at::equal(cache.values()[b].narrow(0, 0, n), want_v[b].narrow(0, 0, n))) << "sequence " << b;
+      EXPECT_TRUE(at::allclose(km[b].narrow(0, 0, n), want_k[b].narrow(0, 0, n).mean(1, true), 0, 1e-6));
+    }
+  }
+  EXPECT_TRUE(at::equal(cache.lengths_tensor(), at::tensor(at::ArrayRef<int64_t>(len), at::kLong)));
+  EXPECT_THROW(cache.append(at::randn({3, 2, G, dh}), at::randn({3, 2, G, dh})), c10::Error);  // one position each
+  EXPECT_THROW(cache.set_lengths({1, 2}), c10::Error);                                         // one per sequence
+  EXPECT_THROW(cache.set_lengths({1, 2, 99}), c10::Error);                                     // past the cache
 }
 
 }  // namespace

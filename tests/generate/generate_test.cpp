@@ -101,5 +101,52 @@ TEST(Generate, PromptAtOrOverTheContextLimit) {
   EXPECT_EQ(max_new_tokens_after(c, 17), 0);
 }
 
+// Prompts of different lengths generated together: every sequence must get the tokens it gets alone
+// (greedy), through the right-padded prefill and the ragged decode steps, for every attention variant,
+// on the fast CPU path and on the reference path.
+TEST(GenerateBatch, GreedyGivesEachPromptsTokensAlone) {
+  std::vector<std::vector<int64_t>> prompts = {{5, 9, 2, 44, 17}, {3}, {8, 1, 60, 22, 9, 9, 31, 2, 14, 50, 6, 7, 19},
+                                               {40, 41, 42, 43, 44, 45, 46, 47}};
+  SamplingOptions opt;
+  opt.temperature = 0;
+  opt.max_new_tokens = 12;
+  for (ModelConfig cfg : test::attention_test_configs()) {
+    for (const char* impl : {"fast", "reference"}) {
+      cfg.attention.implementation = *enum_from_string<AttentionImplementation>(impl);
+      at::manual_seed(7);
+      LanguageModel m(cfg);
+      test::randomise_routers(m);
+      const std::string what = std::string(to_string(cfg.attention.kind)) + " " + to_string(cfg.attention.variant) +
+                               " N=" + std::to_string(cfg.attention.num_heads) +
+                               " G=" + std::to_string(cfg.attention.num_kv_heads) + " " + impl;
+      const auto batch = generate_batch(m, prompts, opt);
+      ASSERT_EQ(batch.size(), prompts.size()) << what;
+      for (size_t b = 0; b < prompts.size(); ++b)
+        EXPECT_EQ(batch[b], generate(m, prompts[b], opt)) << what << " prompt " << b;
+    }
+  }
+}
+
+TEST(GenerateBatch, EachSequenceStopsOnItsOwn) {
+  // A stop token, the end of the context for the longest prompt, and max_new_tokens for the rest.
+  ModelConfig cfg = test::small_config("gqe", 8, 4);
+  cfg.max_position_embeddings = 24;
+  at::manual_seed(8);
+  LanguageModel m(cfg);
+  test::randomise_routers(m);
+  SamplingOptions opt;
+  opt.temperature = 0;
+  opt.max_new_tokens = 10;
+  std::vector<std::vector<int64_t>> prompts = {std::vector<int64_t>(20, 3), {1, 2}, {7}};
+  std::vector<int64_t> alone1 = generate(m, prompts[1], opt);
+  opt.stop_token = alone1.at(3);  // the second prompt stops at its 4th token (or earlier, if it repeats)
+  const auto batch = generate_batch(m, prompts, opt);
+  for (size_t b = 0; b < prompts.size(); ++b) EXPECT_EQ(batch[b], generate(m, prompts[b], opt)) << "prompt " << b;
+  EXPECT_EQ(batch[0].size(), 5u);  // 24 - 20 + 1: the context is full
+  EXPECT_LE(batch[1].size(), 4u);
+  EXPECT_TRUE(generate_batch(m, {}, opt).empty());
+  EXPECT_THROW(generate_batch(m, {{1, 2}, {}}, opt), Error);
+}
+
 }  // namespace
 }  // namespace gqe

@@ -14,14 +14,44 @@ torch::nn::Linear linear(int64_t in, int64_t out) {
   return l;
 }
 
+// Where the tokens of a forward call sit: positions start .. for every sequence, or, against a ragged cache
+// (sequences of unequal lengths, one new token each), sequence b's token at its own length.
+struct Positions {
+  int64_t start = 0;
+  std::vector<int64_t> per_sequence;  // ragged only
+  at::Tensor lengths;                 // ragged only: [B] int64, each sequence's length once its token is in
+};
+
+Positions positions_in(const LayerKVCache* cache, const at::Tensor& x) {
+  Positions p;
+  if (!cache) return p;
+  p.start = cache->length();
+  if (cache->ragged()) {
+    TORCH_CHECK(x.size(1) == 1, "a ragged KV cache (sequences of unequal lengths) takes one token per sequence, got ",
+                x.size(1));
+    p.per_sequence = cache->lengths();
+    p.lengths = cache->lengths_tensor() + 1;
+  }
+  return p;
+}
+
+// RoPE of x [B, T, H, d_h] at positions p.
+at::Tensor rope_at(const AttentionPath& path, const at::Tensor& x, const Positions& p, double theta) {
+  if (p.per_sequence.empty()) return path.rope(x, p.start, theta);
+  std::vector<at::Tensor> rows;
+  for (size_t b = 0; b < p.per_sequence.size(); ++b)
+    rows.push_back(path.rope(x.narrow(0, int64_t(b), 1), p.per_sequence[b], theta));
+  return at::cat(rows, 0);
+}
+
 // Projects x [B,T,d] to K and V [B,T,G,d_h], applies RoPE to K and appends to the cache.
 std::pair<at::Tensor, at::Tensor> keys_values(const at::Tensor& x, torch::nn::Linear& kp, torch::nn::Linear& vp,
                                               const AttentionConfig& a, const AttentionPath& path, bool rope,
-                                              double theta, int64_t start, LayerKVCache* cache) {
+                                              double theta, const Positions& pos, LayerKVCache* cache) {
   const int64_t B = x.size(0), T = x.size(1);
   at::Tensor k = kp->forward(x).view({B, T, a.num_kv_heads, a.head_dim});
   at::Tensor v = vp->forward(x).view({B, T, a.num_kv_heads, a.head_dim});
-  if (rope) k = path.rope(k, start, theta);
+  if (rope) k = rope_at(path, k, pos, theta);
   if (cache) return cache->append(k, v);
   return {k, v};
 }
@@ -38,12 +68,15 @@ GQAAttention::GQAAttention(const ModelConfig& cfg)
 }
 
 AttentionResult GQAAttention::forward(const at::Tensor& x, LayerKVCache* cache) {
-  const int64_t B = x.size(0), T = x.size(1), start = cache ? cache->length() : 0;
+  const int64_t B = x.size(0), T = x.size(1);
+  const Positions pos = positions_in(cache, x);
   const AttentionPath& path = attention_path_for(a_, x);
-  auto [k, v] = keys_values(x, k_proj, v_proj, a_, path, rope_, rope_theta_, start, cache);
+  auto [k, v] = keys_values(x, k_proj, v_proj, a_, path, rope_, rope_theta_, pos, cache);
   at::Tensor q = q_proj->forward(x).view({B, T, a_.num_heads, a_.head_dim});
-  if (rope_) q = path.rope(q, start, rope_theta_);
-  at::Tensor o = path.attend(q, k, v, start);  // head h uses KV head h / M
+  if (rope_) q = rope_at(path, q, pos, rope_theta_);
+  // Head h uses KV head h / M.
+  at::Tensor o = pos.lengths.defined() ? path.decode_ragged(q, at::Tensor(), k, v, pos.lengths).first
+                                       : path.attend(q, k, v, pos.start);
   return {o_proj->forward(o.reshape({B, T, a_.num_heads * a_.head_dim})), at::zeros({}, x.options())};
 }
 
@@ -63,10 +96,11 @@ GQEAttention::GQEAttention(const ModelConfig& cfg)
 }
 
 AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) {
-  const int64_t B = x.size(0), T = x.size(1), start = cache ? cache->length() : 0;
+  const int64_t B = x.size(0), T = x.size(1);
   const int64_t G = a_.num_kv_heads, M = a_.experts_per_group(), k = a_.top_k, dh = a_.head_dim;
+  const Positions pos = positions_in(cache, x);
   const AttentionPath& path = attention_path_for(a_, x);
-  auto [keys, values] = keys_values(x, k_proj, v_proj, a_, path, rope_, rope_theta_, start, cache);
+  auto [keys, values] = keys_values(x, k_proj, v_proj, a_, path, rope_, rope_theta_, pos, cache);
 
   // 1. Route: softmax within each group, top-k, the renormalised weights and the load-balancing loss.
   const at::Tensor logits = router->forward(x).view({B, T, G, M});
@@ -89,13 +123,14 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
   //    The shared head (variant gqe) attends in the same call: its own query against the mean of the G KV
   //    heads (keys averaged after RoPE), which lets a decode step serve both from the same K/V tiles.
   at::Tensor q = path.routed_queries(x, q_proj->weight, r.selected, M, dh);  // [B,T,G*k,d_h]
-  if (rope_) q = path.rope(q, start, rope_theta_);
+  if (rope_) q = rope_at(path, q, pos, rope_theta_);
   at::Tensor qs;
   if (a_.has_shared_head()) {
     qs = path.shared_query(x, shared_q_proj->weight);  // [B,T,1,d_h]
-    if (rope_) qs = path.rope(qs, start, rope_theta_);
+    if (rope_) qs = rope_at(path, qs, pos, rope_theta_);
   }
-  auto [o_att, s_att] = path.attend_slots_and_shared(q, qs, keys, values, start, cache);
+  auto [o_att, s_att] = pos.lengths.defined() ? path.decode_ragged(q, qs, keys, values, pos.lengths)
+                                              : path.attend_slots_and_shared(q, qs, keys, values, pos.start, cache);
   at::Tensor o_sel = o_att.view({B, T, G, k, dh});
 
   // 3. Combine into the slots W_O reads.

@@ -24,6 +24,13 @@ Routing AttentionPath::route(const at::Tensor& logits, int64_t k, double eps) co
   return weigh_routing(route_tokens(logits, k, top_k()), eps);
 }
 
+std::pair<at::Tensor, at::Tensor> AttentionPath::decode_ragged(const at::Tensor& q, const at::Tensor& q_shared,
+                                                               const at::Tensor& keys, const at::Tensor& values,
+                                                               const at::Tensor& lengths) const {
+  kernels::GqeDecodeOutput o = kernels::gqe_decode_reference(q, q_shared, keys, values, lengths);
+  return {o.slots, o.shared};
+}
+
 std::pair<at::Tensor, at::Tensor> AttentionPath::attend_slots_and_shared(const at::Tensor& q, const at::Tensor& q_shared,
                                                                          const at::Tensor& keys,
                                                                          const at::Tensor& values, int64_t q_start,
@@ -107,6 +114,14 @@ class CpuPath final : public AttentionPath {
     if (!is_decode_step(q, keys, q_start, {&q, &q_shared, &keys, &values}))
       return AttentionPath::attend_slots_and_shared(q, q_shared, keys, values, q_start, cache);
     kernels::GqeDecodeOutput o = kernels::gqe_decode(q, q_shared, keys, values);
+    return {o.slots, o.shared};
+  }
+  std::pair<at::Tensor, at::Tensor> decode_ragged(const at::Tensor& q, const at::Tensor& q_shared,
+                                                  const at::Tensor& keys, const at::Tensor& values,
+                                                  const at::Tensor& lengths) const override {
+    if (needs_grad({&q, &q_shared, &keys, &values}))
+      return AttentionPath::decode_ragged(q, q_shared, keys, values, lengths);
+    kernels::GqeDecodeOutput o = kernels::gqe_decode(q, q_shared, keys, values, lengths);
     return {o.slots, o.shared};
   }
 };

@@ -63,6 +63,15 @@ class AttentionPath {
                                                                     const at::Tensor& keys, const at::Tensor& values,
                                                                     int64_t q_start, LayerKVCache* cache) const;
 
+  // A decode step of sequences of unequal lengths (a ragged KV cache): sequence b's query (slot heads q
+  // [B, 1, Hq, d_h], shared head q_shared [B, 1, 1, d_h] or undefined) sits at position lengths[b] - 1 and
+  // sees its keys 0 .. lengths[b] - 1 of keys/values [B, Tk, G, d_h]; lengths: [B] int64 on the CPU.
+  // Returns (slot outputs [B, 1, Hq, d_h], shared output [B, 1, 1, d_h] or undefined). By default
+  // kernels::gqe_decode_reference (plain libtorch ops, any device); the CPU path: the fused decode kernel.
+  virtual std::pair<at::Tensor, at::Tensor> decode_ragged(const at::Tensor& q, const at::Tensor& q_shared,
+                                                          const at::Tensor& keys, const at::Tensor& values,
+                                                          const at::Tensor& lengths) const;
+
   // Mean over the G KV heads of keys and values [B, L, G, d_h] -> [B, L, 1, d_h] each, for the shared head.
   // The fast paths take it from a decoding cache, which keeps it up to date (no re-read of all K/V per step).
   virtual std::pair<at::Tensor, at::Tensor> mean_kv(const at::Tensor& keys, const at::Tensor& values,

@@ -5,9 +5,16 @@
 // cached too (1/G of the K/V memory) so that a decode step does not re-read the whole cache to average it.
 // The CPU decode step does not ask for it (kernels/gqe_decode.h serves the shared head from the K/V
 // tiles); CPU prefill against a cache and the CUDA path do.
+//
+// Sequences of unequal lengths (a right-padded batch): prefill the padded batch, then set_lengths() with each
+// sequence's real length. From then on the cache is ragged: append() takes one position per sequence and
+// writes sequence b's at its own length (over its padding), and attention masks each sequence's keys past its
+// length (lengths_tensor()). Causal attention never lets a real position see the padding after it, so the
+// prefill needs no mask of its own.
 #pragma once
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace gqe {
@@ -16,15 +23,47 @@ class LayerKVCache {
  public:
   int64_t length() const { return len_; }
 
-  // k_new, v_new: [B, T, G, d_h] for the positions length()..length()+T-1.
+  // k_new, v_new: [B, T, G, d_h] for the positions length()..length()+T-1; ragged: T = 1, sequence b's at
+  // position lengths()[b].
   // Returns K and V of all cached positions, [B, length(), G, d_h] views of the storage.
   std::pair<at::Tensor, at::Tensor> append(const at::Tensor& k_new, const at::Tensor& v_new) {
     const int64_t T = k_new.size(1);
+    if (ragged()) {
+      TORCH_CHECK(T == 1 && k_new.size(0) == int64_t(lengths_.size()), "KV cache: a ragged batch of ",
+                  lengths_.size(), " sequences appends one position per sequence, got ", k_new.sizes());
+      const int64_t longest = *std::max_element(lengths_.begin(), lengths_.end());
+      reserve(k_new, std::max(len_, longest + 1));
+      for (size_t b = 0; b < lengths_.size(); ++b) {
+        const int64_t pos = lengths_[b]++;
+        k_.select(0, int64_t(b)).select(0, pos).copy_(k_new.select(0, int64_t(b)).select(0, 0));
+        v_.select(0, int64_t(b)).select(0, pos).copy_(v_new.select(0, int64_t(b)).select(0, 0));
+        mean_len_ = std::min(mean_len_, pos);  // that position's mean is stale
+      }
+      len_ = std::max(len_, longest + 1);
+      return {keys(), values()};
+    }
     reserve(k_new, len_ + T);
     k_.narrow(1, len_, T).copy_(k_new);
     v_.narrow(1, len_, T).copy_(v_new);
     len_ += T;
     return {keys(), values()};
+  }
+
+  // Makes the cache ragged: sequence b holds positions [0, lengths[b]) (1 <= lengths[b] <= length()); the
+  // positions after it are padding that its next appends overwrite.
+  void set_lengths(const std::vector<int64_t>& lengths) {
+    TORCH_CHECK(k_.defined() && int64_t(lengths.size()) == k_.size(0), "KV cache: set_lengths needs one length per ",
+                "cached sequence (", k_.defined() ? k_.size(0) : 0, "), got ", lengths.size());
+    for (int64_t l : lengths)
+      TORCH_CHECK(l >= 1 && l <= len_, "KV cache: sequence length ", l, " outside 1..", len_, " (the cached positions)");
+    lengths_ = lengths;
+  }
+  bool ragged() const { return !lengths_.empty(); }
+  // Each sequence's length (ragged only).
+  const std::vector<int64_t>& lengths() const { return lengths_; }
+  // The same as a [B] int64 tensor (kernels/gqe_decode.h's lengths).
+  at::Tensor lengths_tensor() const {
+    return at::tensor(at::ArrayRef<int64_t>(lengths_), at::TensorOptions().dtype(at::kLong));
   }
 
   // Mean over the G heads of the cached K and V: [B, length(), 1, d_h] each. Positions appended since the
@@ -58,6 +97,7 @@ class LayerKVCache {
   void truncate(int64_t n) {
     len_ = std::min(len_, std::max<int64_t>(n, 0));
     mean_len_ = std::min(mean_len_, len_);
+    for (int64_t& l : lengths_) l = std::min(l, len_);
   }
 
  private:
@@ -76,12 +116,17 @@ class LayerKVCache {
   at::Tensor k_, v_;            // [B, capacity, G, d_h]; positions [0, len_) are valid
   at::Tensor k_mean_, v_mean_;  // [B, capacity, 1, d_h]; positions [0, mean_len_) are valid
   int64_t len_ = 0, mean_len_ = 0;
+  std::vector<int64_t> lengths_;  // ragged: each sequence's length; empty: every sequence has len_
 };
 
 struct KVCache {
   std::vector<LayerKVCache> layers;
   explicit KVCache(int64_t num_layers = 0) : layers(num_layers) {}
   int64_t length() const { return layers.empty() ? 0 : layers[0].length(); }
+  // Every layer's LayerKVCache::set_lengths.
+  void set_lengths(const std::vector<int64_t>& lengths) {
+    for (LayerKVCache& l : layers) l.set_lengths(lengths);
+  }
 };
 
 }  // namespace gqe

@@ -55,13 +55,20 @@ int64_t max_new_tokens_after(const ModelConfig& config, int64_t prompt_tokens) {
   return config.max_position_embeddings - prompt_tokens + 1;
 }
 
+namespace {
+
+void check_prompt(const ModelConfig& config, const std::vector<int64_t>& prompt, const std::string& which) {
+  if (prompt.empty()) throw Error("generate: " + which + " must contain at least one token");
+  if (max_new_tokens_after(config, int64_t(prompt.size())) < 1)
+    throw Error(which + " is " + std::to_string(prompt.size()) + " tokens, longer than the model's context of " +
+                std::to_string(config.max_position_embeddings) + " tokens (max_position_embeddings): shorten it");
+}
+
+}  // namespace
+
 std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SamplingOptions& opt,
                               const std::function<void(int64_t)>& on_token) {
-  if (prompt.empty()) throw Error("generate: the prompt must contain at least one token");
-  const int64_t context = model.config().max_position_embeddings;
-  if (max_new_tokens_after(model.config(), int64_t(prompt.size())) < 1)
-    throw Error("the prompt is " + std::to_string(prompt.size()) + " tokens, longer than the model's context of " +
-                std::to_string(context) + " tokens (max_position_embeddings): shorten it");
+  check_prompt(model.config(), prompt, "the prompt");
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
@@ -77,6 +84,53 @@ std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& 
     if (on_token) on_token(tok);
     if (tok == opt.stop_token) break;
     input = at::full({1, 1}, tok, at::kLong);
+  }
+  model.train(was_training);
+  return out;
+}
+
+std::vector<std::vector<int64_t>> generate_batch(LanguageModel& model, const std::vector<std::vector<int64_t>>& prompts,
+                                                 const SamplingOptions& opt) {
+  const int64_t B = int64_t(prompts.size()), context = model.config().max_position_embeddings;
+  if (B == 0) return {};
+  std::vector<int64_t> len(static_cast<size_t>(B));
+  int64_t longest = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    check_prompt(model.config(), prompts[size_t(b)], "prompt " + std::to_string(b + 1));
+    len[size_t(b)] = int64_t(prompts[size_t(b)].size());
+    longest = std::max(longest, len[size_t(b)]);
+  }
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  // Right-padded prefill: a real position never attends to the padding after it (causal attention).
+  at::Tensor input = at::zeros({B, longest}, at::kLong);
+  for (int64_t b = 0; b < B; ++b)
+    input[b].narrow(0, 0, len[size_t(b)]).copy_(at::tensor(prompts[size_t(b)], at::kLong));
+  KVCache cache = model.make_cache();
+  LMOutput o = model.forward(input, &cache);
+  cache.set_lengths(len);
+  std::vector<at::Tensor> next(static_cast<size_t>(B));  // each sequence's next-token logits [V]
+  for (int64_t b = 0; b < B; ++b) next[size_t(b)] = o.logits[b][len[size_t(b)] - 1];
+  std::vector<uint64_t> rng(size_t(B), opt.seed);
+  std::vector<std::vector<int64_t>> out(static_cast<size_t>(B));
+  std::vector<bool> done(size_t(B), opt.max_new_tokens < 1);
+  for (;;) {
+    at::Tensor step = at::zeros({B, 1}, at::kLong);  // finished sequences feed padding, never read
+    bool any = false;
+    for (int64_t b = 0; b < B; ++b) {
+      if (done[size_t(b)]) continue;
+      const int64_t tok = sample_token(next[size_t(b)], opt, rng[size_t(b)]);
+      out[size_t(b)].push_back(tok);
+      // generate()'s stopping rules: the stop token, max_new_tokens, and the end of the context.
+      done[size_t(b)] = tok == opt.stop_token || int64_t(out[size_t(b)].size()) >= opt.max_new_tokens ||
+                        cache.layers[0].lengths()[size_t(b)] + 1 > context;
+      step[b][0] = tok;
+      any = any || !done[size_t(b)];
+    }
+    if (!any) break;
+    o = model.forward(step, &cache);
+    for (int64_t b = 0; b < B; ++b) next[size_t(b)] = o.logits[b][0];
   }
   model.train(was_training);
   return out;

@@ -33,4 +33,12 @@ int64_t max_new_tokens_after(const ModelConfig& config, int64_t prompt_tokens);
 std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& prompt, const SamplingOptions& opt,
                               const std::function<void(int64_t)>& on_token = nullptr);
 
+// Several prompts of any lengths generated together: one right-padded prefill of all of them, then each step
+// decodes one token for every sequence against a ragged KV cache (each attends to its own tokens only;
+// kv_cache.h). Every sequence samples as generate() would on its own prompt with the same options (its own
+// random stream from opt.seed) and stops on the same conditions; returns each prompt's new tokens. Greedy
+// decoding gives generate()'s tokens up to the rounding of batched matrix products.
+std::vector<std::vector<int64_t>> generate_batch(LanguageModel& model, const std::vector<std::vector<int64_t>>& prompts,
+                                                 const SamplingOptions& opt);
+
 }  // namespace gqe
