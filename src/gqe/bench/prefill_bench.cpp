@@ -205,16 +205,17 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
         if (level == "model")
           model[i] = std::make_shared<LanguageModel>(cfg[i]), randomise_router(*model[i]), model[i]->to(dev.device);
       }
+      for (int64_t Bp : opt.prefill_batches)
       for (int64_t n : opt.lengths) {
         BenchRow r;
         r.load_before = load_average_1min();
-        r.section = "prefill", r.shape = shape, r.level = level, r.n = n;
+        r.section = "prefill", r.shape = shape, r.level = Bp == 1 ? level : level + "-b" + std::to_string(Bp), r.n = n;
         std::function<void()> f[2];
         for (int i = 0; i < 2; ++i) {
           if (level == "core") {
             const int64_t H = cfg[i].attention.is_gqe() ? cfg[i].attention.top_k * G : cfg[i].attention.num_heads;
-            at::Tensor q = at::randn({1, n, H, dh}, dev.floats()), k = at::randn({1, n, G, dh}, dev.floats()),
-                       v = at::randn({1, n, G, dh}, dev.floats()), qs = at::randn({1, n, 1, dh}, dev.floats());
+            at::Tensor q = at::randn({Bp, n, H, dh}, dev.floats()), k = at::randn({Bp, n, G, dh}, dev.floats()),
+                       v = at::randn({Bp, n, G, dh}, dev.floats()), qs = at::randn({Bp, n, 1, dh}, dev.floats());
             const bool gqe = cfg[i].attention.is_gqe();
             const AttentionPath& path = attention_path_for(cfg[i].attention, q);  // the kernels a layer would use
             f[i] = [=, &path] {
@@ -223,10 +224,10 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
             };
           } else if (level == "model") {
             auto m = model[i];
-            at::Tensor tok = at::randint(0, cfg[i].vocab_size, {1, n}, dev.longs());
+            at::Tensor tok = at::randint(0, cfg[i].vocab_size, {Bp, n}, dev.longs());
             f[i] = [m, tok] { m->forward(tok); };
           } else {
-            at::Tensor x = at::randn({1, n, d}, at::TensorOptions(dev.device));
+            at::Tensor x = at::randn({Bp, n, d}, at::TensorOptions(dev.device));
             if (level == "layer") {
               auto a = attn[i];
               f[i] = [a, x] { a->forward(x, nullptr); };
@@ -240,8 +241,8 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
         set_latency(r, t);
         r.flop_limit = flop_limit(cfg[0], cfg[1], level, n);
         if (level == "core") {
-          r.gqa_gflops = attention_core_flops(cfg[0], n) / t[0].median_s / 1e9;
-          r.gqe_gflops = attention_core_flops(cfg[1], n) / t[1].median_s / 1e9;
+          r.gqa_gflops = double(Bp) * attention_core_flops(cfg[0], n) / t[0].median_s / 1e9;
+          r.gqe_gflops = double(Bp) * attention_core_flops(cfg[1], n) / t[1].median_s / 1e9;
         }
         emit(r);
       }
@@ -276,8 +277,9 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
     }
 
     if (opt.decode) {
-      // One attention layer decoding one token for each of Bd sequences against a cache of L random
-      // (post-RoPE) keys each (CPU: GQA and GQE through the same fused decode kernel, kernels/gqe_decode.h).
+      // One attention layer decoding one token for each of Bd sequences against caches of random (post-RoPE)
+      // keys: L of them for one sequence, L/2 .. L for several (CPU: GQA and GQE through the same fused
+      // decode kernel, kernels/gqe_decode.h).
       for (int64_t Bd : opt.decode_batches) {
         for (int64_t L : opt.decode_lengths) {
           BenchRow r;
@@ -288,13 +290,17 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
           std::function<void()> f[2];
           at::Tensor K = at::randn({Bd, L, G, dh}, dev.floats()), V = at::randn({Bd, L, G, dh}, dev.floats());
           at::Tensor x = at::randn({Bd, 1, d}, at::TensorOptions(dev.device));
+          // Sequences of unequal lengths, spread evenly over L/2 .. L (a ragged cache); one sequence: L.
+          std::vector<int64_t> lens(static_cast<size_t>(Bd), L);
+          for (int64_t b = 1; b < Bd; ++b) lens[size_t(b)] = L - (L / 2) * b / (Bd - 1);
           for (int i = 0; i < 2; ++i) {
             a[i] = make_attention(cfg[i]);
             randomise_router(*a[i]);
             a[i]->to(dev.device);
             (*cache)[i].append(K, V);
-            f[i] = [blk = a[i], cache, i, x, L] {
-              (*cache)[i].truncate(L);  // same context length for every timed token
+            f[i] = [blk = a[i], cache, i, x, L, lens] {
+              (*cache)[i].truncate(L);  // same context lengths for every timed token
+              if (lens.size() > 1) (*cache)[i].set_lengths(lens);
               blk->forward(x, &(*cache)[i]);
             };
           }

@@ -17,13 +17,16 @@ struct BenchOptions {
   std::vector<std::string> shapes = {"paper", "small"};  // see shape_config()
   std::vector<std::string> levels = {"core", "layer", "block"};
   std::vector<int64_t> lengths = {1024, 2048, 4096, 8192};
+  // Sequences per prefill call, all of the same length (level "LEVEL-bB" for B > 1).
+  std::vector<int64_t> prefill_batches = {1};
   int repeats = 5;                 // timed runs per point (after one warm-up); fewer when a run is slow
   double seconds_per_point = 20;   // cap on timed seconds per (shape, level, length, model)
   bool train = true;               // training step at train_length
   int64_t train_length = 2048;
   bool decode = true;              // decode tokens/s at decode_lengths of context
   std::vector<int64_t> decode_lengths = {1024, 4096, 16384};
-  // Sequences decoded together (one step each, equal context): level "layer" at 1, "layer-bB" above.
+  // Sequences decoded together, one step each: level "layer" at 1 (context L), "layer-bB" above (a ragged
+  // batch, contexts spread evenly over L/2 .. L).
   std::vector<int64_t> decode_batches = {1};
   int decode_tokens = 16;
   std::string implementation = "fast";  // "fast" | "reference" (attention.implementation)

@@ -21,13 +21,13 @@ namespace gqe::cli {
 int cmd_bench(int argc, char** argv) {
   Args args("bench", argc, argv,
             {"shapes", "levels", "lengths", "repeats", "seconds-per-point", "threads", "out", "train-length",
-             "decode-lengths", "decode-batches", "decode-tokens", "implementation", "device"},
+             "decode-lengths", "decode-batches", "prefill-batches", "decode-tokens", "implementation", "device"},
             {"help", "no-train", "no-decode", "no-plot"});
   if (args.flag("help")) {
     std::cout
         << "usage: gqe bench [options]\n"
-           "  GQA vs GQE latency on this machine, batch 1 (decode: --decode-batches), GQA and GQE runs\n"
-           "  alternating. Prints a table; writes OUT.json, OUT.csv and\n"
+           "  GQA vs GQE latency on this machine, batch 1 (see --prefill-batches, --decode-batches), GQA and\n"
+           "  GQE runs alternating. Prints a table; writes OUT.json, OUT.csv and\n"
            "  (gnuplot) OUT.png of the prefill speedup vs sequence length.\n"
            "  --shapes paper,small        paper: d 1024, d_h 64, N 16, G 8, k 1; small: d 256, d_h 32, N 8, G 4\n"
            "  --levels core,layer,block   attention core / attention layer / transformer block / model (the\n"
@@ -38,7 +38,9 @@ int cmd_bench(int argc, char** argv) {
            "  --threads N                 intra-op threads (default: all cores)\n"
            "  --train-length 2048         training step (fwd+bwd, 2-layer LM) length; --no-train to skip\n"
            "  --decode-lengths 1024,4096,16384  KV-cache context for decode tokens/s; --no-decode to skip\n"
-           "  --decode-batches 1          sequences per decode step, e.g. 1,4,16 (level layer-bB for B > 1)\n"
+           "  --decode-batches 1          sequences per decode step, e.g. 1,4,16 (level layer-bB for B > 1:\n"
+           "                              contexts of unequal lengths, spread over L/2..L)\n"
+           "  --prefill-batches 1         sequences per prefill call, e.g. 1,4 (level LEVEL-bB for B > 1)\n"
            "  --decode-tokens 16          timed decode tokens per point\n"
            "  --implementation fast       fast | reference (attention.implementation)\n"
            "  --device cpu                cpu (fp32) | cuda[:N] (bf16 autocast; CUDA builds, docs/gpu.md)\n"
@@ -51,6 +53,7 @@ int cmd_bench(int argc, char** argv) {
   opt.lengths = args.get_positive_ints("lengths", opt.lengths);
   opt.decode_lengths = args.get_positive_ints("decode-lengths", opt.decode_lengths);
   opt.decode_batches = args.get_positive_ints("decode-batches", opt.decode_batches);
+  opt.prefill_batches = args.get_positive_ints("prefill-batches", opt.prefill_batches);
   opt.repeats = int(args.get_int("repeats", opt.repeats));
   opt.seconds_per_point = args.get_double("seconds-per-point", opt.seconds_per_point);
   opt.train_length = args.get_int("train-length", opt.train_length);
