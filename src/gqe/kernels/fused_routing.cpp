@@ -1,6 +1,7 @@
 #include "gqe/kernels/fused_routing.h"
 
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
@@ -47,49 +48,63 @@ void route_token(const float* z, const Dims& d, double eps, float* p, int64_t* s
   for (int64_t i = 0; i < d.G * d.k; ++i) w[i] = sp[i] / denom;
 }
 
+// The forward pass over logits [N, G, M]: {probs, selected, selected_probs, weights, aux} as in FusedRouting,
+// and f[g,m], the fraction of tokens that chose (g, m) (the backward's constant).
+struct Forward {
+  at::Tensor probs, selected, sp, w, aux;
+  std::vector<double> f;
+};
+
+Forward route_forward(const at::Tensor& logits, int64_t k, double eps) {
+  const at::Tensor z = logits.contiguous();
+  const Dims d{z.size(0), z.size(1), z.size(2), k};
+  Forward out;
+  out.probs = at::empty_like(z), out.selected = at::empty({d.N, d.G, k}, z.options().dtype(at::kLong));
+  out.sp = at::empty({d.N, d.G, k}, z.options()), out.w = at::empty_like(out.sp);
+  const int64_t chunks = (d.N + kTokensPerChunk - 1) / kTokensPerChunk;
+  // Per chunk: how many of its tokens chose (g, m), and the sum of their p[g, m].
+  std::vector<double> count(size_t(chunks * d.G * d.M), 0.0), psum(count.size(), 0.0);
+  const float* zp = z.data_ptr<float>();
+  float *pp = out.probs.data_ptr<float>(), *spp = out.sp.data_ptr<float>(), *wp = out.w.data_ptr<float>();
+  int64_t* selp = out.selected.data_ptr<int64_t>();
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      double* cnt = count.data() + c * d.G * d.M;
+      double* ps = psum.data() + c * d.G * d.M;
+      for (int64_t i = c * kTokensPerChunk; i < std::min(d.N, (c + 1) * kTokensPerChunk); ++i) {
+        const int64_t gm = i * d.G * d.M, gk = i * d.G * k;
+        route_token(zp + gm, d, eps, pp + gm, selp + gk, spp + gk, wp + gk);
+        for (int64_t j = 0; j < d.G * d.M; ++j) ps[j] += pp[gm + j];
+        for (int64_t j = 0; j < d.G * k; ++j) cnt[(j / k) * d.M + selp[gk + j]] += 1.0;
+      }
+    }
+  });
+  // f[g,m] = count / N, P[g,m] = psum / N; aux = mean_g M * sum_m f P. Chunks summed in order.
+  out.f.assign(size_t(d.G * d.M), 0.0);
+  std::vector<double> P(out.f.size(), 0.0);
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int64_t j = 0; j < d.G * d.M; ++j) out.f[j] += count[c * d.G * d.M + j], P[j] += psum[c * d.G * d.M + j];
+  double aux = 0.0;
+  for (int64_t j = 0; j < d.G * d.M; ++j) {
+    out.f[j] /= double(d.N), P[j] /= double(d.N);
+    aux += out.f[j] * P[j];
+  }
+  out.aux = at::scalar_tensor(aux * double(d.M) / double(d.G), z.options());
+  return out;
+}
+
 class FusedRoutingFunction : public torch::autograd::Function<FusedRoutingFunction> {
  public:
   // logits [N, G, M] -> {probs [N,G,M], selected [N,G,k], selected_probs [N,G,k], weights [N,G,k], aux []}
   static torch::autograd::tensor_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& logits,
                                               int64_t k, double eps) {
-    const at::Tensor z = logits.contiguous();
-    const Dims d{z.size(0), z.size(1), z.size(2), k};
-    at::Tensor probs = at::empty_like(z), selected = at::empty({d.N, d.G, k}, z.options().dtype(at::kLong));
-    at::Tensor sp = at::empty({d.N, d.G, k}, z.options()), w = at::empty_like(sp);
-    const int64_t chunks = (d.N + kTokensPerChunk - 1) / kTokensPerChunk;
-    // Per chunk: how many of its tokens chose (g, m), and the sum of their p[g, m].
-    std::vector<double> count(size_t(chunks * d.G * d.M), 0.0), psum(count.size(), 0.0);
-    const float* zp = z.data_ptr<float>();
-    float *pp = probs.data_ptr<float>(), *spp = sp.data_ptr<float>(), *wp = w.data_ptr<float>();
-    int64_t* selp = selected.data_ptr<int64_t>();
-    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        double* cnt = count.data() + c * d.G * d.M;
-        double* ps = psum.data() + c * d.G * d.M;
-        for (int64_t i = c * kTokensPerChunk; i < std::min(d.N, (c + 1) * kTokensPerChunk); ++i) {
-          const int64_t gm = i * d.G * d.M, gk = i * d.G * k;
-          route_token(zp + gm, d, eps, pp + gm, selp + gk, spp + gk, wp + gk);
-          for (int64_t j = 0; j < d.G * d.M; ++j) ps[j] += pp[gm + j];
-          for (int64_t j = 0; j < d.G * k; ++j) cnt[(j / k) * d.M + selp[gk + j]] += 1.0;
-        }
-      }
-    });
-    // f[g,m] = count / N, P[g,m] = psum / N; aux = mean_g M * sum_m f P. Chunks summed in order.
-    std::vector<double> f(size_t(d.G * d.M), 0.0), P(f.size(), 0.0);
-    for (int64_t c = 0; c < chunks; ++c)
-      for (int64_t j = 0; j < d.G * d.M; ++j) f[j] += count[c * d.G * d.M + j], P[j] += psum[c * d.G * d.M + j];
-    double aux = 0.0;
-    for (int64_t j = 0; j < d.G * d.M; ++j) {
-      f[j] /= double(d.N), P[j] /= double(d.N);
-      aux += f[j] * P[j];
-    }
-    aux *= double(d.M) / double(d.G);
-    at::Tensor f_t = at::from_blob(f.data(), {d.G, d.M}, at::kDouble).clone();
-    ctx->save_for_backward({probs, selected, f_t});
+    Forward f = route_forward(logits, k, eps);
+    at::Tensor f_t = at::from_blob(f.f.data(), {logits.size(1), logits.size(2)}, at::kDouble).clone();
+    ctx->save_for_backward({f.probs, f.selected, f_t});
     ctx->saved_data["eps"] = eps;
-    ctx->mark_non_differentiable({probs, selected});
+    ctx->mark_non_differentiable({f.probs, f.selected});
     ctx->set_materialize_grads(false);
-    return {probs, selected, sp, w, at::scalar_tensor(aux, z.options())};
+    return {f.probs, f.selected, f.sp, f.w, f.aux};
   }
 
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
@@ -150,7 +165,13 @@ FusedRouting fused_routing(const at::Tensor& logits, int64_t k, double eps) {
               "fused_routing: logits must be [B, T, G, M] fp32, got ", logits.sizes(), " ", logits.scalar_type());
   const int64_t B = logits.size(0), T = logits.size(1), G = logits.size(2), M = logits.size(3);
   TORCH_CHECK(k >= 1 && k <= M, "route_tokens: k = ", k, " outside 1..", M);
-  auto out = FusedRoutingFunction::apply(logits.reshape({B * T, G, M}), k, eps);
+  torch::autograd::tensor_list out;
+  if (c10::GradMode::is_enabled() && logits.requires_grad()) {
+    out = FusedRoutingFunction::apply(logits.reshape({B * T, G, M}), k, eps);
+  } else {  // no gradient wanted (decode, evaluation): no autograd node
+    Forward f = route_forward(logits.reshape({B * T, G, M}), k, eps);
+    out = {f.probs, f.selected, f.sp, f.w, f.aux};
+  }
   return {out[0].view({B, T, G, M}), out[1].view({B, T, G, k}), out[2].view({B, T, G, k}),
           out[3].view({B, T, G, k}), out[4]};
 }

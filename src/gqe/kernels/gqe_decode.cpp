@@ -111,13 +111,21 @@ GqeDecodeOutput gqe_decode(const at::Tensor& q_in, const at::Tensor& qs_in, cons
   // the mean key.
   const int64_t M = Hq / G, R = M + (shared ? 1 : 0), rows = Hq + (shared ? 1 : 0), srow = Hq;
   const float sc = float(1.0 / std::sqrt(double(dh)));
-  at::Tensor qpack = at::empty({B, G, R, dh}, q_in.options());
+  // Packed with plain loops: a short decode step is dominated by per-op overheads, not by these copies.
+  std::vector<float> qpack(size_t(B * G * R * dh));
   {
-    at::Tensor qv = qpack.narrow(2, 0, M);
-    qv.copy_(q_in.reshape({B, G, M, dh}) * sc);
-    if (shared) qpack.narrow(2, M, 1).copy_((qs_in.reshape({B, 1, 1, dh}) * (sc / float(G))).expand({B, G, 1, dh}));
+    const at::Tensor qc = q_in.contiguous(), qsc = shared ? qs_in.contiguous() : at::Tensor();
+    const float* qp = qc.data_ptr<float>();
+    const float* qsp = shared ? qsc.data_ptr<float>() : nullptr;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t g = 0; g < G; ++g) {
+        float* dst = qpack.data() + (b * G + g) * R * dh;
+        for (int64_t j = 0; j < M * dh; ++j) dst[j] = qp[(b * Hq + g * M) * dh + j] * sc;
+        if (shared)
+          for (int64_t j = 0; j < dh; ++j) dst[M * dh + j] = qsp[b * dh + j] * (sc / float(G));
+      }
   }
-  const float* Q = qpack.data_ptr<float>();
+  const float* Q = qpack.data();
 
   // Work items: (sequence, chunk of kChunk positions); each keeps its own unnormalised output, running max
   // and running sum per row, merged per sequence below.

@@ -1,6 +1,7 @@
 #include "gqe/kernels/routed_projection.h"
 
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
@@ -43,18 +44,27 @@ Buckets bucket_by_expert(const at::Tensor& selected, int64_t M) {  // selected: 
 
 constexpr int64_t kEntriesPerItem = 64;  // work item: up to 64 entries of one expert
 
+// Below this many multiply-adds a projection runs on the calling thread: waking the other intra-op threads
+// costs more than it saves (a decode step's few entries).
+constexpr int64_t kSerialFmas = int64_t(1) << 18;
+
 // Work items: (expert, first entry of a chunk of up to kEntriesPerItem of its entries), handed out
-// dynamically to the intra-op threads; body(expert, first, rows) runs each.
+// dynamically to the intra-op threads; body(expert, first, rows) runs each. fmas_per_entry sizes the work.
 template <typename F>
-void for_each_chunk(const Buckets& b, F body) {
+void for_each_chunk(const Buckets& b, int64_t fmas_per_entry, F body) {
   const int64_t experts = int64_t(b.offsets.size()) - 1;
   std::vector<std::pair<int64_t, int64_t>> items;
   for (int64_t e = 0; e < experts; ++e)
     for (int64_t s = b.offsets[e]; s < b.offsets[e + 1]; s += kEntriesPerItem) items.emplace_back(e, s);
-  parallel_items(int64_t(items.size()), [&](int64_t it, int64_t) {
+  auto run = [&](int64_t it, int64_t) {
     const auto [e, s] = items[it];
     body(e, s, std::min(b.offsets[e + 1], s + kEntriesPerItem) - s);
-  });
+  };
+  if (b.offsets.back() * fmas_per_entry < kSerialFmas) {
+    for (int64_t it = 0; it < int64_t(items.size()); ++it) run(it, 0);
+  } else {
+    parallel_items(int64_t(items.size()), run);
+  }
 }
 
 // C[i, 0:NV*kW] = sum_t x_i[t] * Wt[t, 0:NV*kW] for RB entries whose x rows are read in place (xr[i]).
@@ -128,7 +138,7 @@ void forward_packed_weight(const at::Tensor& x2, const at::Tensor& weight, const
   at::Tensor wt = pack_transposed_weight(weight, experts, dh, dhp);
   const float *xp = x2.data_ptr<float>(), *wtp = wt.data_ptr<float>();
   constexpr int RB = detail::kRowBlock;
-  for_each_chunk(b, [&](int64_t e, int64_t s, int64_t rows) {
+  for_each_chunk(b, d * dh, [&](int64_t e, int64_t s, int64_t rows) {
     float c[RB * 64 * 4];  // RB x dhp; dhp <= 256 (checked by the caller)
     const float* xr[RB];
     for (int64_t i0 = 0; i0 < rows; i0 += RB) {
@@ -149,7 +159,7 @@ void forward_packed_weight(const at::Tensor& x2, const at::Tensor& weight, const
 void forward_transposed_x(const at::Tensor& x2, const at::Tensor& weight, const Buckets& b, int64_t dh, float* op) {
   const int64_t d = x2.size(1);
   const float *xp = x2.data_ptr<float>(), *wp = weight.data_ptr<float>();
-  for_each_chunk(b, [&](int64_t e, int64_t s, int64_t rows) {
+  for_each_chunk(b, d * dh, [&](int64_t e, int64_t s, int64_t rows) {
     thread_local std::vector<float> xt, c;
     xt.resize(size_t(d * kEntriesPerItem)), c.resize(size_t(dh * kEntriesPerItem));
     const int64_t width = (rows + simd::kW - 1) / simd::kW * simd::kW;
@@ -327,8 +337,13 @@ at::Tensor routed_query_projection(const at::Tensor& x, const at::Tensor& weight
               "routed_query_projection: fp32 x and weight expected");
   TORCH_CHECK(selected.scalar_type() == at::kLong, "routed_query_projection: selected must be int64");
   TORCH_CHECK(dh <= 256, "routed_query_projection: head_dim ", dh, " above the kernel's 256");
-  at::Tensor out = RoutedProjectionFunction::apply(x.reshape({B * T, d}), weight,
-                                                   selected.reshape({B * T, G, k}), M, dh);
+  at::Tensor out;
+  if (c10::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad())) {
+    out = RoutedProjectionFunction::apply(x.reshape({B * T, d}), weight, selected.reshape({B * T, G, k}), M, dh);
+  } else {  // no gradient wanted (decode, evaluation): no autograd node, nothing saved
+    const at::Tensor sel = selected.reshape({B * T, G, k}).contiguous();
+    out = routed_forward(x.reshape({B * T, d}).contiguous(), weight.contiguous(), bucket_by_expert(sel, M), sel.numel(), dh);
+  }
   return out.view({B, T, G * k, dh});
 }
 
