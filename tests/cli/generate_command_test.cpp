@@ -3,6 +3,8 @@
 
 #include <limits>
 
+#include <nlohmann/json.hpp>
+
 #include "gqe/core/fs.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/io/safetensors.h"
@@ -48,6 +50,54 @@ TEST(CliGenerate, AConfigThatDisagreesWithTheWeightsIsRefusedNamingTheField) {
                        "/ckpt/config.json has 500000.0"),
             std::string::npos)
       << r.out;
+}
+
+TEST(CliGenerate, PromptsFileGeneratesEveryLineAsOneBatch) {
+  // Lines of different lengths generated together give each line's single-prompt completion (greedy);
+  // empty lines are skipped; bad files are one-line errors naming the file (and the line).
+  if (!test::gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  const std::string dir = test::scratch_dir("cli_generate_prompts");
+  ModelConfig c = test::small_config("gqe", 8, 4);
+  c.vocab_size = 256;
+  at::manual_seed(4);
+  LanguageModel m(c);
+  test::randomise_routers(m);
+  save_model_checkpoint(dir + "/ckpt", m);
+  const std::vector<std::string> lines = {"In the beginning", "A", "And the earth was without form"};
+  fs::write_file_atomic(dir + "/prompts.txt", lines[0] + "\n\n" + lines[1] + "\r\n" + lines[2]);
+  const std::string common = "generate --checkpoint " + dir + "/ckpt --greedy --max-new-tokens 6";
+  test::CommandRun r = test::run_gqe_command(common + " --prompts " + dir + "/prompts.txt");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  std::vector<nlohmann::json> objs;
+  size_t pos = 0;
+  while (pos < r.out.size()) {
+    const size_t end = r.out.find('\n', pos);
+    objs.push_back(nlohmann::json::parse(r.out.substr(pos, end - pos)));
+    pos = end + 1;
+  }
+  ASSERT_EQ(objs.size(), lines.size()) << r.out;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(objs[i]["prompt"], lines[i]);
+    const test::CommandRun one = test::run_gqe_command(common + " --print-tokens --prompt '" + lines[i] + "'");
+    ASSERT_EQ(one.rc, 0) << one.out;
+    std::string ids;
+    for (int64_t t : objs[i]["tokens"].get<std::vector<int64_t>>()) ids += " " + std::to_string(t);
+    EXPECT_NE(one.out.find("generated tokens:" + ids + "\n"), std::string::npos) << "line " << i << ": " << one.out;
+    EXPECT_EQ(objs[i]["tokens"].size(), 6u);
+  }
+  fs::write_file_atomic(dir + "/empty.txt", "\n\n");
+  r = test::run_gqe_command(common + " --prompts " + dir + "/empty.txt");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find(dir + "/empty.txt: no prompts"), std::string::npos) << r.out;
+  fs::write_file_atomic(dir + "/long.txt", "short\n" + std::string(300, 'x') + "\n");
+  r = test::run_gqe_command(common + " --prompts " + dir + "/long.txt");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find(dir + "/long.txt: line 2: the prompt is 300 tokens, longer than the model's context of 256"),
+            std::string::npos)
+      << r.out;
+  r = test::run_gqe_command(common + " --prompts " + dir + "/prompts.txt --prompt A");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find("give --prompt or --prompts, not both"), std::string::npos) << r.out;
 }
 
 }  // namespace
