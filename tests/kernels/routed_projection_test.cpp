@@ -91,8 +91,9 @@ TEST(RoutedProjection, NarrowProjectionMatchesReference) {
 }
 
 TEST(RoutedProjection, ManyAndFewEntriesGiveTheSameBits) {
-  // A whole sequence takes the packed-weight path, a single token the transposed-x path (decode): both
-  // must produce bit-identical queries, or decoding would drift from prefill. Odd d exercises the tails.
+  // A whole sequence takes the packed-weight path, a single token or a short chunk the transposed-x path
+  // (decode): both must produce bit-identical queries, or decoding would drift from prefill. Odd d
+  // exercises the tails.
   at::manual_seed(15);
   for (int64_t dh : {16, 6, 64}) {
     const int64_t T = 70, d = 37, G = 2, M = 3;
@@ -102,6 +103,10 @@ TEST(RoutedProjection, ManyAndFewEntriesGiveTheSameBits) {
     for (int64_t t : {0, 33, 69}) {
       at::Tensor one = kernels::routed_query_projection(x.narrow(1, t, 1), W, sel.narrow(1, t, 1), M, dh);
       EXPECT_TRUE(at::equal(one, all.narrow(1, t, 1))) << "d_h=" << dh << " t=" << t;
+    }
+    if (dh == 64) {  // 40 entries of a 384-row weight: few enough for the transposed path
+      at::Tensor chunk = kernels::routed_query_projection(x.narrow(1, 10, 20), W, sel.narrow(1, 10, 20), M, dh);
+      EXPECT_TRUE(at::equal(chunk, all.narrow(1, 10, 20)));
     }
   }
 }
