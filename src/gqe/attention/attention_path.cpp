@@ -103,6 +103,7 @@ class CpuPath final : public AttentionPath {
   }
   TopK top_k() const override { return kernels::route_top_k; }
   Routing route(const at::Tensor& logits, int64_t k, double eps) const override {
+    if (logits.scalar_type() != at::kFloat) return AttentionPath::route(logits, k, eps);  // fp32 kernel
     kernels::FusedRouting f = kernels::fused_routing(logits, k, eps);
     return {f.probs, f.selected, f.selected_probs, f.weights, f.aux_loss};
   }

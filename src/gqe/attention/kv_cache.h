@@ -55,7 +55,8 @@ class LayerKVCache {
     TORCH_CHECK(k_.defined() && int64_t(lengths.size()) == k_.size(0), "KV cache: set_lengths needs one length per ",
                 "cached sequence (", k_.defined() ? k_.size(0) : 0, "), got ", lengths.size());
     for (int64_t l : lengths)
-      TORCH_CHECK(l >= 1 && l <= len_, "KV cache: sequence length ", l, " outside 1..", len_, " (the cached positions)");
+      TORCH_CHECK(l >= 1 && l <= len_, "KV cache: sequence length ", l, " outside 1..", len_,
+                  " (the cached positions)");
     lengths_ = lengths;
   }
   bool ragged() const { return !lengths_.empty(); }

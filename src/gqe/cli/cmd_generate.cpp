@@ -19,7 +19,8 @@ namespace gqe::cli {
 namespace {
 
 // --prompts FILE: every non-empty line a prompt, all generated as one batch (generate_batch), one JSON line
-// per prompt on stdout (the text with invalid UTF-8 replaced, and the token ids, which are exact). Every prompt is checked against the context before any generation starts.
+// per prompt on stdout (the text with invalid UTF-8 replaced, and the token ids, which are exact). Every
+// prompt is checked against the context before any generation starts.
 int generate_prompts_file(LanguageModel& model, const Tokenizer& tok, const std::string& path,
                           const SamplingOptions& s) {
   const std::string text = fs::read_file(path);
@@ -36,8 +37,8 @@ int generate_prompts_file(LanguageModel& model, const Tokenizer& tok, const std:
     if (line.empty()) continue;
     ids.push_back(tok.encode(line));
     if (max_new_tokens_after(model.config(), int64_t(ids.back().size())) < 1)
-      throw Error(path + ": line " + std::to_string(line_no) + ": the prompt is " + std::to_string(ids.back().size()) +
-                  " tokens, longer than the model's context of " +
+      throw Error(path + ": line " + std::to_string(line_no) + ": the prompt is " +
+                  std::to_string(ids.back().size()) + " tokens, longer than the model's context of " +
                   std::to_string(model.config().max_position_embeddings) + " tokens: shorten it");
     prompts.push_back(line);
   }
