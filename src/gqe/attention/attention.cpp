@@ -140,14 +140,12 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
     slots = (r.selected_probs.unsqueeze(-1) * o_sel).reshape({B, T, G * k * dh});
   } else {
     // Hard slots: unscaled, ordered by group, then by rank within the top-k.
-    at::Tensor hard = o_sel.reshape({B, T, G * k * dh});
     if (a_.variant == GqeVariant::hard_concat) {
-      slots = hard;
+      slots = o_sel.reshape({B, T, G * k * dh});
     } else {
-      // Renormalised weighted-sum slot: the router's gradient path from the LM loss.
-      at::Tensor obar = (r.weights.unsqueeze(-1) * o_sel).sum({2, 3});  // [B,T,d_h]
-      at::Tensor s = s_att.view({B, T, dh});  // the shared head's output
-      slots = at::cat({hard, obar.to(hard.scalar_type()), s.to(hard.scalar_type())}, -1);
+      // The hard slots, the renormalised weighted-sum slot (the router's gradient path from the LM loss) and
+      // the shared head's output, in one buffer.
+      slots = path.gqe_slots(o_att, r.weights, s_att);
     }
   }
   // 4. W_O over the slots.

@@ -7,6 +7,7 @@
 #include "gqe/kernels/flash_attention.h"
 #include "gqe/kernels/fused_routing.h"
 #include "gqe/kernels/gqe_decode.h"
+#include "gqe/kernels/gqe_slots.h"
 #include "gqe/kernels/reference.h"
 #include "gqe/kernels/rope.h"
 #include "gqe/kernels/route_top_k.h"
@@ -22,6 +23,10 @@ std::pair<at::Tensor, at::Tensor> AttentionPath::mean_kv(const at::Tensor& keys,
 
 Routing AttentionPath::route(const at::Tensor& logits, int64_t k, double eps) const {
   return weigh_routing(route_tokens(logits, k, top_k()), eps);
+}
+
+at::Tensor AttentionPath::gqe_slots(const at::Tensor& slots, const at::Tensor& weights, const at::Tensor& shared) const {
+  return kernels::gqe_slots_reference(slots, weights, shared);
 }
 
 std::pair<at::Tensor, at::Tensor> AttentionPath::decode_ragged(const at::Tensor& q, const at::Tensor& q_shared,
@@ -106,6 +111,11 @@ class CpuPath final : public AttentionPath {
     if (logits.scalar_type() != at::kFloat) return AttentionPath::route(logits, k, eps);  // fp32 kernel
     kernels::FusedRouting f = kernels::fused_routing(logits, k, eps);
     return {f.probs, f.selected, f.selected_probs, f.weights, f.aux_loss};
+  }
+  at::Tensor gqe_slots(const at::Tensor& slots, const at::Tensor& weights, const at::Tensor& shared) const override {
+    if (slots.scalar_type() != at::kFloat || weights.scalar_type() != at::kFloat || shared.scalar_type() != at::kFloat)
+      return AttentionPath::gqe_slots(slots, weights, shared);  // fp32 kernel
+    return kernels::gqe_slots(slots, weights, shared);
   }
   // Decode (one position, the last key, no gradient): the fused kernel, which reads each K/V tile once for
   // the slot heads and the shared head and needs no mean K/V. Everything else: attend() twice.

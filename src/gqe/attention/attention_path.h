@@ -63,6 +63,12 @@ class AttentionPath {
                                                                     const at::Tensor& keys, const at::Tensor& values,
                                                                     int64_t q_start, LayerKVCache* cache) const;
 
+  // W_O's input for variant gqe: slot outputs [B, T, G*k, d_h], their renormalised weights [B, T, G, k] and
+  // the shared head's output [B, T, 1, d_h] -> [B, T, (G*k + 2) * d_h] (the slots, their weighted sum, the
+  // shared head). By default kernels::gqe_slots_reference (a product, a sum and a concatenation); the CPU
+  // path writes it into one buffer (kernels/gqe_slots.h).
+  virtual at::Tensor gqe_slots(const at::Tensor& slots, const at::Tensor& weights, const at::Tensor& shared) const;
+
   // A decode step of sequences of unequal lengths (a ragged KV cache): sequence b's query (slot heads q
   // [B, 1, Hq, d_h], shared head q_shared [B, 1, 1, d_h] or undefined) sits at position lengths[b] - 1 and
   // sees its keys 0 .. lengths[b] - 1 of keys/values [B, Tk, G, d_h]; lengths: [B] int64 on the CPU.

@@ -73,4 +73,12 @@ at::Tensor top_k_reference(const at::Tensor& probs, int64_t k) {
   return order.narrow(-1, 0, k).contiguous();
 }
 
+at::Tensor gqe_slots_reference(const at::Tensor& slots, const at::Tensor& weights, const at::Tensor& shared) {
+  const int64_t B = slots.size(0), T = slots.size(1), S = slots.size(2), dh = slots.size(3);
+  const at::Tensor w = weights.reshape({B, T, S, 1});
+  at::Tensor obar = (w * slots).sum(2);  // [B, T, d_h]
+  return at::cat({slots.reshape({B, T, S * dh}), obar.to(slots.scalar_type()),
+                  shared.reshape({B, T, dh}).to(slots.scalar_type())}, -1);
+}
+
 }  // namespace gqe::kernels

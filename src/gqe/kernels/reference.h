@@ -11,6 +11,7 @@
 //   kernels::narrow_projection                    narrow_projection_reference
 //   kernels::fused_routing (fused_routing.h)      route_tokens, renormalised_weights, load_balancing_loss
 //                                                 (attention/router.h: the method in libtorch ops)
+//   kernels::gqe_slots (gqe_slots.h)              gqe_slots_reference
 //   cuda::sdpa_attention (cuda/sdpa_attention.h)  flash_attention_reference
 //   cuda::grouped_query_projection                routed_query_projection_reference
 //   cuda::route_top_k (cuda/route_top_k.h)        top_k_reference
@@ -55,6 +56,11 @@ at::Tensor routed_query_projection_reference(const at::Tensor& x, const at::Tens
 
 // x [B, T, d] . weight^T for weight [d_h, d]; returns [B, T, 1, d_h].
 at::Tensor narrow_projection_reference(const at::Tensor& x, const at::Tensor& weight);
+
+// W_O's input for variant gqe by concatenation: slots [B, T, G*k, d_h], weights [B, T, G, k], shared
+// [B, T, 1, d_h] -> [B, T, (G*k + 2) * d_h] = (the slots, sum_{g,r} w[g,r] slot[g*k+r], shared); any dtype
+// (the result has the slots' dtype).
+at::Tensor gqe_slots_reference(const at::Tensor& slots, const at::Tensor& weights, const at::Tensor& shared);
 
 // The k largest of each row of probs [..., M], descending, the lower index first among equal values
 // (a stable descending sort, cut at k); returns [..., k] int64.
