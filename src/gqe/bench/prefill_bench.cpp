@@ -205,46 +205,48 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
         if (level == "model")
           model[i] = std::make_shared<LanguageModel>(cfg[i]), randomise_router(*model[i]), model[i]->to(dev.device);
       }
-      for (int64_t Bp : opt.prefill_batches)
-      for (int64_t n : opt.lengths) {
-        BenchRow r;
-        r.load_before = load_average_1min();
-        r.section = "prefill", r.shape = shape, r.level = Bp == 1 ? level : level + "-b" + std::to_string(Bp), r.n = n;
-        std::function<void()> f[2];
-        for (int i = 0; i < 2; ++i) {
-          if (level == "core") {
-            const int64_t H = cfg[i].attention.is_gqe() ? cfg[i].attention.top_k * G : cfg[i].attention.num_heads;
-            at::Tensor q = at::randn({Bp, n, H, dh}, dev.floats()), k = at::randn({Bp, n, G, dh}, dev.floats()),
-                       v = at::randn({Bp, n, G, dh}, dev.floats()), qs = at::randn({Bp, n, 1, dh}, dev.floats());
-            const bool gqe = cfg[i].attention.is_gqe();
-            const AttentionPath& path = attention_path_for(cfg[i].attention, q);  // the kernels a layer would use
-            f[i] = [=, &path] {
-              path.attend(q, k, v, 0);
-              if (gqe) path.attend(qs, k.mean(2, true), v.mean(2, true), 0);  // shared head on mean K/V
-            };
-          } else if (level == "model") {
-            auto m = model[i];
-            at::Tensor tok = at::randint(0, cfg[i].vocab_size, {Bp, n}, dev.longs());
-            f[i] = [m, tok] { m->forward(tok); };
-          } else {
-            at::Tensor x = at::randn({Bp, n, d}, at::TensorOptions(dev.device));
-            if (level == "layer") {
-              auto a = attn[i];
-              f[i] = [a, x] { a->forward(x, nullptr); };
+      for (int64_t Bp : opt.prefill_batches) {
+        for (int64_t n : opt.lengths) {
+          BenchRow r;
+          r.load_before = load_average_1min();
+          r.section = "prefill", r.shape = shape, r.n = n;
+          r.level = Bp == 1 ? level : level + "-b" + std::to_string(Bp);
+          std::function<void()> f[2];
+          for (int i = 0; i < 2; ++i) {
+            if (level == "core") {
+              const int64_t H = cfg[i].attention.is_gqe() ? cfg[i].attention.top_k * G : cfg[i].attention.num_heads;
+              at::Tensor q = at::randn({Bp, n, H, dh}, dev.floats()), k = at::randn({Bp, n, G, dh}, dev.floats()),
+                         v = at::randn({Bp, n, G, dh}, dev.floats()), qs = at::randn({Bp, n, 1, dh}, dev.floats());
+              const bool gqe = cfg[i].attention.is_gqe();
+              const AttentionPath& path = attention_path_for(cfg[i].attention, q);  // the kernels a layer would use
+              f[i] = [=, &path] {
+                path.attend(q, k, v, 0);
+                if (gqe) path.attend(qs, k.mean(2, true), v.mean(2, true), 0);  // shared head on mean K/V
+              };
+            } else if (level == "model") {
+              auto m = model[i];
+              at::Tensor tok = at::randint(0, cfg[i].vocab_size, {Bp, n}, dev.longs());
+              f[i] = [m, tok] { m->forward(tok); };
             } else {
-              auto b = block[i];
-              f[i] = [b, x] { b->forward(x, nullptr); };
+              at::Tensor x = at::randn({Bp, n, d}, at::TensorOptions(dev.device));
+              if (level == "layer") {
+                auto a = attn[i];
+                f[i] = [a, x] { a->forward(x, nullptr); };
+              } else {
+                auto b = block[i];
+                f[i] = [b, x] { b->forward(x, nullptr); };
+              }
             }
           }
+          const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), opt.repeats, opt.seconds_per_point);
+          set_latency(r, t);
+          r.flop_limit = flop_limit(cfg[0], cfg[1], level, n);
+          if (level == "core") {
+            r.gqa_gflops = double(Bp) * attention_core_flops(cfg[0], n) / t[0].median_s / 1e9;
+            r.gqe_gflops = double(Bp) * attention_core_flops(cfg[1], n) / t[1].median_s / 1e9;
+          }
+          emit(r);
         }
-        const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), opt.repeats, opt.seconds_per_point);
-        set_latency(r, t);
-        r.flop_limit = flop_limit(cfg[0], cfg[1], level, n);
-        if (level == "core") {
-          r.gqa_gflops = double(Bp) * attention_core_flops(cfg[0], n) / t[0].median_s / 1e9;
-          r.gqe_gflops = double(Bp) * attention_core_flops(cfg[1], n) / t[1].median_s / 1e9;
-        }
-        emit(r);
       }
     }
 
