@@ -228,7 +228,8 @@ def routing(s, n, a, fp32_router):
     ks = []
     if fp32_router:
         if not a.autocast:
-            ks.append(mem("router x to fp32", "layer", n * d * BF16, n * d * FP32, [("grad", n * d * FP32, n * d * BF16)]))
+            ks.append(mem("router x to fp32", "layer", n * d * BF16, n * d * FP32,
+                          [("grad", n * d * FP32, n * d * BF16)]))
         ks += gemm("router (fp32)", "layer", n, G * M, d, kind="gemm_fp32", elem=FP32)
         ks.append(mem("softmax", "layer", gm * FP32, gm * FP32, [("grad", 2 * gm * FP32, gm * FP32)]))
     else:
@@ -272,7 +273,8 @@ def routed_query_grouped(s, n, a, offsets_on_host):
     if offsets_on_host:
         ks += [mem("bincount min", "layer", rows * INT64, INT64), sync("bincount min to host", "layer"),
                mem("bincount max", "layer", rows * INT64, INT64), sync("bincount max .item()", "layer"),
-               mem("bincount zeros", "layer", 0, N * INT64), mem("bincount histogram", "layer", rows * INT64, N * INT64)]
+               mem("bincount zeros", "layer", 0, N * INT64),
+               mem("bincount histogram", "layer", rows * INT64, N * INT64)]
     else:
         ks += [mem("offsets arange", "layer", 0, N * INT64),
                mem("offsets searchsorted", "layer", N * 20 * INT64, N * INT64)]
@@ -280,14 +282,16 @@ def routed_query_grouped(s, n, a, offsets_on_host):
     ks.append(mem("gather x rows (index_select)", "layer", rows * (d * act + INT64), rows * d * act,
                   [("zeros", 0, n * d * act), ("index_add", rows * (d * act + INT64), rows * d * act)]))
     if a.autocast:
-        ks.append(mem("x rows to bf16", "layer", rows * d * FP32, rows * d * BF16, [("grad", rows * d * BF16, rows * d * FP32)]))
+        ks.append(mem("x rows to bf16", "layer", rows * d * FP32, rows * d * BF16,
+                      [("grad", rows * d * BF16, rows * d * FP32)]))
         ks.append(mem("expert weights to bf16", "layer", N * d * dh * FP32, N * d * dh * BF16,
                       [("grad", N * d * dh * BF16, N * d * dh * FP32)]))
     if offsets_on_host:
         ks.append(mem("offsets cumsum", "layer", N * INT64, N * INT64))
     ks.append(mem("offsets to int32", "layer", N * INT64, N * FP32))
     f = 2.0 * rows * d * dh
-    g = Kernel("routed Q grouped GEMM", "layer", "grouped", f, BF16 * (rows * d + N * d * dh + rows * dh), (rows, dh, d))
+    g = Kernel("routed Q grouped GEMM", "layer", "grouped", f, BF16 * (rows * d + N * d * dh + rows * dh),
+               (rows, dh, d))
     g.backward = [Kernel("routed Q grouped GEMM dX", "layer", "grouped", f, BF16 * (rows * dh + N * d * dh + rows * d),
                          (rows, d, dh)),
                   Kernel("routed Q grouped GEMM dW", "layer", "grouped", f, BF16 * (rows * dh + rows * d + N * d * dh),
@@ -324,8 +328,8 @@ def slots(s, n):
     rows, dh = n * s.kv_heads * s.top_k, s.head_dim
     return [
         mem("slots w*o", "layer", rows * (dh * BF16 + FP32), rows * dh * FP32,
-            [("grad o", rows * (dh * FP32 + FP32), rows * dh * BF16), ("grad w mul", 2 * rows * dh * FP32, rows * dh * FP32),
-             ("grad w sum", rows * dh * FP32, rows * FP32)]),
+            [("grad o", rows * (dh * FP32 + FP32), rows * dh * BF16),
+             ("grad w mul", 2 * rows * dh * FP32, rows * dh * FP32), ("grad w sum", rows * dh * FP32, rows * FP32)]),
         mem("slots sum", "layer", rows * dh * FP32, n * dh * FP32),
         mem("slots cast", "layer", n * dh * FP32, n * dh * BF16, [("grad", n * dh * BF16, n * dh * FP32)]),
         mem("slots cat", "layer", n * s.slots * dh * BF16, n * s.slots * dh * BF16),
@@ -725,7 +729,8 @@ def markdown(a=BASE):
         "A kernel lasts max(FLOPs / achievable FLOP/s, bytes / achievable bandwidth, %.1f us) + %.1f us of idle GPU "
         "between kernels. The host issues a launch every %.1f us (libtorch dispatch + `cudaLaunchKernel`); the GPU "
         "runs ahead of the host or waits for it. A host sync costs %.0f us after the GPU has drained. A layer's "
-        "time ends with its last kernel." % (a.kernel_min_s * 1e6, a.kernel_gap_s * 1e6, a.launch_s * 1e6, a.sync_s * 1e6),
+        "time ends with its last kernel."
+        % (a.kernel_min_s * 1e6, a.kernel_gap_s * 1e6, a.launch_s * 1e6, a.sync_s * 1e6),
         "Flash attention (SDPA's flash backend), steady state: %.0f%% of the bf16 peak forward, %.0f%% backward. "
         "FlashAttention-2 (Dao 2023) reports 50-73%% of an A100's peak forward; FlashAttention-3 (Shah et al. 2024) "
         "up to 75%% of an H100's at d_h 128-256 and less at d_h 64; libtorch's in-tree flash kernels are FA2-class "
@@ -786,7 +791,7 @@ def markdown(a=BASE):
                                              ideal_flop_ratio(s, n, level)))
             rows.append(r)
         add_table(["n"] + [label[name] for name in names] +
-                  ["core before → after (limit)", "layer before → after (limit)", "block before → after (limit)"], rows)
+                  ["%s before → after (limit)" % level for level in LEVELS], rows)
     para("Times are per attention layer. Core: attention alone (the SDPA calls, the mean K/V, the concatenations); "
          "layer: the attention layer; block: + norms, MLP and residual adds. The limit in brackets is the FLOP "
          "ratio with only the routed experts computed, 16/9 = 1.78 at core.")
@@ -821,8 +826,9 @@ def markdown(a=BASE):
         r = [fmt_n(n)]
         for g in GPUS:
             t = {(name, level): predict(name, s2, n, g, a, level) for name in names for level in ["core", "layer"]}
-            r += ["%s → %s" % (ratio(t["gqa-before", level][0], t["gqe-before", level][0]),
-                               ratio(t["gqa-after", level][0], t["gqe-after", level][0])) for level in ["core", "layer"]]
+            for level in ["core", "layer"]:
+                r.append("%s → %s" % (ratio(t["gqa-before", level][0], t["gqe-before", level][0]),
+                                      ratio(t["gqa-after", level][0], t["gqe-after", level][0])))
             r.append(t["gqe-after", "layer"][1].split(", ")[1])
         rows.append(r)
     header = ["n"]
@@ -874,7 +880,8 @@ def markdown(a=BASE):
     graph = dataclasses.replace(a, launch_s=0.3e-6)
     lengths = [2048, 4096, 16384, 65536]
     rows = []
-    for row_label, name, v in [("after", "gqe-after", a), ("fused", "gqe-fused", a), ("fused + graph", "gqe-fused", graph)]:
+    for row_label, name, v in [("after", "gqe-after", a), ("fused", "gqe-fused", a),
+                               ("fused + graph", "gqe-fused", graph)]:
         rows.append([row_label] + [ratio(predict("gqa-after", s, n, g, v)[0], predict(name, s, n, g, v)[0])
                                    for g in GPUS for n in lengths])
     add_table(["GQE"] + ["%s %s" % (g.key.upper(), fmt_n(n)) for g in GPUS for n in lengths], rows)
@@ -891,8 +898,10 @@ def markdown(a=BASE):
 
     heading("### Sensitivity (H100, attention layer, prefill, *after*)")
     variants = [("as assumed", a),
-                ("flash 30% fwd / 22% bwd", dataclasses.replace(a, flash_fwd_efficiency=0.30, flash_bwd_efficiency=0.22)),
-                ("flash 60% fwd / 45% bwd", dataclasses.replace(a, flash_fwd_efficiency=0.60, flash_bwd_efficiency=0.45)),
+                ("flash 30% fwd / 22% bwd",
+                 dataclasses.replace(a, flash_fwd_efficiency=0.30, flash_bwd_efficiency=0.22)),
+                ("flash 60% fwd / 45% bwd",
+                 dataclasses.replace(a, flash_fwd_efficiency=0.60, flash_bwd_efficiency=0.45)),
                 ("launch 3 us", dataclasses.replace(a, launch_s=3e-6)),
                 ("launch 8 us", dataclasses.replace(a, launch_s=8e-6)),
                 ("flash timed by FLOPs alone (no idle SMs)", dataclasses.replace(a, flash_by_tiles=False)),
