@@ -873,8 +873,8 @@ def markdown(a=BASE):
          % (launches, fmt_time(launches * a.launch_s), fmt_time(gpu_busy(after_2k, h100, a)),
             fmt_time(gpu_busy(after_4k, h100, a)), (a.kernel_min_s + a.kernel_gap_s) * 1e6) +
          "What-if rows (not designs in progress): *fused* is *after* with routing, the Q gather + cat + RoPE, each "
-         "K/V with its mean head, and the slots one custom kernel each (%d launches; the CPU path's "
-         "`fused_routing` and `gqe_slots` already are); *graph* also replays the layer as a CUDA graph (host time "
+         "K/V with its mean head, and the slots one custom kernel each (%d launches), as the CPU path's "
+         "`fused_routing` and `gqe_slots` already are; *graph* also replays the layer as a CUDA graph (host time "
          "per launch 0.3 us, GQA likewise). Layer ratio GQA / GQE, prefill:"
          % work(design("gqe-fused", s, 4096, a).kernels)[2])
     graph = dataclasses.replace(a, launch_s=0.3e-6)
@@ -890,8 +890,9 @@ def markdown(a=BASE):
     para("Even fused, GQE stays near GQA at 2k-4k at batch 1. Outside attention, the layer (projections, where GQE "
          "computes as many Q FLOPs as GQA; RoPE; autocast's casts) is %.0f%% of GQA's layer time at 4k on an H100, "
          "and the 9-head SDPA call fills the SMs worse than the 16-head one. SDPA alone at 4k, by tiles: %s. The "
-         "paper's 1.67x at 4k is above the layer's FLOP limit there (%.2f), so it can only be a core-level figure, "
-         "which this model reaches at 4k only with a few sequences per call."
+         "paper's 1.67x at 4k is above the layer's FLOP limit there (%.2f): it is a core-level figure or one against "
+         "a GQA slower than this model's; at core level the model reaches it at 4k only with a few sequences per "
+         "call."
          % (100 * (1 - gqa_core / gqa_layer_time),
             ", ".join("%.2f at batch %d" % (sdpa_ratio(s, 4096, b, h100, a), b) for b in [1, 2, 4, 8]),
             ideal_flop_ratio(s, 4096, "layer")))
