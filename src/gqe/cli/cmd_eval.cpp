@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "gqe/cli/args.h"
+#include "gqe/cli/device_option.h"
 #include "gqe/cli/commands.h"
 #include "gqe/core/config.h"
 #include "gqe/core/error.h"
@@ -31,6 +32,7 @@ double parse_limit(const Args& args) { return args.get_positive_double("limit", 
 int run_val_loss(const Args& args) {
   const std::string dir = args.require("checkpoint");
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
+  model->to(device_option(args, args.flag("val-loss") ? "eval --val-loss" : "eval"));
   auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
   const std::string data = args.require("data");
   eval::EvalTokens src = eval::load_eval_tokens(data, *tok, args.get_int("max-tokens", 0));
@@ -71,7 +73,7 @@ int run_val_loss(const Args& args) {
 int cmd_eval(int argc, char** argv) {
   Args args("eval", argc, argv,
             {"checkpoint", "task", "data", "data-dir", "labels", "limit", "batch-size", "max-length", "tokenizer", "out",
-             "dump-requests", "threads", "seq", "max-tokens"},
+             "dump-requests", "threads", "seq", "max-tokens", "device"},
             {"help", "val-loss", "no-progress", "allow-nonfinite-weights"});
   if (args.flag("help")) {
     std::cout
@@ -87,7 +89,8 @@ int cmd_eval(int argc, char** argv) {
            "  --tokenizer bytes|PATH (default: DIR/tokenizer.model if present, else bytes)\n"
            "  --out FILE (eval_results.json)  results JSON   --dump-requests FILE  every request as a JSON line\n"
            "  --threads N (all cores)  --no-progress  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n"
-           "  --val-loss: loss/perplexity on a token shard (gqe or llm.c .bin) or a text file; --seq T (min(1024, max pos))\n";
+        << device_option_help()
+        << "  --val-loss: loss/perplexity on a token shard (gqe or llm.c .bin) or a text file; --seq T (min(1024, max pos))\n";
     return 0;
   }
   configure_threads(int(args.get_int("threads", 0)));
@@ -113,6 +116,7 @@ int cmd_eval(int argc, char** argv) {
   }
 
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
+  model->to(device_option(args, args.flag("val-loss") ? "eval --val-loss" : "eval"));
   auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
   eval::EvalOptions opt;
   opt.limit = limit;
@@ -160,7 +164,7 @@ int cmd_eval(int argc, char** argv) {
 int cmd_routes(int argc, char** argv) {
   Args args("routes", argc, argv,
             {"checkpoint", "data", "tokenizer", "seq", "batch-size", "max-tokens", "top-tokens", "min-count", "out", "threads",
-             "dump-choices"},
+             "dump-choices", "device"},
             {"help", "no-plot", "no-progress", "allow-nonfinite-weights"});
   if (args.flag("help")) {
     std::cout << "usage: gqe routes --checkpoint DIR --data FILE [options]\n"
@@ -171,12 +175,14 @@ int cmd_routes(int argc, char** argv) {
                  "  --out PREFIX (routes): writes PREFIX.json and PREFIX.png (heat map; gnuplot)  --no-plot\n"
                  "  --dump-choices FILE  each position's top-1 expert per layer and group, uint8 [tokens, layers,\n"
                  "                       groups] in data order (compare checkpoints token by token)\n"
-                 "  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n";
+                 "  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n"
+              << device_option_help();
     return 0;
   }
   configure_threads(int(args.get_int("threads", 0)));
   const std::string dir = args.require("checkpoint");
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
+  model->to(device_option(args, "routes"));
   if (!model->config().attention.is_gqe())
     throw Error(dir + " is a '" + to_string(model->config().attention.kind) +
                 "' checkpoint; routing analytics need a GQE checkpoint");

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gqe/cli/args.h"
+#include "gqe/cli/device_option.h"
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
@@ -57,7 +58,7 @@ int generate_prompts_file(LanguageModel& model, const Tokenizer& tok, const std:
 int cmd_generate(int argc, char** argv) {
   Args args("generate", argc, argv,
             {"checkpoint", "prompt", "prompts", "max-new-tokens", "temperature", "top-k", "top-p", "seed", "threads",
-             "tokenizer"},
+             "tokenizer", "device"},
             {"help", "greedy", "print-tokens", "allow-nonfinite-weights"});
   if (args.flag("help")) {
     std::cout << "usage: gqe generate --checkpoint DIR (--prompt TEXT | --prompts FILE) [options]\n"
@@ -68,12 +69,14 @@ int cmd_generate(int argc, char** argv) {
                  "  --top-p X (1.0 = off)  --greedy  --seed N (0)  --threads N (all cores)\n"
                  "  --tokenizer bytes|PATH (default: the one the checkpoint was trained with)\n"
                  "  --print-tokens (the prompt's and the generated token ids on stderr)\n"
-                 "  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n";
+                 "  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n"
+              << device_option_help();
     return 0;
   }
   configure_threads(int(args.get_int("threads", 0)));
   const std::string dir = args.require("checkpoint");
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
+  model->to(device_option(args, "generate"));
   auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
   SamplingOptions s;
   s.max_new_tokens = args.get_int("max-new-tokens", 200, 0);

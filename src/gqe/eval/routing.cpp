@@ -85,6 +85,7 @@ RouteStats collect_routing(LanguageModel& model, const std::vector<int64_t>& tok
 
   // Accumulators (double, CPU).
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  // host: the statistics are summed on the CPU, whichever device runs the model.
   at::Tensor incl = at::zeros({L, G, M}, f64);        // tokens whose selection includes m
   at::Tensor top1 = at::zeros({L, G, M}, f64);        // tokens whose top-1 is m
   at::Tensor prob = at::zeros({L, G, M}, f64);        // sum of router probabilities
@@ -93,7 +94,7 @@ RouteStats collect_routing(LanguageModel& model, const std::vector<int64_t>& tok
   at::Tensor by_token = at::zeros({L, G * M * V}, f64);  // (g,m,token) inclusion counts
   at::Tensor token_total = at::zeros({V}, f64);
 
-  const at::Tensor all = at::tensor(tokens, at::kLong);  // [N]
+  const at::Tensor all = at::tensor(tokens, at::kLong);  // [N]; host: windows are copied to the model
   // Every token position is routed, so use windows over all N tokens (the last one predicts nothing,
   // but its routing is still informative).
   std::vector<std::pair<int64_t, int64_t>> windows;
@@ -115,25 +116,25 @@ RouteStats collect_routing(LanguageModel& model, const std::vector<int64_t>& tok
     std::vector<at::Tensor> xs;
     for (size_t w = i; w < j; ++w) xs.push_back(all.narrow(0, windows[w].first, windows[w].second));
     const at::Tensor x = at::stack(xs);  // [B, T]
-    model.forward(x);
+    model.forward(x.to(model.device()));
     const int64_t BT = x.numel();
     n_tok += BT;
     const at::Tensor tok_flat = x.reshape({BT});
-    token_total.index_add_(0, tok_flat, at::ones({BT}, f64));
+    token_total.index_add_(0, tok_flat, at::ones({BT}, f64));  // host
     std::vector<at::Tensor> firsts;
     for (int64_t l = 0; l < L; ++l) {
-      const at::Tensor p = gqe[size_t(l)]->last_router_probs.reshape({BT, G, M}).to(at::kDouble);  // [BT,G,M]
-      const at::Tensor sel = gqe[size_t(l)]->last_selected.reshape({BT, G, k});                    // [BT,G,k]
-      const at::Tensor chosen = at::zeros({BT, G, M}, f64).scatter_(-1, sel, 1.0);                 // [BT,G,M]
+      const at::Tensor p = gqe[size_t(l)]->last_router_probs.reshape({BT, G, M}).to(at::kCPU, at::kDouble);  // [BT,G,M]
+      const at::Tensor sel = gqe[size_t(l)]->last_selected.reshape({BT, G, k}).to(at::kCPU);                // [BT,G,k]
+      const at::Tensor chosen = at::zeros({BT, G, M}, f64).scatter_(-1, sel, 1.0);  // [BT,G,M]; host
       incl[l].add_(chosen.sum(0));
       prob[l].add_(p.sum(0));
       ent[l].sub_((p * p.clamp_min(1e-300).log()).sum(-1).sum(0));
       const at::Tensor first = sel.select(-1, 0);  // [BT, G]
-      top1[l].add_(at::zeros({BT, G, M}, f64).scatter_(-1, first.unsqueeze(-1), 1.0).sum(0));
+      top1[l].add_(at::zeros({BT, G, M}, f64).scatter_(-1, first.unsqueeze(-1), 1.0).sum(0));  // host
       firsts.push_back(first);
-      const at::Tensor g_idx = at::arange(G, at::kLong).view({1, G, 1});
+      const at::Tensor g_idx = at::arange(G, at::kLong).view({1, G, 1});  // host
       const at::Tensor flat = ((g_idx * M + sel) * V + tok_flat.view({BT, 1, 1})).reshape({-1});  // [BT*G*k]
-      by_token[l].index_add_(0, flat, at::ones({flat.numel()}, f64));
+      by_token[l].index_add_(0, flat, at::ones({flat.numel()}, f64));  // host
     }
     if (opt.keep_choices) {  // windows are contiguous and stacked in order: row-major [B,T] is data order
       const at::Tensor c = at::stack(firsts, 1).to(at::kByte).contiguous();  // [BT, L, G]

@@ -72,20 +72,21 @@ std::vector<Loglikelihood> score_loglikelihoods(LanguageModel& model, const std:
     const int64_t B = int64_t(end - start);
     int64_t T = 0;
     for (size_t i = start; i < end; ++i) T = std::max<int64_t>(T, int64_t(prep[order[i]].input.size()));
-    at::Tensor tokens = at::full({B, T}, opt.pad_token, at::kLong);  // [B, T]
+    at::Tensor tokens = at::full({B, T}, opt.pad_token, at::kLong);  // [B, T]; host: filled here, then copied
     auto acc = tokens.accessor<int64_t, 2>();
     for (int64_t b = 0; b < B; ++b) {
       const auto& in = prep[order[start + size_t(b)]].input;
       for (size_t t = 0; t < in.size(); ++t) acc[b][int64_t(t)] = in[t];
     }
-    at::Tensor logits = model.forward(tokens).logits;  // [B, T, V]
+    at::Tensor logits = model.forward(tokens.to(model.device())).logits;  // [B, T, V]
     for (int64_t b = 0; b < B; ++b) {
       const size_t idx = order[start + size_t(b)];
       const Prepared& p = prep[idx];
       const int64_t inplen = int64_t(p.input.size()), contlen = int64_t(p.target.size());
       // Positions inplen-contlen .. inplen-1 predict the continuation tokens.
-      at::Tensor lp = at::log_softmax(logits[b].narrow(0, inplen - contlen, contlen).to(at::kFloat), -1);  // [C, V]
-      at::Tensor tgt = at::tensor(p.target, at::kLong);                                                 // [C]
+      // Scored on the host: the same float arithmetic whichever device ran the model.
+      at::Tensor lp = at::log_softmax(logits[b].narrow(0, inplen - contlen, contlen).to(at::kCPU, at::kFloat), -1);  // [C, V]
+      at::Tensor tgt = at::tensor(p.target, at::kLong);  // [C]; host: beside the host logits
       at::Tensor picked = lp.gather(1, tgt.unsqueeze(1)).squeeze(1);                                    // [C]
       Loglikelihood r;
       r.logprob = picked.to(at::kDouble).sum().item<double>();
@@ -104,7 +105,8 @@ Loglikelihood score_one_reference(LanguageModel& model, const EncodedPair& req, 
   Prepared p = prepare(req, 0, max_len, model.config().vocab_size);
   torch::NoGradGuard no_grad;
   model.eval();
-  at::Tensor logits = model.forward(at::tensor(p.input, at::kLong).unsqueeze(0)).logits[0];  // [T, V]
+  // host: the ids are copied to the model, the logits back
+  at::Tensor logits = model.forward(at::tensor(p.input, at::kLong).unsqueeze(0).to(model.device())).logits[0].to(at::kCPU);
   at::Tensor lp = at::log_softmax(logits.to(at::kDouble), -1);                                // [T, V]
   const int64_t T = int64_t(p.input.size()), C = int64_t(p.target.size());
   Loglikelihood r;

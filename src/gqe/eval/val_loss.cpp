@@ -62,7 +62,7 @@ ValLossResult validation_loss(LanguageModel& model, const std::vector<int64_t>& 
                 std::to_string(model.config().max_position_embeddings));
   const int64_t V = model.config().vocab_size;
   check_token_ids(tokens.data(), tokens.size(), V, "validation loss");
-  const at::Tensor all = at::tensor(tokens, at::kLong);  // [N]
+  const at::Tensor all = at::tensor(tokens, at::kLong);  // [N]; host: windows are copied to the model
   const auto windows = eval_windows(int64_t(tokens.size()), seq_len);
   torch::NoGradGuard no_grad;
   model.eval();
@@ -80,8 +80,8 @@ ValLossResult validation_loss(LanguageModel& model, const std::vector<int64_t>& 
       xs.push_back(all.narrow(0, windows[w].first, L));
       ys.push_back(all.narrow(0, windows[w].first + 1, L));
     }
-    LMOutput out = model.forward(at::stack(xs));  // [B, L, V]
-    const at::Tensor y = at::stack(ys);           // [B, L]
+    LMOutput out = model.forward(at::stack(xs).to(model.device()));  // [B, L, V]
+    const at::Tensor y = at::stack(ys).to(model.device());           // [B, L]
     nats += at::cross_entropy_loss(out.logits.reshape({-1, V}), y.reshape({-1}), {}, at::Reduction::Sum)
                 .item<double>();
     aux += out.aux_loss.item<double>();

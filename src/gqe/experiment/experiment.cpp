@@ -94,7 +94,7 @@ void run_or_fail(const std::vector<std::string>& args, const std::string& log, c
 double time_prefill_ms(LanguageModel& model, int64_t n, int repeats) {
   torch::NoGradGuard g;
   model.eval();
-  at::Tensor tok = at::randint(0, model.config().vocab_size, {1, n}, at::kLong);
+  at::Tensor tok = at::randint(0, model.config().vocab_size, {1, n}, at::TensorOptions(model.device()).dtype(at::kLong));
   model.forward(tok);  // warm-up
   std::vector<double> t;
   for (int i = 0; i < repeats; ++i) {

@@ -21,7 +21,8 @@ double next_uniform(uint64_t& s) { return double(next_u64(s) >> 11) * (1.0 / 900
 }  // namespace
 
 int64_t sample_token(const at::Tensor& logits_in, const SamplingOptions& opt, uint64_t& rng) {
-  at::Tensor logits = logits_in.to(at::kDouble).contiguous();
+  // Sampling reads the logits on the host, wherever the model ran.
+  at::Tensor logits = logits_in.to(at::kCPU, at::kDouble).contiguous();
   const double* l = logits.data_ptr<double>();
   const int64_t V = opt.vocab_limit > 0 ? std::min<int64_t>(logits.numel(), opt.vocab_limit) : logits.numel();
   if (opt.temperature <= 0) return int64_t(std::max_element(l, l + V) - l);
@@ -75,7 +76,8 @@ std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& 
   KVCache cache = model.make_cache();
   uint64_t rng = opt.seed;
   std::vector<int64_t> out;
-  at::Tensor input = at::tensor(prompt, at::kLong).unsqueeze(0);
+  const at::TensorOptions ids_on_device = at::TensorOptions(model.device()).dtype(at::kLong);
+  at::Tensor input = at::tensor(prompt, at::kLong).unsqueeze(0).to(model.device());  // host: copied to the model
   for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
     if (cache.length() + input.size(1) > model.config().max_position_embeddings) break;
     LMOutput o = model.forward(input, &cache);
@@ -83,7 +85,7 @@ std::vector<int64_t> generate(LanguageModel& model, const std::vector<int64_t>& 
     out.push_back(tok);
     if (on_token) on_token(tok);
     if (tok == opt.stop_token) break;
-    input = at::full({1, 1}, tok, at::kLong);
+    input = at::full({1, 1}, tok, ids_on_device);
   }
   model.train(was_training);
   return out;
@@ -103,20 +105,29 @@ std::vector<std::vector<int64_t>> generate_batch(LanguageModel& model, const std
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  // Right-padded prefill: a real position never attends to the padding after it (causal attention).
-  at::Tensor input = at::zeros({B, longest}, at::kLong);
+  // Right-padded prefill: a real position never attends to the padding after it (causal attention). The
+  // token ids are written on the host, then copied to the model's device in one transfer.
+  const at::Device device = model.device();
+  std::vector<int64_t> padded(size_t(B * longest), 0);
   for (int64_t b = 0; b < B; ++b)
-    input[b].narrow(0, 0, len[size_t(b)]).copy_(at::tensor(prompts[size_t(b)], at::kLong));
+    std::copy(prompts[size_t(b)].begin(), prompts[size_t(b)].end(), padded.begin() + b * longest);
+  at::Tensor input = at::tensor(padded, at::kLong).view({B, longest}).to(device);  // host: copied to the model
   KVCache cache = model.make_cache();
   LMOutput o = model.forward(input, &cache);
   cache.set_lengths(len);
-  std::vector<at::Tensor> next(static_cast<size_t>(B));  // each sequence's next-token logits [V]
-  for (int64_t b = 0; b < B; ++b) next[size_t(b)] = o.logits[b][len[size_t(b)] - 1];
+  // Each sequence's next-token logits [V], on the host (one transfer a step).
+  std::vector<int64_t> last(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) last[size_t(b)] = b * longest + len[size_t(b)] - 1;
+  at::Tensor rows = o.logits.reshape({B * longest, -1})
+                        .index_select(0, at::tensor(last, at::kLong).to(device))  // host: copied to the model
+                        .to(at::kCPU);
+  std::vector<at::Tensor> next(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) next[size_t(b)] = rows[b];
   std::vector<uint64_t> rng(size_t(B), opt.seed);
   std::vector<std::vector<int64_t>> out(static_cast<size_t>(B));
   std::vector<bool> done(size_t(B), opt.max_new_tokens < 1);
   for (;;) {
-    at::Tensor step = at::zeros({B, 1}, at::kLong);  // finished sequences feed padding, never read
+    std::vector<int64_t> step(size_t(B), 0);  // finished sequences feed padding, never read
     bool any = false;
     for (int64_t b = 0; b < B; ++b) {
       if (done[size_t(b)]) continue;
@@ -125,12 +136,13 @@ std::vector<std::vector<int64_t>> generate_batch(LanguageModel& model, const std
       // generate()'s stopping rules: the stop token, max_new_tokens, and the end of the context.
       done[size_t(b)] = tok == opt.stop_token || int64_t(out[size_t(b)].size()) >= opt.max_new_tokens ||
                         cache.layers[0].lengths()[size_t(b)] + 1 > context;
-      step[b][0] = tok;
+      step[size_t(b)] = tok;
       any = any || !done[size_t(b)];
     }
     if (!any) break;
-    o = model.forward(step, &cache);
-    for (int64_t b = 0; b < B; ++b) next[size_t(b)] = o.logits[b][0];
+    o = model.forward(at::tensor(step, at::kLong).view({B, 1}).to(device), &cache);  // host: copied to the model
+    rows = o.logits.select(1, 0).to(at::kCPU);
+    for (int64_t b = 0; b < B; ++b) next[size_t(b)] = rows[b];
   }
   model.train(was_training);
   return out;

@@ -173,7 +173,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
               std::to_string(covered) + " (" + std::to_string(data_size - covered) +
               " bytes after the last tensor: trailing bytes, or a header length that is too short)");
   for (const auto& en : entries) {
-    at::Tensor t = at::empty(en.shape, at::TensorOptions().dtype(en.type));
+    at::Tensor t = at::empty(en.shape, at::TensorOptions().dtype(en.type));  // host: read from the file here
     f.seekg(std::streamoff(8 + hlen + en.begin));
     f.read(static_cast<char*>(t.data_ptr()), std::streamsize(en.end - en.begin));
     if (!f) throw bad("tensor '" + en.name + "': read failed (truncated?)");

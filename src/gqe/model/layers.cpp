@@ -5,6 +5,7 @@
 namespace gqe {
 
 Norm::Norm(int64_t dim, double eps, bool layernorm) : eps_(eps), layernorm_(layernorm) {
+  // host: parameters are made on the CPU like every module's; Module::to() moves them.
   weight = register_parameter("weight", at::ones({dim}));
   if (layernorm) bias = register_parameter("bias", at::zeros({dim}));
 }

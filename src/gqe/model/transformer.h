@@ -49,6 +49,8 @@ class LanguageModel : public torch::nn::Module {
   static at::Tensor lm_loss(const at::Tensor& logits, const at::Tensor& targets);
 
   const ModelConfig& config() const { return cfg_; }
+  // Where the weights live: token ids and every tensor a caller builds for forward() belong there.
+  at::Device device() const { return embed_tokens->weight.device(); }
   KVCache make_cache() const { return KVCache(cfg_.num_hidden_layers); }
   // GQE layers, for routing analytics (empty for GQA).
   std::vector<std::shared_ptr<GQEAttention>> gqe_layers() const;

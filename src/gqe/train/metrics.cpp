@@ -13,11 +13,13 @@ void accumulate_router_counts(const LanguageModel& model, at::Tensor& counts) {
   if (layers.empty()) return;
   const auto& a = model.config().attention;
   const int64_t L = int64_t(layers.size()), G = a.num_kv_heads, M = a.experts_per_group();
+  // host: counts are summed over steps and read with data_ptr; the selections are copied here.
   if (!counts.defined()) counts = at::zeros({L, G, M}, at::kDouble);
   for (int64_t l = 0; l < L; ++l) {
     const at::Tensor& sel = layers[size_t(l)]->last_selected;  // [B, T, G, k] expert index within the group
     if (!sel.defined()) continue;
-    at::Tensor flat = (sel.to(at::kCPU).to(at::kLong) + at::arange(G, at::kLong).view({1, 1, G, 1}) * M).reshape({-1});
+    at::Tensor flat =  // host: beside the copied selections
+        (sel.to(at::kCPU).to(at::kLong) + at::arange(G, at::kLong).view({1, 1, G, 1}) * M).reshape({-1});
     counts[l].view({-1}).add_(at::bincount(flat, {}, G * M).to(at::kDouble));
   }
 }

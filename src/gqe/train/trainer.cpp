@@ -144,6 +144,7 @@ void Trainer::reduce_across_ranks(StepOutcome& o) {
     std::vector<at::Tensor> plist;
     for (const auto& [n, p] : opt_->params()) plist.push_back(p);
     allreduce_mean_gradients(comm_, plist);
+    // host: the communicator copies to its device and back
     at::Tensor sums = at::tensor({o.loss, o.aux}, at::kDouble);
     if (o.router_counts.defined()) sums = at::cat({sums, o.router_counts.reshape({-1})});
     std::vector<at::Tensor> stats{sums};
@@ -204,6 +205,7 @@ double Trainer::evaluate() {
     CudaAutocastScope autocast(use_autocast_);
     sum += LanguageModel::lm_loss(model_.forward(x.to(device_)).logits.to(at::kFloat), y.to(device_)).item<double>();
   }
+  // host: the communicator copies to its device and back
   std::vector<at::Tensor> s{at::tensor({sum, double(r_.eval_batches)}, at::kDouble)};
   comm_.allreduce_sum(s);
   model_.train(was_training);
