@@ -94,7 +94,8 @@ def attend(q, k, v, start, key_mask):
     if key_mask is not None:
         allowed = allowed & key_mask.view(B, 1, 1, L)
     scores = scores.masked_fill(~allowed, float("-inf"))
-    p = torch.softmax(scores.float(), dim=-1).to(vh.dtype)
+    # At least float32 (bf16/fp16 scores are upcast), float64 stays float64.
+    p = torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1).to(vh.dtype)
     p = torch.nan_to_num(p)  # a padding query with no visible key: zeros, not NaN
     return torch.matmul(p, vh).transpose(1, 2)
 
@@ -128,7 +129,12 @@ class GqeAttention(nn.Module):
         """Softmax within each group, then the top-k of each group (a stable descending sort: ties go to the
         lower expert index). Returns probs [B,T,G,M], selected [B,T,G,k], selected probs [B,T,G,k]."""
         B, T, _ = x.shape
-        probs = torch.softmax(self.router(x).view(B, T, self.G, self.M), dim=-1)
+        # The router in at least float32, autocast or not (float64 stays float64): bf16 logits flip top-k
+        # choices on near-ties, and the model would route unlike gqe's (which does the same).
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            logits = F.linear(x.to(dtype), self.router.weight.to(dtype))
+        probs = torch.softmax(logits.view(B, T, self.G, self.M), dim=-1)
         selected = torch.sort(probs.detach(), dim=-1, descending=True, stable=True)[1][..., : self.k]
         return probs, selected, probs.gather(-1, selected)
 

@@ -4,6 +4,10 @@
 
 #include <set>
 
+#include "gqe/attention/attention.h"
+#include "gqe/core/autocast.h"
+#include "test_util.h"
+
 namespace gqe {
 namespace {
 
@@ -83,6 +87,52 @@ TEST(Router, AuxLossIsOneForBalancedTop1AndLargerWhenCollapsed) {
   both.selected = at::cat({a.selected, b.selected}, 2);
   both.selected_probs = both.probs.gather(-1, both.selected);
   EXPECT_NEAR(load_balancing_loss(both).item<double>(), (1.0 + 1.8) / 2, 1e-12);
+}
+
+// Under autocast (bf16 matrix products) the router's logits, softmax and top-k stay fp32, so a model trained
+// under autocast routes as the fp32 model it saves. CPU autocast stands in for CUDA's: the same dispatch
+// mechanism, observable without a GPU.
+struct CpuAutocast {
+  CpuAutocast() { set_cpu_autocast(true); }
+  ~CpuAutocast() { set_cpu_autocast(false); }
+};
+
+TEST(Router, LogitsStayFp32UnderAutocast) {
+  at::manual_seed(3);
+  at::Tensor x = at::randn({2, 5, 24}), w = at::randn({8, 24});
+  const at::Tensor want = at::matmul(x, w.t());
+  CpuAutocast ac;
+  ASSERT_EQ(at::linear(x, w).scalar_type(), at::kBFloat16) << "autocast is not on: the test proves nothing";
+  const at::Tensor got = router_logits(x, w);
+  EXPECT_EQ(got.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::allclose(got, want, 1e-5, 1e-5));
+  EXPECT_EQ(router_logits(x.to(at::kDouble), w.to(at::kDouble)).scalar_type(), at::kDouble);
+  EXPECT_EQ(router_logits(x.to(at::kBFloat16), w).scalar_type(), at::kFloat);
+}
+
+TEST(Router, GqeBlockRoutesAsInFp32UnderAutocast) {
+  ModelConfig c = test::small_config("gqe", 8, 2, 1, "gqe", 16, 64);
+  c.attention.implementation = AttentionImplementation::reference;
+  at::manual_seed(4);
+  auto a = std::make_shared<GQEAttention>(c);
+  test::randomise_router_weights(*a);
+  // Near-ties everywhere: in each group experts 0 and 1 have almost the same router row, so their logits
+  // differ by less than bf16's rounding of them.
+  {
+    torch::NoGradGuard g;
+    at::Tensor w = a->router->weight.view({c.attention.num_kv_heads, c.attention.experts_per_group(), -1});
+    w.select(1, 1).copy_(w.select(1, 0) + 1e-3 * at::randn_like(w.select(1, 0)));
+  }
+  at::Tensor x = at::randn({2, 33, c.hidden_size});
+  torch::NoGradGuard g;
+  a->forward(x, nullptr);
+  const at::Tensor want = a->last_selected.clone();
+  {
+    CpuAutocast ac;
+    a->forward(x, nullptr);
+  }
+  EXPECT_EQ(a->last_router_probs.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::equal(a->last_selected, want));
 }
 
 }  // namespace

@@ -59,6 +59,32 @@ def check_model(v):
         new = gen[0, ids.shape[1]:].tolist()
         out["generated_hex"] = bytes(new).hex()
         out["decoded"] = tok.decode(new)
+        out.update(check_precision(model, tokens))
+    return out
+
+
+def check_precision(model, tokens):
+    """The router and the attention softmax in at least float32: under bf16 autocast every GQE layer routes as
+    in float32 (probabilities float32, the same experts), and a float64 model's attention is float64 through
+    and through (agrees with a float64 recomputation to 1e-12, where a float32 softmax would give ~1e-7)."""
+    modeling = sys.modules[type(model).__module__]
+    out = {}
+    layers = [m for m in model.modules() if hasattr(m, "route") and hasattr(m, "router")]
+    if layers:
+        x = torch.randn(1, tokens.shape[1], model.config.hidden_size)
+        want = [layer.route(x)[1] for layer in layers]
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            got = [layer.route(x) for layer in layers]
+        out["router_dtype_under_autocast"] = str(got[0][0].dtype)
+        out["router_same_under_autocast"] = all(torch.equal(g[1], w) for g, w in zip(got, want))
+    q = torch.randn(1, 9, 4, 8, dtype=torch.float64)
+    k = torch.randn(1, 9, 2, 8, dtype=torch.float64)
+    v = torch.randn(1, 9, 2, 8, dtype=torch.float64)
+    kh, vh = k.repeat_interleave(2, dim=2).transpose(1, 2), v.repeat_interleave(2, dim=2).transpose(1, 2)
+    s = torch.matmul(q.transpose(1, 2), kh.transpose(-1, -2)) / 8 ** 0.5
+    s = s.masked_fill(torch.ones(9, 9, dtype=torch.bool).triu(1), float("-inf"))
+    want = torch.matmul(torch.softmax(s, -1), vh).transpose(1, 2)
+    out["float64_attention_rel_err"] = max_rel_diff(modeling.attend(q, k, v, 0, None), want)
     return out
 
 

@@ -184,6 +184,11 @@ TEST(HfExport, TransformersMatchesGqeLogitsCacheAndGreedyGeneration) {
     EXPECT_EQ(r["cache_type"], "DynamicCache");
     EXPECT_TRUE(r["tokenizer_matches_bytes"].get<bool>());
     EXPECT_EQ(r["generated_hex"].get<std::string>(), hex(gqe_generated[v.name]));
+    if (v.cfg.attention.is_gqe()) {
+      EXPECT_EQ(r["router_dtype_under_autocast"], "torch.float32");
+      EXPECT_TRUE(r["router_same_under_autocast"].get<bool>());
+    }
+    EXPECT_LE(r["float64_attention_rel_err"].get<double>(), 1e-12);
     std::cout << "[ interop ] " << v.name << ": max relative logit difference " << r["max_rel_diff"].get<double>()
               << " (through the KV cache " << r["max_rel_diff_cached"].get<double>() << "), greedy "
               << (r["generated_hex"] == hex(gqe_generated[v.name]) ? "identical" : "DIFFERENT") << "\n";

@@ -1,6 +1,15 @@
 #include "gqe/attention/router.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
 namespace gqe {
+
+at::Tensor router_logits(const at::Tensor& x, const at::Tensor& weight) {
+  const at::ScalarType t = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  // Autocast off for this product (every device's autocast key): it would cast x and W back to bf16.
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  return at::matmul(x.to(t), weight.to(t).t());
+}
 
 Routing route_tokens(const at::Tensor& logits, int64_t k, TopK top_k) {
   Routing r;

@@ -19,6 +19,12 @@ struct Routing {
 // The attention path supplies its kernel (AttentionPath::top_k); every one follows that tie rule.
 using TopK = at::Tensor (*)(const at::Tensor& probs, int64_t k);
 
+// The router's logits: x [B, T, d] times weight [G*M, d] transposed -> [B, T, G*M], in at least fp32 whatever
+// autocast is on (float64 stays float64). Softmax and top-k follow the logits' dtype, and bf16 logits flip
+// choices on near-ties (common: a router starts uniform), so a model trained under bf16 autocast would route
+// differently from the fp32 model it saves, evaluates and exports.
+at::Tensor router_logits(const at::Tensor& x, const at::Tensor& weight);
+
 // logits: [B, T, G, M] -> routing with k experts per group. Softmax before top-k; among equal
 // probabilities the lower expert index ranks first (a zero-initialised router picks expert 0).
 Routing route_tokens(const at::Tensor& logits, int64_t k, TopK top_k = kernels::top_k_reference);

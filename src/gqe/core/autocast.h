@@ -40,6 +40,18 @@ inline at::ScalarType cuda_autocast_dtype() {
 #endif
 }
 
+// CPU autocast (bf16) for tests: what CUDA autocast does to dtypes, observable on a machine without a GPU.
+inline void set_cpu_autocast(bool enabled, at::ScalarType dtype = at::kBFloat16) {
+#if GQE_AUTOCAST_PER_DEVICE_API
+  at::autocast::set_autocast_dtype(at::kCPU, dtype);
+  at::autocast::set_autocast_enabled(at::kCPU, enabled);
+#else
+  at::autocast::set_autocast_cpu_dtype(dtype);
+  at::autocast::set_cpu_enabled(enabled);
+#endif
+  if (!enabled) at::autocast::clear_cache();
+}
+
 class CudaAutocastScope {
  public:
   explicit CudaAutocastScope(bool on) : on_(on) {
