@@ -38,10 +38,7 @@ Positions positions_in(const LayerKVCache* cache, const at::Tensor& x) {
 // RoPE of x [B, T, H, d_h] at positions p.
 at::Tensor rope_at(const AttentionPath& path, const at::Tensor& x, const Positions& p, double theta) {
   if (p.per_sequence.empty()) return path.rope(x, p.start, theta);
-  std::vector<at::Tensor> rows;
-  for (size_t b = 0; b < p.per_sequence.size(); ++b)
-    rows.push_back(path.rope(x.narrow(0, int64_t(b), 1), p.per_sequence[b], theta));
-  return at::cat(rows, 0);
+  return path.rope_ragged(x, p.per_sequence, theta);
 }
 
 // Projects x [B,T,d] to K and V [B,T,G,d_h], applies RoPE to K and appends to the cache.
@@ -75,7 +72,7 @@ AttentionResult GQAAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
   at::Tensor q = q_proj->forward(x).view({B, T, a_.num_heads, a_.head_dim});
   if (rope_) q = rope_at(path, q, pos, rope_theta_);
   // Head h uses KV head h / M.
-  at::Tensor o = pos.lengths.defined() ? path.decode_ragged(q, at::Tensor(), k, v, pos.lengths).first
+  at::Tensor o = pos.lengths.defined() ? path.decode_ragged(q, at::Tensor(), k, v, pos.lengths, cache).first
                                        : path.attend(q, k, v, pos.start);
   return {o_proj->forward(o.reshape({B, T, a_.num_heads * a_.head_dim})), at::zeros({}, x.options())};
 }
@@ -103,7 +100,7 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
   auto [keys, values] = keys_values(x, k_proj, v_proj, a_, path, rope_, rope_theta_, pos, cache);
 
   // 1. Route: softmax within each group, top-k, the renormalised weights and the load-balancing loss.
-  const at::Tensor logits = router->forward(x).view({B, T, G, M});
+  const at::Tensor logits = router_logits(x, router->weight).view({B, T, G, M});
   Routing r;
   if (forced_selection.defined()) {
     r = route_tokens(logits, k, path.top_k());
@@ -129,7 +126,7 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
     qs = path.shared_query(x, shared_q_proj->weight);  // [B,T,1,d_h]
     if (rope_) qs = rope_at(path, qs, pos, rope_theta_);
   }
-  auto [o_att, s_att] = pos.lengths.defined() ? path.decode_ragged(q, qs, keys, values, pos.lengths)
+  auto [o_att, s_att] = pos.lengths.defined() ? path.decode_ragged(q, qs, keys, values, pos.lengths, cache)
                                               : path.attend_slots_and_shared(q, qs, keys, values, pos.start, cache);
   at::Tensor o_sel = o_att.view({B, T, G, k, dh});
 

@@ -2,8 +2,11 @@
 
 #include <c10/core/GradMode.h>
 
+#include <cstdlib>
 #include <initializer_list>
+#include <string>
 
+#include "gqe/core/error.h"
 #include "gqe/kernels/flash_attention.h"
 #include "gqe/kernels/fused_routing.h"
 #include "gqe/kernels/gqe_decode.h"
@@ -29,9 +32,15 @@ at::Tensor AttentionPath::gqe_slots(const at::Tensor& slots, const at::Tensor& w
   return kernels::gqe_slots_reference(slots, weights, shared);
 }
 
+at::Tensor AttentionPath::rope_ragged(const at::Tensor& x, const std::vector<int64_t>& positions, double theta) const {
+  std::vector<at::Tensor> rows;
+  for (size_t b = 0; b < positions.size(); ++b) rows.push_back(rope(x.narrow(0, int64_t(b), 1), positions[b], theta));
+  return at::cat(rows, 0);
+}
+
 std::pair<at::Tensor, at::Tensor> AttentionPath::decode_ragged(const at::Tensor& q, const at::Tensor& q_shared,
                                                                const at::Tensor& keys, const at::Tensor& values,
-                                                               const at::Tensor& lengths) const {
+                                                               const at::Tensor& lengths, LayerKVCache*) const {
   kernels::GqeDecodeOutput o = kernels::gqe_decode_reference(q, q_shared, keys, values, lengths);
   return {o.slots, o.shared};
 }
@@ -129,9 +138,9 @@ class CpuPath final : public AttentionPath {
   }
   std::pair<at::Tensor, at::Tensor> decode_ragged(const at::Tensor& q, const at::Tensor& q_shared,
                                                   const at::Tensor& keys, const at::Tensor& values,
-                                                  const at::Tensor& lengths) const override {
+                                                  const at::Tensor& lengths, LayerKVCache* cache) const override {
     if (needs_grad({&q, &q_shared, &keys, &values}))
-      return AttentionPath::decode_ragged(q, q_shared, keys, values, lengths);
+      return AttentionPath::decode_ragged(q, q_shared, keys, values, lengths, cache);
     kernels::GqeDecodeOutput o = kernels::gqe_decode(q, q_shared, keys, values, lengths);
     return {o.slots, o.shared};
   }
@@ -149,8 +158,49 @@ const AttentionPath& cpu_attention_path() {
   return path;
 }
 
+namespace {
+
+// GQE_ATTENTION_PATH, read once: the path every non-reference block takes, or null for the usual choice.
+const AttentionPath* path_from_environment() {
+  static const AttentionPath* forced = [] {
+    const char* v = std::getenv("GQE_ATTENTION_PATH");
+    if (!v || !*v) return static_cast<const AttentionPath*>(nullptr);
+    const std::string name = v;
+    if (name == "reference") return &reference_attention_path();
+    if (name == "cpu") return &cpu_attention_path();
+#ifdef GQE_WITH_CUDA
+    if (name == "cuda") return &cuda_attention_path();
+#endif
+    throw Error("GQE_ATTENTION_PATH='" + name + "': expected reference, cpu" +
+#ifdef GQE_WITH_CUDA
+                std::string(" or cuda")
+#else
+                std::string(" (this build has no CUDA path)")
+#endif
+    );
+  }();
+  return forced;
+}
+
+// The override in force: AttentionPathOverride's, else the environment's.
+const AttentionPath*& forced_attention_path_slot() {
+  static const AttentionPath* slot = path_from_environment();
+  return slot;
+}
+
+const AttentionPath* forced_attention_path() { return forced_attention_path_slot(); }
+
+}  // namespace
+
+AttentionPathOverride::AttentionPathOverride(const AttentionPath& path) : previous_(forced_attention_path_slot()) {
+  forced_attention_path_slot() = &path;
+}
+
+AttentionPathOverride::~AttentionPathOverride() { forced_attention_path_slot() = previous_; }
+
 const AttentionPath& attention_path_for(const AttentionConfig& a, const at::Tensor& x) {
   if (a.implementation == AttentionImplementation::reference) return reference_attention_path();
+  if (const AttentionPath* forced = forced_attention_path()) return *forced;
   if (x.device().is_cpu() && x.scalar_type() == at::kFloat) return cpu_attention_path();
 #ifdef GQE_WITH_CUDA
   if (x.device().is_cuda() &&

@@ -17,6 +17,7 @@
 #include <ATen/ATen.h>
 
 #include <utility>
+#include <vector>
 
 #include "gqe/attention/kv_cache.h"
 #include "gqe/attention/router.h"
@@ -31,6 +32,10 @@ class AttentionPath {
 
   // Rotary embedding of x [B, T, H, d_h] at positions start..start+T-1 -> same shape.
   virtual at::Tensor rope(const at::Tensor& x, int64_t start, double theta) const = 0;
+
+  // Rotary embedding of a ragged decode step: x [B, 1, H, d_h], sequence b at position positions[b] -> same
+  // shape. By default rope() per sequence; the CUDA path gathers its tables once for the batch.
+  virtual at::Tensor rope_ragged(const at::Tensor& x, const std::vector<int64_t>& positions, double theta) const;
 
   // Causal attention, GQA-native: q [B, Tq, Hq, d_h] at positions q_start.., k and v [B, Tk, G, d_h] with
   // Hq % G == 0 (head h uses KV head h / (Hq / G)) -> [B, Tq, Hq, d_h].
@@ -71,12 +76,14 @@ class AttentionPath {
 
   // A decode step of sequences of unequal lengths (a ragged KV cache): sequence b's query (slot heads q
   // [B, 1, Hq, d_h], shared head q_shared [B, 1, 1, d_h] or undefined) sits at position lengths[b] - 1 and
-  // sees its keys 0 .. lengths[b] - 1 of keys/values [B, Tk, G, d_h]; lengths: [B] int64 on the CPU.
+  // sees its keys 0 .. lengths[b] - 1 of keys/values [B, Tk, G, d_h]; lengths: [B] int64 on the CPU; cache:
+  // the layer's cache holding keys/values, or null.
   // Returns (slot outputs [B, 1, Hq, d_h], shared output [B, 1, 1, d_h] or undefined). By default
-  // kernels::gqe_decode_reference (plain libtorch ops, any device); the CPU path: the fused decode kernel.
+  // kernels::gqe_decode_reference (plain libtorch ops, any device); the CPU path: the fused decode kernel;
+  // the CUDA path: one masked SDPA call for the batch, and one for the shared head against the cache's mean.
   virtual std::pair<at::Tensor, at::Tensor> decode_ragged(const at::Tensor& q, const at::Tensor& q_shared,
                                                           const at::Tensor& keys, const at::Tensor& values,
-                                                          const at::Tensor& lengths) const;
+                                                          const at::Tensor& lengths, LayerKVCache* cache) const;
 
   // Mean over the G KV heads of keys and values [B, L, G, d_h] -> [B, L, 1, d_h] each, for the shared head.
   // The fast paths take it from a decoding cache, which keeps it up to date (no re-read of all K/V per step).
@@ -86,8 +93,23 @@ class AttentionPath {
 
 // The path for a block with config `a` whose input is x: the reference when a.implementation asks for it;
 // otherwise the fast path of x's device when it has one for x's dtype (CPU: fp32; CUDA: fp32, bf16, fp16);
-// otherwise the reference.
+// otherwise the reference. The environment variable GQE_ATTENTION_PATH=cuda|cpu|reference overrides the
+// choice for every block whose config does not ask for the reference (read once per process): the CUDA
+// build's tests and the GPU check's dry run put the CUDA path's code under every command on CPU tensors.
 const AttentionPath& attention_path_for(const AttentionConfig& a, const at::Tensor& x);
+
+// For tests and tools: while one lives, every block whose config does not ask for the reference takes `path`
+// (as GQE_ATTENTION_PATH does for a whole process). Not thread-safe against forward calls running meanwhile.
+class AttentionPathOverride {
+ public:
+  explicit AttentionPathOverride(const AttentionPath& path);
+  ~AttentionPathOverride();
+  AttentionPathOverride(const AttentionPathOverride&) = delete;
+  AttentionPathOverride& operator=(const AttentionPathOverride&) = delete;
+
+ private:
+  const AttentionPath* previous_;
+};
 
 // The paths themselves, for tests and benchmarks that compare them.
 const AttentionPath& reference_attention_path();

@@ -33,6 +33,18 @@ class LayerKVCache {
                   lengths_.size(), " sequences appends one position per sequence, got ", k_new.sizes());
       const int64_t longest = *std::max_element(lengths_.begin(), lengths_.end());
       reserve(k_new, std::max(len_, longest + 1));
+      if (!k_.is_cpu()) {
+        // On a GPU one scatter per tensor, not two copies (two kernel launches) per sequence.
+        // host: the positions, copied to the cache's device
+        at::Tensor pos = at::tensor(at::ArrayRef<int64_t>(lengths_), at::kLong).to(k_.device());
+        at::Tensor seq = at::arange(int64_t(lengths_.size()), pos.options());
+        k_.index_put_({seq, pos}, k_new.select(1, 0).to(k_.scalar_type()));
+        v_.index_put_({seq, pos}, v_new.select(1, 0).to(v_.scalar_type()));
+        mean_len_ = std::min(mean_len_, *std::min_element(lengths_.begin(), lengths_.end()));  // now stale
+        for (int64_t& l : lengths_) ++l;
+        len_ = std::max(len_, longest + 1);
+        return {keys(), values()};
+      }
       for (size_t b = 0; b < lengths_.size(); ++b) {
         const int64_t pos = lengths_[b]++;
         k_.select(0, int64_t(b)).select(0, pos).copy_(k_new.select(0, int64_t(b)).select(0, 0));
@@ -64,7 +76,7 @@ class LayerKVCache {
   const std::vector<int64_t>& lengths() const { return lengths_; }
   // The same as a [B] int64 tensor (kernels/gqe_decode.h's lengths).
   at::Tensor lengths_tensor() const {
-    return at::tensor(at::ArrayRef<int64_t>(lengths_), at::TensorOptions().dtype(at::kLong));
+    return at::tensor(at::ArrayRef<int64_t>(lengths_), at::TensorOptions().dtype(at::kLong));  // host: by contract
   }
 
   // Mean over the G heads of the cached K and V: [B, length(), 1, d_h] each. Positions appended since the

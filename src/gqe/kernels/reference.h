@@ -13,7 +13,10 @@
 //                                                 (attention/router.h: the method in libtorch ops)
 //   kernels::gqe_slots (gqe_slots.h)              gqe_slots_reference
 //   cuda::sdpa_attention (cuda/sdpa_attention.h)  flash_attention_reference
+//   cuda::sdpa_decode_ragged                      gqe_decode_reference
+//   cuda::gqe_attention (cuda/gqe_attention.h)    flash_attention_reference (slot heads, then shared head)
 //   cuda::grouped_query_projection                routed_query_projection_reference
+//   cuda::rope_cached (cuda/rope_table.h)         rope_reference
 //   cuda::route_top_k (cuda/route_top_k.h)        top_k_reference
 #pragma once
 #include <ATen/ATen.h>

@@ -1,10 +1,14 @@
 // The SDPA attention of the CUDA path against its reference twin (flash_attention_reference), outputs and
-// gradients: prefill, decode, chunked prefill against a longer cache, G = 1, G = H, odd lengths and head
-// dims. On the CPU in every CUDA build (the same libtorch op, math backend); on a GPU in fp32 and bf16.
+// gradients: prefill, decode, chunked prefill against a longer cache (with gradients: one masked call;
+// without: two calls merged by log-sum-exp), G = 1, G = H, odd lengths and head dims; the ragged decode
+// against gqe_decode_reference. On the CPU in every CUDA build (the same libtorch ops); on a GPU in fp32 and
+// bf16.
 #include "gqe/kernels/cuda/sdpa_attention.h"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <iostream>
 #include <sstream>
 
 #include "cuda_test_util.h"
@@ -39,6 +43,14 @@ std::string describe(const Case& c) {
 
 // Runs sdpa_attention on `device` in `dtype` and the reference on the CPU in float64; compares outputs and
 // the gradients of (out * probe).sum() relative to the largest reference entry.
+void check_without_grad(const Case& c, at::Device device, at::ScalarType dtype, double tol) {
+  at::Tensor q = at::randn({c.B, c.Tq, c.Hq, c.dh}, at::kDouble), k = at::randn({c.B, c.Tk, c.G, c.dh}, at::kDouble),
+             v = at::randn({c.B, c.Tk, c.G, c.dh}, at::kDouble);
+  at::Tensor out = kernels::cuda::sdpa_attention(q.to(device, dtype), k.to(device, dtype), v.to(device, dtype), c.q_start);
+  at::Tensor ref = kernels::flash_attention_reference(q, k, v, c.q_start);
+  EXPECT_LT(test::max_rel_diff(out.to(at::kCPU, at::kDouble), ref), tol) << "out (no grad) " << describe(c);
+}
+
 void check(const Case& c, at::Device device, at::ScalarType dtype, double tol) {
   at::Tensor q = at::randn({c.B, c.Tq, c.Hq, c.dh}, at::kDouble), k = at::randn({c.B, c.Tk, c.G, c.dh}, at::kDouble),
              v = at::randn({c.B, c.Tk, c.G, c.dh}, at::kDouble), probe = at::randn({c.B, c.Tq, c.Hq, c.dh}, at::kDouble);
@@ -62,7 +74,49 @@ TEST(SdpaAttention, MatchesReferenceOnCpu) {
   for (const Case& c : cases()) {
     check(c, at::kCPU, at::kDouble, 1e-10);
     check(c, at::kCPU, at::kFloat, 1e-5);
+    check_without_grad(c, at::kCPU, at::kDouble, 1e-6);  // the log-sum-exps are fp32
+    check_without_grad(c, at::kCPU, at::kFloat, 1e-5);
   }
+}
+
+TEST(SdpaAttention, ChunksWithoutGradientAreMergedByLogSumExp) {
+  at::Tensor q = at::randn({1, 8, 4, 16}), k = at::randn({1, 20, 2, 16});
+  EXPECT_TRUE(kernels::cuda::chunk_by_lse_merge(q, k, k));
+  EXPECT_FALSE(kernels::cuda::chunk_by_lse_merge(q.requires_grad_(), k, k));
+  EXPECT_EQ(kernels::cuda::sdpa_backend(q.detach(), k, k, 12), "cpu flash x2 (merged by log-sum-exp)");
+  EXPECT_NE(kernels::cuda::sdpa_backend(q.detach(), k.narrow(1, 0, 8), k.narrow(1, 0, 8), 0).rfind("none", 0), 0u);
+}
+
+TEST(SdpaAttention, MergeByLogSumExpEqualsAttentionOverAllKeys) {
+  at::manual_seed(33);
+  at::Tensor q = at::randn({2, 3, 5, 8}, at::kDouble), k = at::randn({2, 3, 11, 8}, at::kDouble),
+             v = at::randn({2, 3, 11, 8}, at::kDouble);
+  auto part = [&](int64_t from, int64_t n) {
+    at::Tensor s = at::matmul(q, k.narrow(2, from, n).transpose(-1, -2)) / std::sqrt(8.0);
+    return std::make_pair(at::matmul(at::softmax(s, -1), v.narrow(2, from, n)), at::logsumexp(s, -1));
+  };
+  auto [o1, l1] = part(0, 4);
+  auto [o2, l2] = part(4, 7);
+  at::Tensor want = at::matmul(at::softmax(at::matmul(q, k.transpose(-1, -2)) / std::sqrt(8.0), -1), v);
+  EXPECT_LT(test::max_rel_diff(kernels::cuda::merge_by_lse(o1, l1, o2, l2), want), 1e-12);
+}
+
+// sdpa_decode_ragged: sequence b sees only its first lengths[b] keys (the rest is another sequence's padding).
+void check_ragged(at::Device device, at::ScalarType dtype, double tol) {
+  const int64_t B = 3, Tk = 19, Hq = 6, G = 2, dh = 8;
+  at::Tensor q = at::randn({B, 1, Hq, dh}, at::kDouble), k = at::randn({B, Tk, G, dh}, at::kDouble),
+             v = at::randn({B, Tk, G, dh}, at::kDouble);
+  at::Tensor lengths = at::tensor(std::vector<int64_t>{19, 1, 11}, at::kLong);
+  at::Tensor got = kernels::cuda::sdpa_decode_ragged(q.to(device, dtype), k.to(device, dtype), v.to(device, dtype),
+                                                     lengths.to(device));
+  at::Tensor want = kernels::gqe_decode_reference(q, at::Tensor(), k, v, lengths).slots;
+  EXPECT_LT(test::max_rel_diff(got.to(at::kCPU, at::kDouble), want), tol);
+}
+
+TEST(SdpaAttention, RaggedDecodeMatchesReferenceOnCpu) {
+  at::manual_seed(34);
+  check_ragged(at::kCPU, at::kDouble, 1e-10);
+  check_ragged(at::kCPU, at::kFloat, 1e-5);
 }
 
 TEST(SdpaAttention, RejectsMismatchedShapes) {
@@ -78,7 +132,17 @@ TEST(SdpaAttentionGpu, MatchesReferenceFp32AndBf16) {
   for (const Case& c : cases()) {
     check(c, at::kCUDA, at::kFloat, 1e-5);
     check(c, at::kCUDA, at::kBFloat16, 2e-2);
+    check_without_grad(c, at::kCUDA, at::kFloat, 1e-5);
+    check_without_grad(c, at::kCUDA, at::kBFloat16, 2e-2);
+    std::cout << "[ backend ] " << describe(c) << ": "
+              << kernels::cuda::sdpa_backend(at::randn({c.B, c.Tq, c.Hq, c.dh}, at::TensorOptions(at::kCUDA).dtype(at::kBFloat16)),
+                                             at::randn({c.B, c.Tk, c.G, c.dh}, at::TensorOptions(at::kCUDA).dtype(at::kBFloat16)),
+                                             at::randn({c.B, c.Tk, c.G, c.dh}, at::TensorOptions(at::kCUDA).dtype(at::kBFloat16)),
+                                             c.q_start)
+              << "\n";
   }
+  check_ragged(at::kCUDA, at::kFloat, 1e-5);
+  check_ragged(at::kCUDA, at::kBFloat16, 2e-2);
 }
 
 }  // namespace

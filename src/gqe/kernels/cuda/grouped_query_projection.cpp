@@ -8,15 +8,16 @@ namespace gqe::kernels::cuda {
 namespace {
 
 // Rows of xs [R, d] times per-expert weights w [E, d, d_h], expert e taking rows [offs[e-1], offs[e]).
-at::Tensor per_expert_matmul(const at::Tensor& xs, const at::Tensor& w, const at::Tensor& counts) {
-  at::Tensor host_counts = counts.to(at::kCPU);
-  const int64_t* c = host_counts.data_ptr<int64_t>();
+// The run ends must be on the host: a device-to-host copy, which waits for the GPU (the fallback only).
+at::Tensor per_expert_matmul(const at::Tensor& xs, const at::Tensor& w, const at::Tensor& offsets) {
+  at::Tensor host_ends = offsets.to(at::kCPU, at::kLong);
+  const int64_t* end = host_ends.data_ptr<int64_t>();
   std::vector<at::Tensor> parts;
   int64_t off = 0;
   for (int64_t e = 0; e < w.size(0); ++e) {
-    if (c[e] == 0) continue;
-    parts.push_back(at::matmul(xs.narrow(0, off, c[e]), w[e]));
-    off += c[e];
+    if (end[e] == off) continue;
+    parts.push_back(at::matmul(xs.narrow(0, off, end[e] - off), w[e]));
+    off = end[e];
   }
   return at::cat(parts, 0);
 }
@@ -49,8 +50,11 @@ at::Tensor grouped_query_projection(const at::Tensor& x, const at::Tensor& weigh
   // Slot s = (token i, group g, rank r) at s = i*G*k + g*k + r; its expert is g*M + selected[i,g,r].
   at::Tensor group_base = at::arange(G, selected.options()).mul_(M).view({1, 1, G, 1});
   at::Tensor expert = (selected + group_base).reshape({-1});                       // [B*T*G*k]
-  at::Tensor order = std::get<1>(expert.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));  // slots by expert
-  at::Tensor counts = at::bincount(expert, {}, N);                                 // [N]
+  auto [sorted_expert, order] = expert.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);  // slots by expert
+  // Where each expert's run of rows ends: offsets[e] = number of slots with expert <= e, found on the device
+  // by a binary search of the sorted ids (at::bincount would copy its size to the host: a sync per layer).
+  at::Tensor offsets = at::searchsorted(sorted_expert, at::arange(N, expert.options()), /*out_int32=*/true,
+                                        /*right=*/true);                           // [N] int32
   at::Tensor token = order.div(G * k, "floor");                                    // x row of each sorted slot
 
   at::ScalarType dtype = x.scalar_type();
@@ -62,9 +66,9 @@ at::Tensor grouped_query_projection(const at::Tensor& x, const at::Tensor& weigh
     gemm = grouped_mm_runs(xs, dh) ? GroupedGemm::grouped_mm : GroupedGemm::per_expert;
   at::Tensor ys;  // [S, d_h] in expert order
   if (gemm == GroupedGemm::grouped_mm) {
-    ys = at::_grouped_mm(xs, w, counts.cumsum(0).to(at::kInt));
+    ys = at::_grouped_mm(xs, w, offsets);
   } else {
-    ys = per_expert_matmul(xs, w, counts);
+    ys = per_expert_matmul(xs, w, offsets);
   }
   // Back to slot order: row j of ys is slot order[j] (a permutation, so every row is written).
   return at::empty_like(ys).index_copy(0, order, ys).view({B, T, G * k, dh});

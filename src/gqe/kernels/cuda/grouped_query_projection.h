@@ -14,6 +14,7 @@ enum class GroupedGemm {
   grouped_mm,  // at::_grouped_mm: one call for all experts (bf16 on Hopper, any float dtype on the CPU;
                // d and d_h rows of a multiple of 16 bytes)
   per_expert,  // one matmul per non-empty expert (needs the expert sizes on the host: one sync)
+               // grouped_mm runs without a host sync: the experts' row offsets stay on the device
 };
 
 // x:        [B, T, d]
