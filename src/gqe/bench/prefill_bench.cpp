@@ -20,7 +20,11 @@
 #include "gqe/core/machine.h"
 #include "gqe/model/transformer.h"
 #ifdef GQE_WITH_CUDA
+#include <ATen/SDPBackend.h>
 #include <torch/cuda.h>
+
+#include "gqe/kernels/cuda/gqe_attention.h"
+#include "gqe/kernels/cuda/sdpa_attention.h"
 #endif
 
 namespace gqe::bench {
@@ -77,8 +81,8 @@ void set_latency(BenchRow& r, const std::array<Timing, 2>& t) {
 struct BenchDevice {
   at::Device device{at::kCPU};
   bool cuda() const { return device.is_cuda(); }
-  at::TensorOptions floats() const { return at::TensorOptions(device).dtype(cuda() ? at::kBFloat16 : at::kFloat); }
-  at::TensorOptions longs() const { return at::TensorOptions(device).dtype(at::kLong); }
+  at::TensorOptions float_options() const { return at::TensorOptions(device).dtype(cuda() ? at::kBFloat16 : at::kFloat); }
+  at::TensorOptions long_options() const { return at::TensorOptions(device).dtype(at::kLong); }
   // f, then wait for the device: the timed unit.
   std::function<void()> timed(std::function<void()> f) const {
     if (!cuda()) return f;
@@ -113,6 +117,17 @@ BenchDevice bench_device(const std::string& name) {
   return d;
 }
 
+}  // namespace
+
+double published_gpu_peak_gflops(const std::string& name) {
+  auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+  if (has("H100") && (has("PCIe") || has("PCI"))) return 756e3;
+  if (has("H100") || has("H200") || has("GH200")) return 989e3;
+  return 0;
+}
+
+namespace {
+
 double per_token_projection_flops(const ModelConfig& c) {
   const AttentionConfig& a = c.attention;
   const double d = double(c.hidden_size), dh = double(a.head_dim);
@@ -126,6 +141,42 @@ double per_token_projection_flops(const ModelConfig& c) {
 double mlp_flops_per_token(const ModelConfig& c) {
   const double d = double(c.hidden_size), I = double(c.intermediate_size);
   return (c.mlp_type == MlpType::swiglu ? 3 : 2) * 2 * d * I;
+}
+
+// The SDPA backend of a prefill's attention call for config c, with queries like q and keys like k: GQA's
+// one call (N heads over G), GQE's one call of its slot and shared heads (kernels/cuda/gqe_attention.h).
+std::string sdpa_backend_of(const ModelConfig& c, const at::Tensor& q, const at::Tensor& k) {
+#ifdef GQE_WITH_CUDA
+  const AttentionConfig& a = c.attention;
+  const int64_t B = q.size(0), n = q.size(1), G = a.num_kv_heads, dh = a.head_dim;
+  if (!a.is_gqe()) return kernels::cuda::sdpa_backend(q, k, k, 0);
+  const bool one = kernels::cuda::choose_shared_head_layout(G, a.top_k, n) == kernels::cuda::SharedHeadLayout::one_call;
+  const int64_t Hq = one ? (G + 1) * a.top_k : G * a.top_k, Hk = one ? G + 1 : G;
+  return kernels::cuda::sdpa_backend(at::empty({B, n, Hq, dh}, q.options()), at::empty({B, n, Hk, dh}, k.options()),
+                                     at::empty({B, n, Hk, dh}, k.options()), 0) +
+         (one ? " (one call)" : " (two calls)");
+#else
+  return "";
+#endif
+}
+
+// The SDPA backend of a decode step over keys K [Bd, L, G, d_h] (a ragged batch for Bd > 1: a key mask).
+std::string decode_backend_of(const ModelConfig& c, const at::Tensor& K, int64_t Bd) {
+#ifdef GQE_WITH_CUDA
+  const int64_t L = K.size(1);
+  at::Tensor q = at::empty({Bd, 1, c.attention.num_heads, c.attention.head_dim}, K.options());
+  if (Bd > 1) {
+    at::Tensor mask = at::ones({Bd, 1, 1, L}, K.options().dtype(at::kBool));
+    const int64_t r = at::_fused_sdp_choice(q.view({Bd, K.size(2), -1, K.size(3)}), K.transpose(1, 2), K.transpose(1, 2),
+                                            mask, 0.0, false);
+    return r == int64_t(at::SDPBackend::efficient_attention) ? "efficient_attention (masked)"
+           : r == int64_t(at::SDPBackend::math)              ? "math (masked)"
+                                                             : "backend " + std::to_string(r) + " (masked)";
+  }
+  return kernels::cuda::sdpa_backend(q, K, K, L - 1);
+#else
+  return "";
+#endif
 }
 
 void randomise_router(torch::nn::Module& m) {
@@ -181,11 +232,20 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
     if (log && r.load_before > opt.threads + 0.5)
       *log << "warning: load average " << fixed_point(r.load_before) << " before this point, above the " << opt.threads
            << " threads in use: other work on the machine distorts these figures\n";
-    if (log) *log << rows_to_table({r}, opt.fma_peak_gflops) << std::flush;
+    if (log) *log << rows_to_table({r}, opt.fma_peak_gflops, opt.peak_label) << std::flush;
     rows.push_back(r);
   };
   const BenchDevice dev = bench_device(opt.device);
-  if (log) *log << rows_to_table({}, opt.fma_peak_gflops);
+  if (log) *log << rows_to_table({}, opt.fma_peak_gflops, opt.peak_label);
+  // CUDA: prefill and training on the one pinned backend (both models on the same kernel), decode unpinned.
+  auto pin_backend = [&](const std::string& name) {
+#ifdef GQE_WITH_CUDA
+    if (dev.cuda()) kernels::cuda::pin_sdpa_backend(name);
+#else
+    (void)name;
+#endif
+  };
+  pin_backend(opt.sdpa_backend);
   torch::NoGradGuard no_grad;
   for (const std::string& shape : opt.shapes) {
     ModelConfig cfg[2] = {shape_config(shape, AttentionKind::gqa), shape_config(shape, AttentionKind::gqe)};
@@ -215,17 +275,20 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
           for (int i = 0; i < 2; ++i) {
             if (level == "core") {
               const int64_t H = cfg[i].attention.is_gqe() ? cfg[i].attention.top_k * G : cfg[i].attention.num_heads;
-              at::Tensor q = at::randn({Bp, n, H, dh}, dev.floats()), k = at::randn({Bp, n, G, dh}, dev.floats()),
-                         v = at::randn({Bp, n, G, dh}, dev.floats()), qs = at::randn({Bp, n, 1, dh}, dev.floats());
+              at::Tensor q = at::randn({Bp, n, H, dh}, dev.float_options()), k = at::randn({Bp, n, G, dh}, dev.float_options()),
+                         v = at::randn({Bp, n, G, dh}, dev.float_options()), qs = at::randn({Bp, n, 1, dh}, dev.float_options());
               const bool gqe = cfg[i].attention.is_gqe();
               const AttentionPath& path = attention_path_for(cfg[i].attention, q);  // the kernels a layer would use
               f[i] = [=, &path] {
-                path.attend(q, k, v, 0);
-                if (gqe) path.attend(qs, k.mean(2, true), v.mean(2, true), 0);  // shared head on mean K/V
+                if (gqe)  // the slot heads, and the shared head on the mean K/V, as the layer computes them
+                  path.attend_slots_and_shared(q, qs, k, v, 0, nullptr);
+                else
+                  path.attend(q, k, v, 0);
               };
+              if (dev.cuda()) r.backend += std::string(i ? ", GQE " : "GQA ") + sdpa_backend_of(cfg[i], q, k);
             } else if (level == "model") {
               auto m = model[i];
-              at::Tensor tok = at::randint(0, cfg[i].vocab_size, {Bp, n}, dev.longs());
+              at::Tensor tok = at::randint(0, cfg[i].vocab_size, {Bp, n}, dev.long_options());
               f[i] = [m, tok] { m->forward(tok); };
             } else {
               at::Tensor x = at::randn({Bp, n, d}, at::TensorOptions(dev.device));
@@ -258,7 +321,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
       torch::AutoGradMode grad_on(true);
       std::shared_ptr<LanguageModel> m[2];
       std::function<void()> f[2];
-      at::Tensor tok = at::randint(0, cfg[0].vocab_size, {1, opt.train_length + 1}, dev.longs());
+      at::Tensor tok = at::randint(0, cfg[0].vocab_size, {1, opt.train_length + 1}, dev.long_options());
       at::Tensor in = tok.narrow(1, 0, opt.train_length), target = tok.narrow(1, 1, opt.train_length);
       for (int i = 0; i < 2; ++i) {
         m[i] = std::make_shared<LanguageModel>(cfg[i]);
@@ -279,6 +342,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
     }
 
     if (opt.decode) {
+      pin_backend("auto");
       // One attention layer decoding one token for each of Bd sequences against caches of random (post-RoPE)
       // keys: L of them for one sequence, L/2 .. L for several (CPU: GQA and GQE through the same fused
       // decode kernel, kernels/gqe_decode.h).
@@ -290,7 +354,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
           std::shared_ptr<AttentionBlock> a[2];
           auto cache = std::make_shared<std::array<LayerKVCache, 2>>();
           std::function<void()> f[2];
-          at::Tensor K = at::randn({Bd, L, G, dh}, dev.floats()), V = at::randn({Bd, L, G, dh}, dev.floats());
+          at::Tensor K = at::randn({Bd, L, G, dh}, dev.float_options()), V = at::randn({Bd, L, G, dh}, dev.float_options());
           at::Tensor x = at::randn({Bd, 1, d}, at::TensorOptions(dev.device));
           // Sequences of unequal lengths, spread evenly over L/2 .. L (a ragged cache); one sequence: L.
           std::vector<int64_t> lens(static_cast<size_t>(Bd), L);
@@ -309,15 +373,17 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
           const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), opt.decode_tokens, opt.seconds_per_point);
           set_latency(r, t);
           r.gqa_tok_s = double(Bd) / t[0].median_s, r.gqe_tok_s = double(Bd) / t[1].median_s;
+          if (dev.cuda()) r.backend = decode_backend_of(cfg[0], K, Bd);
           emit(r);
         }
       }
+      pin_backend(opt.sdpa_backend);
     }
   }
   return rows;
 }
 
-std::string rows_to_table(const std::vector<BenchRow>& rows, double fma_peak_gflops) {
+std::string rows_to_table(const std::vector<BenchRow>& rows, double fma_peak_gflops, const std::string& peak_label) {
   std::ostringstream o;
   auto spread = [](double med, double lo, double hi) {
     return fixed_point(med) + " (" + fixed_point(lo) + ".." + fixed_point(hi) + ")";
@@ -332,7 +398,8 @@ std::string rows_to_table(const std::vector<BenchRow>& rows, double fma_peak_gfl
       << std::setw(7) << "ratio" << std::setw(7) << "limit" << std::setw(7) << "%limit" << std::setw(14)
       << "GQA GF/s" << std::setw(14) << "GQE GF/s" << std::setw(10) << "GQA tok/s" << std::setw(10) << "GQE tok/s"
       << std::setw(5) << "runs" << std::setw(8) << "RSS MB" << "\n";
-    if (fma_peak_gflops > 0) o << "(GF/s in parentheses: % of the measured FMA peak, " << fixed_point(fma_peak_gflops, 1) << " GFLOP/s)\n";
+    if (fma_peak_gflops > 0)
+      o << "(GF/s in parentheses: % of " << peak_label << ", " << fixed_point(fma_peak_gflops, 1) << " GFLOP/s)\n";
     return o.str();
   }
   for (const BenchRow& r : rows) {
@@ -344,6 +411,7 @@ std::string rows_to_table(const std::vector<BenchRow>& rows, double fma_peak_gfl
       << std::setw(14) << gflops(r.gqe_gflops) << std::setw(10) << (r.gqa_tok_s > 0 ? fixed_point(r.gqa_tok_s, 1) : "-")
       << std::setw(10) << (r.gqe_tok_s > 0 ? fixed_point(r.gqe_tok_s, 1) : "-") << std::setw(5) << r.runs << std::setw(8)
       << fixed_point(r.peak_rss_mb, 0) << "\n";
+    if (!r.backend.empty()) o << "  SDPA backend: " << r.backend << "\n";
   }
   return o.str();
 }
@@ -351,13 +419,13 @@ std::string rows_to_table(const std::vector<BenchRow>& rows, double fma_peak_gfl
 std::string rows_to_csv(const std::vector<BenchRow>& rows) {
   std::ostringstream o;
   o << "section,shape,level,n,gqa_ms,gqe_ms,ratio,flop_limit,gqa_attn_gflops,gqe_attn_gflops,gqa_tok_s,gqe_tok_s,"
-       "runs,peak_rss_mb,gqa_min_ms,gqa_max_ms,gqe_min_ms,gqe_max_ms,load_before\n";
+       "runs,peak_rss_mb,gqa_min_ms,gqa_max_ms,gqe_min_ms,gqe_max_ms,load_before,backend\n";
   o << std::setprecision(6);
   for (const BenchRow& r : rows)
     o << r.section << "," << r.shape << "," << r.level << "," << r.n << "," << r.gqa_ms << "," << r.gqe_ms << ","
       << r.ratio << "," << r.flop_limit << "," << r.gqa_gflops << "," << r.gqe_gflops << "," << r.gqa_tok_s << ","
       << r.gqe_tok_s << "," << r.runs << "," << r.peak_rss_mb << "," << r.gqa_min_ms << "," << r.gqa_max_ms << ","
-      << r.gqe_min_ms << "," << r.gqe_max_ms << "," << r.load_before << "\n";
+      << r.gqe_min_ms << "," << r.gqe_max_ms << "," << r.load_before << "," << r.backend << "\n";
   return o.str();
 }
 
@@ -369,6 +437,9 @@ std::string rows_to_json(const std::vector<BenchRow>& rows, const std::string& r
   j["implementation"] = opt.implementation;
   j["device"] = opt.device;
   j["repeats"] = opt.repeats;
+  if (opt.device != "cpu") j["sdpa_backend_pinned"] = opt.sdpa_backend;
+  j["peak_gflops"] = opt.fma_peak_gflops;
+  j["peak"] = opt.peak_label;
   j["note"] =
       "medians after one warm-up (min and max beside them); ratio = GQA latency / GQE latency; flop_limit = GQA/GQE forward FLOPs at that "
       "level; attention GFLOP/s count 2*2*heads*d_h*n(n+1)/2";
@@ -380,7 +451,7 @@ std::string rows_to_json(const std::vector<BenchRow>& rows, const std::string& r
                          {"gqe_attn_gflops", r.gqe_gflops}, {"gqa_tok_s", r.gqa_tok_s}, {"gqe_tok_s", r.gqe_tok_s},
                          {"runs", r.runs}, {"peak_rss_mb", r.peak_rss_mb}, {"gqa_min_ms", r.gqa_min_ms},
                          {"gqa_max_ms", r.gqa_max_ms}, {"gqe_min_ms", r.gqe_min_ms}, {"gqe_max_ms", r.gqe_max_ms},
-                         {"load_before", r.load_before}});
+                         {"load_before", r.load_before}, {"sdpa_backend", r.backend}});
   return j.dump(2);
 }
 

@@ -33,9 +33,14 @@ struct BenchOptions {
   // "cpu" (fp32) or "cuda[:N]": CUDA runs under bf16 autocast (core level: bf16 q/k/v) and every timed call
   // ends with a device synchronisation, so wall-clock time covers the GPU work.
   std::string device = "cpu";
-  // The machine's measured FMA peak (kernels::measure_fma_peak_gflops), 0 if unknown: attention GFLOP/s are
-  // also reported as a share of it.
+  // The peak attention GFLOP/s are reported as a share of, 0 if unknown: on the CPU the measured FMA peak
+  // (kernels::measure_fma_peak_gflops), on a GPU its published dense bf16 peak (published_gpu_peak_gflops).
   double fma_peak_gflops = 0;
+  std::string peak_label = "the measured FMA peak";
+  // CUDA only: the one SDPA backend prefill and training rows may use ("flash", "cudnn", "efficient", "math"
+  // or "auto"), so that GQA and GQE run the same kernel; decode rows take what the dispatcher picks (a ragged
+  // batch needs a key mask, which the flash kernel does not take). Each row records the backend it ran.
+  std::string sdpa_backend = "flash";
   int threads = 1;  // threads in use: a 1-minute load average above this before a point gets a warning
 };
 
@@ -60,7 +65,17 @@ struct BenchRow {
   int runs = 0;
   double peak_rss_mb = 0;  // process peak RSS after this row
   double load_before = -1;  // 1-minute load average just before this point (-1: unknown)
+  std::string backend;      // CUDA: the SDPA backend of GQA's and GQE's attention calls; empty on the CPU
 };
+
+// The published dense bf16 tensor-core peak of a GPU by its device name, in GFLOP/s (H100 SXM and H200:
+// 989 TFLOP/s; H100 PCIe: 756), 0 for a GPU this table does not know.
+double published_gpu_peak_gflops(const std::string& device_name);
+
+#ifdef GQE_WITH_CUDA
+// The name of CUDA device `device_index` (bench/cuda/gpu_name.cpp).
+std::string gpu_name(int device_index);
+#endif
 
 // Runs everything in `opt`, printing rows as they finish to `log` (may be null).
 std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log);
@@ -69,8 +84,9 @@ std::string rows_to_csv(const std::vector<BenchRow>& rows);
 // `machine`: CPU model, instruction set, FMA peak, threads, load (cmd_bench fills it).
 std::string rows_to_json(const std::vector<BenchRow>& rows, const std::string& runtime, const BenchOptions& opt,
                          const nlohmann::json& machine);
-// `fma_peak_gflops` > 0 adds attention GFLOP/s as % of it. No rows: the header.
-std::string rows_to_table(const std::vector<BenchRow>& rows, double fma_peak_gflops = 0);
+// `peak_gflops` > 0 adds attention GFLOP/s as % of it (`peak_label` names it in the header). No rows: the header.
+std::string rows_to_table(const std::vector<BenchRow>& rows, double peak_gflops = 0,
+                          const std::string& peak_label = "the measured FMA peak");
 // gnuplot script plotting the prefill GQA/GQE ratio against n, one line per (shape, level), into png_path.
 std::string gnuplot_script(const std::vector<BenchRow>& rows, const std::string& csv_path, const std::string& png_path);
 

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "gqe/bench/prefill_bench.h"
@@ -21,7 +22,8 @@ namespace gqe::cli {
 int cmd_bench(int argc, char** argv) {
   Args args("bench", argc, argv,
             {"shapes", "levels", "lengths", "repeats", "seconds-per-point", "threads", "out", "train-length",
-             "decode-lengths", "decode-batches", "prefill-batches", "decode-tokens", "implementation", "device"},
+             "decode-lengths", "decode-batches", "prefill-batches", "decode-tokens", "implementation", "device",
+             "sdpa-backend"},
             {"help", "no-train", "no-decode", "no-plot"});
   if (args.flag("help")) {
     std::cout
@@ -44,6 +46,8 @@ int cmd_bench(int argc, char** argv) {
            "  --decode-tokens 16          timed decode tokens per point\n"
            "  --implementation fast       fast | reference (attention.implementation)\n"
            "  --device cpu                cpu (fp32) | cuda[:N] (bf16 autocast; CUDA builds, docs/gpu.md)\n"
+           "  --sdpa-backend flash        CUDA: the one SDPA backend of prefill and training rows, GQA and GQE\n"
+           "                              alike: flash | cudnn | efficient | math | auto (decode rows: auto)\n"
            "  --out bench/gqe-bench       output prefix\n";
     return 0;
   }
@@ -69,17 +73,37 @@ int cmd_bench(int argc, char** argv) {
     throw Error("gqe bench: --implementation: expected fast or reference, got '" + opt.implementation + "'");
   const std::string out = args.get("out", "bench/gqe-bench");
 
+  opt.sdpa_backend = args.get("sdpa-backend", opt.sdpa_backend);
+  const std::set<std::string> backends = {"flash", "cudnn", "efficient", "math", "auto"};
+  if (!backends.count(opt.sdpa_backend))
+    throw Error("gqe bench: --sdpa-backend: expected flash, cudnn, efficient, math or auto, got '" + opt.sdpa_backend +
+                "'");
   opt.threads = configure_threads(int(args.get_int("threads", 0)));
   const std::string runtime = describe_runtime();
-  opt.fma_peak_gflops = kernels::measure_fma_peak_gflops(opt.threads);
   const double load = load_average_1min();
-  const nlohmann::json machine = {{"cpu", cpu_model_name()},       {"kernel_isa", kernels::simd_isa_name()},
-                                  {"threads", opt.threads},        {"fma_peak_gflops", opt.fma_peak_gflops},
-                                  {"load_average_at_start", load}};
+  nlohmann::json machine = {{"cpu", cpu_model_name()}, {"kernel_isa", kernels::simd_isa_name()},
+                            {"threads", opt.threads}, {"load_average_at_start", load}};
+  std::string gpu;
+  if (opt.device.rfind("cuda", 0) == 0) {
+#ifdef GQE_WITH_CUDA
+    if (at::hasCUDA()) {
+      const at::Device dev(opt.device);
+      gpu = bench::gpu_name(dev.has_index() ? dev.index() : 0);
+    }
+#endif
+    // The GPU's attention GFLOP/s against its published bf16 peak, never against the host CPU's FMA peak.
+    opt.fma_peak_gflops = bench::published_gpu_peak_gflops(gpu);
+    opt.peak_label = "the GPU's published dense bf16 peak";
+    machine["gpu"] = gpu;
+    machine["gpu_published_bf16_peak_gflops"] = opt.fma_peak_gflops;
+  } else {
+    opt.fma_peak_gflops = kernels::measure_fma_peak_gflops(opt.threads);
+    machine["fma_peak_gflops"] = opt.fma_peak_gflops;
+  }
   std::cout << "gqe bench: " << runtime << "\n"
             << "machine: " << cpu_model_name() << ", kernels " << kernels::simd_isa_name() << ", " << opt.threads
-            << " threads, measured FMA peak " << fixed_point(opt.fma_peak_gflops, 1) << " GFLOP/s, load average " << fixed_point(load)
-            << "\n";
+            << " threads, " << (gpu.empty() ? "" : "GPU " + gpu + ", ") << (gpu.empty() ? "measured FMA peak " : "published bf16 peak ")
+            << fixed_point(opt.fma_peak_gflops, 1) << " GFLOP/s, load average " << fixed_point(load) << "\n";
   if (load > opt.threads + 0.5)
     std::cout << "warning: load average " << fixed_point(load) << " is above the " << opt.threads
               << " threads in use: other work on the machine distorts every figure\n";
