@@ -160,6 +160,7 @@ else
   DEV=cuda
   BUILD_DIR=${BUILD_DIR:-build-gpu}
   BIN=${GQE_BIN:-$BUILD_DIR/gqe}
+  [ -n "${GQE_BIN:-}" ] && BUILD_DIR=$(dirname "$GQE_BIN")   # test_cuda beside it
   # The state lives beside the build it describes: both survive on a warm machine, both are gone on a bare one.
   WORK=${WORK:-$BUILD_DIR/check}
   BUDGET=${BUDGET:-500}
@@ -247,7 +248,7 @@ elif cmd == "bench":  # bench JSON BENCH_JSONL STAGE CALL DEVICE LOG: rows to JS
     # The SDPA backend, when this gqe prints it (its wording is not fixed: any line naming a backend).
     backend = []
     for l in text.splitlines():
-        if re.search(r"backend|sdpa", l, re.I) and l.strip() not in backend:
+        if not l.startswith("+ ") and re.search(r"backend|sdpa", l, re.I) and l.strip() not in backend:
             backend.append(l.strip()[:200])
     s = {"rows": 0, "backend_lines": backend[:6]}
     if not os.path.exists(src):
@@ -365,9 +366,17 @@ RUN=$WORK/run
 TEXT=$WORK/train.txt
 
 # ---- the stages: each returns its exit status; SKIP_REASON set means skipped; SUMMARY (JSON) is recorded ----
+# pre_skip STAGE: the reason a stage is skipped for good, known before it starts (and before the budget asks).
+pre_skip() {
+  case $1 in
+    build) if [ "$MODE" = dry ]; then echo "dry run: uses the existing build at $BUILD_DIR"
+           elif [ -n "${GQE_BIN:-}" ]; then echo "GQE_BIN=$GQE_BIN given: not built here"; fi ;;
+    # NCCL refuses two ranks on one GPU (a duplicate device): a one-GPU machine cannot run this at all.
+    multi_rank) [ "$MODE" = device ] && [ "$NGPU" -lt 2 ] && echo "needs 2 GPUs, this machine has $NGPU" ;;
+  esac
+}
+
 stage_build() {
-  if [ "$MODE" = dry ]; then SKIP_REASON="dry run: uses the existing build at $BUILD_DIR"; return 0; fi
-  if [ -n "${GQE_BIN:-}" ]; then SKIP_REASON="GQE_BIN=$GQE_BIN given: not built here"; return 0; fi
   local prefix gen=(-G Ninja) t1
   prefix=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)') || { echo "python3 has no torch" >>"$STAGE_LOG"; return 1; }
   command -v ninja >/dev/null || gen=()
@@ -420,7 +429,7 @@ stage_generate() {
   dev_flag generate
   tcmd "$BIN" generate --checkpoint "$RUN" --prompt "The model" --max-new-tokens "$GEN_TOKENS" --seed 1 \
     "${DEVFLAG[@]}" "${THREADS[@]}" || return $?
-  SUMMARY=$(py row /dev/stdout device="$DEVNOTE" tail:="$(py lines "$STAGE_LOG" 2)")
+  SUMMARY=$(py row /dev/stdout device="$DEVNOTE" tail:="$(grep -v '^+ ' "$STAGE_LOG" | py lines /dev/stdin 2)")
 }
 
 stage_generate_batch() {
@@ -490,13 +499,7 @@ stage_multi_rank() {
   need_bin || return 1
   [ -s "$TEXT" ] || cat docs/*.md README.md >"$TEXT"
   local steps=20 dev=cuda backend=nccl
-  if [ "$MODE" = dry ]; then
-    steps=2 dev=cpu backend=gloo   # the same launch, two CPU ranks over Gloo
-  elif [ "$NGPU" -lt 2 ]; then
-    # NCCL refuses two ranks on one GPU (a duplicate device), so a one-GPU machine cannot run this at all.
-    SKIP_REASON="needs 2 GPUs, this machine has $NGPU"
-    return 0
-  fi
+  [ "$MODE" = dry ] && steps=2 dev=cpu backend=gloo   # the same launch, two CPU ranks over Gloo
   rm -rf "$WORK/run-2ranks"
   local port=$((29500 + RANDOM % 1000))
   # Each rank takes cuda:LOCAL_RANK; rank 0 writes the run. Both must exit 0.
@@ -534,7 +537,7 @@ stage_block() { bench_stage --levels block --lengths "$(len 4096),$(len 16384),$
 
 # ---- the run ----------------------------------------------------------------------------------------------
 DONE_BEFORE=" $(py finished "$STATE") "
-FAILED=0 LEFT=0 BLOCKED=""
+FAILED=0 LEFT=0 BLOCKED="" OUT_OF_TIME=""
 past_from=1; [ -n "$FROM" ] && past_from=0
 record() {  # record STAGE STATUS RC SECONDS STARTED REASON [SUMMARY_JSON [KEEP]]
   local s=$1
@@ -556,11 +559,17 @@ for s in "${NAMES[@]}"; do
   if [[ $DONE_BEFORE == *" $s "* ]] && [ "$s" != build ]; then
     record "$s" skipped null 0 "$started" "done in an earlier call (state $STATE; --fresh to run again)"; continue
   fi
+  reason=$(pre_skip "$s")
+  if [ -n "$reason" ]; then
+    record "$s" skipped null 0 "$started" "$reason" "" 1; echo "=== $s: skipped: $reason"; continue
+  fi
   now=$(date +%s); left=$((DEADLINE - now)); cap=${CAP[$s]}
-  # A stage is worth starting with a third of its cap (20 s at least) left; else the next call runs it.
+  # A stage is worth starting with a third of its cap (20 s at least) left; else the next call runs it, and
+  # the stages after it too: priority order holds across calls, so a second call simply picks up the rest.
   need=$((cap / 3)); [ "$need" -lt 20 ] && need=20
-  if [ "$left" -lt "$need" ]; then
-    record "$s" deferred null 0 "$started" "out of this call's budget (${left}s left): call again"; LEFT=1; continue
+  if [ -n "$OUT_OF_TIME" ] || [ "$left" -lt "$need" ]; then
+    [ -n "$OUT_OF_TIME" ] || OUT_OF_TIME="out of this call's budget (${left}s left when $s was next): call again"
+    record "$s" deferred null 0 "$started" "$OUT_OF_TIME"; LEFT=1; continue
   fi
   cut=0; [ "$left" -lt "$cap" ] && { cap=$left; cut=1; }
   STAGE_DEADLINE=$((now + cap)) STAGE_LOG=$WORK/logs/$s.log CUR=$s SKIP_REASON="" SKIP_KEEP=1 SUMMARY=""
@@ -593,9 +602,12 @@ done
   echo "gpu-check $MODE run $CALL on $GPU_NAME ($NGPU GPU(s)), $(( $(date +%s) - T0 ))s of a ${BUDGET}s budget"
   py report "$OUT/stages.jsonl" "$CALL"
   done_now=$(py finished "$STATE")
-  todo=""; for s in "${NAMES[@]}"; do [[ " $done_now " == *" $s "* ]] || todo+="$s "; done
+  # The build always runs (a no-op on a warm machine): it is never left, never skipped by these hints.
+  todo="" skip=""
+  for s in "${NAMES[@]:1}"; do
+    if [[ " $done_now " == *" $s "* ]]; then skip+="${skip:+,}$s"; else todo+="${todo:+ }$s"; fi
+  done
   if [ -n "$todo" ]; then
-    skip=""; for s in $done_now; do [ "$s" = build ] || skip+="${skip:+,}$s"; done
     echo "left for another call: $todo"
     echo "  warm machine: bash scripts/gpu-check.sh   (the state in $STATE remembers the rest)"
     echo "  bare machine: bash scripts/gpu-check.sh${skip:+ --skip $skip}"
