@@ -257,14 +257,16 @@ elif cmd == "bench":  # bench JSON BENCH_JSONL STAGE CALL DEVICE LOG: rows to JS
         sys.exit(0)
     j = json.load(open(src))
     top = {k: v for k, v in j.items() if "backend" in k.lower() or k in ("device", "implementation")}
-    ratios = {}
+    ratios, backends = {}, set()
     for r in j.get("rows", []):
+        backends.update(str(v) for k, v in r.items() if "backend" in k.lower() and v not in ("", None))
         row = {"stage": stage, "call": call, "device_name": device, **top, **r}
         append(dst, row)
         key = "%s/%s@%s" % (r.get("section"), r.get("level"), r.get("n"))
         ratios[key] = round(r.get("ratio", 0), 3)
     s["rows"] = len(j.get("rows", []))
     s["ratio_gqa_over_gqe"] = ratios
+    s["backends"] = sorted(backends)
     s["runtime"] = j.get("runtime", "")
     print(json.dumps(s))
 elif cmd == "report":  # report STAGES_JSONL CALL: the table of this call
@@ -378,7 +380,7 @@ pre_skip() {
 
 stage_build() {
   local prefix gen=(-G Ninja) t1
-  prefix=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)') || { echo "python3 has no torch" >>"$STAGE_LOG"; return 1; }
+  prefix=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>>"$STAGE_LOG") || { echo "python3 has no torch" >>"$STAGE_LOG"; return 1; }
   command -v ninja >/dev/null || gen=()
   [ -f "$BUILD_DIR/CMakeCache.txt" ] && gen=()
   t1=$(date +%s)
@@ -583,8 +585,9 @@ for s in "${NAMES[@]}"; do
     status=skipped reason=$SKIP_REASON rc_out=null keep=$SKIP_KEEP
   elif [ "$rc" -eq 0 ]; then
     status=ok reason="" rc_out=0
-  elif [ "$rc" -eq 124 ] && [ "$cut" = 1 ]; then
-    status=cut reason="stopped by this call's budget after ${secs}s: call again" rc_out=124 keep=0; LEFT=1
+  elif [ "$rc" -eq 124 ] && { [ "$cut" = 1 ] || [ "$s" = build ]; }; then
+    # A build stopped midway is not a failure: on a warm machine the next call's ninja goes on from there.
+    status=cut reason="stopped after ${secs}s by the budget or its cap: call again (a warm machine keeps its progress)" rc_out=124 keep=0; LEFT=1
   elif [ "$rc" -eq 124 ]; then
     status=timeout reason="hit its cap of ${CAP[$s]}s" rc_out=124; FAILED=1
   else
