@@ -411,7 +411,12 @@ stage_train() {
     --seq "$TSEQ" --device "$DEV" --eval-every 25 --eval-batches 2 --log-every 5 --sample-tokens "$SAMPLE" \
     --sample-prompt "The model" "${THREADS[@]}" || return $?
   cp "$RUN/metrics.jsonl" "$OUT/train-metrics.jsonl" 2>/dev/null
-  SUMMARY=$(py train "$RUN/metrics.jsonl")
+  SUMMARY=$(py train "$RUN/metrics.jsonl") || return 1   # no loss logged, or one not finite
+  # 50 steps on the GPU must lower the loss: a path that runs but does not learn is a failure. (The dry run's
+  # 3 steps only report it.)
+  if [ "$MODE" = device ] && [[ $SUMMARY != *'"loss_fell": true'* ]]; then
+    echo "gpu-check: the training loss did not fall: $SUMMARY" >>"$STAGE_LOG"; return 1
+  fi
 }
 
 need_run() {
