@@ -118,7 +118,9 @@ class LayerKVCache {
   void reserve(const at::Tensor& like, int64_t need) {
     if (k_.defined() && k_.size(1) >= need) return;
     const int64_t cap = std::max<int64_t>({need, k_.defined() ? 2 * k_.size(1) : 0, 16});
-    at::Tensor k = at::empty({like.size(0), cap, like.size(2), like.size(3)}, like.options()), v = at::empty_like(k);
+    // Zeros, not uninitialised memory: in a ragged batch a sequence's keys past its length are read by a
+    // masked attention call (and averaged into the mean K/V), and a NaN there would survive its zero weight.
+    at::Tensor k = at::zeros({like.size(0), cap, like.size(2), like.size(3)}, like.options()), v = at::zeros_like(k);
     if (len_ > 0) {
       k.narrow(1, 0, len_).copy_(k_.narrow(1, 0, len_));
       v.narrow(1, 0, len_).copy_(v_.narrow(1, 0, len_));
