@@ -17,6 +17,7 @@
 #include "gqe/core/model_stats.h"
 #include "gqe/core/run_dir.h"
 #include "gqe/core/runtime.h"
+#include "gqe/core/stop_signals.h"
 #include "gqe/data/run_tokenizer.h"
 #include "gqe/data/shard.h"
 #include "gqe/data/stream_decoder.h"
@@ -80,7 +81,10 @@ const char* kHelp =
     "  --sample-tokens N (200)  --sample-prompt TEXT (\"And God said\")\n"
     "distributed: set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (torchrun does), e.g.\n"
     "  torchrun --no-python --nproc-per-node=2 gqe train ...   (rank 0 writes logs and checkpoints)\n"
-    "Writes DIR/metrics.jsonl, DIR/checkpoints/step-*/ (resumable) and DIR/config.json + model.safetensors.\n";
+    "Writes DIR/metrics.jsonl, DIR/checkpoints/step-*/ (resumable) and DIR/config.json + model.safetensors.\n"
+    "SIGTERM or SIGINT: the step in progress is finished and checkpointed on all ranks, then the run exits\n"
+    "with 128 + the signal (143, 130) and says how to resume; another signal a second or more later exits\n"
+    "at once (the last complete checkpoint stays).\n";
 
 }  // namespace
 
@@ -278,7 +282,9 @@ int cmd_train(int argc, char** argv) {
          << (autocast_enabled_for(r, device) ? "bf16 autocast" : "fp32") << " on " << device.str() << "\n"
          << "runtime: " << describe_runtime() << " (" << threads << " threads)\n";
   }
-  Trainer trainer(model, r, *train, make_val, *comm, TrainerIO{out, log});
+  TrainerIO io{out, log};
+  io.stop_requested = stop_signal_received;
+  Trainer trainer(model, r, *train, make_val, *comm, io);
   if (args.has("resume")) {
     // "auto": continue from OUT's latest checkpoint if there is one, else start (preemptible clusters).
     const std::string rp = args.require("resume");
@@ -302,7 +308,19 @@ int cmd_train(int argc, char** argv) {
     rec["model_config"] = config_path;
     fs::write_file_atomic(out + "/recipe.json", rec.dump(2) + "\n");
   }
-  TrainResult res = trainer.run(args.get_int("stop-at", -1));
+  const int64_t stop_at = args.get_int("stop-at", -1);
+  TrainResult res;
+  {
+    // From here a SIGTERM or SIGINT (a scheduler's limit, a preemption, Ctrl-C) no longer loses the steps
+    // since the last checkpoint: the step in progress is finished on every rank and saved. Before this
+    // point there is no progress to lose, and after it the checkpoint is written.
+    StopSignals signals(main_rank ? "gqe train: stopping after this step and saving a checkpoint (signal again to "
+                                    "exit at once)\n"
+                                  : nullptr);
+    res = trainer.run(stop_at);
+  }
+  // A signal during the final save is honoured too: the run ends here, without the sample.
+  const int stop_signal = res.stopped_by != 0 ? res.stopped_by : stop_signal_received();
   if (log) {
     *log << "trained to step " << trainer.step() << " (" << res.losses.size() << " steps in this run, "
          << res.seconds << " s, " << res.tokens_per_second << " tokens/s over " << world << " rank(s); "
@@ -311,6 +329,15 @@ int cmd_train(int argc, char** argv) {
     if (!res.checkpoint.empty()) *log << "; checkpoint in " << out;
     else *log << "; no steps to train, so no checkpoint written";
     *log << std::endl;
+  }
+  if (stop_signal != 0) {
+    if (log) {
+      *log << "gqe train: stopped by " << signal_name(stop_signal) << " at step " << trainer.step() << " of "
+           << r.schedule.total_steps;
+      if (!res.checkpoint.empty()) *log << ", checkpoint " << res.checkpoint;
+      *log << "; to continue, run the same command with --resume " << out << std::endl;
+    }
+    return 128 + stop_signal;
   }
 
   const int64_t n_sample = args.get_int("sample-tokens", 200);

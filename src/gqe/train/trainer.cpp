@@ -21,6 +21,10 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+// Stop requests travel as one slot per signal number in the step's sums: a sum over ranks of one-hot
+// vectors, from which every rank reads the same highest signal asked for (a max over ranks).
+constexpr int64_t kStopSlots = 65;
+
 }  // namespace
 
 bool autocast_enabled_for(const TrainRecipe& r, const at::Device& device) {
@@ -62,6 +66,7 @@ struct Trainer::StepOutcome {
   bool clipped = false, skipped = false;
   std::string skip_reason;
   at::Tensor router_counts;  // [L, G, M] over all ranks, or undefined
+  int stop = 0;              // the signal asking the run to stop after this step (agreed by all ranks), or 0
 };
 
 Trainer::Trainer(LanguageModel& model, TrainRecipe recipe, TokenSource& train, ValSourceFactory make_val,
@@ -140,19 +145,28 @@ void Trainer::accumulate(StepOutcome& o) {
 
 void Trainer::reduce_across_ranks(StepOutcome& o) {
   const int W = comm_.world_size();
+  int stop = io_.stop_requested ? io_.stop_requested() : 0;
+  if (stop < 0 || stop >= kStopSlots) stop = kStopSlots - 1;
+  o.stop = stop;
   if (W > 1) {
     std::vector<at::Tensor> plist;
     for (const auto& [n, p] : opt_->params()) plist.push_back(p);
     allreduce_mean_gradients(comm_, plist);
-    at::Tensor sums = at::tensor({o.loss, o.aux}, at::kDouble);
+    at::Tensor stops = at::zeros({kStopSlots}, at::kDouble);
+    if (stop > 0) stops[stop].fill_(1.0);
+    at::Tensor sums = at::cat({at::tensor({o.loss, o.aux}, at::kDouble), stops});
     if (o.router_counts.defined()) sums = at::cat({sums, o.router_counts.reshape({-1})});
     std::vector<at::Tensor> stats{sums};
     comm_.allreduce_sum(stats);
     const double* s = stats[0].data_ptr<double>();
     o.loss = s[0];
     o.aux = s[1];
+    o.stop = 0;
+    for (int64_t sig = kStopSlots - 1; sig > 0 && o.stop == 0; --sig)
+      if (s[2 + sig] > 0) o.stop = int(sig);
     if (o.router_counts.defined())
-      o.router_counts = stats[0].narrow(0, 2, o.router_counts.numel()).view_as(o.router_counts).clone();
+      o.router_counts =
+          stats[0].narrow(0, 2 + kStopSlots, o.router_counts.numel()).view_as(o.router_counts).clone();
   }
   o.loss /= double(accum_ * W);  // sums over micro-batches and ranks -> means
   o.aux /= double(accum_ * W);
@@ -373,10 +387,17 @@ TrainResult Trainer::run(int64_t stop_at) {
         }
       }
     }
-    if (!io_.out_dir.empty() && ((r_.save_every > 0 && step_ % r_.save_every == 0) || last)) {
+    // A stop request saves this step whatever the cadence: the resumed run continues from here exactly as
+    // the uninterrupted one would (the validation above stays on its cadence, so the logs match too).
+    const bool stop = o.stop != 0;
+    if (!io_.out_dir.empty() && ((r_.save_every > 0 && step_ % r_.save_every == 0) || last || stop)) {
       const std::string d = save_checkpoint();  // carries elapsed_seconds(), this call's time included
       if (!d.empty()) res.checkpoint = d;
-      if (main && io_.log && !d.empty() && !last) *io_.log << "checkpoint " << d << std::endl;
+      if (main && io_.log && !d.empty() && !last && !stop) *io_.log << "checkpoint " << d << std::endl;
+    }
+    if (stop) {
+      res.stopped_by = o.stop;
+      break;
     }
   }
   res.seconds = seconds_since(run_start);
