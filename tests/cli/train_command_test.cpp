@@ -138,6 +138,46 @@ TEST_F(CliTrain, ResumeRepairsATornMetricsLineAndNeverDuplicatesRecords) {
   EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4}));
 }
 
+TEST_F(CliTrain, ARerunIntoAFinishedRunIsRefusedAndOverwriteStartsOver) {
+  const std::string dir = setup("cli_train_rerun");
+  const std::string run = dir + "/run";
+  ASSERT_EQ(test::run_gqe_command(train_args(run, "--steps 3 --save-every 1 --keep 5")).rc, 0);
+  std::ofstream(run + "/notes.txt") << "the user's notes";
+  const std::string model = fs::read_file(run + "/model.safetensors"), metrics = fs::read_file(run + "/metrics.jsonl");
+  // Without --resume: refused before anything is touched, naming both ways on.
+  CommandRun r = test::run_gqe_command(train_args(run, "--steps 1"));
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.out, "gqe train: error: --out " + run + " already holds a run (metrics.jsonl, model.safetensors, "
+                   "checkpoints/step-00000003); continue it with --resume " + run +
+                   ", or start over with --overwrite (deletes that run's checkpoints, metrics and model)\n");
+  EXPECT_EQ(fs::read_file(run + "/model.safetensors"), model);
+  EXPECT_EQ(fs::read_file(run + "/metrics.jsonl"), metrics);
+  r = test::run_gqe_command(train_args(run, "--steps 1 --overwrite --resume auto"));
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("--overwrite starts over and --resume continues: give one of them"), std::string::npos) << r.out;
+  EXPECT_EQ(fs::read_file(run + "/metrics.jsonl"), metrics);
+  // --overwrite: the previous run's files go, the new run's alone are there; the user's notes stay.
+  r = test::run_gqe_command(train_args(run, "--steps 2 --stop-at 1 --overwrite"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("--overwrite: removed checkpoints metrics.jsonl model.safetensors config.json recipe.json "
+                       "tokenizer_info.json from " + run),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(fs::list_dir(run + "/checkpoints"), (std::vector<std::string>{"latest", "step-00000001"}));
+  const auto train_steps = [&] {
+    std::vector<int64_t> steps;
+    for (const auto& j : read_records(run + "/metrics.jsonl"))
+      if (j["type"] == "train") steps.push_back(j["step"].get<int64_t>());
+    return steps;
+  };
+  EXPECT_EQ(train_steps(), std::vector<int64_t>{1});
+  EXPECT_EQ(fs::read_file(run + "/notes.txt"), "the user's notes");
+  // --resume continues it as before.
+  r = test::run_gqe_command(train_args(run, "--steps 2 --resume " + run));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(train_steps(), (std::vector<int64_t>{1, 2}));
+}
+
 TEST_F(CliTrain, StopAtZeroClaimsNoCheckpoint) {
   const std::string dir = setup("cli_train_stop0");
   const CommandRun r = test::run_gqe_command(train_args(dir + "/run", "--steps 4 --stop-at 0"));

@@ -90,5 +90,32 @@ TEST(StaleTempFiles, OnlyTheTemporariesOfDeadOwnersAreRemoved) {
                                                          std::string("model.safetensors"), std::string("notes.tmp")}));
 }
 
+TEST(RunOutputs, ARunIsItsMetricsModelOrCheckpointsNotItsTemporaries) {
+  const std::string dir = test::scratch_dir("run_outputs");
+  EXPECT_TRUE(previous_run_outputs(dir + "/missing").empty());
+  // What a start leaves before its first step, and a dead writer's temporaries: no run yet.
+  std::ofstream(dir + "/metrics.jsonl");
+  std::ofstream(dir + "/recipe.json") << "{}";
+  std::ofstream(dir + "/" + kRunLockFile) << "pid 1\n";
+  fs::mkdirs(dir + "/checkpoints/.tmp-step-00000002-" + std::to_string(dead_pid()));
+  EXPECT_TRUE(previous_run_outputs(dir).empty());
+  std::ofstream(dir + "/metrics.jsonl") << "{}\n";
+  fs::mkdirs(dir + "/checkpoints/step-00000002");
+  fs::mkdirs(dir + "/checkpoints/step-00000010");
+  EXPECT_EQ(previous_run_outputs(dir), (std::vector<std::string>{"metrics.jsonl", "checkpoints/step-00000010"}));
+}
+
+TEST(RunOutputs, RemovingThemKeepsTheUsersFilesAndTheKeptTokenizer) {
+  const std::string dir = test::scratch_dir("run_outputs_remove");
+  for (const char* n : {"metrics.jsonl", "model.safetensors", "config.json", "recipe.json", "tokenizer_info.json",
+                        "tokenizer.model", "notes.txt", ".gqe-run.lock"})
+    std::ofstream(dir + "/" + n) << "x";
+  fs::mkdirs(dir + "/checkpoints/step-00000002");
+  const auto removed = remove_run_outputs(dir, {dir + "/./tokenizer.model"});
+  EXPECT_EQ(removed, (std::vector<std::string>{"checkpoints", "metrics.jsonl", "model.safetensors", "config.json",
+                                               "recipe.json", "tokenizer_info.json"}));
+  EXPECT_EQ(fs::list_dir(dir), (std::vector<std::string>{".gqe-run.lock", "notes.txt", "tokenizer.model"}));
+}
+
 }  // namespace
 }  // namespace gqe

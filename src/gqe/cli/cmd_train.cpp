@@ -75,6 +75,8 @@ const char* kHelp =
     "run:\n"
     "  --log-every N (10)  --eval-every N (100)  --eval-batches N (4)  --save-every N (0: at the end)\n"
     "  --keep K (3 checkpoints)  --resume DIR|auto  --stop-at N (stop after step N; resume later)\n"
+    "  --overwrite            start over in an --out that holds a run: deletes its checkpoints, metrics,\n"
+    "                         model and recorded tokenizer first (without it, such an --out is refused)\n"
     "  --allow-nonfinite-weights (resume from NaN/Inf weights anyway)\n"
     "  --ignore-memory-check (train even when the memory estimate exceeds what is available)\n"
     "  --threads N (cores / local ranks)  --device cpu|cuda  --dist-timeout SECONDS (300)\n"
@@ -94,7 +96,7 @@ int cmd_train(int argc, char** argv) {
              "seq", "global-batch", "lr", "min-lr", "warmup", "decay-fraction", "decay-shape", "weight-decay", "clip",
              "loss-spike-z", "precision", "seed", "threads", "log-every", "eval-every", "eval-batches", "save-every",
              "keep", "resume", "stop-at", "device", "dist-timeout", "sample-tokens", "sample-prompt"},
-            {"help", "no-zclip", "allow-nonfinite-weights", "ignore-memory-check"});
+            {"help", "no-zclip", "allow-nonfinite-weights", "ignore-memory-check", "overwrite"});
   if (args.flag("help")) {
     std::cout << kHelp;
     return 0;
@@ -161,8 +163,20 @@ int cmd_train(int argc, char** argv) {
   // here, before touching anything; then what dead writers left behind is removed.
   const std::string out = args.require("out");
   std::optional<RunDirLock> out_lock;
+  const bool overwrite = args.flag("overwrite");
+  if (overwrite && args.has("resume"))
+    throw Error("gqe train: --overwrite starts over and --resume continues: give one of them");
   if (main_rank) {
     out_lock.emplace(out, "--out");
+    // A run there is continued (--resume) or deliberately replaced (--overwrite), never overwritten by
+    // accident: its metrics would be truncated and its checkpoints mixed with the new run's.
+    const std::vector<std::string> previous = previous_run_outputs(out);
+    if (!previous.empty() && !args.has("resume") && !overwrite) {
+      std::string names;
+      for (const auto& n : previous) names += (names.empty() ? "" : ", ") + n;
+      throw Error("gqe train: --out " + out + " already holds a run (" + names + "); continue it with --resume " +
+                  out + ", or start over with --overwrite (deletes that run's checkpoints, metrics and model)");
+    }
     if (out_lock->previous_owner_here())
       for (const std::string& d : {out, out + "/checkpoints"})
         for (const std::string& n : remove_stale_temp_files(d))
@@ -300,6 +314,18 @@ int cmd_train(int argc, char** argv) {
     if (have) trainer.resume(rp == "auto" ? out : rp, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   }
   if (main_rank) {
+    if (overwrite) {
+      // Only now, with every input checked: a refused run leaves the previous one whole. The tokenizer this
+      // run was given may be the previous run's copy in OUT; it stays.
+      const std::vector<std::string> keep =
+          tok_spec.empty() ? std::vector<std::string>{} : resolve_tokenizer_files(tok_spec).paths;
+      const std::vector<std::string> removed = remove_run_outputs(out, keep);
+      if (log && !removed.empty()) {
+        *log << "--overwrite: removed";
+        for (const auto& n : removed) *log << " " << n;
+        *log << " from " << out << "\n";
+      }
+    }
     fs::mkdirs(out);
     if (!tok_spec.empty()) record_run_tokenizer(out, tok_spec);
     // The resolved recipe beside the checkpoints: what was actually run.

@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -122,6 +123,49 @@ std::vector<std::string> remove_stale_temp_files(const std::string& dir) {
     fs::remove_tree(dir + "/" + name);
     removed.push_back(name);
   }
+  return removed;
+}
+
+std::vector<std::string> previous_run_outputs(const std::string& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(dir + "/metrics.jsonl", ec);
+  if (!ec && size > 0) found.push_back("metrics.jsonl");  // empty: a run stopped before its first step
+  if (fs::exists(dir + "/model.safetensors")) found.push_back("model.safetensors");
+  const std::string ck = dir + "/checkpoints";
+  if (fs::is_directory(ck)) {
+    std::string newest;
+    bool other = false;
+    for (const auto& name : fs::list_dir(ck)) {
+      if (temp_file_owner(name) > 0) continue;  // a writer's temporary: removed at start, not a run
+      if (name.rfind("step-", 0) == 0) newest = std::max(newest, name);
+      else other = true;
+    }
+    if (!newest.empty()) found.push_back("checkpoints/" + newest);
+    else if (other) found.push_back("checkpoints/");
+  }
+  return found;
+}
+
+std::vector<std::string> remove_run_outputs(const std::string& dir, const std::vector<std::string>& keep) {
+  // The files of a recorded tokenizer (data/run_tokenizer.h) beside the record itself.
+  static const char* const kRunFiles[] = {"checkpoints", "metrics.jsonl", "model.safetensors", "config.json",
+                                          "recipe.json", "tokenizer_info.json", "tokenizer.model",
+                                          "tokenizer.json", "vocab.json", "merges.txt"};
+  std::vector<std::string> removed;
+  for (const char* name : kRunFiles) {
+    const std::string path = dir + "/" + name;
+    std::error_code ec;
+    if (!std::filesystem::exists(std::filesystem::symlink_status(path, ec))) continue;
+    bool kept = false;
+    for (const auto& k : keep) kept = kept || std::filesystem::equivalent(path, k, ec);
+    if (kept) continue;
+    fs::remove_tree(path);
+    if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)))
+      throw Error(path + ": cannot remove it (a file of the previous run)");
+    removed.push_back(name);
+  }
+  if (!removed.empty()) fs::fsync_dir(dir);
   return removed;
 }
 

@@ -44,4 +44,16 @@ bool process_alive(pid_t pid);
 // own `dir` (RunDirLock). Returns the names removed.
 std::vector<std::string> remove_stale_temp_files(const std::string& dir);
 
+// What a training run left in `dir` that a new run there would overwrite or mix with: "metrics.jsonl",
+// "model.safetensors", "checkpoints/step-00000100" (the newest complete checkpoint's name, or
+// "checkpoints/" when it holds only other checkpoint files). Empty when `dir` holds no run: temporaries
+// of dead writers, a lock file, an empty metrics.jsonl and a recipe or tokenizer written before the
+// first step do not count.
+std::vector<std::string> previous_run_outputs(const std::string& dir);
+// Deletes what a training run writes in `dir` (checkpoints/, metrics.jsonl, the model's config.json and
+// model.safetensors, recipe.json, the recorded tokenizer and its files), nothing else: other files the
+// user keeps there stay. Files that are one of `keep` (the same file, however named) stay too. The
+// caller must own `dir` (RunDirLock). Returns the names removed.
+std::vector<std::string> remove_run_outputs(const std::string& dir, const std::vector<std::string>& keep = {});
+
 }  // namespace gqe
