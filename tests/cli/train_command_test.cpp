@@ -178,6 +178,45 @@ TEST_F(CliTrain, ARerunIntoAFinishedRunIsRefusedAndOverwriteStartsOver) {
   EXPECT_EQ(train_steps(), (std::vector<int64_t>{1, 2}));
 }
 
+TEST_F(CliTrain, ResumeRefusesAnotherRunsCheckpointNamingTheFieldAndKeepsItsCadenceFree) {
+  const std::string dir = setup("cli_train_resume_identity");
+  const std::string run = dir + "/run";
+  std::ofstream(dir + "/other.txt") << fs::read_file(dir + "/text.txt") << "one more line\n";
+  const auto args = [&](const std::string& data, const std::string& flags) {
+    return "train --config " + dir + "/model.json --data " + dir + "/" + data + " --out " + run +
+           " --batch 2 --seq 16 --sample-tokens 0 --warmup 1 " + flags;
+  };
+  ASSERT_EQ(test::run_gqe_command(args("text.txt", "--steps 4 --stop-at 2 --seed 5 --threads 1 --eval-every 0")).rc, 0);
+  const std::string latest = fs::read_file(run + "/checkpoints/latest");
+  const std::string metrics = fs::read_file(run + "/metrics.jsonl");
+  const auto refused = [&](const std::string& data, const std::string& flags, const std::string& message) {
+    const CommandRun r = test::run_gqe_command(args(data, "--steps 4 --threads 1 --eval-every 0 --resume auto " + flags));
+    EXPECT_EQ(r.rc, 1) << flags << "\n" << r.out;
+    const size_t at = r.out.find("gqe train: error: ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    const std::string error = r.out.substr(at);
+    EXPECT_NE(error.find("trainer_state.json: field 'run." + message + "; a resumed run keeps its model, data, "
+                         "tokenizer, seed and recipe (only the step count"),
+              std::string::npos)
+        << flags << "\n" << r.out;
+    EXPECT_EQ(std::count(error.begin(), error.end(), '\n'), 1) << error;
+    EXPECT_EQ(fs::read_file(run + "/checkpoints/latest"), latest);
+    EXPECT_EQ(fs::read_file(run + "/metrics.jsonl"), metrics);
+  };
+  refused("text.txt", "--seed 6", "recipe.seed': the checkpoint's run has 5, this run 6");
+  refused("text.txt", "--seed 5 --lr 1e-2", "recipe.lr': the checkpoint's run has 0.003, this run 0.01");
+  const auto size = [&](const std::string& f) { return std::to_string(fs::read_file(dir + "/" + f).size()); };
+  refused("other.txt", "--seed 5",
+          "data.train': the checkpoint's run has text.txt (" + size("text.txt") + " bytes), this run other.txt (" +
+              size("other.txt") + " bytes)");
+  // The length, the cadence, threads and logging may change (scripts/study.py's branches do).
+  const CommandRun r = test::run_gqe_command(args(
+      "text.txt", "--steps 6 --resume auto --seed 5 --save-every 1 --keep 5 --log-every 1 --eval-every 2 "
+                  "--eval-batches 1 --threads 2"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("resumed from"), std::string::npos) << r.out;
+}
+
 TEST_F(CliTrain, StopAtZeroClaimsNoCheckpoint) {
   const std::string dir = setup("cli_train_stop0");
   const CommandRun r = test::run_gqe_command(train_args(dir + "/run", "--steps 4 --stop-at 0"));

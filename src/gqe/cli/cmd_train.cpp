@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -23,6 +24,7 @@
 #include "gqe/data/stream_decoder.h"
 #include "gqe/data/tokenizer.h"
 #include "gqe/distributed/communicator.h"
+#include "gqe/eval/sha256.h"
 #include "gqe/generate/generate.h"
 #include "gqe/train/recipe.h"
 #include "gqe/train/train_checkpoint.h"
@@ -55,6 +57,20 @@ std::string files_identity(const std::vector<std::string>& paths) {
   return std::to_string(paths.size()) + " files " + (paths.empty() ? "" : name(paths.front()) + " .. " + name(paths.back())) +
          " (" + std::to_string(bytes) + " bytes)";
 }
+// What a resumed run must share with its checkpoint (Trainer::resume): the ranks' fingerprint without
+// what may change when a run is continued: its length, the save / evaluation / log cadence, the per-rank
+// batch (resume checks the batch over all ranks itself, so the world size may change) and the kernels.
+JobFingerprint resume_identity(const JobFingerprint& ranks) {
+  static const std::set<std::string> may_change = {
+      "recipe.steps",       "recipe.log_every",       "recipe.eval_every", "recipe.eval_batches",
+      "recipe.save_every",  "recipe.keep_checkpoints", "recipe.micro_batch", "model.attention.implementation",
+      "run.resume"};
+  JobFingerprint out;
+  for (const auto& f : ranks)
+    if (!may_change.count(f.first)) out.push_back(f);
+  return out;
+}
+
 const char* kHelp =
     "usage: gqe train --config MODEL.json (--data TEXT_FILE | --train-shards GLOB[,..]) --out DIR [options]\n"
     "data:\n"
@@ -271,6 +287,14 @@ int cmd_train(int argc, char** argv) {
   fingerprint.emplace_back("data.tokenizer", tok ? std::filesystem::path(tok->name()).filename().string() + " (vocab " +
                                                        std::to_string(tok->vocab_size()) + ")"
                                                  : "-");
+  // By content: a tokenizer retrained in place keeps its name and vocabulary size.
+  std::string tok_hash = "-";
+  if (!tok_spec.empty()) {
+    tok_hash.clear();
+    for (const auto& p : resolve_tokenizer_files(tok_spec).paths) tok_hash += (tok_hash.empty() ? "" : " ") + eval::sha256_file(p);
+    if (tok_hash.empty()) tok_hash = "bytes";
+  }
+  fingerprint.emplace_back("data.tokenizer_sha256", tok_hash);
   fingerprint.emplace_back("run.resume", args.get("resume", "-"));
   if (env.run_id.empty()) env.run_id = run_id_for_output(out);
   auto comm = make_communicator(
@@ -298,6 +322,7 @@ int cmd_train(int argc, char** argv) {
   }
   TrainerIO io{out, log};
   io.stop_requested = stop_signal_received;
+  io.run_identity = resume_identity(fingerprint);
   Trainer trainer(model, r, *train, make_val, *comm, io);
   if (args.has("resume")) {
     // "auto": continue from OUT's latest checkpoint if there is one, else start (preemptible clusters).

@@ -226,6 +226,8 @@ double Trainer::evaluate() {
 
 nlohmann::json Trainer::state_json() const {
   const DataPosition pos = train_.position();
+  nlohmann::json run = nlohmann::json::object();
+  for (const auto& [field, value] : io_.run_identity) run[field] = value;
   return {{"format", "gqe-train-state"},
           {"version", 1},
           {"step", step_},
@@ -241,7 +243,8 @@ nlohmann::json Trainer::state_json() const {
           {"micro_batch", r_.micro_batch},
           {"seq_len", r_.seq_len},
           {"accumulation", accum_},
-          {"recipe", recipe_to_json(r_)}};
+          {"recipe", recipe_to_json(r_)},
+          {"run", run}};
 }
 
 std::string Trainer::save_checkpoint() {
@@ -276,6 +279,18 @@ void Trainer::resume(const std::string& path, const WeightLoadOptions& options) 
                   "; this run has seq_len " + std::to_string(r_.seq_len) + ", " +
                   std::to_string(r_.micro_batch * comm_.world_size()) + " and " + std::to_string(accum_) +
                   " (the data position would not line up; keep --seq, --batch x ranks and --global-batch)");
+    // Another run's checkpoint (another seed, tokenizer, data or recipe) would continue silently as a mix
+    // of both. Checkpoints of gqe versions that recorded no identity are taken as they are.
+    if (st.contains("run") && st.at("run").is_object()) {
+      const nlohmann::json& then = st.at("run");
+      for (const auto& [field, now] : io_.run_identity) {
+        if (!then.contains(field) || !then.at(field).is_string() || then.at(field).get<std::string>() == now) continue;
+        throw Error(src + ": field 'run." + field + "': the checkpoint's run has " + then.at(field).get<std::string>() +
+                    ", this run " + now + "; a resumed run keeps its model, data, tokenizer, seed and recipe (only " +
+                    "the step count, --stop-at, the save and evaluation cadence, threads and logging may change): " +
+                    "resume with the checkpoint's settings, or start a new run in another --out");
+      }
+    }
     opt_->load_state(c.optimizer_tensors, st.at("optimizer_steps").get<int64_t>(), dir + "/optimizer.safetensors");
     zclip_.load_state(st.at("zclip"));
     spikes_.load_state(st.at("loss_spikes"));

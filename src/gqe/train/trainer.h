@@ -65,6 +65,10 @@ struct TrainerIO {
   // Polled once per step on every rank: 0, or the number (below 65) of a signal asking this rank to stop.
   // Empty: never stop early.
   std::function<int()> stop_requested;
+  // What defines the run ("model.hidden_size" -> "32", "recipe.seed" -> "5", "data.train" -> ...): recorded
+  // in every checkpoint; resume() refuses a checkpoint whose record differs, naming the field and both
+  // values. Empty: nothing recorded or compared.
+  JobFingerprint run_identity;
 };
 
 struct TrainResult {
@@ -90,7 +94,8 @@ class Trainer {
           Communicator& comm, TrainerIO io);
 
   // Restores weights, optimizer, schedule position, ZClip, spike detector, RNG and data position from a
-  // checkpoint directory or a run directory (its latest checkpoint).
+  // checkpoint directory or a run directory (its latest checkpoint). Throws gqe::Error when the
+  // checkpoint belongs to another run (TrainerIO::run_identity, the batch layout).
   void resume(const std::string& path, const WeightLoadOptions& options = {});
   // Trains until recipe.schedule.total_steps (or until `stop_at` steps when >= 0), validating and saving
   // on the recipe's cadence, and saving at the end when out_dir is set. A stop request ends it after the
