@@ -152,9 +152,9 @@ void Trainer::reduce_across_ranks(StepOutcome& o) {
     std::vector<at::Tensor> plist;
     for (const auto& [n, p] : opt_->params()) plist.push_back(p);
     allreduce_mean_gradients(comm_, plist);
-    at::Tensor stops = at::zeros({kStopSlots}, at::kDouble);
-    if (stop > 0) stops[stop].fill_(1.0);
-    at::Tensor sums = at::cat({at::tensor({o.loss, o.aux}, at::kDouble), stops});
+    // host: the communicator copies to its device and back
+    at::Tensor sums = at::cat({at::tensor({o.loss, o.aux}, at::kDouble), at::zeros({kStopSlots}, at::kDouble)});
+    if (stop > 0) sums[2 + stop].fill_(1.0);
     if (o.router_counts.defined()) sums = at::cat({sums, o.router_counts.reshape({-1})});
     std::vector<at::Tensor> stats{sums};
     comm_.allreduce_sum(stats);
