@@ -40,6 +40,9 @@ StopSignals::StopSignals(const char* notice) {
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
+  // One handler at a time: a SIGINT and a SIGTERM arriving together must not both count as the first.
+  sigaddset(&sa.sa_mask, SIGTERM);
+  sigaddset(&sa.sa_mask, SIGINT);
   // Restart interrupted system calls: a read, a write or a collective's socket call in progress must
   // not fail because the stop was asked for.
   sa.sa_flags = SA_RESTART;
