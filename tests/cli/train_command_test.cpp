@@ -138,6 +138,85 @@ TEST_F(CliTrain, ResumeRepairsATornMetricsLineAndNeverDuplicatesRecords) {
   EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4}));
 }
 
+TEST_F(CliTrain, ARerunIntoAFinishedRunIsRefusedAndOverwriteStartsOver) {
+  const std::string dir = setup("cli_train_rerun");
+  const std::string run = dir + "/run";
+  ASSERT_EQ(test::run_gqe_command(train_args(run, "--steps 3 --save-every 1 --keep 5")).rc, 0);
+  std::ofstream(run + "/notes.txt") << "the user's notes";
+  const std::string model = fs::read_file(run + "/model.safetensors"), metrics = fs::read_file(run + "/metrics.jsonl");
+  // Without --resume: refused before anything is touched, naming both ways on.
+  CommandRun r = test::run_gqe_command(train_args(run, "--steps 1"));
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_EQ(r.out, "gqe train: error: --out " + run + " already holds a run (metrics.jsonl, model.safetensors, "
+                   "checkpoints/step-00000003); continue it with --resume " + run +
+                   ", or start over with --overwrite (deletes that run's checkpoints, metrics and model)\n");
+  EXPECT_EQ(fs::read_file(run + "/model.safetensors"), model);
+  EXPECT_EQ(fs::read_file(run + "/metrics.jsonl"), metrics);
+  r = test::run_gqe_command(train_args(run, "--steps 1 --overwrite --resume auto"));
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("--overwrite starts over and --resume continues: give one of them"), std::string::npos) << r.out;
+  EXPECT_EQ(fs::read_file(run + "/metrics.jsonl"), metrics);
+  // --overwrite: the previous run's files go, the new run's alone are there; the user's notes stay.
+  r = test::run_gqe_command(train_args(run, "--steps 2 --stop-at 1 --overwrite"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("--overwrite: removed checkpoints metrics.jsonl model.safetensors config.json recipe.json "
+                       "tokenizer_info.json from " + run),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(fs::list_dir(run + "/checkpoints"), (std::vector<std::string>{"latest", "step-00000001"}));
+  const auto train_steps = [&] {
+    std::vector<int64_t> steps;
+    for (const auto& j : read_records(run + "/metrics.jsonl"))
+      if (j["type"] == "train") steps.push_back(j["step"].get<int64_t>());
+    return steps;
+  };
+  EXPECT_EQ(train_steps(), std::vector<int64_t>{1});
+  EXPECT_EQ(fs::read_file(run + "/notes.txt"), "the user's notes");
+  // --resume continues it as before.
+  r = test::run_gqe_command(train_args(run, "--steps 2 --resume " + run));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(train_steps(), (std::vector<int64_t>{1, 2}));
+}
+
+TEST_F(CliTrain, ResumeRefusesAnotherRunsCheckpointNamingTheFieldAndKeepsItsCadenceFree) {
+  const std::string dir = setup("cli_train_resume_identity");
+  const std::string run = dir + "/run";
+  std::ofstream(dir + "/other.txt") << fs::read_file(dir + "/text.txt") << "one more line\n";
+  const auto args = [&](const std::string& data, const std::string& flags) {
+    return "train --config " + dir + "/model.json --data " + dir + "/" + data + " --out " + run +
+           " --batch 2 --seq 16 --sample-tokens 0 --warmup 1 " + flags;
+  };
+  ASSERT_EQ(test::run_gqe_command(args("text.txt", "--steps 4 --stop-at 2 --seed 5 --threads 1 --eval-every 0")).rc, 0);
+  const std::string latest = fs::read_file(run + "/checkpoints/latest");
+  const std::string metrics = fs::read_file(run + "/metrics.jsonl");
+  const auto refused = [&](const std::string& data, const std::string& flags, const std::string& message) {
+    const CommandRun r = test::run_gqe_command(args(data, "--steps 4 --threads 1 --eval-every 0 --resume auto " + flags));
+    EXPECT_EQ(r.rc, 1) << flags << "\n" << r.out;
+    const size_t at = r.out.find("gqe train: error: ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    const std::string error = r.out.substr(at);
+    EXPECT_NE(error.find("trainer_state.json: field 'run." + message + "; a resumed run keeps its model, data, "
+                         "tokenizer, seed and recipe (only the step count"),
+              std::string::npos)
+        << flags << "\n" << r.out;
+    EXPECT_EQ(std::count(error.begin(), error.end(), '\n'), 1) << error;
+    EXPECT_EQ(fs::read_file(run + "/checkpoints/latest"), latest);
+    EXPECT_EQ(fs::read_file(run + "/metrics.jsonl"), metrics);
+  };
+  refused("text.txt", "--seed 6", "recipe.seed': the checkpoint's run has 5, this run 6");
+  refused("text.txt", "--seed 5 --lr 1e-2", "recipe.lr': the checkpoint's run has 0.003, this run 0.01");
+  const auto size = [&](const std::string& f) { return std::to_string(fs::read_file(dir + "/" + f).size()); };
+  refused("other.txt", "--seed 5",
+          "data.train': the checkpoint's run has text.txt (" + size("text.txt") + " bytes), this run other.txt (" +
+              size("other.txt") + " bytes)");
+  // The length, the cadence, threads and logging may change (scripts/study.py's branches do).
+  const CommandRun r = test::run_gqe_command(args(
+      "text.txt", "--steps 6 --resume auto --seed 5 --save-every 1 --keep 5 --log-every 1 --eval-every 2 "
+                  "--eval-batches 1 --threads 2"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("resumed from"), std::string::npos) << r.out;
+}
+
 TEST_F(CliTrain, StopAtZeroClaimsNoCheckpoint) {
   const std::string dir = setup("cli_train_stop0");
   const CommandRun r = test::run_gqe_command(train_args(dir + "/run", "--steps 4 --stop-at 0"));

@@ -90,5 +90,87 @@ TEST(StaleTempFiles, OnlyTheTemporariesOfDeadOwnersAreRemoved) {
                                                          std::string("model.safetensors"), std::string("notes.tmp")}));
 }
 
+TEST(RunOutputs, ARunIsItsMetricsModelOrCheckpointsNotItsTemporaries) {
+  const std::string dir = test::scratch_dir("run_outputs");
+  EXPECT_TRUE(previous_run_outputs(dir + "/missing").empty());
+  // What a start leaves before its first step, and a dead writer's temporaries: no run yet.
+  std::ofstream(dir + "/metrics.jsonl");
+  std::ofstream(dir + "/recipe.json") << "{}";
+  std::ofstream(dir + "/" + kRunLockFile) << "pid 1\n";
+  fs::mkdirs(dir + "/checkpoints/.tmp-step-00000002-" + std::to_string(dead_pid()));
+  EXPECT_TRUE(previous_run_outputs(dir).empty());
+  std::ofstream(dir + "/metrics.jsonl") << "{}\n";
+  fs::mkdirs(dir + "/checkpoints/step-00000002");
+  fs::mkdirs(dir + "/checkpoints/step-00000010");
+  EXPECT_EQ(previous_run_outputs(dir), (std::vector<std::string>{"metrics.jsonl", "checkpoints/step-00000010"}));
+}
+
+TEST(RunOutputs, RemovingThemKeepsTheUsersFilesAndTheKeptTokenizer) {
+  const std::string dir = test::scratch_dir("run_outputs_remove");
+  for (const char* n : {"metrics.jsonl", "model.safetensors", "config.json", "recipe.json", "tokenizer_info.json",
+                        "tokenizer.model", "notes.txt", ".gqe-run.lock"})
+    std::ofstream(dir + "/" + n) << "x";
+  fs::mkdirs(dir + "/checkpoints/step-00000002");
+  const auto removed = remove_run_outputs(dir, {dir + "/./tokenizer.model"});
+  EXPECT_EQ(removed, (std::vector<std::string>{"checkpoints", "metrics.jsonl", "model.safetensors", "config.json",
+                                               "recipe.json", "tokenizer_info.json"}));
+  EXPECT_EQ(fs::list_dir(dir), (std::vector<std::string>{".gqe-run.lock", "notes.txt", "tokenizer.model"}));
+}
+
+// write_folder_atomically: what `gqe export` and `gqe import` write their folders with.
+TEST(FolderWrite, AFolderThatAppearsWhileWritingIsLeftAsItIs) {
+  const std::string dir = test::scratch_dir("folder_appears"), out = dir + "/out";
+  const std::string e = error_of([&] {
+    write_folder_atomically(out, [&](const std::string& tmp) {
+      std::ofstream(tmp + "/model.safetensors") << "new";
+      fs::mkdirs(out);  // another program creates the folder meanwhile
+      std::ofstream(out + "/mine.txt") << "the user's";
+    });
+  });
+  EXPECT_EQ(e, out + ": appeared while this was written and is not an empty folder; left as it is, nothing written "
+                     "(name a new folder)");
+  EXPECT_EQ(fs::list_dir(out), std::vector<std::string>{"mine.txt"});
+  EXPECT_EQ(fs::read_file(out + "/mine.txt"), "the user's");
+  EXPECT_EQ(fs::list_dir(dir), std::vector<std::string>{"out"});  // no temporary left beside it
+}
+
+TEST(FolderWrite, AMissingOrEmptyFolderIsWrittenWholeAndNothingElseIsTouched) {
+  const std::string dir = test::scratch_dir("folder_write"), pid = std::to_string(::getpid());
+  // A user's folder that happens to carry this process's pid in the name, as the old temporaries did.
+  fs::mkdirs(dir + "/out.tmp-" + pid);
+  std::ofstream(dir + "/out.tmp-" + pid + "/keep.txt") << "x";
+  write_folder_atomically(dir + "/out/", [](const std::string& tmp) { std::ofstream(tmp + "/a.txt") << "a"; });
+  EXPECT_EQ(fs::list_dir(dir + "/out"), std::vector<std::string>{"a.txt"});
+  fs::mkdirs(dir + "/empty");
+  write_folder_atomically(dir + "/empty", [](const std::string& tmp) { std::ofstream(tmp + "/b.txt") << "b"; });
+  EXPECT_EQ(fs::list_dir(dir + "/empty"), std::vector<std::string>{"b.txt"});
+  EXPECT_EQ(fs::list_dir(dir), (std::vector<std::string>{"empty", "out", "out.tmp-" + pid}));
+  EXPECT_EQ(fs::list_dir(dir + "/out.tmp-" + pid), std::vector<std::string>{"keep.txt"});
+  // A folder with contents is refused before anything is written; a failing writer leaves nothing.
+  EXPECT_EQ(error_of([&] { write_folder_atomically(dir + "/out", [](const std::string&) { FAIL(); }); }),
+            dir + "/out: already exists and is not an empty folder; name a new folder");
+  EXPECT_EQ(error_of([&] {
+              write_folder_atomically(dir + "/bad", [](const std::string&) { throw Error("the writer failed"); });
+            }),
+            "the writer failed");
+  EXPECT_EQ(fs::list_dir(dir), (std::vector<std::string>{"empty", "out", "out.tmp-" + pid}));
+}
+
+TEST(FolderWrite, AKilledWritersTemporaryIsClearedOnlyWhenItsProcessIsGone) {
+  const std::string dir = test::scratch_dir("folder_debris");
+  const std::string dead = dir + "/.out.gqe-partial." + host() + "." + std::to_string(dead_pid());
+  const std::string live = dir + "/.out.gqe-partial." + host() + ".1";  // init runs as long as the host
+  const std::string elsewhere = dir + "/.out.gqe-partial.another-host.12";
+  for (const auto& d : {dead, live, elsewhere}) {
+    fs::mkdirs(d);
+    std::ofstream(d + "/model.safetensors") << "half";
+  }
+  write_folder_atomically(dir + "/out", [](const std::string& tmp) { std::ofstream(tmp + "/a.txt") << "a"; });
+  EXPECT_EQ(fs::list_dir(dir + "/out"), std::vector<std::string>{"a.txt"});
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(live + "/model.safetensors"));
+  EXPECT_TRUE(fs::exists(elsewhere + "/model.safetensors"));
+}
+
 }  // namespace
 }  // namespace gqe

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -17,11 +18,13 @@
 #include "gqe/core/model_stats.h"
 #include "gqe/core/run_dir.h"
 #include "gqe/core/runtime.h"
+#include "gqe/core/stop_signals.h"
 #include "gqe/data/run_tokenizer.h"
 #include "gqe/data/shard.h"
 #include "gqe/data/stream_decoder.h"
 #include "gqe/data/tokenizer.h"
 #include "gqe/distributed/communicator.h"
+#include "gqe/eval/sha256.h"
 #include "gqe/generate/generate.h"
 #include "gqe/train/recipe.h"
 #include "gqe/train/train_checkpoint.h"
@@ -54,6 +57,20 @@ std::string files_identity(const std::vector<std::string>& paths) {
   return std::to_string(paths.size()) + " files " + (paths.empty() ? "" : name(paths.front()) + " .. " + name(paths.back())) +
          " (" + std::to_string(bytes) + " bytes)";
 }
+// What a resumed run must share with its checkpoint (Trainer::resume): the ranks' fingerprint without
+// what may change when a run is continued: its length, the save / evaluation / log cadence, the per-rank
+// batch (resume checks the batch over all ranks itself, so the world size may change) and the kernels.
+JobFingerprint resume_identity(const JobFingerprint& ranks) {
+  static const std::set<std::string> may_change = {
+      "recipe.steps",       "recipe.log_every",       "recipe.eval_every", "recipe.eval_batches",
+      "recipe.save_every",  "recipe.keep_checkpoints", "recipe.micro_batch", "model.attention.implementation",
+      "run.resume"};
+  JobFingerprint out;
+  for (const auto& f : ranks)
+    if (!may_change.count(f.first)) out.push_back(f);
+  return out;
+}
+
 const char* kHelp =
     "usage: gqe train --config MODEL.json (--data TEXT_FILE | --train-shards GLOB[,..]) --out DIR [options]\n"
     "data:\n"
@@ -74,13 +91,18 @@ const char* kHelp =
     "run:\n"
     "  --log-every N (10)  --eval-every N (100)  --eval-batches N (4)  --save-every N (0: at the end)\n"
     "  --keep K (3 checkpoints)  --resume DIR|auto  --stop-at N (stop after step N; resume later)\n"
+    "  --overwrite            start over in an --out that holds a run: deletes its checkpoints, metrics,\n"
+    "                         model and recorded tokenizer first (without it, such an --out is refused)\n"
     "  --allow-nonfinite-weights (resume from NaN/Inf weights anyway)\n"
     "  --ignore-memory-check (train even when the memory estimate exceeds what is available)\n"
     "  --threads N (cores / local ranks)  --device cpu|cuda  --dist-timeout SECONDS (300)\n"
     "  --sample-tokens N (200)  --sample-prompt TEXT (\"And God said\")\n"
     "distributed: set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (torchrun does), e.g.\n"
     "  torchrun --no-python --nproc-per-node=2 gqe train ...   (rank 0 writes logs and checkpoints)\n"
-    "Writes DIR/metrics.jsonl, DIR/checkpoints/step-*/ (resumable) and DIR/config.json + model.safetensors.\n";
+    "Writes DIR/metrics.jsonl, DIR/checkpoints/step-*/ (resumable) and DIR/config.json + model.safetensors.\n"
+    "SIGTERM or SIGINT: the step in progress is finished and checkpointed on all ranks, then the run exits\n"
+    "with 128 + the signal (143, 130) and says how to resume; another signal a second or more later exits\n"
+    "at once (the last complete checkpoint stays).\n";
 
 }  // namespace
 
@@ -90,7 +112,7 @@ int cmd_train(int argc, char** argv) {
              "seq", "global-batch", "lr", "min-lr", "warmup", "decay-fraction", "decay-shape", "weight-decay", "clip",
              "loss-spike-z", "precision", "seed", "threads", "log-every", "eval-every", "eval-batches", "save-every",
              "keep", "resume", "stop-at", "device", "dist-timeout", "sample-tokens", "sample-prompt"},
-            {"help", "no-zclip", "allow-nonfinite-weights", "ignore-memory-check"});
+            {"help", "no-zclip", "allow-nonfinite-weights", "ignore-memory-check", "overwrite"});
   if (args.flag("help")) {
     std::cout << kHelp;
     return 0;
@@ -157,8 +179,20 @@ int cmd_train(int argc, char** argv) {
   // here, before touching anything; then what dead writers left behind is removed.
   const std::string out = args.require("out");
   std::optional<RunDirLock> out_lock;
+  const bool overwrite = args.flag("overwrite");
+  if (overwrite && args.has("resume"))
+    throw Error("gqe train: --overwrite starts over and --resume continues: give one of them");
   if (main_rank) {
     out_lock.emplace(out, "--out");
+    // A run there is continued (--resume) or deliberately replaced (--overwrite), never overwritten by
+    // accident: its metrics would be truncated and its checkpoints mixed with the new run's.
+    const std::vector<std::string> previous = previous_run_outputs(out);
+    if (!previous.empty() && !args.has("resume") && !overwrite) {
+      std::string names;
+      for (const auto& n : previous) names += (names.empty() ? "" : ", ") + n;
+      throw Error("gqe train: --out " + out + " already holds a run (" + names + "); continue it with --resume " +
+                  out + ", or start over with --overwrite (deletes that run's checkpoints, metrics and model)");
+    }
     if (out_lock->previous_owner_here())
       for (const std::string& d : {out, out + "/checkpoints"})
         for (const std::string& n : remove_stale_temp_files(d))
@@ -253,6 +287,14 @@ int cmd_train(int argc, char** argv) {
   fingerprint.emplace_back("data.tokenizer", tok ? std::filesystem::path(tok->name()).filename().string() + " (vocab " +
                                                        std::to_string(tok->vocab_size()) + ")"
                                                  : "-");
+  // By content: a tokenizer retrained in place keeps its name and vocabulary size.
+  std::string tok_hash = "-";
+  if (!tok_spec.empty()) {
+    tok_hash.clear();
+    for (const auto& p : resolve_tokenizer_files(tok_spec).paths) tok_hash += (tok_hash.empty() ? "" : " ") + eval::sha256_file(p);
+    if (tok_hash.empty()) tok_hash = "bytes";
+  }
+  fingerprint.emplace_back("data.tokenizer_sha256", tok_hash);
   fingerprint.emplace_back("run.resume", args.get("resume", "-"));
   if (env.run_id.empty()) env.run_id = run_id_for_output(out);
   auto comm = make_communicator(
@@ -278,7 +320,10 @@ int cmd_train(int argc, char** argv) {
          << (autocast_enabled_for(r, device) ? "bf16 autocast" : "fp32") << " on " << device.str() << "\n"
          << "runtime: " << describe_runtime() << " (" << threads << " threads)\n";
   }
-  Trainer trainer(model, r, *train, make_val, *comm, TrainerIO{out, log});
+  TrainerIO io{out, log};
+  io.stop_requested = stop_signal_received;
+  io.run_identity = resume_identity(fingerprint);
+  Trainer trainer(model, r, *train, make_val, *comm, io);
   if (args.has("resume")) {
     // "auto": continue from OUT's latest checkpoint if there is one, else start (preemptible clusters).
     const std::string rp = args.require("resume");
@@ -294,6 +339,18 @@ int cmd_train(int argc, char** argv) {
     if (have) trainer.resume(rp == "auto" ? out : rp, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   }
   if (main_rank) {
+    if (overwrite) {
+      // Only now, with every input checked: a refused run leaves the previous one whole. The tokenizer this
+      // run was given may be the previous run's copy in OUT; it stays.
+      const std::vector<std::string> keep =
+          tok_spec.empty() ? std::vector<std::string>{} : resolve_tokenizer_files(tok_spec).paths;
+      const std::vector<std::string> removed = remove_run_outputs(out, keep);
+      if (log && !removed.empty()) {
+        *log << "--overwrite: removed";
+        for (const auto& n : removed) *log << " " << n;
+        *log << " from " << out << "\n";
+      }
+    }
     fs::mkdirs(out);
     if (!tok_spec.empty()) record_run_tokenizer(out, tok_spec);
     // The resolved recipe beside the checkpoints: what was actually run.
@@ -302,7 +359,19 @@ int cmd_train(int argc, char** argv) {
     rec["model_config"] = config_path;
     fs::write_file_atomic(out + "/recipe.json", rec.dump(2) + "\n");
   }
-  TrainResult res = trainer.run(args.get_int("stop-at", -1));
+  const int64_t stop_at = args.get_int("stop-at", -1);
+  TrainResult res;
+  {
+    // From here a SIGTERM or SIGINT (a scheduler's limit, a preemption, Ctrl-C) no longer loses the steps
+    // since the last checkpoint: the step in progress is finished on every rank and saved. Before this
+    // point there is no progress to lose, and after it the checkpoint is written.
+    StopSignals signals(main_rank ? "gqe train: stopping after this step and saving a checkpoint (signal again to "
+                                    "exit at once)\n"
+                                  : nullptr);
+    res = trainer.run(stop_at);
+  }
+  // A signal during the final save is honoured too: the run ends here, without the sample.
+  const int stop_signal = res.stopped_by != 0 ? res.stopped_by : stop_signal_received();
   if (log) {
     *log << "trained to step " << trainer.step() << " (" << res.losses.size() << " steps in this run, "
          << res.seconds << " s, " << res.tokens_per_second << " tokens/s over " << world << " rank(s); "
@@ -311,6 +380,15 @@ int cmd_train(int argc, char** argv) {
     if (!res.checkpoint.empty()) *log << "; checkpoint in " << out;
     else *log << "; no steps to train, so no checkpoint written";
     *log << std::endl;
+  }
+  if (stop_signal != 0) {
+    if (log) {
+      *log << "gqe train: stopped by " << signal_name(stop_signal) << " at step " << trainer.step() << " of "
+           << r.schedule.total_steps;
+      if (!res.checkpoint.empty()) *log << ", checkpoint " << res.checkpoint;
+      *log << "; to continue, run the same command with --resume " << out << std::endl;
+    }
+    return 128 + stop_signal;
   }
 
   const int64_t n_sample = args.get_int("sample-tokens", 200);

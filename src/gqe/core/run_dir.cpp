@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -123,6 +125,94 @@ std::vector<std::string> remove_stale_temp_files(const std::string& dir) {
     removed.push_back(name);
   }
   return removed;
+}
+
+std::vector<std::string> previous_run_outputs(const std::string& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(dir + "/metrics.jsonl", ec);
+  if (!ec && size > 0) found.push_back("metrics.jsonl");  // empty: a run stopped before its first step
+  if (fs::exists(dir + "/model.safetensors")) found.push_back("model.safetensors");
+  const std::string ck = dir + "/checkpoints";
+  if (fs::is_directory(ck)) {
+    std::string newest;
+    bool other = false;
+    for (const auto& name : fs::list_dir(ck)) {
+      if (temp_file_owner(name) > 0) continue;  // a writer's temporary: removed at start, not a run
+      if (name.rfind("step-", 0) == 0) newest = std::max(newest, name);
+      else other = true;
+    }
+    if (!newest.empty()) found.push_back("checkpoints/" + newest);
+    else if (other) found.push_back("checkpoints/");
+  }
+  return found;
+}
+
+std::vector<std::string> remove_run_outputs(const std::string& dir, const std::vector<std::string>& keep) {
+  // The files of a recorded tokenizer (data/run_tokenizer.h) beside the record itself.
+  static const char* const kRunFiles[] = {"checkpoints", "metrics.jsonl", "model.safetensors", "config.json",
+                                          "recipe.json", "tokenizer_info.json", "tokenizer.model",
+                                          "tokenizer.json", "vocab.json", "merges.txt"};
+  std::vector<std::string> removed;
+  for (const char* name : kRunFiles) {
+    const std::string path = dir + "/" + name;
+    std::error_code ec;
+    if (!std::filesystem::exists(std::filesystem::symlink_status(path, ec))) continue;
+    bool kept = false;
+    for (const auto& k : keep) kept = kept || std::filesystem::equivalent(path, k, ec);
+    if (kept) continue;
+    fs::remove_tree(path);
+    if (std::filesystem::exists(std::filesystem::symlink_status(path, ec)))
+      throw Error(path + ": cannot remove it (a file of the previous run)");
+    removed.push_back(name);
+  }
+  if (!removed.empty()) fs::fsync_dir(dir);
+  return removed;
+}
+
+void write_folder_atomically(const std::string& out_dir, const std::function<void(const std::string&)>& fill) {
+  namespace stdfs = std::filesystem;
+  std::string dir = out_dir;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (fs::exists(dir) && (!fs::is_directory(dir) || !fs::list_dir(dir).empty()))
+    throw Error(dir + ": already exists and is not an empty folder; name a new folder");
+  const stdfs::path target(dir);
+  const std::string parent = target.has_parent_path() ? target.parent_path().string() : ".";
+  const std::string prefix = "." + target.filename().string() + ".gqe-partial.", host = host_name();
+  // What killed writers of this folder left: "<prefix><host>.<pid>" of a pid that no longer runs here.
+  for (const auto& name : fs::list_dir(parent)) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    const size_t dot = rest.rfind('.');
+    if (dot == std::string::npos || rest.substr(0, dot) != host || !all_digits(rest.substr(dot + 1))) continue;
+    const pid_t pid = pid_t(std::stol(rest.substr(dot + 1)));
+    if (pid != ::getpid() && !process_alive(pid)) fs::remove_tree(parent + "/" + name);
+  }
+  fs::mkdirs(parent);
+  const std::string tmp = parent + "/" + prefix + host + "." + std::to_string(::getpid());
+  int rc = ::mkdir(tmp.c_str(), 0777);
+  if (rc != 0 && errno == EEXIST) {
+    // Only an earlier process with this pid on this host, now dead, can have made this name.
+    fs::remove_tree(tmp);
+    rc = ::mkdir(tmp.c_str(), 0777);
+  }
+  if (rc != 0) throw Error(dir + ": cannot create a folder beside it (" + tmp + "): " + std::strerror(errno));
+  try {
+    fill(tmp);
+    fs::fsync_dir(tmp);
+    // Replaces a missing or empty `dir` in one step; refuses one with contents.
+    if (std::rename(tmp.c_str(), dir.c_str()) != 0) {
+      const int e = errno;
+      if (e == ENOTEMPTY || e == EEXIST || e == ENOTDIR || e == EISDIR)
+        throw Error(dir + ": appeared while this was written and is not an empty folder; left as it is, nothing "
+                          "written (name a new folder)");
+      throw Error(dir + ": cannot rename " + tmp + " into place: " + std::strerror(e));
+    }
+  } catch (...) {
+    fs::remove_tree(tmp);
+    throw;
+  }
+  fs::fsync_dir(parent);
 }
 
 }  // namespace gqe

@@ -1,11 +1,7 @@
 #include "gqe/io/hf_export.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <functional>
 #include <iostream>
 #include <unordered_map>
@@ -13,6 +9,7 @@
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/json.h"
+#include "gqe/core/run_dir.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/io/hf_python_sources.h"  // generated at build time from python/gqe_hf/
 #include "gqe/io/safetensors.h"
@@ -97,29 +94,6 @@ std::string byte_character(int b) {
 }
 
 const char* kEndOfText = "<|endoftext|>";
-
-// Writes a folder all at once: `fill` writes into a temporary sibling, which then replaces `out_dir`
-// (which must be missing or empty). On any error the temporary folder is removed and `out_dir` untouched.
-void write_folder_atomically(const std::string& out_dir, const std::function<void(const std::string&)>& fill) {
-  std::string dir = out_dir;
-  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  if (fs::exists(dir) && (!fs::is_directory(dir) || !fs::list_dir(dir).empty()))
-    throw Error(dir + ": already exists and is not an empty folder; name a new folder");
-  const std::string tmp = dir + ".tmp-" + std::to_string(::getpid());
-  fs::remove_tree(tmp);
-  try {
-    fs::mkdirs(tmp);
-    fill(tmp);
-    if (fs::exists(dir)) fs::remove_tree(dir);  // empty, checked above
-    if (std::rename(tmp.c_str(), dir.c_str()) != 0)
-      throw Error(dir + ": cannot rename " + tmp + " into place: " + std::strerror(errno));
-  } catch (...) {
-    fs::remove_tree(tmp);
-    throw;
-  }
-  const size_t slash = dir.find_last_of('/');
-  fs::fsync_dir(slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash));
-}
 
 void copy_file(const std::string& from, const std::string& to) { fs::write_file_atomic(to, fs::read_file(from)); }
 

@@ -21,6 +21,10 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+// Stop requests travel as one slot per signal number in the step's sums: a sum over ranks of one-hot
+// vectors, from which every rank reads the same highest signal asked for (a max over ranks).
+constexpr int64_t kStopSlots = 65;
+
 }  // namespace
 
 bool autocast_enabled_for(const TrainRecipe& r, const at::Device& device) {
@@ -62,6 +66,7 @@ struct Trainer::StepOutcome {
   bool clipped = false, skipped = false;
   std::string skip_reason;
   at::Tensor router_counts;  // [L, G, M] over all ranks, or undefined
+  int stop = 0;              // the signal asking the run to stop after this step (agreed by all ranks), or 0
 };
 
 Trainer::Trainer(LanguageModel& model, TrainRecipe recipe, TokenSource& train, ValSourceFactory make_val,
@@ -140,20 +145,28 @@ void Trainer::accumulate(StepOutcome& o) {
 
 void Trainer::reduce_across_ranks(StepOutcome& o) {
   const int W = comm_.world_size();
+  int stop = io_.stop_requested ? io_.stop_requested() : 0;
+  if (stop < 0 || stop >= kStopSlots) stop = kStopSlots - 1;
+  o.stop = stop;
   if (W > 1) {
     std::vector<at::Tensor> plist;
     for (const auto& [n, p] : opt_->params()) plist.push_back(p);
     allreduce_mean_gradients(comm_, plist);
     // host: the communicator copies to its device and back
-    at::Tensor sums = at::tensor({o.loss, o.aux}, at::kDouble);
+    at::Tensor sums = at::cat({at::tensor({o.loss, o.aux}, at::kDouble), at::zeros({kStopSlots}, at::kDouble)});
+    if (stop > 0) sums[2 + stop].fill_(1.0);
     if (o.router_counts.defined()) sums = at::cat({sums, o.router_counts.reshape({-1})});
     std::vector<at::Tensor> stats{sums};
     comm_.allreduce_sum(stats);
     const double* s = stats[0].data_ptr<double>();
     o.loss = s[0];
     o.aux = s[1];
+    o.stop = 0;
+    for (int64_t sig = kStopSlots - 1; sig > 0 && o.stop == 0; --sig)
+      if (s[2 + sig] > 0) o.stop = int(sig);
     if (o.router_counts.defined())
-      o.router_counts = stats[0].narrow(0, 2, o.router_counts.numel()).view_as(o.router_counts).clone();
+      o.router_counts =
+          stats[0].narrow(0, 2 + kStopSlots, o.router_counts.numel()).view_as(o.router_counts).clone();
   }
   o.loss /= double(accum_ * W);  // sums over micro-batches and ranks -> means
   o.aux /= double(accum_ * W);
@@ -214,6 +227,8 @@ double Trainer::evaluate() {
 
 nlohmann::json Trainer::state_json() const {
   const DataPosition pos = train_.position();
+  nlohmann::json run = nlohmann::json::object();
+  for (const auto& [field, value] : io_.run_identity) run[field] = value;
   return {{"format", "gqe-train-state"},
           {"version", 1},
           {"step", step_},
@@ -229,7 +244,8 @@ nlohmann::json Trainer::state_json() const {
           {"micro_batch", r_.micro_batch},
           {"seq_len", r_.seq_len},
           {"accumulation", accum_},
-          {"recipe", recipe_to_json(r_)}};
+          {"recipe", recipe_to_json(r_)},
+          {"run", run}};
 }
 
 std::string Trainer::save_checkpoint() {
@@ -264,6 +280,18 @@ void Trainer::resume(const std::string& path, const WeightLoadOptions& options) 
                   "; this run has seq_len " + std::to_string(r_.seq_len) + ", " +
                   std::to_string(r_.micro_batch * comm_.world_size()) + " and " + std::to_string(accum_) +
                   " (the data position would not line up; keep --seq, --batch x ranks and --global-batch)");
+    // Another run's checkpoint (another seed, tokenizer, data or recipe) would continue silently as a mix
+    // of both. Checkpoints of gqe versions that recorded no identity are taken as they are.
+    if (st.contains("run") && st.at("run").is_object()) {
+      const nlohmann::json& then = st.at("run");
+      for (const auto& [field, now] : io_.run_identity) {
+        if (!then.contains(field) || !then.at(field).is_string() || then.at(field).get<std::string>() == now) continue;
+        throw Error(src + ": field 'run." + field + "': the checkpoint's run has " + then.at(field).get<std::string>() +
+                    ", this run " + now + "; a resumed run keeps its model, data, tokenizer, seed and recipe (only " +
+                    "the step count, --stop-at, the save and evaluation cadence, threads and logging may change): " +
+                    "resume with the checkpoint's settings, or start a new run in another --out");
+      }
+    }
     opt_->load_state(c.optimizer_tensors, st.at("optimizer_steps").get<int64_t>(), dir + "/optimizer.safetensors");
     zclip_.load_state(st.at("zclip"));
     spikes_.load_state(st.at("loss_spikes"));
@@ -375,10 +403,17 @@ TrainResult Trainer::run(int64_t stop_at) {
         }
       }
     }
-    if (!io_.out_dir.empty() && ((r_.save_every > 0 && step_ % r_.save_every == 0) || last)) {
+    // A stop request saves this step whatever the cadence: the resumed run continues from here exactly as
+    // the uninterrupted one would (the validation above stays on its cadence, so the logs match too).
+    const bool stop = o.stop != 0;
+    if (!io_.out_dir.empty() && ((r_.save_every > 0 && step_ % r_.save_every == 0) || last || stop)) {
       const std::string d = save_checkpoint();  // carries elapsed_seconds(), this call's time included
       if (!d.empty()) res.checkpoint = d;
-      if (main && io_.log && !d.empty() && !last) *io_.log << "checkpoint " << d << std::endl;
+      if (main && io_.log && !d.empty() && !last && !stop) *io_.log << "checkpoint " << d << std::endl;
+    }
+    if (stop) {
+      res.stopped_by = o.stop;
+      break;
     }
   }
   res.seconds = seconds_since(run_start);

@@ -10,6 +10,8 @@
 //      consumed, the skip is logged; max_skipped_steps consecutive skips stop the run with an error;
 //   4. ZClip (train/zclip.h) rescales the gradients, AdamW (train/adamw.h) updates with the WSD learning
 //      rate (train/schedule.h) of this step.
+// A stop asked for on any rank (TrainerIO::stop_requested, e.g. a SIGTERM) travels with step 2's sums, so
+// every rank learns of it in the same step; that step is finished, checkpointed, and the run ends there.
 // Every rank runs the same decisions on the same all-reduced numbers, so ranks never diverge.
 // Rank 0 alone prints, writes metrics.jsonl and checkpoints.
 #pragma once
@@ -60,6 +62,13 @@ SkipDecision decide_skip(double loss, double aux, double grad_norm, double spike
 struct TrainerIO {
   std::string out_dir;           // run directory: checkpoints/, metrics.jsonl, config.json + model.safetensors
   std::ostream* log = nullptr;   // progress lines (rank 0); nullptr = silent
+  // Polled once per step on every rank: 0, or the number (below 65) of a signal asking this rank to stop.
+  // Empty: never stop early.
+  std::function<int()> stop_requested;
+  // What defines the run ("model.hidden_size" -> "32", "recipe.seed" -> "5", "data.train" -> ...): recorded
+  // in every checkpoint; resume() refuses a checkpoint whose record differs, naming the field and both
+  // values. Empty: nothing recorded or compared.
+  JobFingerprint run_identity;
 };
 
 struct TrainResult {
@@ -72,6 +81,7 @@ struct TrainResult {
   double seconds = 0;
   int64_t clipped_steps = 0, skipped_steps = 0;
   std::string checkpoint;          // the last checkpoint this call wrote; empty when it wrote none
+  int stopped_by = 0;              // the signal that ended the run early (the same on all ranks), or 0
 };
 
 using ValSourceFactory = std::function<std::unique_ptr<TokenSource>()>;  // a fresh source at position 0
@@ -84,10 +94,12 @@ class Trainer {
           Communicator& comm, TrainerIO io);
 
   // Restores weights, optimizer, schedule position, ZClip, spike detector, RNG and data position from a
-  // checkpoint directory or a run directory (its latest checkpoint).
+  // checkpoint directory or a run directory (its latest checkpoint). Throws gqe::Error when the
+  // checkpoint belongs to another run (TrainerIO::run_identity, the batch layout).
   void resume(const std::string& path, const WeightLoadOptions& options = {});
   // Trains until recipe.schedule.total_steps (or until `stop_at` steps when >= 0), validating and saving
-  // on the recipe's cadence, and saving at the end when out_dir is set.
+  // on the recipe's cadence, and saving at the end when out_dir is set. A stop request ends it after the
+  // step in which some rank asked for it, with a checkpoint of that step (TrainResult::stopped_by).
   TrainResult run(int64_t stop_at = -1);
   // Mean LM loss over recipe.eval_batches batches of the validation source on every rank.
   double evaluate();
