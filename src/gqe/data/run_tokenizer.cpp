@@ -105,7 +105,7 @@ namespace {
 // Reads DIR/tokenizer_info.json into files inside DIR.
 TokenizerFiles read_record(const std::string& dir) {
   const std::string path = dir + "/" + kTokenizerRecordFile;
-  const nlohmann::json j = parse_json(fs::read_file(path), path);
+  const nlohmann::json j = parse_json(fs::read_file(path, fs::kSmallFileLimit), path);
   auto bad = [&](const std::string& field, const std::string& what) {
     return FormatError(path + ": field '" + field + "': " + what);
   };
@@ -165,7 +165,7 @@ std::string tokenizer_of_shards(const std::vector<std::string>& shard_paths) {
   const std::string meta = (stdfs::path(shard_paths.front()).parent_path() / "meta.json").string();
   if (!fs::is_file(meta)) return "";
   try {
-    const nlohmann::json j = parse_json(fs::read_file(meta), meta);
+    const nlohmann::json j = parse_json(fs::read_file(meta, fs::kSmallFileLimit), meta);
     if (!j.is_object() || !j.contains("tokenizer") || !j["tokenizer"].is_string()) return "";
     const std::string t = j["tokenizer"].get<std::string>();
     return t == "bytes" || fs::exists(t) ? t : "";

@@ -133,18 +133,9 @@ TokenDtype dtype_for_vocab(uint64_t vocab_size) {
 // Reader
 
 TokenShard::TokenShard(const std::string& path, bool verify) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw Error(path + ": cannot open token shard: " + errno_text());
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw Error(path + ": cannot stat token shard: " + errno_text());
-  }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    throw Error(path + ": is a directory, expected a token shard file");
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  // A directory, FIFO or device (/dev/zero maps as endless zeros) is refused before it is mapped.
+  uint64_t size = 0;
+  int fd = fs::open_regular_file(path, UINT64_MAX, &size);
   if (size == 0) {
     ::close(fd);
     throw FormatError(path + ": empty file (0 bytes), expected a token shard (gqe or llm.c format)");
