@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -158,6 +159,29 @@ TEST(BpeTokenizer, BadFilesNameFileAndField) {
   datatest::write_bytes(dir + "/vocab.json", R"({"a": 0, "b": "one"})");
   m = error_of([&] { BpeTokenizer::from_vocab_merges(dir + "/vocab.json", dir + "/merges.txt"); });
   EXPECT_NE(m.find(dir + "/vocab.json: field 'b': expected a token id"), std::string::npos) << m;
+}
+
+TEST(BpeTokenizer, IdsFarBeyondTheVocabularyAreRefusedNamingTheToken) {
+  // Tables (and the embedding of a model trained with the tokenizer) are sized by the largest id: an id
+  // far past the number of tokens the file defines is an error, before anything is allocated for it.
+  const std::string dir = datatest::scratch("bpe-ids");
+  const std::string good = tiny_tokenizer_json({{"a", "b"}}, kByteLevel);  // 257 tokens + <|endoftext|> at 300
+  auto err = [&](const std::string& json) {
+    const std::string p = write_json(dir, "t.json", json);
+    return error_of([&] { BpeTokenizer::from_tokenizer_json(p); });
+  };
+  auto replace = [](std::string s, const std::string& a, const std::string& b) { return s.replace(s.find(a), a.size(), b); };
+  EXPECT_EQ(err(good), "");  // a gap before the added tokens is fine
+  std::string m = err(replace(good, R"("ab":256)", R"("ab":100000)"));
+  EXPECT_NE(m.find(dir + "/t.json: field 'model.vocab.ab': id 100000 is out of range: the file defines 258 tokens"),
+            std::string::npos) << m;
+  m = err(replace(good, R"("id": 300)", R"("id": 2147483647)"));
+  EXPECT_NE(m.find("field 'added_tokens[0].id': id 2147483647 of token '<|endoftext|>' is out of range"),
+            std::string::npos) << m;
+  datatest::write_bytes(dir + "/vocab.json", R"({"a": 0, "b": 1, "ab": 99999})");
+  datatest::write_bytes(dir + "/merges.txt", "a b\n");
+  m = error_of([&] { BpeTokenizer::from_vocab_merges(dir + "/vocab.json", dir + "/merges.txt"); });
+  EXPECT_NE(m.find(dir + "/vocab.json: field 'ab': id 99999 is out of range"), std::string::npos) << m;
 }
 
 TEST(StreamDecoder, ReleasesWholeCharactersOnly) {

@@ -163,11 +163,22 @@ struct Loader {
     if (!v.is_string()) fail(field + key, "expected a string");
     return v.get<std::string>();
   }
-  int32_t get_id(const nlohmann::json& v, const std::string& field) const {
+  // A token id below id_bound(tokens), for a file that defines `tokens` tokens. `token` names the token
+  // in the message when the field does not.
+  int32_t get_id(const nlohmann::json& v, const std::string& field, size_t tokens, const std::string& token = "") const {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
       fail(field, "expected a token id (an integer from 0 to 2^31-1)");
-    return static_cast<int32_t>(v.get<int64_t>());
+    const int64_t id = v.get<int64_t>();
+    if (uint64_t(id) >= id_bound(tokens))
+      fail(field, "id " + std::to_string(id) + (token.empty() ? "" : " of token '" + truncate_for_message(token) + "'") +
+                      " is out of range: the file defines " + std::to_string(tokens) + " tokens, so ids below " +
+                      std::to_string(id_bound(tokens)) + " are expected");
+    return static_cast<int32_t>(id);
   }
+  // The id table, the tokenizer's vocab_size and the embedding of a model trained with it are all sized by
+  // the largest id, so an id far beyond the vocabulary (up to 2^31-1) would allocate gigabytes for a few
+  // entries. Some files leave a gap of unused ids before their added tokens: room for that, no more.
+  static size_t id_bound(size_t tokens) { return 2 * tokens + 1024; }
 };
 
 }  // namespace
@@ -253,8 +264,12 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::strin
   RawModel raw;
   const auto& vocab = L.member(model, "vocab", "model.");
   if (!vocab.is_object()) L.fail("model.vocab", "expected an object of token: id");
+  // Every id lies below the number of tokens the file defines (vocabulary plus added tokens; an added
+  // token may repeat a vocabulary id, which only leaves room).
+  const size_t id_bound =
+      vocab.size() + (j.contains("added_tokens") && j["added_tokens"].is_array() ? j["added_tokens"].size() : 0);
   for (auto it = vocab.begin(); it != vocab.end(); ++it)
-    raw.vocab.emplace_back(it.key(), L.get_id(it.value(), "model.vocab." + truncate_for_message(it.key())));
+    raw.vocab.emplace_back(it.key(), L.get_id(it.value(), "model.vocab." + truncate_for_message(it.key()), id_bound));
   if (raw.vocab.empty()) L.fail("model.vocab", "is empty");
   const auto& merges = L.member(model, "merges", "model.");
   if (!merges.is_array()) L.fail("model.merges", "expected an array");
@@ -358,8 +373,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::strin
       const std::string field = "added_tokens[" + std::to_string(i) + "]";
       if (!at[i].is_object()) L.fail(field, "expected an object");
       AddedToken a;
-      a.id = L.get_id(L.member(at[i], "id", field + "."), field + ".id");
       a.content = L.get_string(at[i], "content", field + ".");
+      a.id = L.get_id(L.member(at[i], "id", field + "."), field + ".id", id_bound, a.content);
       if (a.content.empty()) L.fail(field + ".content", "is empty");
       a.lstrip = L.get_bool(at[i], "lstrip", field + ".", false);
       a.rstrip = L.get_bool(at[i], "rstrip", field + ".", false);
@@ -392,7 +407,7 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_vocab_merges(const std::string&
   if (!v.is_object()) throw FormatError(vocab_path + ": expected a JSON object of token: id (GPT-2 vocab.json)");
   RawModel raw;
   for (auto it = v.begin(); it != v.end(); ++it)
-    raw.vocab.emplace_back(it.key(), LV.get_id(it.value(), truncate_for_message(it.key())));
+    raw.vocab.emplace_back(it.key(), LV.get_id(it.value(), truncate_for_message(it.key()), v.size()));
   if (raw.vocab.empty()) throw FormatError(vocab_path + ": the vocabulary is empty");
   const std::string text = fs::read_file(merges_path);
   size_t line_no = 0;
