@@ -184,6 +184,34 @@ TEST(BpeTokenizer, IdsFarBeyondTheVocabularyAreRefusedNamingTheToken) {
   EXPECT_NE(m.find(dir + "/vocab.json: field 'ab': id 99999 is out of range"), std::string::npos) << m;
 }
 
+TEST(BpeTokenizer, SplitPatternThatRescansTheLineIsAnErrorNotAHang) {
+  // Each match of this pattern rescans the rest of the line in its lookahead: cheap per match for PCRE2's
+  // own limits, quadratic per text (80 kB would take about 5 s of CPU time, 200 kB half a minute). The budget per text ends it.
+  const std::string dir = datatest::scratch("bpe-slow-regex");
+  const std::string split = R"({"type": "Split", "pattern": {"Regex": "\\p{L}(?=\\p{L}*\\d)|\\p{L}"}, "behavior": "Isolated"})";
+  const std::string pre = R"({"type": "Sequence", "pretokenizers": [)" + split +
+                          R"(, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]})";
+  auto tok = BpeTokenizer::from_tokenizer_json(write_json(dir, "t.json", tiny_tokenizer_json({}, pre)));
+  EXPECT_EQ(tok->encode("ab1"), (std::vector<int64_t>{'a', 'b', '1'}));  // short texts are fine
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string m = error_of([&] { tok->encode(std::string(80000, 'a')); });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(m.find(dir + "/t.json: field 'pre_tokenizer.pretokenizers[0].pattern': regex needs too much work"),
+            std::string::npos) << m;
+  EXPECT_NE(m.find("on a text of 80000 bytes"), std::string::npos) << m;
+  EXPECT_LT(s, 30.0);  // the budget is 0.9 s of CPU time; wall time on a busy machine is more
+  // The same tokenizer still works afterwards (the budget belongs to one text).
+  EXPECT_EQ(tok->encode("ba"), (std::vector<int64_t>{'b', 'a'}));
+  // PCRE2's start-of-pattern verbs would come before the budget's callout: refused.
+  const std::string verb = R"({"type": "Split", "pattern": {"Regex": "(*NO_JIT)a"}, "behavior": "Isolated"})";
+  const std::string msg = error_of([&] {
+    BpeTokenizer::from_tokenizer_json(write_json(
+        dir, "v.json",
+        tiny_tokenizer_json({}, R"({"type": "Sequence", "pretokenizers": [)" + verb + ", " + kByteLevel + "]}")));
+  });
+  EXPECT_NE(msg.find("regex starts with a PCRE2 verb"), std::string::npos) << msg;
+}
+
 TEST(StreamDecoder, ReleasesWholeCharactersOnly) {
   const std::string dir = datatest::scratch("bpe-stream");
   auto tok = BpeTokenizer::from_tokenizer_json(write_json(dir, "t.json", tiny_tokenizer_json({}, kByteLevel)));

@@ -490,6 +490,7 @@ int64_t BpeTokenizer::token_id(const std::string& text) const {
 // ---- encoding ----
 
 std::vector<int64_t> BpeTokenizer::encode(const std::string& text) const {
+  RegexBudget budget(text.size());  // the pre-tokenizer's matching work for the whole text, not per match
   std::vector<int64_t> out;
   out.reserve(text.size() / 3 + 8);
   split_added(0, text.data(), text.size(), out);
