@@ -80,6 +80,22 @@ GQE_SPM_EXPORT gqe_spm* gqe_spm_load(const char* model_path, char* err, size_t e
   }
 }
 
+GQE_SPM_EXPORT gqe_spm* gqe_spm_load_bytes(const char* data, size_t len, char* err, size_t err_cap) {
+  try {
+    auto* m = new gqe_spm;
+    const auto status = m->sp.LoadFromSerializedProto(std::string_view(data, len));
+    if (!status.ok()) {
+      set_err(err, err_cap, status.ToString());
+      delete m;
+      return nullptr;
+    }
+    return m;
+  } catch (const std::exception& e) {
+    set_err(err, err_cap, e.what());
+    return nullptr;
+  }
+}
+
 GQE_SPM_EXPORT void gqe_spm_free(gqe_spm* m) { delete m; }
 
 GQE_SPM_EXPORT int64_t gqe_spm_encode(const gqe_spm* m, const char* text, size_t len, int32_t* ids, int64_t cap,
