@@ -125,7 +125,10 @@ TokenizerFiles read_record(const std::string& dir) {
       if (!n.is_string() || n.get<std::string>().empty() || n.get<std::string>().find('/') != std::string::npos)
         throw bad("files", "expected plain file names in this directory");
       const std::string p = dir + "/" + n.get<std::string>();
-      if (!fs::is_file(p)) throw Error(path + ": the recorded tokenizer file " + p + " is missing");
+      if (!fs::exists(p)) throw Error(path + ": the recorded tokenizer file " + p + " is missing");
+      // A run folder may come from elsewhere: its record must not pull in files from outside it (a link
+      // to another user's file, a device) as the tokenizer.
+      fs::regular_file_inside(dir, n.get<std::string>());
       f.paths.push_back(p);
     }
   }
@@ -142,7 +145,10 @@ TokenizerFiles run_tokenizer_files(const std::string& dir, int64_t model_vocab) 
   if (parent.filename() == "checkpoints") dirs.push_back(parent.parent_path().string());
   for (const auto& d : dirs) {
     if (fs::is_file(d + "/" + kTokenizerRecordFile)) return read_record(d);
-    if (fs::is_file(d + "/tokenizer.model")) return {TokenizerKind::kSentencePiece, {d + "/tokenizer.model"}};
+    if (fs::is_file(d + "/tokenizer.model")) {
+      fs::regular_file_inside(d, "tokenizer.model");  // as for a recorded file (read_record)
+      return {TokenizerKind::kSentencePiece, {d + "/tokenizer.model"}};
+    }
   }
   if (model_vocab < 0 || model_vocab == 256) return {};
   throw Error(dir + ": no tokenizer is recorded (no " + kTokenizerRecordFile + ") and the model's vocab_size " +
