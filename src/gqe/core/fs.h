@@ -13,6 +13,8 @@ namespace gqe::fs {
 constexpr uint64_t kMiB = uint64_t(1) << 20;
 constexpr uint64_t kDefaultReadLimit = 1024 * kMiB;  // data: eval sets, prompts, token files, tokenizers
 constexpr uint64_t kSmallFileLimit = 64 * kMiB;      // configs, recipes, run records, checkpoint state
+// Tokenizer files: the largest real ones are tens of MB, and parsing JSON takes many times its size.
+constexpr uint64_t kTokenizerFileLimit = 256 * kMiB;
 
 // The whole file, byte for byte. Only a regular file (or a link to one) of at most `max_bytes` is read: a
 // directory, FIFO, socket or device is refused (a FIFO without blocking on it). Throws gqe::Error

@@ -238,7 +238,7 @@ static void build_vocab_and_merges(const RawModel& raw, const std::string& vocab
 std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::string& path) {
   Loader L{path};
   if (!fs::is_file(path)) throw Error(path + ": tokenizer file not found");
-  const nlohmann::json j = parse_json(fs::read_file(path), path);
+  const nlohmann::json j = parse_json(fs::read_file(path, fs::kTokenizerFileLimit), path);
   if (!j.is_object()) throw FormatError(path + ": expected a JSON object (a Hugging Face tokenizer.json)");
   std::unique_ptr<BpeTokenizer> t(new BpeTokenizer());
   t->path_ = path;
@@ -403,13 +403,13 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_vocab_merges(const std::string&
   std::unique_ptr<BpeTokenizer> t(new BpeTokenizer());
   t->path_ = vocab_path;
   Loader LV{vocab_path};
-  const nlohmann::json v = parse_json(fs::read_file(vocab_path), vocab_path);
+  const nlohmann::json v = parse_json(fs::read_file(vocab_path, fs::kTokenizerFileLimit), vocab_path);
   if (!v.is_object()) throw FormatError(vocab_path + ": expected a JSON object of token: id (GPT-2 vocab.json)");
   RawModel raw;
   for (auto it = v.begin(); it != v.end(); ++it)
     raw.vocab.emplace_back(it.key(), LV.get_id(it.value(), truncate_for_message(it.key()), v.size()));
   if (raw.vocab.empty()) throw FormatError(vocab_path + ": the vocabulary is empty");
-  const std::string text = fs::read_file(merges_path);
+  const std::string text = fs::read_file(merges_path, fs::kTokenizerFileLimit);
   size_t line_no = 0;
   std::vector<size_t> merge_lines;
   for (size_t pos = 0; pos < text.size();) {

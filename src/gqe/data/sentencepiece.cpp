@@ -207,7 +207,7 @@ SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path)
     : lib_(spm_library()), path_(model_path) {
   // SentencePiece trusts the offsets inside a model's normalisation tables (a crafted one crashes it):
   // parse_spm_model checks them, and the library gets exactly the bytes checked.
-  const std::string bytes = fs::read_file(model_path);
+  const std::string bytes = fs::read_file(model_path, fs::kTokenizerFileLimit);
   parse_spm_model(bytes, model_path);
   char err[kErrCap] = {0};
   model_ = lib_.load_bytes(bytes.data(), bytes.size(), err, sizeof err);

@@ -227,6 +227,6 @@ SpmModel parse_spm_model(const std::string& buf, const std::string& source) {
   return m;
 }
 
-SpmModel read_spm_model(const std::string& path) { return parse_spm_model(fs::read_file(path), path); }
+SpmModel read_spm_model(const std::string& path) { return parse_spm_model(fs::read_file(path, fs::kTokenizerFileLimit), path); }
 
 }  // namespace gqe
