@@ -23,7 +23,6 @@ struct SpmLibrary {
   std::string path;
   decltype(&gqe_spm_abi_version) abi_version = nullptr;
   decltype(&gqe_spm_train) train = nullptr;
-  decltype(&gqe_spm_load) load = nullptr;
   decltype(&gqe_spm_load_bytes) load_bytes = nullptr;
   decltype(&gqe_spm_free) free = nullptr;
   decltype(&gqe_spm_encode) encode = nullptr;
@@ -92,7 +91,6 @@ SpmLibrary load_library() {
       throw Error(p + ": ABI version " + std::to_string(lib.abi_version()) + ", expected " +
                   std::to_string(GQE_SPM_ABI_VERSION) + " (rebuild libgqe_spm.so)");
     bind(lib, lib.train, "gqe_spm_train");
-    bind(lib, lib.load, "gqe_spm_load");
     bind(lib, lib.load_bytes, "gqe_spm_load_bytes");
     bind(lib, lib.free, "gqe_spm_free");
     bind(lib, lib.encode, "gqe_spm_encode");

@@ -24,10 +24,9 @@ int gqe_spm_abi_version(void);
 // non-zero with a message in err (NUL-terminated, truncated to err_cap).
 int gqe_spm_train(const char* options, char* err, size_t err_cap);
 
-// Loads a .model file; NULL on failure with a message in err.
-gqe_spm* gqe_spm_load(const char* model_path, char* err, size_t err_cap);
-// Loads a model from the bytes of a .model file (a serialized ModelProto): libgqe reads and checks the file,
-// then hands the library exactly the bytes it checked.
+// Loads a model from the bytes of a .model file (a serialized ModelProto); NULL on failure with a message
+// in err. There is no load from a path: libgqe reads and checks the file (SentencePiece trusts offsets
+// inside it), then hands the library exactly the bytes it checked.
 gqe_spm* gqe_spm_load_bytes(const char* data, size_t len, char* err, size_t err_cap);
 void gqe_spm_free(gqe_spm* m);
 
