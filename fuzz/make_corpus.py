@@ -102,6 +102,7 @@ def shard_corpus():
     write("shard", "gqe-u16.tok", gqe_shard(toks, 2, 256))
     write("shard", "gqe-u32.tok", gqe_shard([t * 1000 for t in toks], 4, 300000))
     write("shard", "gqe-vocab-unknown.tok", gqe_shard(toks[:3], 2, 0))
+    write("shard", "gqe-vocab-too-large.tok", gqe_shard(toks[:3], 2, 2**64 - 1))  # more than uint16 tokens hold
     write("shard", "gqe-one-token.tok", gqe_shard([5], 2, 256))
     write("shard", "llmc-gpt2.bin", llmc_shard(toks[:8], 2))
     write("shard", "llmc-llama3.bin", llmc_shard([t * 500 for t in toks[:8]], 4))
