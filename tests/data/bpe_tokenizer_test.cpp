@@ -212,6 +212,26 @@ TEST(BpeTokenizer, SplitPatternThatRescansTheLineIsAnErrorNotAHang) {
   EXPECT_NE(msg.find("regex starts with a PCRE2 verb"), std::string::npos) << msg;
 }
 
+TEST(BpeTokenizer, LongAddedTokensThatStartAlikeAreAnErrorNotAHang) {
+  // 64 added tokens of 64 KiB that differ only at their end: at each position of a text of that
+  // letter each is compared almost to its end, 4 MB of comparisons per byte of text (100 kB took about
+  // 7 s; larger files and texts, hours). The text's budget (1 s of CPU time here) ends it.
+  const std::string dir = datatest::scratch("bpe-long-added");
+  std::string added = "[";
+  for (int i = 0; i < 64; ++i)
+    added += std::string(i ? ", " : "") + R"({"id": )" + std::to_string(256 + i) + R"(, "content": ")" +
+             std::string(65536, 'a') + "-" + std::to_string(i) + R"(", "special": true})";
+  added += "]";
+  auto tok = BpeTokenizer::from_tokenizer_json(write_json(dir, "t.json", tiny_tokenizer_json({}, kByteLevel, true, added)));
+  EXPECT_EQ(tok->encode(std::string(65536, 'a') + "-1"), (std::vector<int64_t>{257}));
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string m = error_of([&] { tok->encode(std::string(100000, 'a')); });
+  EXPECT_NE(m.find(dir + "/t.json: added tokens need too much work to find: more than 1.0 s of CPU time on a text "
+                         "of 100000 bytes"),
+            std::string::npos) << m;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
+}
+
 TEST(StreamDecoder, ReleasesWholeCharactersOnly) {
   const std::string dir = datatest::scratch("bpe-stream");
   auto tok = BpeTokenizer::from_tokenizer_json(write_json(dir, "t.json", tiny_tokenizer_json({}, kByteLevel)));

@@ -490,7 +490,7 @@ int64_t BpeTokenizer::token_id(const std::string& text) const {
 // ---- encoding ----
 
 std::vector<int64_t> BpeTokenizer::encode(const std::string& text) const {
-  RegexBudget budget(text.size());  // the pre-tokenizer's matching work for the whole text, not per match
+  TextBudget budget(text.size());  // the pre-tokenizer's matching work for the whole text, not per match
   std::vector<int64_t> out;
   out.reserve(text.size() / 3 + 8);
   split_added(0, text.data(), text.size(), out);
@@ -507,10 +507,16 @@ void BpeTokenizer::split_added(size_t g, const char* p, size_t n, std::vector<in
   }
   const AddedGroup& group = *added_[g];
   size_t done = 0;  // text before this offset is encoded
+  uint64_t compares = 0;
   for (size_t i = 0; i < n;) {
     const auto& cands = group.by_first_byte[static_cast<unsigned char>(p[i])];
     const AddedToken* hit = nullptr;
     for (int32_t c : cands) {
+      // Each comparison may run the length of a long added token at every position of the text: crafted
+      // tokens make that quadratic, so it counts against the text's budget like the regexes.
+      if ((++compares & 1023) == 0 && TextBudget::spent())
+        throw Error(path_ + ": added tokens need too much work to find: " + TextBudget::describe() +
+                    " (added tokens that are long and start alike)");
       const AddedToken& a = group.tokens[c];
       if (a.content.size() <= n - i && std::memcmp(p + i, a.content.data(), a.content.size()) == 0) {
         hit = &a;

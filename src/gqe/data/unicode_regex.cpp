@@ -26,7 +26,7 @@ double thread_cpu_seconds() {
   return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
 }
 
-// The calling thread's RegexBudget.
+// The calling thread's TextBudget.
 struct BudgetState {
   bool active = false;
   double deadline = 0, seconds = 0;  // thread CPU time
@@ -35,7 +35,7 @@ struct BudgetState {
   void start(size_t bytes) {
     active = true;
     text_bytes = bytes;
-    seconds = RegexBudget::kBaseSeconds + RegexBudget::kSecondsPerByte * double(bytes);
+    seconds = TextBudget::kBaseSeconds + TextBudget::kSecondsPerByte * double(bytes);
     deadline = thread_cpu_seconds() + seconds;
     callouts = 0;
   }
@@ -88,15 +88,27 @@ MatchState& match_state() {
 
 }  // namespace
 
-RegexBudget::RegexBudget(size_t text_bytes) {
+TextBudget::TextBudget(size_t text_bytes) {
   BudgetState& b = budget_state();
   if (b.active) return;
   b.start(text_bytes);
   outer_ = true;
 }
 
-RegexBudget::~RegexBudget() {
+TextBudget::~TextBudget() {
   if (outer_) budget_state().active = false;
+}
+
+bool TextBudget::spent() {
+  const BudgetState& b = budget_state();
+  return b.active && thread_cpu_seconds() > b.deadline;
+}
+
+std::string TextBudget::describe() {
+  const BudgetState& b = budget_state();
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%.1f", b.seconds);
+  return std::string("more than ") + secs + " s of CPU time on a text of " + std::to_string(b.text_bytes) + " bytes";
 }
 
 // A regular expression starts with callout 1 (budget_callout); a literal needs none (PCRE2 finds it in
@@ -134,18 +146,13 @@ bool UnicodeRegex::find(const char* subject, size_t n, size_t start, size_t* beg
   MatchState& st = match_state();
   auto* code = static_cast<pcre2_code*>(code_);
   const auto* s = reinterpret_cast<PCRE2_SPTR>(subject);
-  RegexBudget budget(n);  // no-op inside a caller's budget for the whole text
+  TextBudget budget(n);  // no-op inside a caller's budget for the whole text
   const int rc = jit_ ? pcre2_jit_match(code, s, n, start, 0, st.data, st.context)
                       : pcre2_match(code, s, n, start, 0, st.data, st.context);
   if (rc == PCRE2_ERROR_NOMATCH) return false;
-  if (rc == PCRE2_ERROR_CALLOUT) {
-    const BudgetState& b = budget_state();
-    char secs[32];
-    std::snprintf(secs, sizeof secs, "%.1f", b.seconds);
-    throw Error(source_ + ": regex needs too much work: more than " + secs + " s of CPU time on a text of " +
-                std::to_string(b.text_bytes) + " bytes: the pattern rescans or backtracks over the text from "
-                "every position (pattern " + pattern_ + ")");
-  }
+  if (rc == PCRE2_ERROR_CALLOUT)
+    throw Error(source_ + ": regex needs too much work: " + TextBudget::describe() +
+                ": the pattern rescans or backtracks over the text from every position (pattern " + pattern_ + ")");
   if (rc < 0)
     throw Error(source_ + ": regex match failed: " + pcre2_message(rc) + " (pattern " + pattern_ + ")");
   const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(st.data);

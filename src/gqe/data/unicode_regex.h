@@ -7,18 +7,24 @@
 
 namespace gqe {
 
-// The matching work one text may cost, for patterns from files (a tokenizer's Split pattern): while one
-// lives, every find() on this thread counts against a CPU-time budget proportional to the text's length,
-// and past it find() throws instead of running on. PCRE2's own limits bound backtracking within one match,
+// The matching work one text may cost, for patterns from files (a tokenizer's Split pattern, its added
+// tokens): while one lives, every find() on this thread counts against a CPU-time budget proportional to
+// the text's length, and past it find() throws instead of running on; other matchers ask spent(). PCRE2's own limits bound backtracking within one match,
 // but not a lookahead that rescans the rest of the line from every start position (`\p{L}(?=\p{L}*\d)`):
 // each match stays cheap for PCRE2's counters while the text costs quadratic time (minutes for 200 kB).
 // Scopes nest: the outermost one (one whole text) decides. Without one, each find() gets its own budget.
-class RegexBudget {
+class TextBudget {
  public:
-  explicit RegexBudget(size_t text_bytes);
-  ~RegexBudget();
-  RegexBudget(const RegexBudget&) = delete;
-  RegexBudget& operator=(const RegexBudget&) = delete;
+  explicit TextBudget(size_t text_bytes);
+  ~TextBudget();
+
+  // True once the calling thread's budget is used up (false without one). Reads the clock: call it every
+  // so often, not per byte.
+  static bool spent();
+  // "more than S s of CPU time on a text of N bytes", for the message of whoever found spent().
+  static std::string describe();
+  TextBudget(const TextBudget&) = delete;
+  TextBudget& operator=(const TextBudget&) = delete;
 
   // Generous on purpose: the budget covers everything the thread does meanwhile (BPE merges included),
   // and ordinary tokenization runs at several MB/s (0.2 MB/s is the budget).
@@ -40,7 +46,7 @@ class UnicodeRegex {
 
   // The first match starting at or after byte `start` of subject[0, n): true and [*begin, *end), or false.
   // Bytes that are not valid UTF-8 never match (they are left between matches). Thread-safe. Throws
-  // gqe::Error naming the source when the match needs too much work (see RegexBudget).
+  // gqe::Error naming the source when the match needs too much work (see TextBudget).
   bool find(const char* subject, size_t n, size_t start, size_t* begin, size_t* end) const;
 
   const std::string& pattern() const { return pattern_; }
