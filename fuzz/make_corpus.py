@@ -102,6 +102,7 @@ def shard_corpus():
     write("shard", "gqe-u16.tok", gqe_shard(toks, 2, 256))
     write("shard", "gqe-u32.tok", gqe_shard([t * 1000 for t in toks], 4, 300000))
     write("shard", "gqe-vocab-unknown.tok", gqe_shard(toks[:3], 2, 0))
+    write("shard", "gqe-vocab-too-large.tok", gqe_shard(toks[:3], 2, 2**64 - 1))  # more than uint16 tokens hold
     write("shard", "gqe-one-token.tok", gqe_shard([5], 2, 256))
     write("shard", "llmc-gpt2.bin", llmc_shard(toks[:8], 2))
     write("shard", "llmc-llama3.bin", llmc_shard([t * 500 for t in toks[:8]], 4))
@@ -157,6 +158,48 @@ def tasks_corpus():
     write("tasks", "number-overflow.jsonl", "a78888888888e888888")  # once crashed the loaders
 
 
+def spm_model_corpus():
+    """SentencePiece models whose precompiled_charsmap crashes libsentencepiece (tests/spm_crafted.h builds
+    the same ones). gqe-bpe-320.model and truncated.model in the folder are kept as they are."""
+    def varint(v):
+        out = bytearray()
+        while True:
+            out.append((v & 0x7F) | (0x80 if v >= 0x80 else 0))
+            v >>= 7
+            if not v:
+                return bytes(out)
+
+    def field_bytes(n, b):
+        return varint(n << 3 | 2) + varint(len(b)) + b
+
+    def field_uint(n, v):
+        return varint(n << 3) + varint(v)
+
+    def model(charsmap):
+        m = b""
+        for piece, score, kind in (("<unk>", 0, 2), ("<s>", 0, 3), ("</s>", 0, 3), ("\u2581", -1, 1), ("a", -2, 1),
+                                   ("b", -3, 1), ("c", -4, 1)):
+            body = field_bytes(1, piece.encode()) + varint(2 << 3 | 5) + struct.pack("<f", score) + field_uint(3, kind)
+            m += field_bytes(1, body)
+        m += field_bytes(2, field_uint(3, 2))  # trainer_spec.model_type = BPE
+        return m + field_bytes(3, field_bytes(1, b"crafted") + field_bytes(2, charsmap))
+
+    def blob(units, strings):
+        return struct.pack("<I", 4 * len(units)) + struct.pack("<%dI" % len(units), *units) + strings
+
+    def one_rule_trie(value, a_next_offset=0x100):
+        u = [0x80000000] * 512
+        u[0] = 256 << 10
+        u[256 ^ ord("a")] = (a_next_offset << 10) | (1 << 8) | ord("a")
+        u[(256 ^ ord("a")) ^ a_next_offset] = 0x80000000 | value
+        return u
+
+    write("spm_model", "charsmap-valid.model", model(blob(one_rule_trie(0), b"b\0")))
+    write("spm_model", "charsmap-root-past-trie.model", model(blob([0xFFFFFE00], b"x\0")))  # once crashed (SIGSEGV)
+    write("spm_model", "charsmap-cycle.model", model(blob(one_rule_trie(0, 0x61), b"b\0")))  # once crashed
+    write("spm_model", "charsmap-bad-offset.model", model(blob(one_rule_trie(1000), b"b\0")))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--train-state-fuzz", help="built train_state_fuzz binary (writes its template as the seed)")
@@ -168,6 +211,7 @@ def main():
     shard_corpus()
     safetensors_corpus()
     tasks_corpus()
+    spm_model_corpus()
     if args.train_state_fuzz:
         d = os.path.join(CORPUS, "train_state")  # kept: it also holds inputs that once crashed (bad-*)
         os.makedirs(d, exist_ok=True)

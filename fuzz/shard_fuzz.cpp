@@ -1,7 +1,8 @@
 // TokenShard (data/shard.cpp) on arbitrary bytes. Each input is opened three ways: as it is with the
 // checksums verified, as it is without, and, when it starts with the gqe magic, with both checksums made
 // right first, so that the fuzzer reaches the header fields behind a 64-bit checksum. A shard that opens
-// must hand out every token it claims to hold (ASan checks the reads from the mapping).
+// must hand out every token it claims to hold (ASan checks the reads from the mapping), and record a
+// vocabulary its tokens can spell.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -25,6 +26,11 @@ void open_and_read(const std::string& path, bool verify, size_t file_size) {
     if (n == 0 || n > file_size) {
       std::fprintf(stderr, "shard_fuzz: a %zu-byte file opened as a shard of %llu tokens\n", file_size,
                    (unsigned long long)n);
+      std::abort();
+    }
+    // The recorded vocabulary is one its tokens can spell (readers size and compare with it).
+    if (s.vocab_size() > (s.dtype() == gqe::TokenDtype::kUInt16 ? 65536u : (uint64_t(1) << 32))) {
+      std::fprintf(stderr, "shard_fuzz: opened with a vocabulary of %llu\n", (unsigned long long)s.vocab_size());
       std::abort();
     }
     std::vector<int64_t> all(n);

@@ -1,5 +1,6 @@
 // parse_spm_model (io/spm_model.cpp) on arbitrary bytes: the protobuf reader behind `gqe export`'s
-// SentencePiece conversion must refuse a damaged .model with gqe::FormatError, never read past its input.
+// SentencePiece conversion, and the check of the precompiled charsmaps every model passes before
+// libsentencepiece loads it, must refuse a damaged .model with gqe::FormatError, never read past its input.
 #include <cstddef>
 #include <cstdint>
 #include <string>

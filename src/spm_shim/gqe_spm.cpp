@@ -64,10 +64,10 @@ GQE_SPM_EXPORT int gqe_spm_train(const char* options, char* err, size_t err_cap)
   }
 }
 
-GQE_SPM_EXPORT gqe_spm* gqe_spm_load(const char* model_path, char* err, size_t err_cap) {
+GQE_SPM_EXPORT gqe_spm* gqe_spm_load_bytes(const char* data, size_t len, char* err, size_t err_cap) {
   try {
     auto* m = new gqe_spm;
-    const auto status = m->sp.Load(model_path);
+    const auto status = m->sp.LoadFromSerializedProto(std::string_view(data, len));
     if (!status.ok()) {
       set_err(err, err_cap, status.ToString());
       delete m;

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -158,6 +159,77 @@ TEST(BpeTokenizer, BadFilesNameFileAndField) {
   datatest::write_bytes(dir + "/vocab.json", R"({"a": 0, "b": "one"})");
   m = error_of([&] { BpeTokenizer::from_vocab_merges(dir + "/vocab.json", dir + "/merges.txt"); });
   EXPECT_NE(m.find(dir + "/vocab.json: field 'b': expected a token id"), std::string::npos) << m;
+}
+
+TEST(BpeTokenizer, IdsFarBeyondTheVocabularyAreRefusedNamingTheToken) {
+  // Tables (and the embedding of a model trained with the tokenizer) are sized by the largest id: an id
+  // far past the number of tokens the file defines is an error, before anything is allocated for it.
+  const std::string dir = datatest::scratch("bpe-ids");
+  const std::string good = tiny_tokenizer_json({{"a", "b"}}, kByteLevel);  // 257 tokens + <|endoftext|> at 300
+  auto err = [&](const std::string& json) {
+    const std::string p = write_json(dir, "t.json", json);
+    return error_of([&] { BpeTokenizer::from_tokenizer_json(p); });
+  };
+  auto replace = [](std::string s, const std::string& a, const std::string& b) { return s.replace(s.find(a), a.size(), b); };
+  EXPECT_EQ(err(good), "");  // a gap before the added tokens is fine
+  std::string m = err(replace(good, R"("ab":256)", R"("ab":100000)"));
+  EXPECT_NE(m.find(dir + "/t.json: field 'model.vocab.ab': id 100000 is out of range: the file defines 258 tokens"),
+            std::string::npos) << m;
+  m = err(replace(good, R"("id": 300)", R"("id": 2147483647)"));
+  EXPECT_NE(m.find("field 'added_tokens[0].id': id 2147483647 of token '<|endoftext|>' is out of range"),
+            std::string::npos) << m;
+  datatest::write_bytes(dir + "/vocab.json", R"({"a": 0, "b": 1, "ab": 99999})");
+  datatest::write_bytes(dir + "/merges.txt", "a b\n");
+  m = error_of([&] { BpeTokenizer::from_vocab_merges(dir + "/vocab.json", dir + "/merges.txt"); });
+  EXPECT_NE(m.find(dir + "/vocab.json: field 'ab': id 99999 is out of range"), std::string::npos) << m;
+}
+
+TEST(BpeTokenizer, SplitPatternThatRescansTheLineIsAnErrorNotAHang) {
+  // Each match of this pattern rescans the rest of the line in its lookahead: cheap per match for PCRE2's
+  // own limits, quadratic per text (80 kB would take about 5 s of CPU time, 200 kB half a minute). The budget per text ends it.
+  const std::string dir = datatest::scratch("bpe-slow-regex");
+  const std::string split = R"({"type": "Split", "pattern": {"Regex": "\\p{L}(?=\\p{L}*\\d)|\\p{L}"}, "behavior": "Isolated"})";
+  const std::string pre = R"({"type": "Sequence", "pretokenizers": [)" + split +
+                          R"(, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]})";
+  auto tok = BpeTokenizer::from_tokenizer_json(write_json(dir, "t.json", tiny_tokenizer_json({}, pre)));
+  EXPECT_EQ(tok->encode("ab1"), (std::vector<int64_t>{'a', 'b', '1'}));  // short texts are fine
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string m = error_of([&] { tok->encode(std::string(80000, 'a')); });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(m.find(dir + "/t.json: field 'pre_tokenizer.pretokenizers[0].pattern': regex needs too much work"),
+            std::string::npos) << m;
+  EXPECT_NE(m.find("on a text of 80000 bytes"), std::string::npos) << m;
+  EXPECT_LT(s, 30.0);  // the budget is 0.9 s of CPU time; wall time on a busy machine is more
+  // The same tokenizer still works afterwards (the budget belongs to one text).
+  EXPECT_EQ(tok->encode("ba"), (std::vector<int64_t>{'b', 'a'}));
+  // PCRE2's start-of-pattern verbs would come before the budget's callout: refused.
+  const std::string verb = R"({"type": "Split", "pattern": {"Regex": "(*NO_JIT)a"}, "behavior": "Isolated"})";
+  const std::string msg = error_of([&] {
+    BpeTokenizer::from_tokenizer_json(write_json(
+        dir, "v.json",
+        tiny_tokenizer_json({}, R"({"type": "Sequence", "pretokenizers": [)" + verb + ", " + kByteLevel + "]}")));
+  });
+  EXPECT_NE(msg.find("regex starts with a PCRE2 verb"), std::string::npos) << msg;
+}
+
+TEST(BpeTokenizer, LongAddedTokensThatStartAlikeAreAnErrorNotAHang) {
+  // 64 added tokens of 64 KiB that differ only at their end: at each position of a text of that
+  // letter each is compared almost to its end, 4 MB of comparisons per byte of text (100 kB took about
+  // 7 s; larger files and texts, hours). The text's budget (1 s of CPU time here) ends it.
+  const std::string dir = datatest::scratch("bpe-long-added");
+  std::string added = "[";
+  for (int i = 0; i < 64; ++i)
+    added += std::string(i ? ", " : "") + R"({"id": )" + std::to_string(256 + i) + R"(, "content": ")" +
+             std::string(65536, 'a') + "-" + std::to_string(i) + R"(", "special": true})";
+  added += "]";
+  auto tok = BpeTokenizer::from_tokenizer_json(write_json(dir, "t.json", tiny_tokenizer_json({}, kByteLevel, true, added)));
+  EXPECT_EQ(tok->encode(std::string(65536, 'a') + "-1"), (std::vector<int64_t>{257}));
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string m = error_of([&] { tok->encode(std::string(100000, 'a')); });
+  EXPECT_NE(m.find(dir + "/t.json: added tokens need too much work to find: more than 1.0 s of CPU time on a text "
+                         "of 100000 bytes"),
+            std::string::npos) << m;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
 }
 
 TEST(StreamDecoder, ReleasesWholeCharactersOnly) {

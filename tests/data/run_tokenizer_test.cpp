@@ -2,6 +2,7 @@
 #include "gqe/data/run_tokenizer.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -109,6 +110,27 @@ TEST(RunTokenizer, RecordedBesideTheRunAndFoundFromCheckpoints) {
   datatest::write_bytes(dir + "/broken.json", "{}");
   EXPECT_THROW(record_run_tokenizer(dir + "/run4", dir + "/broken.json"), Error);
   EXPECT_FALSE(fs::exists(dir + "/run4/" + kTokenizerRecordFile));
+}
+
+TEST(RunTokenizer, RecordedFilesMustLieInsideTheRunFolder) {
+  // A run folder may come from elsewhere (a downloaded checkpoint): a link in it must not make another
+  // file of this machine the tokenizer.
+  const std::string dir = datatest::scratch("runtok-links");
+  write_gpt2_pair(dir + "/vocab.json", dir + "/merges.txt");
+  datatest::write_bytes(dir + "/src.json", tokenizer_json_from_pair(dir + "/vocab.json"));
+  const std::string run = dir + "/run";
+  record_run_tokenizer(run, dir + "/src.json");
+  fs::remove_tree(run + "/tokenizer.json");
+  ASSERT_EQ(::symlink((dir + "/src.json").c_str(), (run + "/tokenizer.json").c_str()), 0);
+  std::string m = error_of([&] { load_run_tokenizer(run, 258); });
+  EXPECT_NE(m.find(run + "/tokenizer.json: leads outside the folder " + run), std::string::npos) << m;
+  // The same for a SentencePiece model found without a record.
+  const std::string bare = dir + "/bare";
+  fs::mkdirs(bare);
+  datatest::write_bytes(dir + "/outside.model", "x");
+  ASSERT_EQ(::symlink((dir + "/outside.model").c_str(), (bare + "/tokenizer.model").c_str()), 0);
+  m = error_of([&] { run_tokenizer_files(bare, 300); });
+  EXPECT_NE(m.find(bare + "/tokenizer.model: leads outside the folder"), std::string::npos) << m;
 }
 
 TEST(RunTokenizer, UnrecordedRuns) {

@@ -205,6 +205,17 @@ TEST(Shard, CorruptFilesGiveClearErrors) {
   write_bytes(dir + "/v2.bin", v2);
   expect_format_error(dir + "/v2.bin", "version 2");
 
+  // A recorded vocabulary the tokens cannot spell (checksums made right, as a crafted file would have).
+  for (const uint64_t vocab : {uint64_t(65537), ~uint64_t(0)}) {
+    std::string v = good;
+    std::memcpy(v.data() + 24, &vocab, 8);
+    const uint64_t hsum = fnv1a64(v.data(), 40);
+    std::memcpy(v.data() + 40, &hsum, 8);
+    write_bytes(dir + "/vocab.tok", v);
+    expect_format_error(dir + "/vocab.tok", "records a vocabulary of " + std::to_string(vocab) +
+                                                ", more than its 16-bit tokens can hold (at most 65536)");
+  }
+
   EXPECT_THROW(TokenShard(dir + "/missing.tok"), Error);
   EXPECT_THROW(TokenShard{dir}, Error);  // a directory
 }

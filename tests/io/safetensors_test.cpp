@@ -1,6 +1,7 @@
 #include "gqe/io/safetensors.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <fstream>
@@ -100,6 +101,15 @@ TEST(Safetensors, CorruptAndTruncatedFilesGiveClearErrors) {
 // Crashes of fuzz/safetensors_fuzz (its inputs fuzz/corpus/safetensors/shape-*): a shape entry of 2^63 or
 // more, or a shape whose element or byte count wraps around 64 bits to the byte range given (here 0),
 // reached at::empty and escaped as a c10::Error.
+TEST(Safetensors, DirectoriesFifosAndDevicesAreRefused) {
+  // A directory's size reads as garbage and /dev/zero's as 0; a FIFO would block: none is read.
+  const std::string dir = test::scratch_dir("safetensors_not_files");
+  ASSERT_EQ(::mkfifo((dir + "/fifo.safetensors").c_str(), 0644), 0);
+  EXPECT_EQ(error_loading(dir), dir + ": not a regular file (a directory)");
+  EXPECT_EQ(error_loading(dir + "/fifo.safetensors"), dir + "/fifo.safetensors: not a regular file (a FIFO)");
+  EXPECT_EQ(error_loading("/dev/zero"), "/dev/zero: not a regular file (a character device)");
+}
+
 TEST(Safetensors, ShapesBeyond64BitCountsAreFormatErrors) {
   const std::string dir = test::scratch_dir("safetensors_huge_shape");
   const char* cases[][2] = {{"negative", R"({"a":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,0]}})"},

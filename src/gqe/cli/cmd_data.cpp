@@ -44,6 +44,7 @@ std::vector<std::string> text_inputs_for_training(const std::vector<std::string>
       if (!tmp) throw Error(tmp_path + ": cannot create temporary file");
       out.push_back(tmp_path);
     }
+    fs::check_regular_file(p);  // streamed, so no size limit; but /dev/zero or a FIFO would never end
     std::ifstream in(p, std::ios::binary);
     if (!in) throw Error(p + ": cannot open input");
     std::string line;

@@ -30,6 +30,7 @@ struct Series {
 };
 
 Series read_metrics(const std::string& path) {
+  fs::check_regular_file(path);
   std::ifstream f(path);
   if (!f) throw Error(path + ": cannot open metrics log");
   Series s;

@@ -178,7 +178,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
 
 ModelConfig load_model_config(const std::string& path) {
   if (!fs::is_file(path)) throw ConfigError(path + ": cannot open model config");
-  return parse_model_config(fs::read_file(path), path);
+  return parse_model_config(fs::read_file(path, fs::kSmallFileLimit), path);
 }
 
 std::string model_config_to_json(const ModelConfig& c, int indent) {

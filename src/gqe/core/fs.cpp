@@ -1,6 +1,7 @@
 #include "gqe/core/fs.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,13 +17,91 @@
 
 namespace gqe::fs {
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot open: " + std::strerror(errno));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) throw Error(path + ": read failed");
-  return ss.str();
+namespace {
+
+const char* kind_of(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a plain file";
+}
+
+void check_stat(const std::string& path, const struct stat& st, uint64_t max_bytes) {
+  if (!S_ISREG(st.st_mode)) throw Error(path + ": not a regular file (" + kind_of(st.st_mode) + ")");
+  if (uint64_t(st.st_size) > max_bytes)
+    throw Error(path + ": too large: " + std::to_string(uint64_t(st.st_size)) + " bytes (at most " +
+                std::to_string(max_bytes) + " expected)");
+}
+
+}  // namespace
+
+int open_regular_file(const std::string& path, uint64_t max_bytes, uint64_t* size) {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer before fstat can refuse it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  try {
+    if (::fstat(fd, &st) != 0) throw Error(path + ": cannot stat: " + std::strerror(errno));
+    check_stat(path, st, max_bytes);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  *size = uint64_t(st.st_size);
+  return fd;
+}
+
+std::string read_file(const std::string& path, uint64_t max_bytes) {
+  uint64_t size = 0;
+  const int fd = open_regular_file(path, max_bytes, &size);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  std::string out;
+  out.reserve(size_t(size));
+  // Up to EOF, not just st_size: /proc files report size 0, and a file may grow while it is read; the
+  // limit holds for whatever arrives.
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      throw Error(path + ": read failed: " + std::strerror(errno));
+    }
+    if (n == 0) break;
+    if (uint64_t(out.size()) + uint64_t(n) > max_bytes)
+      throw Error(path + ": too large: grew past " + std::to_string(max_bytes) + " bytes while read (at most " +
+                  std::to_string(max_bytes) + " expected)");
+    out.append(buf, size_t(n));
+  }
+  return out;
+}
+
+uint64_t check_regular_file(const std::string& path, uint64_t max_bytes) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+  check_stat(path, st, max_bytes);
+  return uint64_t(st.st_size);
+}
+
+std::string regular_file_inside(const std::string& dir, const std::string& name) {
+  std::error_code ec;
+  const std::filesystem::path root = std::filesystem::canonical(dir, ec);
+  if (ec) throw Error(dir + ": cannot open folder: " + ec.message());
+  const std::string shown = (std::filesystem::path(dir) / name).string();
+  const std::filesystem::path target = std::filesystem::canonical(std::filesystem::path(dir) / name, ec);
+  if (ec) throw Error(shown + ": cannot open: " + ec.message());
+  // Compare whole path components: /a/bc is not inside /a/b.
+  auto r = root.begin(), t = target.begin();
+  for (; r != root.end(); ++r, ++t)
+    if (t == target.end() || *r != *t)
+      throw Error(shown + ": leads outside the folder " + dir + " (to " + target.string() +
+                  "): only files inside it are used");
+  check_regular_file(target.string());
+  return target.string();
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {

@@ -163,11 +163,22 @@ struct Loader {
     if (!v.is_string()) fail(field + key, "expected a string");
     return v.get<std::string>();
   }
-  int32_t get_id(const nlohmann::json& v, const std::string& field) const {
+  // A token id below id_bound(tokens), for a file that defines `tokens` tokens. `token` names the token
+  // in the message when the field does not.
+  int32_t get_id(const nlohmann::json& v, const std::string& field, size_t tokens, const std::string& token = "") const {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
       fail(field, "expected a token id (an integer from 0 to 2^31-1)");
-    return static_cast<int32_t>(v.get<int64_t>());
+    const int64_t id = v.get<int64_t>();
+    if (uint64_t(id) >= id_bound(tokens))
+      fail(field, "id " + std::to_string(id) + (token.empty() ? "" : " of token '" + truncate_for_message(token) + "'") +
+                      " is out of range: the file defines " + std::to_string(tokens) + " tokens, so ids below " +
+                      std::to_string(id_bound(tokens)) + " are expected");
+    return static_cast<int32_t>(id);
   }
+  // The id table, the tokenizer's vocab_size and the embedding of a model trained with it are all sized by
+  // the largest id, so an id far beyond the vocabulary (up to 2^31-1) would allocate gigabytes for a few
+  // entries. Some files leave a gap of unused ids before their added tokens: room for that, no more.
+  static size_t id_bound(size_t tokens) { return 2 * tokens + 1024; }
 };
 
 }  // namespace
@@ -227,7 +238,7 @@ static void build_vocab_and_merges(const RawModel& raw, const std::string& vocab
 std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::string& path) {
   Loader L{path};
   if (!fs::is_file(path)) throw Error(path + ": tokenizer file not found");
-  const nlohmann::json j = parse_json(fs::read_file(path), path);
+  const nlohmann::json j = parse_json(fs::read_file(path, fs::kTokenizerFileLimit), path);
   if (!j.is_object()) throw FormatError(path + ": expected a JSON object (a Hugging Face tokenizer.json)");
   std::unique_ptr<BpeTokenizer> t(new BpeTokenizer());
   t->path_ = path;
@@ -253,8 +264,12 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::strin
   RawModel raw;
   const auto& vocab = L.member(model, "vocab", "model.");
   if (!vocab.is_object()) L.fail("model.vocab", "expected an object of token: id");
+  // Every id lies below the number of tokens the file defines (vocabulary plus added tokens; an added
+  // token may repeat a vocabulary id, which only leaves room).
+  const size_t id_bound =
+      vocab.size() + (j.contains("added_tokens") && j["added_tokens"].is_array() ? j["added_tokens"].size() : 0);
   for (auto it = vocab.begin(); it != vocab.end(); ++it)
-    raw.vocab.emplace_back(it.key(), L.get_id(it.value(), "model.vocab." + truncate_for_message(it.key())));
+    raw.vocab.emplace_back(it.key(), L.get_id(it.value(), "model.vocab." + truncate_for_message(it.key()), id_bound));
   if (raw.vocab.empty()) L.fail("model.vocab", "is empty");
   const auto& merges = L.member(model, "merges", "model.");
   if (!merges.is_array()) L.fail("model.merges", "expected an array");
@@ -358,8 +373,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::strin
       const std::string field = "added_tokens[" + std::to_string(i) + "]";
       if (!at[i].is_object()) L.fail(field, "expected an object");
       AddedToken a;
-      a.id = L.get_id(L.member(at[i], "id", field + "."), field + ".id");
       a.content = L.get_string(at[i], "content", field + ".");
+      a.id = L.get_id(L.member(at[i], "id", field + "."), field + ".id", id_bound, a.content);
       if (a.content.empty()) L.fail(field + ".content", "is empty");
       a.lstrip = L.get_bool(at[i], "lstrip", field + ".", false);
       a.rstrip = L.get_bool(at[i], "rstrip", field + ".", false);
@@ -388,13 +403,13 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_vocab_merges(const std::string&
   std::unique_ptr<BpeTokenizer> t(new BpeTokenizer());
   t->path_ = vocab_path;
   Loader LV{vocab_path};
-  const nlohmann::json v = parse_json(fs::read_file(vocab_path), vocab_path);
+  const nlohmann::json v = parse_json(fs::read_file(vocab_path, fs::kTokenizerFileLimit), vocab_path);
   if (!v.is_object()) throw FormatError(vocab_path + ": expected a JSON object of token: id (GPT-2 vocab.json)");
   RawModel raw;
   for (auto it = v.begin(); it != v.end(); ++it)
-    raw.vocab.emplace_back(it.key(), LV.get_id(it.value(), truncate_for_message(it.key())));
+    raw.vocab.emplace_back(it.key(), LV.get_id(it.value(), truncate_for_message(it.key()), v.size()));
   if (raw.vocab.empty()) throw FormatError(vocab_path + ": the vocabulary is empty");
-  const std::string text = fs::read_file(merges_path);
+  const std::string text = fs::read_file(merges_path, fs::kTokenizerFileLimit);
   size_t line_no = 0;
   std::vector<size_t> merge_lines;
   for (size_t pos = 0; pos < text.size();) {
@@ -475,6 +490,7 @@ int64_t BpeTokenizer::token_id(const std::string& text) const {
 // ---- encoding ----
 
 std::vector<int64_t> BpeTokenizer::encode(const std::string& text) const {
+  TextBudget budget(text.size());  // the pre-tokenizer's matching work for the whole text, not per match
   std::vector<int64_t> out;
   out.reserve(text.size() / 3 + 8);
   split_added(0, text.data(), text.size(), out);
@@ -491,10 +507,16 @@ void BpeTokenizer::split_added(size_t g, const char* p, size_t n, std::vector<in
   }
   const AddedGroup& group = *added_[g];
   size_t done = 0;  // text before this offset is encoded
+  uint64_t compares = 0;
   for (size_t i = 0; i < n;) {
     const auto& cands = group.by_first_byte[static_cast<unsigned char>(p[i])];
     const AddedToken* hit = nullptr;
     for (int32_t c : cands) {
+      // Each comparison may run the length of a long added token at every position of the text: crafted
+      // tokens make that quadratic, so it counts against the text's budget like the regexes.
+      if ((++compares & 1023) == 0 && TextBudget::spent())
+        throw Error(path_ + ": added tokens need too much work to find: " + TextBudget::describe() +
+                    " (added tokens that are long and start alike)");
       const AddedToken& a = group.tokens[c];
       if (a.content.size() <= n - i && std::memcmp(p + i, a.content.data(), a.content.size()) == 0) {
         hit = &a;

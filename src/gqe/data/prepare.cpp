@@ -120,6 +120,7 @@ class ChunkReader {
  private:
   void open(const std::string& p) {
     path_ = p;
+    fs::check_regular_file(p);  // streamed, so no size limit; but /dev/zero or a FIFO would never end
     in_ = std::ifstream(p, std::ios::binary);
     if (!in_) throw Error(p + ": cannot open input");
     jsonl_ = is_jsonl(p);

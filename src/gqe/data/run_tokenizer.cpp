@@ -105,7 +105,7 @@ namespace {
 // Reads DIR/tokenizer_info.json into files inside DIR.
 TokenizerFiles read_record(const std::string& dir) {
   const std::string path = dir + "/" + kTokenizerRecordFile;
-  const nlohmann::json j = parse_json(fs::read_file(path), path);
+  const nlohmann::json j = parse_json(fs::read_file(path, fs::kSmallFileLimit), path);
   auto bad = [&](const std::string& field, const std::string& what) {
     return FormatError(path + ": field '" + field + "': " + what);
   };
@@ -125,7 +125,10 @@ TokenizerFiles read_record(const std::string& dir) {
       if (!n.is_string() || n.get<std::string>().empty() || n.get<std::string>().find('/') != std::string::npos)
         throw bad("files", "expected plain file names in this directory");
       const std::string p = dir + "/" + n.get<std::string>();
-      if (!fs::is_file(p)) throw Error(path + ": the recorded tokenizer file " + p + " is missing");
+      if (!fs::exists(p)) throw Error(path + ": the recorded tokenizer file " + p + " is missing");
+      // A run folder may come from elsewhere: its record must not pull in files from outside it (a link
+      // to another user's file, a device) as the tokenizer.
+      fs::regular_file_inside(dir, n.get<std::string>());
       f.paths.push_back(p);
     }
   }
@@ -142,7 +145,10 @@ TokenizerFiles run_tokenizer_files(const std::string& dir, int64_t model_vocab) 
   if (parent.filename() == "checkpoints") dirs.push_back(parent.parent_path().string());
   for (const auto& d : dirs) {
     if (fs::is_file(d + "/" + kTokenizerRecordFile)) return read_record(d);
-    if (fs::is_file(d + "/tokenizer.model")) return {TokenizerKind::kSentencePiece, {d + "/tokenizer.model"}};
+    if (fs::is_file(d + "/tokenizer.model")) {
+      fs::regular_file_inside(d, "tokenizer.model");  // as for a recorded file (read_record)
+      return {TokenizerKind::kSentencePiece, {d + "/tokenizer.model"}};
+    }
   }
   if (model_vocab < 0 || model_vocab == 256) return {};
   throw Error(dir + ": no tokenizer is recorded (no " + kTokenizerRecordFile + ") and the model's vocab_size " +
@@ -165,7 +171,7 @@ std::string tokenizer_of_shards(const std::vector<std::string>& shard_paths) {
   const std::string meta = (stdfs::path(shard_paths.front()).parent_path() / "meta.json").string();
   if (!fs::is_file(meta)) return "";
   try {
-    const nlohmann::json j = parse_json(fs::read_file(meta), meta);
+    const nlohmann::json j = parse_json(fs::read_file(meta, fs::kSmallFileLimit), meta);
     if (!j.is_object() || !j.contains("tokenizer") || !j["tokenizer"].is_string()) return "";
     const std::string t = j["tokenizer"].get<std::string>();
     return t == "bytes" || fs::exists(t) ? t : "";

@@ -12,7 +12,9 @@
 #include <mutex>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 #include "gqe/data/spm_c_api.h"
+#include "gqe/io/spm_model.h"
 
 namespace gqe {
 
@@ -21,7 +23,7 @@ struct SpmLibrary {
   std::string path;
   decltype(&gqe_spm_abi_version) abi_version = nullptr;
   decltype(&gqe_spm_train) train = nullptr;
-  decltype(&gqe_spm_load) load = nullptr;
+  decltype(&gqe_spm_load_bytes) load_bytes = nullptr;
   decltype(&gqe_spm_free) free = nullptr;
   decltype(&gqe_spm_encode) encode = nullptr;
   decltype(&gqe_spm_decode) decode = nullptr;
@@ -89,7 +91,7 @@ SpmLibrary load_library() {
       throw Error(p + ": ABI version " + std::to_string(lib.abi_version()) + ", expected " +
                   std::to_string(GQE_SPM_ABI_VERSION) + " (rebuild libgqe_spm.so)");
     bind(lib, lib.train, "gqe_spm_train");
-    bind(lib, lib.load, "gqe_spm_load");
+    bind(lib, lib.load_bytes, "gqe_spm_load_bytes");
     bind(lib, lib.free, "gqe_spm_free");
     bind(lib, lib.encode, "gqe_spm_encode");
     bind(lib, lib.decode, "gqe_spm_decode");
@@ -201,8 +203,12 @@ void train_sentencepiece(const SpmTrainOptions& opt) {
 
 SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path)
     : lib_(spm_library()), path_(model_path) {
+  // SentencePiece trusts the offsets inside a model's normalisation tables (a crafted one crashes it):
+  // parse_spm_model checks them, and the library gets exactly the bytes checked.
+  const std::string bytes = fs::read_file(model_path, fs::kTokenizerFileLimit);
+  parse_spm_model(bytes, model_path);
   char err[kErrCap] = {0};
-  model_ = lib_.load(model_path.c_str(), err, sizeof err);
+  model_ = lib_.load_bytes(bytes.data(), bytes.size(), err, sizeof err);
   if (!model_) throw Error(model_path + ": cannot load SentencePiece model: " + err);
   auto* m = static_cast<const gqe_spm*>(model_);
   piece_size_ = lib_.piece_size(m);

@@ -133,18 +133,9 @@ TokenDtype dtype_for_vocab(uint64_t vocab_size) {
 // Reader
 
 TokenShard::TokenShard(const std::string& path, bool verify) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw Error(path + ": cannot open token shard: " + errno_text());
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw Error(path + ": cannot stat token shard: " + errno_text());
-  }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    throw Error(path + ": is a directory, expected a token shard file");
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  // A directory, FIFO or device (/dev/zero maps as endless zeros) is refused before it is mapped.
+  uint64_t size = 0;
+  int fd = fs::open_regular_file(path, UINT64_MAX, &size);
   if (size == 0) {
     ::close(fd);
     throw FormatError(path + ": empty file (0 bytes), expected a token shard (gqe or llm.c format)");
@@ -176,6 +167,13 @@ TokenShard::TokenShard(const std::string& path, bool verify) : path_(path) {
       dtype_ = static_cast<TokenDtype>(width);
       num_tokens_ = load_le<uint64_t>(map_ + 16);
       vocab_size_ = load_le<uint64_t>(map_ + 24);
+      // Readers size and compare with the recorded vocabulary: it must be one the tokens can spell (the
+      // writer refuses the same), not 2^64-1 turning negative as an int64.
+      const uint64_t max_vocab = width == 2 ? 65536 : (uint64_t(1) << 32);
+      if (vocab_size_ > max_vocab)
+        throw FormatError(path + ": gqe shard header records a vocabulary of " + std::to_string(vocab_size_) +
+                          ", more than its " + std::to_string(width * 8) + "-bit tokens can hold (at most " +
+                          std::to_string(max_vocab) + ")");
     } else if (size >= 8 && (load_le<int32_t>(map_) == kLlmcMagicGpt2 || load_le<int32_t>(map_) == kLlmcMagicLlama3)) {
       format_ = ShardFormat::kLlmc;
       header_bytes = kLlmcHeaderBytes;

@@ -13,7 +13,7 @@
 extern "C" {
 #endif
 
-#define GQE_SPM_ABI_VERSION 1
+#define GQE_SPM_ABI_VERSION 2
 
 typedef struct gqe_spm gqe_spm;  // a loaded SentencePiece model (opaque)
 
@@ -24,8 +24,10 @@ int gqe_spm_abi_version(void);
 // non-zero with a message in err (NUL-terminated, truncated to err_cap).
 int gqe_spm_train(const char* options, char* err, size_t err_cap);
 
-// Loads a .model file; NULL on failure with a message in err.
-gqe_spm* gqe_spm_load(const char* model_path, char* err, size_t err_cap);
+// Loads a model from the bytes of a .model file (a serialized ModelProto); NULL on failure with a message
+// in err. There is no load from a path: libgqe reads and checks the file (SentencePiece trusts offsets
+// inside it), then hands the library exactly the bytes it checked.
+gqe_spm* gqe_spm_load_bytes(const char* data, size_t len, char* err, size_t err_cap);
 void gqe_spm_free(gqe_spm* m);
 
 // Encodes `len` bytes of UTF-8 text into ids. Returns the number of ids; when it exceeds `cap` only the first

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gqe/core/error.h"
+#include "gqe/core/fs.h"
 
 namespace gqe::eval {
 
@@ -47,6 +48,7 @@ std::string sha256_hex(const std::string& bytes) {
 }
 
 std::string sha256_file(const std::string& path) {
+  fs::check_regular_file(path);  // /dev/zero would hash forever
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path + ": cannot open for hashing");
   Sha256 s;

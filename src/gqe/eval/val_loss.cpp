@@ -12,6 +12,7 @@
 namespace gqe::eval {
 
 EvalTokens load_eval_tokens(const std::string& path, const Tokenizer& tok, int64_t max_tokens) {
+  fs::check_regular_file(path);  // before peeking at the magic: a FIFO would block, /dev/zero never end
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path + ": cannot open");
   char head[8] = {0};

@@ -16,6 +16,7 @@
 #include "gqe/core/config.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/json.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/run_dir.h"
 #include "gqe/core/runtime.h"
@@ -109,7 +110,7 @@ double time_prefill_ms(LanguageModel& model, int64_t n, int repeats) {
 void run_benchmark(const ExperimentOptions& o) {
   const std::string path = o.out_dir + "/bench.json";
   if (fs::exists(path)) {
-    json old = json::parse(fs::read_file(path));
+    json old = parse_json(fs::read_file(path, fs::kSmallFileLimit), path);
     if (old.value("lengths", json::array()) == json(o.bench_lengths)) {
       std::cout << "[experiment] benchmark: done earlier (" << path << ")\n";
       return;
@@ -143,7 +144,7 @@ std::string experiment_run_name(const std::string& variant, int64_t seed) {
 
 std::string write_variant_config(const std::string& base_config, const std::string& variant, const std::string& path) {
   load_model_config(base_config);  // validates
-  json j = json::parse(fs::read_file(base_config));
+  json j = parse_json(fs::read_file(base_config, fs::kSmallFileLimit), base_config);
   json& a = j["attention"];
   if (variant == "gqa") {
     a["kind"] = "gqa";
@@ -197,7 +198,7 @@ std::string run_experiment(const ExperimentOptions& o) {
                            {"train_shards", o.train_shards}};
       if (fs::exists(run + "/DONE.json")) {
         // A finished run is reused only for the same budget: anything else would mix runs in one table.
-        json done = json::parse(fs::read_file(run + "/DONE.json"));
+        json done = parse_json(fs::read_file(run + "/DONE.json", fs::kSmallFileLimit), run + "/DONE.json");
         if (done.value("budget", json()) != budget)
           throw Error(run + ": trained with a different budget (" + done.value("budget", json()).dump() + ", now " +
                       budget.dump() + "); use another --out directory");

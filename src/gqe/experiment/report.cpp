@@ -17,6 +17,7 @@
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/gnuplot.h"
+#include "gqe/core/json.h"
 #include "gqe/core/machine.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
@@ -73,8 +74,8 @@ struct RunData {
 
 RunData read_run(const std::string& dir) {
   RunData r;
-  std::ifstream f(dir + "/metrics.jsonl");
-  if (!f) throw Error(dir + "/metrics.jsonl: missing (the run did not log metrics)");
+  if (!fs::exists(dir + "/metrics.jsonl")) throw Error(dir + "/metrics.jsonl: missing (the run did not log metrics)");
+  std::istringstream f(fs::read_file(dir + "/metrics.jsonl"));
   std::string line;
   int64_t lineno = 0;
   while (std::getline(f, line)) {
@@ -102,8 +103,7 @@ RunData read_run(const std::string& dir) {
     }
   }
   if (fs::exists(dir + "/eval.json")) {
-    std::ifstream e(dir + "/eval.json");
-    r.eval = json::parse(e);
+    r.eval = parse_json(fs::read_file(dir + "/eval.json", fs::kSmallFileLimit), dir + "/eval.json");
   }
   return r;
 }
@@ -235,8 +235,7 @@ std::string write_experiment_report(const ExperimentOptions& o) {
 
   // ---- speed ------------------------------------------------------------------------------------------
   if (fs::exists(o.out_dir + "/bench.json")) {
-    std::ifstream bf(o.out_dir + "/bench.json");
-    json b = json::parse(bf);
+    json b = parse_json(fs::read_file(o.out_dir + "/bench.json", fs::kSmallFileLimit), o.out_dir + "/bench.json");
     results["bench"] = b;
     md << "## Prefill speed of the trained configs\n\n" << b.value("what", "") << "; " << b.value("runtime", "")
        << ", median of " << b.value("repeats", 0) << " runs after a warm-up.\n\n"
@@ -260,8 +259,8 @@ std::string write_experiment_report(const ExperimentOptions& o) {
   // ---- routing ----------------------------------------------------------------------------------------
   const std::string routes = o.out_dir + "/runs/" + experiment_run_name("gqe", o.seeds.front()) + "/routes";
   if (fs::exists(routes + ".json")) {
-    std::ifstream rf(routes + ".json");
-    results["routing_gqe_seed" + std::to_string(o.seeds.front())] = json::parse(rf);
+    results["routing_gqe_seed" + std::to_string(o.seeds.front())] =
+        parse_json(fs::read_file(routes + ".json", fs::kSmallFileLimit), routes + ".json");
     if (fs::exists(routes + ".png")) {
       std::error_code ec;
       std::filesystem::copy_file(routes + ".png", rep + "/routing.png", std::filesystem::copy_options::overwrite_existing, ec);

@@ -75,6 +75,11 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
+  try {
+    fs::check_regular_file(path);  // a FIFO or device has no size to check the header against
+  } catch (const Error& e) {
+    throw FormatError(e.what());  // what callers of a weights file catch
+  }
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) throw FormatError(path + ": cannot open safetensors file");
   const uint64_t file_size = uint64_t(f.tellg());
