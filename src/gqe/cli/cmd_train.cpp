@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gqe/cli/args.h"
+#include "gqe/cli/device_option.h"
 #include "gqe/cli/commands.h"
 #include "gqe/core/config.h"
 #include "gqe/core/error.h"
@@ -265,19 +266,7 @@ int cmd_train(int argc, char** argv) {
                       " is smaller than the data's vocabulary (" + std::to_string(train->vocab_size()) + " in " +
                       train->describe() + ")");
   train->check_token_ids(cfg.vocab_size);  // llm.c shards record no vocabulary: every id is checked
-  const std::string device_name = args.get("device", "cpu");
-  at::Device device(at::kCPU);
-  try {
-    device = at::Device(device_name);
-  } catch (const std::exception&) {
-    throw Error("gqe train: --device '" + device_name + "': expected cpu or cuda[:N]");
-  }
-  if (device.is_cuda()) {
-    if (!at::hasCUDA())
-      throw Error("gqe train: --device " + device_name + ": no usable CUDA device (this libtorch has no CUDA " +
-                  "support, or no GPU and driver were found)");
-    if (!device.has_index()) device = at::Device(at::kCUDA, int8_t(env.local_rank));
-  }
+  const at::Device device = device_option(args, "train", env.local_rank);
   // Every rank must run the same job: the ranks compare these fields at start-up (distributed/rendezvous.h).
   JobFingerprint fingerprint;
   flatten_into(fingerprint, "model", nlohmann::json::parse(model_config_to_json(cfg)));

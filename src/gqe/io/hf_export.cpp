@@ -1,5 +1,7 @@
 #include "gqe/io/hf_export.h"
 
+#include <filesystem>
+
 #include <algorithm>
 #include <cstdio>
 #include <functional>
@@ -379,10 +381,16 @@ void import_hf(const std::string& hf_dir, const std::string& out_dir) {
   const std::string tok_json = hf_dir + "/tokenizer.json", spm = hf_dir + "/tokenizer.model";
   write_folder_atomically(out_dir, [&](const std::string& dir) {
     save_model_checkpoint(dir, model, meta);
-    if (fs::is_file(spm)) {
-      copy_file(spm, dir + "/tokenizer.model");
-    } else if (fs::is_file(tok_json)) {
-      const std::string text = fs::read_file(tok_json);
+    // Only regular files inside the folder: a link there must not pull a file from elsewhere into the run
+    // (a link, dangling or not, counts as present, so that it is refused rather than skipped).
+    auto present = [](const std::string& p) {
+      std::error_code ec;
+      return std::filesystem::symlink_status(p, ec).type() != std::filesystem::file_type::not_found;
+    };
+    if (present(spm)) {
+      copy_file(fs::regular_file_inside(hf_dir, "tokenizer.model"), dir + "/tokenizer.model");
+    } else if (present(tok_json)) {
+      const std::string text = fs::read_file(fs::regular_file_inside(hf_dir, "tokenizer.json"));
       if (text != byte_level_tokenizer_json()) fs::write_file_atomic(dir + "/tokenizer.json", text);
     }
   });
