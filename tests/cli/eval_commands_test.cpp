@@ -116,6 +116,16 @@ TEST(Cli, MalformedFileFailsBeforeScoringWithFileAndLine) {
   EXPECT_NE(r.out.find(dir + "/bad.jsonl:2: not valid JSON"), std::string::npos) << r.out;
 }
 
+TEST(Cli, ATaskNamedTwiceIsAnError) {
+  if (!gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  const std::string dir = scratch_dir("cli_twice");
+  const std::string ckpt = make_checkpoint(dir, "gqa");
+  const test::CommandRun r =
+      test::run_gqe_command("eval --checkpoint " + ckpt + " --task piqa,arc_easy,piqa --data-dir " + dir);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("'piqa' is named twice"), std::string::npos) << r.out;
+}
+
 TEST(Cli, ValLossAndRoutes) {
   if (!gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
   const std::string dir = scratch_dir("cli_routes");

@@ -31,6 +31,7 @@ double parse_limit(const Args& args) { return args.get_positive_double("limit", 
 
 int run_val_loss(const Args& args) {
   const std::string dir = args.require("checkpoint");
+  const std::string checkpoint_sha256 = eval::sha256_file(dir + "/model.safetensors");  // as loaded
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   model->to(device_option(args, args.flag("val-loss") ? "eval --val-loss" : "eval"));
   auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
@@ -51,7 +52,7 @@ int run_val_loss(const Args& args) {
   std::cout << "\n";
   if (args.has("out")) {
     nlohmann::ordered_json j = {{"checkpoint", dir},
-                                {"checkpoint_sha256", eval::sha256_file(dir + "/model.safetensors")},
+                                {"checkpoint_sha256", checkpoint_sha256},
                                 {"data", data},
                                 {"data_kind", src.kind},
                                 {"tokenizer", tok->name()},
@@ -99,6 +100,10 @@ int cmd_eval(int argc, char** argv) {
   const std::string dir = args.require("checkpoint");
   const std::vector<std::string> task_names = split_commas(args.require("task"));
   if (task_names.empty()) throw Error("--task is empty");
+  for (size_t i = 0; i < task_names.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (task_names[i] == task_names[j])
+        throw Error("--task: '" + task_names[i] + "' is named twice (it would count twice in the average)");
   if (args.has("data") && task_names.size() != 1)
     throw Error("--data names one file; for several tasks use --data-dir DIR");
   if (!args.has("data") && !args.has("data-dir")) throw Error("pass --data FILE or --data-dir DIR");
@@ -115,6 +120,8 @@ int cmd_eval(int argc, char** argv) {
                 << " docs); this file has " << td.docs.size() << ", so the numbers are not comparable with published ones\n";
   }
 
+  // The hash of the weights as they are loaded, not as they may be after a long evaluation.
+  const std::string checkpoint_sha256 = eval::sha256_file(dir + "/model.safetensors");
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   model->to(device_option(args, args.flag("val-loss") ? "eval --val-loss" : "eval"));
   auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
@@ -141,7 +148,7 @@ int cmd_eval(int argc, char** argv) {
 
   eval::RunInfo run;
   run.checkpoint = dir;
-  run.checkpoint_sha256 = eval::sha256_file(dir + "/model.safetensors");
+  run.checkpoint_sha256 = checkpoint_sha256;
   run.tokenizer = tok->name();
   run.model_config = nlohmann::ordered_json::parse(model_config_to_json(model->config()));
   run.num_parameters = count_parameters(model->config()).total();
