@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,14 @@ TEST(ArgsCommands, TrainAndExperimentRefuseSwallowedValuesPositionalsAndNaN) {
   r = gqe::test::run_gqe_command("train --steps 3 --config c.json --steps 4", dir);
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("option --steps given twice ('3' and '4')"), std::string::npos) << r.out;
+  // Token counts: positive and small enough that their step count fits (1e30 once overflowed to one step).
+  const std::string cfg = std::string(std::getenv("GQE_SOURCE_DIR") ? std::getenv("GQE_SOURCE_DIR") : ".") +
+                          "/configs/tiny-gqe.json";
+  for (const char* bad : {"--tokens 1e30", "--tokens -5", "--tokens 0", "--warmup -3"}) {
+    r = gqe::test::run_gqe_command("train --config " + cfg + " --data d.txt --out o " + bad, dir);
+    EXPECT_EQ(r.rc, 1) << bad << ": " << r.out;
+    EXPECT_NE(r.out.find(std::string(bad).substr(0, std::string(bad).find(' '))), std::string::npos) << bad << ": " << r.out;
+  }
   r = gqe::test::run_gqe_command("experiment --config c.json --out o --eval-limit nan", dir);
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("--eval-limit expects a number >= 0, got 'nan'"), std::string::npos) << r.out;

@@ -144,7 +144,8 @@ int cmd_train(int argc, char** argv) {
     r.schedule.total_steps = args.get_int("steps", 0);
     r.total_tokens = 0;
   }
-  if (args.has("tokens")) r.total_tokens = args.get_double("tokens", 0);
+  // A token budget whose step count fits an int64 many times over (1e15 tokens is ~1000 times the paper's run).
+  if (args.has("tokens")) r.total_tokens = args.get_positive_double("tokens", 0, 1e15);
   r.micro_batch = args.get_int("batch", r.micro_batch);
   r.seq_len = args.get_int("seq", r.seq_len);
   r.global_batch_tokens = args.get_int("global-batch", r.global_batch_tokens);
@@ -152,7 +153,7 @@ int cmd_train(int argc, char** argv) {
   if (args.has("min-lr")) r.schedule.min_lr = args.get_double("min-lr", 0);
   else if (args.has("lr") && !args.has("recipe")) r.schedule.min_lr = r.schedule.peak_lr / 10;
   if (args.has("warmup")) {
-    r.schedule.warmup_steps = args.get_int("warmup", 0);
+    r.schedule.warmup_steps = args.get_int("warmup", 0, 0);
     r.warmup_tokens = -1;
   }
   r.schedule.decay_fraction = args.get_double("decay-fraction", r.schedule.decay_fraction);

@@ -76,6 +76,14 @@ void apply_recipe_json(TrainRecipe& r, const json& j, const std::string& source)
   if (j.contains("warmup_tokens") && j.contains("warmup_steps"))
     throw ConfigError(source + ": give either 'warmup_tokens' or 'warmup_steps', not both");
   if (j.contains("warmup_steps")) r.warmup_tokens = -1;
+  // -1 is the in-memory "automatic"; a file says it by leaving the field out, never by a negative number.
+  if (j.contains("warmup_steps") && r.schedule.warmup_steps < 0)
+    throw ConfigError(source + ": field 'warmup_steps': expected >= 0, got " + std::to_string(r.schedule.warmup_steps));
+  if (j.contains("warmup_tokens") && !(r.warmup_tokens >= 0))
+    throw ConfigError(source + ": field 'warmup_tokens': expected >= 0, got " + std::to_string(r.warmup_tokens));
+  if (j.contains("total_tokens") && !(r.total_tokens > 0 && r.total_tokens <= 1e15))
+    throw ConfigError(source + ": field 'total_tokens': expected a number in (0, 1e15], got " +
+                      std::to_string(r.total_tokens));
 }
 
 TrainRecipe load_recipe(const std::string& path) {
@@ -144,8 +152,16 @@ void resolve_recipe(TrainRecipe& r, int world_size, const std::string& source) {
   if (r.global_batch_tokens < 0) fail("global_batch_tokens", "expected >= 0, got " + std::to_string(r.global_batch_tokens));
   accumulation_steps(r, world_size);
   const double tps = double(tokens_per_step(r, world_size));
-  if (r.total_tokens > 0) r.schedule.total_steps = std::max<int64_t>(1, int64_t(std::ceil(r.total_tokens / tps)));
-  if (r.warmup_tokens >= 0) r.schedule.warmup_steps = int64_t(std::ceil(r.warmup_tokens / tps));
+  // Steps from token counts, checked before the conversion: a double beyond int64's range converts to garbage
+  // (1e30 tokens became a one-step run).
+  auto steps_for = [&](const char* field, double tokens) {
+    const double steps = std::ceil(tokens / tps);
+    if (!(steps <= 1e15)) fail(field, "gives " + std::to_string(steps) + " steps of " + std::to_string(int64_t(tps)) +
+                                          " tokens, more than the 1e15 a run can take");
+    return int64_t(steps);
+  };
+  if (r.total_tokens > 0) r.schedule.total_steps = std::max<int64_t>(1, steps_for("total_tokens", r.total_tokens));
+  if (r.warmup_tokens >= 0) r.schedule.warmup_steps = steps_for("warmup_tokens", r.warmup_tokens);
   if (r.schedule.warmup_steps < 0)  // auto: 10% of the run, leaving room for the decay
     r.schedule.warmup_steps = std::max<int64_t>(
         0, std::min<int64_t>(std::max<int64_t>(1, std::llround(0.1 * double(r.schedule.total_steps))),
