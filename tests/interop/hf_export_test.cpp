@@ -256,10 +256,10 @@ TEST(HfExport, BadInputIsAOneLineErrorAndWritesNothing) {
   EXPECT_NE(r.out.find("--format: expected \"hf\""), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(dir + "/x"));
   // An imported folder's tokenizer that is a link to a file outside it is refused, not copied.
-  ASSERT_EQ(run(gqe_bin() + " export --format hf " + ckpt + " " + dir + "/hf").rc, 0);
-  ASSERT_EQ(std::rename((dir + "/hf/tokenizer.json").c_str(), (dir + "/outside.json").c_str()), 0);
-  ASSERT_EQ(::symlink((dir + "/outside.json").c_str(), (dir + "/hf/tokenizer.json").c_str()), 0);
-  r = run(gqe_bin() + " import " + dir + "/hf " + dir + "/imported");
+  ASSERT_EQ(run(gqe_bin() + " export --format hf " + ckpt + " " + dir + "/hf_link").rc, 0);
+  ASSERT_EQ(std::rename((dir + "/hf_link/tokenizer.json").c_str(), (dir + "/outside.json").c_str()), 0);
+  ASSERT_EQ(::symlink((dir + "/outside.json").c_str(), (dir + "/hf_link/tokenizer.json").c_str()), 0);
+  r = run(gqe_bin() + " import " + dir + "/hf_link " + dir + "/imported");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("tokenizer.json"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(dir + "/imported"));
