@@ -1,5 +1,5 @@
-// gqe eval: harness-exact zero-shot multiple-choice evaluation (hellaswag, arc_easy, arc_challenge, piqa),
-// or --val-loss on held-out tokens. gqe routes: routing analytics of a GQE checkpoint.
+// gqe eval: harness-exact zero-shot multiple-choice evaluation (hellaswag, arc_easy, arc_challenge, piqa,
+// winogrande, sciq, openbookqa, boolq, copa, commonsense_qa, social_iqa, mmlu), or --val-loss on held-out tokens. gqe routes: routing analytics of a GQE checkpoint.
 // The work is in src/gqe/eval/; this file parses options and prints.
 #include <unistd.h>
 
@@ -79,8 +79,11 @@ int cmd_eval(int argc, char** argv) {
            "       gqe eval --val-loss --checkpoint DIR --data FILE [--seq T] [--batch-size B] [--max-tokens N]\n"
            "Zero-shot multiple choice exactly as lm-evaluation-harness renders and scores it (acc, acc_norm, stderr).\n"
            "  tasks: hellaswag (hellaswag_val.jsonl), arc_easy (ARC-Easy-Test.jsonl), arc_challenge\n"
-           "         (ARC-Challenge-Test.jsonl), piqa (valid.jsonl + valid-labels.lst); see docs/eval.md\n"
+           "         (ARC-Challenge-Test.jsonl), piqa (valid.jsonl + valid-labels.lst), and in the layout\n"
+           "         scripts/install-eval-data.sh installs (data/eval/<task>/<split>.jsonl): winogrande, sciq,\n"
+           "         openbookqa, boolq, copa, commonsense_qa, social_iqa, mmlu; see docs/eval.md\n"
            "  --data FILE          the task's file (one task); --data-dir DIR finds the standard names in DIR\n"
+           "                       (data/eval after scripts/install-eval-data.sh); a manifest.json there is checked\n"
            "  --labels FILE        piqa labels (default: FILE's name with -labels.lst, when present)\n"
            "  --limit N            first N docs per task (a value below 1: that fraction, rounded up)\n"
            "  --batch-size B (16)  requests per forward pass   --max-length N (model's max_position_embeddings)\n"
@@ -107,6 +110,7 @@ int cmd_eval(int argc, char** argv) {
     tasks.push_back(eval::load_task(t, args.get("data", ""), args.get("data-dir", ""), args.get("labels", "")));
     const auto& td = tasks.back();
     std::cerr << td.info.name << ": " << td.docs.size() << " docs from " << td.source << "\n";
+    if (!td.info.note.empty()) std::cerr << "note: " << td.info.name << ": " << td.info.note << "\n";
     if (limit <= 0 && int64_t(td.docs.size()) != td.info.full_size)
       std::cerr << "note: the harness scores " << td.info.name << "'s " << td.info.split << " split (" << td.info.full_size
                 << " docs); this file has " << td.docs.size() << ", so the numbers are not comparable with published ones\n";
