@@ -150,7 +150,7 @@ TEST(Report, AccOnlyTasksHaveOneRowAndTheAverageSaysOverWhat) {
   b.chance = 0.2;
   b.acc = mean_stderr({0, 0});
   const std::string t = results_table({a, b});
-  EXPECT_NE(t.find("|commonsense_qa|Yaml   |none  |     0|acc     |↑  |0.0000|±  |0.0000|  2|0.2000|"), std::string::npos) << t;
+  EXPECT_NE(t.find("|commonsense_qa|   Yaml|none  |     0|acc     |↑  |0.0000|±  |0.0000|  2|0.2000|"), std::string::npos) << t;
   EXPECT_EQ(t.find("acc_norm|↑  |0.0000"), std::string::npos) << t;
   EXPECT_NE(t.find("Average of 2 tasks"), std::string::npos) << t;
   EXPECT_NE(t.find("acc_norm (1 tasks)"), std::string::npos) << t;
