@@ -72,7 +72,7 @@ int cmd_eval(int argc, char** argv) {
   Args args("eval", argc, argv,
             {"checkpoint", "task", "data", "data-dir", "labels", "limit", "batch-size", "max-length", "tokenizer", "out",
              "dump-requests", "threads", "seq", "max-tokens"},
-            {"help", "val-loss", "no-progress", "allow-nonfinite-weights"});
+            {"help", "val-loss", "no-progress", "allow-nonfinite-weights", "per-request"});
   if (args.flag("help")) {
     std::cout
         << "usage: gqe eval --checkpoint DIR --task TASK[,TASK...] (--data FILE | --data-dir DIR) [options]\n"
@@ -90,6 +90,8 @@ int cmd_eval(int argc, char** argv) {
            "  --tokenizer bytes|PATH (default: DIR/tokenizer.model if present, else bytes)\n"
            "  --out FILE (eval_results.json)  results JSON   --dump-requests FILE  every request as a JSON line\n"
            "  --threads N (all cores)  --no-progress  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n"
+           "  --per-request        one forward pass per request, as the harness does (default: each doc's\n"
+           "                       context once, its K/V cache shared by its continuations)\n"
            "  --val-loss: loss/perplexity on a token shard (gqe or llm.c .bin) or a text file; --seq T (min(1024, max pos))\n";
     return 0;
   }
@@ -122,6 +124,7 @@ int cmd_eval(int argc, char** argv) {
   opt.limit = limit;
   opt.score.batch_size = args.get_int("batch-size", 16);
   opt.score.max_length = args.get_int("max-length", 0);
+  opt.shared_contexts = !args.flag("per-request");
   if (opt.score.batch_size <= 0) throw Error("--batch-size must be positive");
   if (opt.score.max_length < 0) throw Error("--max-length must be positive");
   std::ostringstream dump;
@@ -135,6 +138,10 @@ int cmd_eval(int argc, char** argv) {
     evals.push_back(eval::evaluate_task(*model, *tok, td, opt));
     bar.finish();
     results.push_back(evals.back().result);
+    const auto& ev = evals.back();
+    std::cerr << td.info.name << ": " << ev.result.n << " docs, " << ev.requests << " requests, " << ev.tokens << " tokens in "
+              << ev.seconds << " s (" << (ev.seconds > 0 ? double(ev.result.n) / ev.seconds : 0.0) << " docs/s, "
+              << (ev.seconds > 0 ? double(ev.tokens) / ev.seconds : 0.0) << " tokens/s)\n";
     if (evals.back().truncated > 0)
       std::cerr << "note: " << td.info.name << ": " << evals.back().truncated << " requests cut from the left to the max length\n";
   }

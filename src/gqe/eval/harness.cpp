@@ -82,10 +82,17 @@ TaskEvaluation evaluate_task(LanguageModel& model, const Tokenizer& tok, const T
   enc.reserve(reqs.size());
   for (const auto& r : reqs) {
     enc.push_back(encode_pair(tok, r.context, r.continuation, tok.eos_id()));
+    ev.tokens += int64_t(enc.back().context.size() + enc.back().continuation.size());
   }
   ev.requests = int64_t(reqs.size());
   try {
-    ev.lls = score_loglikelihoods(model, enc, opt.score, opt.progress);
+    if (opt.shared_contexts) {
+      std::vector<int64_t> group;
+      for (const auto& r : reqs) group.push_back(r.doc);
+      ev.lls = score_shared_contexts(model, enc, group, opt.score, opt.progress);
+    } else {
+      ev.lls = score_loglikelihoods(model, enc, opt.score, opt.progress);
+    }
   } catch (const RequestError& e) {
     const Request& r = reqs[e.request];
     const McDoc& d = docs[size_t(r.doc)];
@@ -265,7 +272,12 @@ nlohmann::ordered_json results_json(const std::vector<TaskEvaluation>& evals, co
                        {"output_type", "multiple_choice"},
                        {"metric_list", metrics}};
     if (!info.note.empty()) configs[r.task]["note"] = info.note;
-    extra[r.task] = {{"requests", evals[i].requests}, {"truncated_requests", evals[i].truncated}, {"seconds", evals[i].seconds}};
+    extra[r.task] = {{"requests", evals[i].requests},
+                     {"truncated_requests", evals[i].truncated},
+                     {"tokens", evals[i].tokens},
+                     {"seconds", evals[i].seconds},
+                     {"docs_per_second", evals[i].seconds > 0 ? double(r.n) / evals[i].seconds : 0.0},
+                     {"tokens_per_second", evals[i].seconds > 0 ? double(evals[i].tokens) / evals[i].seconds : 0.0}};
     a += r.acc.mean;
     if (r.has_acc_norm) {
       an += r.acc_norm.mean;

@@ -31,12 +31,14 @@ struct TaskEvaluation {
   std::vector<Loglikelihood> lls;  // per request, in build_requests order
   int64_t original_docs = 0;       // docs in the file before --limit
   int64_t requests = 0, truncated = 0;
+  int64_t tokens = 0;  // context + continuation tokens over all requests (the harness's per-request count)
   double seconds = 0;
 };
 
 struct EvalOptions {
   double limit = 0;          // see resolve_limit
   ScoreOptions score;
+  bool shared_contexts = true;  // score_shared_contexts (each doc's context once); false: one forward per request
   std::ostream* dump = nullptr;  // request JSON lines (context, continuation, gold, token counts, loglikelihood, is_greedy)
   std::function<void(int64_t, int64_t)> progress;
 };
