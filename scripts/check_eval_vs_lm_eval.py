@@ -78,6 +78,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--tolerance", type=float, default=1e-4)
+    ap.add_argument("--shared-contexts", action="store_true", help="gqe eval --shared-contexts")
     args = ap.parse_args()
     tasks = [t for t in args.tasks.split(",") if t]
     unknown = [t for t in tasks if t not in ALL_TASKS]
@@ -133,6 +134,8 @@ def main():
                    str(args.threads)]
             if limit:
                 cmd += ["--limit", str(limit)]
+            if args.shared_contexts:
+                cmd.append("--shared-contexts")
             gqe_seconds += run(cmd)
             with open(part_dump) as f:
                 shutil.copyfileobj(f, dump_f)
@@ -187,6 +190,7 @@ def main():
         "gqe": args.gqe,
         "threads": args.threads,
         "batch_size": args.batch_size,
+        "shared_contexts": args.shared_contexts,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "load_avg_at_end": load_avg()},
         "docs": docs,
         "requests": c["requests"],

@@ -186,8 +186,9 @@ def cmd_harness(manifest, out_path):
     seconds = {}
     for limit, group in by_limit.items():
         t0 = time.time()
+        # bootstrap_iters > 0 so that the harness reports stderrs; acc's is closed-form (no resampling).
         res = lm_eval.simple_evaluate(model=lm, tasks=group, num_fewshot=0, log_samples=True, task_manager=tm,
-                                      bootstrap_iters=0, limit=limit)
+                                      bootstrap_iters=1000, limit=limit)
         samples.update(res["samples"])
         results.update(res["results"])
         results.update(res.get("groups", {}))
@@ -262,6 +263,14 @@ def cmd_harness(manifest, out_path):
             moved = abs(st["harness"].get(k, 0.0) - st["gqe"][k]) * st["docs"]
             if moved > len(st["ties"]) + 1e-6:
                 out["metric_mismatches"].append(f"{task} {k}: harness {st['harness'].get(k)}, gqe {st['gqe'][k]}")
+        if not st["ties"]:
+            # Same docs, same outcomes: the stderrs must agree to float rounding.
+            for k in ("acc_stderr,none", "acc_norm_stderr,none"):
+                h, g = st["harness"].get(k), st["gqe"].get(k)
+                if isinstance(h, float) and isinstance(g, float) and not close(h, g, 1e-9):
+                    out["metric_mismatches"].append(f"{task} {k}: harness {h}, gqe {g}")
+                elif k in st["gqe"] and not isinstance(h, float):
+                    out["metric_mismatches"].append(f"{task} {k}: harness {h!r}, gqe {g}")
         if (k := "acc,none") in st["harness"] and k not in st["gqe"]:
             out["metric_mismatches"].append(f"{task}: gqe reports no {k}")
         if ("acc_norm,none" in st["harness"]) != has_norm:

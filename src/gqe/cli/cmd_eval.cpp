@@ -72,7 +72,7 @@ int cmd_eval(int argc, char** argv) {
   Args args("eval", argc, argv,
             {"checkpoint", "task", "data", "data-dir", "labels", "limit", "batch-size", "max-length", "tokenizer", "out",
              "dump-requests", "threads", "seq", "max-tokens"},
-            {"help", "val-loss", "no-progress", "allow-nonfinite-weights", "per-request"});
+            {"help", "val-loss", "no-progress", "allow-nonfinite-weights", "shared-contexts"});
   if (args.flag("help")) {
     std::cout
         << "usage: gqe eval --checkpoint DIR --task TASK[,TASK...] (--data FILE | --data-dir DIR) [options]\n"
@@ -90,8 +90,8 @@ int cmd_eval(int argc, char** argv) {
            "  --tokenizer bytes|PATH (default: DIR/tokenizer.model if present, else bytes)\n"
            "  --out FILE (eval_results.json)  results JSON   --dump-requests FILE  every request as a JSON line\n"
            "  --threads N (all cores)  --no-progress  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n"
-           "  --per-request        one forward pass per request, as the harness does (default: each doc's\n"
-           "                       context once, its K/V cache shared by its continuations)\n"
+           "  --shared-contexts    each doc's context run once, its K/V cache shared by its continuations\n"
+           "                       (default: one forward pass per request, as the harness does)\n"
            "  --val-loss: loss/perplexity on a token shard (gqe or llm.c .bin) or a text file; --seq T (min(1024, max pos))\n";
     return 0;
   }
@@ -124,7 +124,7 @@ int cmd_eval(int argc, char** argv) {
   opt.limit = limit;
   opt.score.batch_size = args.get_int("batch-size", 16);
   opt.score.max_length = args.get_int("max-length", 0);
-  opt.shared_contexts = !args.flag("per-request");
+  opt.shared_contexts = args.flag("shared-contexts");
   if (opt.score.batch_size <= 0) throw Error("--batch-size must be positive");
   if (opt.score.max_length < 0) throw Error("--max-length must be positive");
   std::ostringstream dump;
