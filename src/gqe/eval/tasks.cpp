@@ -468,8 +468,9 @@ std::string verify_against_manifest(const std::string& path) {
   const std::string name = path.substr(slash == std::string::npos ? 0 : slash + 1);
   const size_t up = folder.find_last_of('/');
   const std::string folder_name = folder.substr(up == std::string::npos ? 0 : up + 1);
+  const std::string parent = up == std::string::npos ? "." : folder.substr(0, up);
   const std::vector<std::pair<std::string, std::string>> candidates = {{folder + "/manifest.json", name},
-                                                                       {folder + "/../manifest.json", folder_name + "/" + name}};
+                                                                       {parent + "/manifest.json", folder_name + "/" + name}};
   for (const auto& [manifest, rel] : candidates) {
     if (!fs::is_file(manifest)) continue;
     json m;
