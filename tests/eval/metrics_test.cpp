@@ -125,15 +125,42 @@ TEST(Requests, DumpLineHasContextContinuationGold) {
 TEST(Report, HarnessStyleTable) {
   TaskResult r;
   r.task = "arc_easy";
-  r.version = 1.0;
+  r.version = "1";
   r.n = 4;
+  r.chance = 0.25;
   r.acc = mean_stderr({1, 0, 1, 1});
   r.acc_norm = mean_stderr({0, 0, 1, 1});
   const std::string t = results_table({r});
-  EXPECT_NE(t.find("| Tasks  |Version|Filter|n-shot| Metric |   |Value |   |Stderr| n |"), std::string::npos) << t;
-  EXPECT_NE(t.find("|--------|------:|------|-----:|--------|---|-----:|---|-----:|--:|"), std::string::npos) << t;
-  EXPECT_NE(t.find("|arc_easy|      1|none  |     0|acc     |↑  |0.7500|±  |0.2500|"), std::string::npos) << t;
-  EXPECT_NE(t.find("|        |       |none  |     0|acc_norm|↑  |0.5000|±  |0.2887|"), std::string::npos) << t;
+  EXPECT_NE(t.find("| Tasks  |Version|Filter|n-shot| Metric |   |Value |   |Stderr| n |Chance|"), std::string::npos) << t;
+  EXPECT_NE(t.find("|--------|------:|------|-----:|--------|---|-----:|---|-----:|--:|-----:|"), std::string::npos) << t;
+  EXPECT_NE(t.find("|arc_easy|      1|none  |     0|acc     |↑  |0.7500|±  |0.2500|  4|0.2500|"), std::string::npos) << t;
+  EXPECT_NE(t.find("|        |       |none  |     0|acc_norm|↑  |0.5000|±  |0.2887|   |      |"), std::string::npos) << t;
+}
+
+TEST(Report, AccOnlyTasksHaveOneRowAndTheAverageSaysOverWhat) {
+  TaskResult a, b;
+  a.task = "arc_easy";
+  a.n = 2;
+  a.acc = mean_stderr({1, 0});
+  a.acc_norm = mean_stderr({1, 1});
+  b.task = "commonsense_qa";
+  b.version = "Yaml";
+  b.has_acc_norm = false;
+  b.n = 2;
+  b.chance = 0.2;
+  b.acc = mean_stderr({0, 0});
+  const std::string t = results_table({a, b});
+  EXPECT_NE(t.find("|commonsense_qa|   Yaml|none  |     0|acc     |↑  |0.0000|±  |0.0000|  2|0.2000|"), std::string::npos) << t;
+  EXPECT_EQ(t.find("acc_norm|↑  |0.0000"), std::string::npos) << t;
+  EXPECT_NE(t.find("Average of 2 tasks"), std::string::npos) << t;
+  EXPECT_NE(t.find("acc_norm (1 tasks)"), std::string::npos) << t;
+  EXPECT_NE(t.find("0.2500|"), std::string::npos) << t;  // acc (0.5 + 0) / 2
+  EXPECT_NE(t.find("1.0000|"), std::string::npos) << t;  // acc_norm over arc_easy alone
+}
+
+TEST(Metrics, PooledStderrIsTheHarnessFormula) {
+  // lm_eval.api.metrics.pooled_sample_stderr([0.1, 0.2], [10, 30]) = sqrt((9*0.01*10 + 29*0.04*30)/38/40).
+  EXPECT_NEAR(pooled_sample_stderr({0.1, 0.2}, {10, 30}), std::sqrt((9 * 0.01 * 10 + 29 * 0.04 * 30) / 38.0 / 40.0), 1e-15);
 }
 
 TEST(Sha256, KnownVectors) {

@@ -101,6 +101,50 @@ TEST(Scoring, BatchedLoglikelihoodEqualsTheDirectSum) {
   }
 }
 
+// Each doc's context run once and its K/V cache shared by the continuations gives the per-request scores:
+// docs of equal context length prefilled together, a doc whose requests differ in context (winogrande's
+// kind) and a truncated one going the per-request way, single-token continuations, every batch size.
+TEST(Scoring, SharedContextsEqualPerRequestScores) {
+  ByteTokenizer tok;
+  const std::string long_ctx(70, 'x');
+  std::vector<EncodedPair> reqs = {
+      encode_pair(tok, "Question: To open a jar,\nAnswer:", " twist the lid."),      // doc 0
+      encode_pair(tok, "Question: To open a jar,\nAnswer:", " bite the glass lid."),  // doc 0
+      encode_pair(tok, "Question: To open a tin,\nAnswer:", " use an opener."),       // doc 1: same length as doc 0
+      encode_pair(tok, "Question: To open a tin,\nAnswer:", " A"),                    // doc 1
+      encode_pair(tok, "The cup fell, so the cup", " broke."),                        // doc 2: contexts differ
+      encode_pair(tok, "The cup fell, so the table", " broke."),                      // doc 2
+      encode_pair(tok, long_ctx, " cut from the left"),                               // doc 3: truncated at 64
+      encode_pair(tok, long_ctx, " too"),                                             // doc 3
+      encode_pair(tok, "A", " b"),                                                    // doc 4
+      encode_pair(tok, "A", "c")};                                                    // doc 4: one token
+  const std::vector<int64_t> group = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4};
+  for (const char* kind : {"gqe", "gqa"}) {
+    auto model = tiny_model(kind);
+    for (int64_t bs : {1, 3, 16}) {
+      ScoreOptions opt;
+      opt.batch_size = bs;
+      opt.max_length = 64;
+      const auto want = score_loglikelihoods(*model, reqs, opt);
+      int64_t last_done = 0;
+      const auto got = score_shared_contexts(*model, reqs, group, opt, [&](int64_t d, int64_t t) {
+        EXPECT_EQ(t, int64_t(reqs.size()));
+        EXPECT_GE(d, last_done);
+        last_done = d;
+      });
+      EXPECT_EQ(last_done, int64_t(reqs.size()));
+      ASSERT_EQ(got.size(), reqs.size());
+      for (size_t i = 0; i < reqs.size(); ++i) {
+        EXPECT_NEAR(got[i].logprob, want[i].logprob, 1e-5 * std::max(1.0, std::fabs(want[i].logprob)))
+            << kind << " bs " << bs << " req " << i;
+        EXPECT_EQ(got[i].greedy, want[i].greedy) << kind << " req " << i;
+        EXPECT_EQ(got[i].truncated, want[i].truncated) << kind << " req " << i;
+        EXPECT_EQ(got[i].input_len, want[i].input_len) << kind << " req " << i;
+      }
+    }
+  }
+}
+
 TEST(Scoring, GreedyFlagMatchesArgmax) {
   auto model = tiny_model("gqe");
   ByteTokenizer tok;

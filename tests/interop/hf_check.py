@@ -9,6 +9,7 @@ compare with gqe's. It prints nothing the test relies on; the results go to a JS
 import json
 import os
 import sys
+import time
 
 # Never reach the network: every file is local.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -99,18 +100,29 @@ def cmd_models(manifest, out_path):
         json.dump(results, f, indent=2)
 
 
-def harness_task_yaml(task, data_file, yaml_dir):
-    """A task that is the harness's own YAML (its prompt, choices, target, metrics, process_docs), reading
-    local JSON rows instead of the Hub dataset."""
-    import lm_eval.tasks
+# Each gqe task's lm-eval 0.4 YAML (under lm_eval/tasks/) and the split gqe scores. SciQ: lm-eval scores
+# its test split; the validation split is the one installed (docs/eval.md), so the YAML is pointed at it.
+HARNESS_TASKS = {
+    "hellaswag": ("hellaswag/hellaswag.yaml", "validation"),
+    "arc_easy": ("arc/arc_easy.yaml", "test"),
+    "arc_challenge": ("arc/arc_challenge.yaml", "test"),
+    "piqa": ("piqa/piqa.yaml", "validation"),
+    "winogrande": ("winogrande/default.yaml", "validation"),
+    "sciq": ("sciq/sciq.yaml", "validation"),
+    "openbookqa": ("openbookqa/openbookqa.yaml", "test"),
+    "boolq": ("super_glue/boolq/default.yaml", "validation"),
+    "copa": ("super_glue/copa/default.yaml", "validation"),
+    "commonsense_qa": ("commonsense_qa/default.yaml", "validation"),
+    "social_iqa": ("siqa/siqa.yaml", "validation"),
+}
 
-    base = os.path.dirname(lm_eval.tasks.__file__)
-    own = {"hellaswag": "hellaswag/hellaswag.yaml", "arc_easy": "arc/arc_easy.yaml", "piqa": "piqa/piqa.yaml"}[task]
-    split = "test" if task == "arc_easy" else "validation"
-    name = "gqe_interop_" + task
-    with open(os.path.join(yaml_dir, name + ".yaml"), "w") as f:
+
+def write_task_yaml(path, name, own, split, data_file):
+    """A task that is the harness's own YAML `own` (its prompt, choices, target, metrics, process_docs,
+    !function helpers), reading local JSON rows for `split` instead of the Hub dataset."""
+    with open(path, "w") as f:
         f.write(
-            f"include: {os.path.join(base, own)}\n"
+            f"include: {own}\n"
             f"task: {name}\n"
             "tag: []\n"
             "dataset_path: json\n"
@@ -119,55 +131,189 @@ def harness_task_yaml(task, data_file, yaml_dir):
             "  data_files:\n"
             f"    {split}: {data_file}\n"
             "training_split: null\n"
+            "fewshot_split: null\n"
             f"validation_split: {'null' if split == 'test' else 'validation'}\n"
             f"test_split: {'test' if split == 'test' else 'null'}\n"
         )
-    return name
+
+
+def harness_task_yaml(task, data_file, yaml_dir):
+    """Writes the local-file task(s) for gqe task `task`; returns (name to evaluate, {subtask name: subject})
+    where mmlu, a group of 57 subject tasks, has one subtask per subject found in its file."""
+    import lm_eval.tasks
+
+    base = os.path.dirname(lm_eval.tasks.__file__)
+    name = "gqe_interop_" + task
+    if task != "mmlu":
+        own, split = HARNESS_TASKS[task]
+        write_task_yaml(os.path.join(yaml_dir, name + ".yaml"), name, os.path.join(base, own), split, data_file)
+        return name, {}
+    # mmlu: one file of all subjects; the harness's subject tasks each read their own rows.
+    subjects = {}
+    with open(data_file) as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                subjects.setdefault(row["subject"], []).append(line)
+    subtasks = {}
+    for subject, lines in subjects.items():
+        sub_file = os.path.join(yaml_dir, "mmlu_" + subject + ".jsonl")
+        with open(sub_file, "w") as f:
+            f.writelines(lines)
+        sub = name + "_" + subject
+        write_task_yaml(os.path.join(yaml_dir, sub + ".yaml"), sub,
+                        os.path.join(base, "mmlu/default/mmlu_" + subject + ".yaml"), "test", sub_file)
+        subtasks[sub] = subject
+    with open(os.path.join(yaml_dir, name + ".yaml"), "w") as f:
+        # As lm-eval's mmlu group aggregates: acc over its subject tasks, weighted by size.
+        f.write(f"group: {name}\ntask:\n" + "".join(f"  - {t}\n" for t in subtasks) +
+                "aggregate_metric_list:\n  - metric: acc\n    weight_by_size: True\nmetadata:\n  version: 2\n")
+    return name, subtasks
+
+
+def py_argmax(xs):
+    """numpy.argmax: the first maximum."""
+    best = 0
+    for i, x in enumerate(xs):
+        if x > xs[best]:
+            best = i
+    return best
+
+
+def close(a, b, tol):
+    return abs(a - b) <= tol * max(abs(a), abs(b), 1.0)
 
 
 def cmd_harness(manifest, out_path):
-    """manifest = {"hf_dir", "tasks": {task: data_file}, "gqe_dump", "gqe_results", "work_dir", "batch_size"}."""
+    """manifest = {"hf_dir", "tasks": {task: data_file}, "gqe_dump", "gqe_results", "work_dir", "batch_size",
+    optional "limits": {task: N} (the harness's --limit per task; mmlu's applies to each subject) and
+    "tolerance" (relative, default 1e-4)}. Writes numbers and ids only, never item text."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    tol = float(manifest.get("tolerance", 1e-4))
+    limits = manifest.get("limits") or {}
     yaml_dir = os.path.join(manifest["work_dir"], "lm_eval_tasks")
     os.makedirs(yaml_dir, exist_ok=True)
-    names = {harness_task_yaml(t, f, yaml_dir): t for t, f in manifest["tasks"].items()}
+    names, subtasks = {}, {}
+    for t, f in manifest["tasks"].items():
+        name, subs = harness_task_yaml(t, f, yaml_dir)
+        names[name] = t
+        subtasks[name] = subs
     lm = HFLM(pretrained=manifest["hf_dir"], trust_remote_code=True, batch_size=manifest["batch_size"], device="cpu",
               dtype="float32")
-    res = lm_eval.simple_evaluate(model=lm, tasks=list(names), num_fewshot=0, log_samples=True,
-                                  task_manager=TaskManager(include_path=yaml_dir), bootstrap_iters=0)
+    tm = TaskManager(include_path=yaml_dir)
+    # simple_evaluate takes one limit: one call per distinct limit, on the same loaded model.
+    by_limit = {}
+    for name, t in names.items():
+        by_limit.setdefault(limits.get(t), []).append(name)
+    samples, results = {}, {}
+    seconds = {}
+    for limit, group in by_limit.items():
+        t0 = time.time()
+        # bootstrap_iters > 0 so that the harness reports stderrs; acc's is closed-form (no resampling).
+        res = lm_eval.simple_evaluate(model=lm, tasks=group, num_fewshot=0, log_samples=True, task_manager=tm,
+                                      bootstrap_iters=1000, limit=limit)
+        samples.update(res["samples"])
+        results.update(res["results"])
+        results.update(res.get("groups", {}))
+        for name in group:
+            seconds[name] = (time.time() - t0) / len(group)
 
     gqe = {}
+    gqe_docs = {}
     with open(manifest["gqe_dump"]) as f:
         for line in f:
             r = json.loads(line)
-            gqe[(r["task"], r["doc"], r["choice"])] = r
+            key = (r["task"], r.get("subtask", ""), r.get("subtask_doc", r["doc"]), r["choice"])
+            gqe[key] = r
+            gqe_docs.setdefault(key[:3], {})[r["choice"]] = r
     with open(manifest["gqe_results"]) as f:
         gqe_res = json.load(f)["results"]
 
-    out = {"tasks": {}, "requests": 0, "max_abs_diff": 0.0, "max_rel_diff": 0.0, "min_ll": 0.0, "max_ll": -1e300,
-           "greedy_mismatches": 0, "missing": [], "text_mismatches": 0}
+    out = {"tolerance": tol, "tasks": {}, "requests": 0, "docs": 0, "max_abs_diff": 0.0, "max_rel_diff": 0.0,
+           "min_ll": 0.0, "max_ll": -1e300, "greedy_mismatches": 0, "missing": [], "text_mismatches": 0,
+           "ties": 0, "decision_mismatches": 0, "metric_mismatches": []}
     for name, task in names.items():
-        for s in res["samples"][name]:
-            for c, (args, resp) in enumerate(zip(s["arguments"], s["filtered_resps"])):
-                g = gqe.pop((task, s["doc_id"], c), None)
-                if g is None:
-                    out["missing"].append(f"{task} doc {s['doc_id']} choice {c} (harness only)")
+        has_norm = "acc_norm,none" in gqe_res[task]
+        st = {"docs": 0, "requests": 0, "max_abs_diff": 0.0, "max_rel_diff": 0.0, "greedy_mismatches": 0,
+              "text_mismatches": 0, "ties": [], "decision_mismatches": []}
+        parts = subtasks[name] or {name: ""}
+        for part, subject in parts.items():
+            for s in samples[part]:
+                st["docs"] += 1
+                h_lls, g_lls, lens = [], [], []
+                for c, (args, resp) in enumerate(zip(s["arguments"], s["filtered_resps"])):
+                    g = gqe.pop((task, subject, s["doc_id"], c), None)
+                    if g is None:
+                        out["missing"].append(f"{task} {subject + ' ' if subject else ''}doc {s['doc_id']} choice {c} (harness only)")
+                        continue
+                    ll, greedy = float(resp[0]), bool(resp[1])
+                    st["requests"] += 1
+                    d = abs(ll - g["loglikelihood"])
+                    st["max_abs_diff"] = max(st["max_abs_diff"], d)
+                    st["max_rel_diff"] = max(st["max_rel_diff"], d / max(abs(ll), 1e-30))
+                    out["min_ll"], out["max_ll"] = min(out["min_ll"], ll), max(out["max_ll"], ll)
+                    st["greedy_mismatches"] += int(greedy != g["is_greedy"])
+                    st["text_mismatches"] += int(list(args)[:2] != [g["context"], g["continuation"]])
+                    h_lls.append(ll)
+                    g_lls.append(g["loglikelihood"])
+                    # acc_norm divides by len(choice): the continuation less the target delimiter.
+                    lens.append(float(len(g["continuation"]) - 1))
+                if len(h_lls) != len(s["arguments"]):
                     continue
-                ll, greedy = float(resp[0]), bool(resp[1])
-                out["requests"] += 1
-                out["max_abs_diff"] = max(out["max_abs_diff"], abs(ll - g["loglikelihood"]))
-                out["max_rel_diff"] = max(out["max_rel_diff"], abs(ll - g["loglikelihood"]) / max(abs(ll), 1e-30))
-                out["min_ll"], out["max_ll"] = min(out["min_ll"], ll), max(out["max_ll"], ll)
-                out["greedy_mismatches"] += int(greedy != g["is_greedy"])
-                out["text_mismatches"] += int(list(args)[:2] != [g["context"], g["continuation"]])
-        r = res["results"][name]
-        out["tasks"][task] = {"harness_acc": r["acc,none"], "harness_acc_norm": r["acc_norm,none"],
-                              "gqe_acc": gqe_res[task]["acc,none"], "gqe_acc_norm": gqe_res[task]["acc_norm,none"],
-                              "docs": len(res["samples"][name])}
-    out["missing"] += [f"{k[0]} doc {k[1]} choice {k[2]} (gqe only)" for k in gqe]
+                doc_ref = f"{subject + ' ' if subject else ''}{s['doc_id']}"
+                decisions = [(h_lls, g_lls)]
+                if has_norm:
+                    decisions.append(([a / n for a, n in zip(h_lls, lens)], [b / n for b, n in zip(g_lls, lens)]))
+                for hv, gv in decisions:
+                    ph, pg = py_argmax(hv), py_argmax(gv)
+                    if ph != pg:
+                        # A different choice is a tie when the two candidates score alike within tolerance.
+                        if close(hv[ph], hv[pg], tol) or close(gv[ph], gv[pg], tol):
+                            st["ties"].append(doc_ref)
+                        else:
+                            st["decision_mismatches"].append(doc_ref)
+        r = results[name]
+        g = gqe_res[task]
+        st["harness"] = {k: r.get(k) for k in ("acc,none", "acc_stderr,none", "acc_norm,none", "acc_norm_stderr,none")
+                         if k in r}
+        st["gqe"] = {k: g.get(k) for k in ("acc,none", "acc_stderr,none", "acc_norm,none", "acc_norm_stderr,none", "chance")
+                     if k in g}
+        st["harness_seconds"] = seconds.get(name)
+        for k in ("acc,none", "acc_norm,none"):
+            if k not in st["gqe"] or st["harness"].get(k) == st["gqe"][k]:
+                continue
+            # Identical unless ties moved docs: at most one doc per tie (and the means are over st["docs"]).
+            moved = abs(st["harness"].get(k, 0.0) - st["gqe"][k]) * st["docs"]
+            if moved > len(st["ties"]) + 1e-6:
+                out["metric_mismatches"].append(f"{task} {k}: harness {st['harness'].get(k)}, gqe {st['gqe'][k]}")
+        if not st["ties"]:
+            # Same docs, same outcomes: the stderrs must agree to float rounding.
+            for k in ("acc_stderr,none", "acc_norm_stderr,none"):
+                h, g = st["harness"].get(k), st["gqe"].get(k)
+                if isinstance(h, float) and isinstance(g, float) and not close(h, g, 1e-9):
+                    out["metric_mismatches"].append(f"{task} {k}: harness {h}, gqe {g}")
+                elif k in st["gqe"] and not isinstance(h, float):
+                    out["metric_mismatches"].append(f"{task} {k}: harness {h!r}, gqe {g}")
+        if (k := "acc,none") in st["harness"] and k not in st["gqe"]:
+            out["metric_mismatches"].append(f"{task}: gqe reports no {k}")
+        if ("acc_norm,none" in st["harness"]) != has_norm:
+            out["metric_mismatches"].append(f"{task}: acc_norm reported by {'harness' if not has_norm else 'gqe'} only")
+        # Compatibility with the earlier flat fields.
+        st["harness_acc"], st["gqe_acc"] = st["harness"].get("acc,none"), st["gqe"].get("acc,none")
+        st["harness_acc_norm"], st["gqe_acc_norm"] = st["harness"].get("acc_norm,none"), st["gqe"].get("acc_norm,none")
+        out["tasks"][task] = st
+        out["requests"] += st["requests"]
+        out["docs"] += st["docs"]
+        out["max_abs_diff"] = max(out["max_abs_diff"], st["max_abs_diff"])
+        out["max_rel_diff"] = max(out["max_rel_diff"], st["max_rel_diff"])
+        out["greedy_mismatches"] += st["greedy_mismatches"]
+        out["text_mismatches"] += st["text_mismatches"]
+        out["ties"] += len(st["ties"])
+        out["decision_mismatches"] += len(st["decision_mismatches"])
+    out["missing"] += [f"{k[0]} {k[1] + ' ' if k[1] else ''}doc {k[2]} choice {k[3]} (gqe only)" for k in gqe]
     with open(out_path, "w") as f:
         json.dump(out, f, indent=2)
 

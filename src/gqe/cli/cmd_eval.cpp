@@ -1,5 +1,5 @@
-// gqe eval: harness-exact zero-shot multiple-choice evaluation (hellaswag, arc_easy, arc_challenge, piqa),
-// or --val-loss on held-out tokens. gqe routes: routing analytics of a GQE checkpoint.
+// gqe eval: harness-exact zero-shot multiple-choice evaluation (hellaswag, arc_easy, arc_challenge, piqa,
+// winogrande, sciq, openbookqa, boolq, copa, commonsense_qa, social_iqa, mmlu), or --val-loss on held-out tokens. gqe routes: routing analytics of a GQE checkpoint.
 // The work is in src/gqe/eval/; this file parses options and prints.
 #include <unistd.h>
 
@@ -75,21 +75,26 @@ int cmd_eval(int argc, char** argv) {
   Args args("eval", argc, argv,
             {"checkpoint", "task", "data", "data-dir", "labels", "limit", "batch-size", "max-length", "tokenizer", "out",
              "dump-requests", "threads", "seq", "max-tokens", "device"},
-            {"help", "val-loss", "no-progress", "allow-nonfinite-weights"});
+            {"help", "val-loss", "no-progress", "allow-nonfinite-weights", "shared-contexts"});
   if (args.flag("help")) {
     std::cout
         << "usage: gqe eval --checkpoint DIR --task TASK[,TASK...] (--data FILE | --data-dir DIR) [options]\n"
            "       gqe eval --val-loss --checkpoint DIR --data FILE [--seq T] [--batch-size B] [--max-tokens N]\n"
            "Zero-shot multiple choice exactly as lm-evaluation-harness renders and scores it (acc, acc_norm, stderr).\n"
            "  tasks: hellaswag (hellaswag_val.jsonl), arc_easy (ARC-Easy-Test.jsonl), arc_challenge\n"
-           "         (ARC-Challenge-Test.jsonl), piqa (valid.jsonl + valid-labels.lst); see docs/eval.md\n"
+           "         (ARC-Challenge-Test.jsonl), piqa (valid.jsonl + valid-labels.lst), and in the layout\n"
+           "         scripts/install-eval-data.sh installs (data/eval/<task>/<split>.jsonl): winogrande, sciq,\n"
+           "         openbookqa, boolq, copa, commonsense_qa, social_iqa, mmlu; see docs/eval.md\n"
            "  --data FILE          the task's file (one task); --data-dir DIR finds the standard names in DIR\n"
+           "                       (data/eval after scripts/install-eval-data.sh); a manifest.json there is checked\n"
            "  --labels FILE        piqa labels (default: FILE's name with -labels.lst, when present)\n"
            "  --limit N            first N docs per task (a value below 1: that fraction, rounded up)\n"
            "  --batch-size B (16)  requests per forward pass   --max-length N (model's max_position_embeddings)\n"
            "  --tokenizer bytes|PATH (default: DIR/tokenizer.model if present, else bytes)\n"
            "  --out FILE (eval_results.json)  results JSON   --dump-requests FILE  every request as a JSON line\n"
            "  --threads N (all cores)  --no-progress  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n"
+           "  --shared-contexts    each doc's context run once, its K/V cache shared by its continuations\n"
+           "                       (default: one forward pass per request, as the harness does)\n"
         << device_option_help()
         << "  --val-loss: loss/perplexity on a token shard (gqe or llm.c .bin) or a text file; --seq T (min(1024, max pos))\n";
     return 0;
@@ -115,6 +120,7 @@ int cmd_eval(int argc, char** argv) {
     tasks.push_back(eval::load_task(t, args.get("data", ""), args.get("data-dir", ""), args.get("labels", "")));
     const auto& td = tasks.back();
     std::cerr << td.info.name << ": " << td.docs.size() << " docs from " << td.source << "\n";
+    if (!td.info.note.empty()) std::cerr << "note: " << td.info.name << ": " << td.info.note << "\n";
     if (limit <= 0 && int64_t(td.docs.size()) != td.info.full_size)
       std::cerr << "note: the harness scores " << td.info.name << "'s " << td.info.split << " split (" << td.info.full_size
                 << " docs); this file has " << td.docs.size() << ", so the numbers are not comparable with published ones\n";
@@ -129,6 +135,7 @@ int cmd_eval(int argc, char** argv) {
   opt.limit = limit;
   opt.score.batch_size = args.get_int("batch-size", 16);
   opt.score.max_length = args.get_int("max-length", 0);
+  opt.shared_contexts = args.flag("shared-contexts");
   if (opt.score.batch_size <= 0) throw Error("--batch-size must be positive");
   if (opt.score.max_length < 0) throw Error("--max-length must be positive");
   std::ostringstream dump;
@@ -142,6 +149,10 @@ int cmd_eval(int argc, char** argv) {
     evals.push_back(eval::evaluate_task(*model, *tok, td, opt));
     bar.finish();
     results.push_back(evals.back().result);
+    const auto& ev = evals.back();
+    std::cerr << td.info.name << ": " << ev.result.n << " docs, " << ev.requests << " requests, " << ev.tokens << " tokens in "
+              << ev.seconds << " s (" << (ev.seconds > 0 ? double(ev.result.n) / ev.seconds : 0.0) << " docs/s, "
+              << (ev.seconds > 0 ? double(ev.tokens) / ev.seconds : 0.0) << " tokens/s)\n";
     if (evals.back().truncated > 0)
       std::cerr << "note: " << td.info.name << ": " << evals.back().truncated << " requests cut from the left to the max length\n";
   }

@@ -20,18 +20,27 @@ namespace gqe::eval {
 // ceil(fraction * docs). Returns the number of docs to keep (all when limit <= 0).
 int64_t resolve_limit(double limit, int64_t n_docs);
 
+// The docs --limit keeps: the first ones of the file, or, for a task made of subtasks (mmlu's subjects),
+// the first ones of each subtask, as the harness limits each of a group's tasks.
+std::vector<McDoc> limited_docs(const std::vector<McDoc>& docs, double limit);
+
 struct TaskEvaluation {
-  TaskResult result;
+  TaskResult result;                // for a group (mmlu): the size-weighted mean of its subtasks
+  std::vector<TaskResult> subtasks;  // mmlu: one per subject ("mmlu_<subject>"), in file order
   std::vector<DocMetrics> docs;
   std::vector<Loglikelihood> lls;  // per request, in build_requests order
   int64_t original_docs = 0;       // docs in the file before --limit
   int64_t requests = 0, truncated = 0;
+  int64_t tokens = 0;  // context + continuation tokens over all requests (the harness's per-request count)
   double seconds = 0;
 };
 
 struct EvalOptions {
   double limit = 0;          // see resolve_limit
   ScoreOptions score;
+  // score_shared_contexts (each doc's context once) instead of one forward per request. Off by default: on
+  // HellaSwag's first 200 docs (117 distinct context lengths, so few docs share a prefill) it was not faster.
+  bool shared_contexts = false;
   std::ostream* dump = nullptr;  // request JSON lines (context, continuation, gold, token counts, loglikelihood, is_greedy)
   std::function<void(int64_t, int64_t)> progress;
 };
@@ -39,8 +48,9 @@ struct EvalOptions {
 // Scores task.docs (after --limit) with `model`. An empty context is conditioned on tok.eos_id().
 TaskEvaluation evaluate_task(LanguageModel& model, const Tokenizer& tok, const TaskData& task, const EvalOptions& opt);
 
-// Harness-style markdown table: |Tasks|Version|Filter|n-shot|Metric| |Value| |Stderr| plus an average row
-// of acc and acc_norm over the tasks (the paper's Table 2 layout).
+// Harness-style markdown table: |Tasks|Version|Filter|n-shot|Metric| |Value| |Stderr|n|Chance| (acc_norm
+// only where the harness reports it) plus an average row of acc over the tasks and of acc_norm over those
+// that report it (the paper's Table 2 layout).
 std::string results_table(const std::vector<TaskResult>& results);
 
 struct RunInfo {

@@ -43,7 +43,20 @@ MeanStderr mean_stderr(const std::vector<double>& xs) {
   return r;
 }
 
-TaskResult aggregate(const std::string& task, double version, int64_t full_size, const std::vector<DocMetrics>& docs) {
+double pooled_sample_stderr(const std::vector<double>& stderrs, const std::vector<int64_t>& sizes) {
+  if (stderrs.size() != sizes.size() || stderrs.empty()) throw Error("pooled_sample_stderr: stderrs and sizes differ in length");
+  double var = 0;
+  int64_t total = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    var += double(sizes[i] - 1) * stderrs[i] * stderrs[i] * double(sizes[i]);
+    total += sizes[i];
+  }
+  var /= double(total - int64_t(sizes.size()));
+  return std::sqrt(var / double(total));
+}
+
+TaskResult aggregate(const std::string& task, const std::string& version, int64_t full_size,
+                     const std::vector<DocMetrics>& docs) {
   TaskResult t;
   t.task = task;
   t.version = version;

@@ -35,14 +35,21 @@ struct MeanStderr {
 // mean and sample standard deviation (ddof = 1) / sqrt(n).
 MeanStderr mean_stderr(const std::vector<double>& xs);
 
+// The harness's stderr of a group's size-weighted mean from its parts' stderrs and sizes
+// (lm_eval.api.metrics.pooled_sample_stderr): sqrt(sum((n_i - 1) * se_i^2 * n_i) / (N - k) / N).
+double pooled_sample_stderr(const std::vector<double>& stderrs, const std::vector<int64_t>& sizes);
+
 struct TaskResult {
   std::string task;
-  double version = 1.0;
-  int64_t n = 0;          // docs scored
-  int64_t full_size = 0;  // docs in the split the harness scores
+  std::string version = "1";  // as the harness's table prints it
+  int64_t n = 0;              // docs scored
+  int64_t full_size = 0;      // docs in the split
+  bool has_acc_norm = true;   // the harness reports acc_norm for this task
+  double chance = 0;          // expected acc of a uniform guess: mean over docs of 1 / choices
   MeanStderr acc, acc_norm;
 };
 
-TaskResult aggregate(const std::string& task, double version, int64_t full_size, const std::vector<DocMetrics>& docs);
+TaskResult aggregate(const std::string& task, const std::string& version, int64_t full_size,
+                     const std::vector<DocMetrics>& docs);
 
 }  // namespace gqe::eval

@@ -11,7 +11,10 @@ std::vector<Request> build_requests(const std::vector<McDoc>& docs) {
   std::vector<Request> out;
   for (size_t d = 0; d < docs.size(); ++d)
     for (size_t c = 0; c < docs[d].choices.size(); ++c)
-      out.push_back({int64_t(d), int64_t(c), docs[d].context, kTargetDelimiter + docs[d].choices[c]});
+      if (docs[d].shared_continuation)
+        out.push_back({int64_t(d), int64_t(c), docs[d].choices[c], kTargetDelimiter + *docs[d].shared_continuation});
+      else
+        out.push_back({int64_t(d), int64_t(c), docs[d].context, kTargetDelimiter + docs[d].choices[c]});
   return out;
 }
 
@@ -43,6 +46,10 @@ std::string request_json(const std::string& task, const McDoc& doc, const Reques
   j["doc"] = r.doc;
   j["doc_id"] = doc.id;
   j["line"] = doc.line;
+  if (!doc.subtask.empty()) {
+    j["subtask"] = doc.subtask;
+    j["subtask_doc"] = doc.subtask_doc;
+  }
   j["choice"] = r.choice;
   j["context"] = r.context;
   j["continuation"] = r.continuation;

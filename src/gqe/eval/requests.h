@@ -20,7 +20,8 @@ struct Request {
   std::string continuation;  // kTargetDelimiter + choice
 };
 
-// One request per (doc, choice), docs in file order, choices in order.
+// One request per (doc, choice), docs in file order, choices in order. For a doc with a shared
+// continuation (winogrande) the choice is the context.
 std::vector<Request> build_requests(const std::vector<McDoc>& docs);
 
 struct EncodedPair {
@@ -42,7 +43,8 @@ struct RequestScore {
 };
 
 // One JSON line per request, for diffing against another harness's requests:
-// {"task","doc","doc_id","line","choice","context","continuation","gold","context_tokens","continuation_tokens"},
+// {"task","doc","doc_id","line",["subtask","subtask_doc",]"choice","context","continuation","gold","context_tokens",
+//  "continuation_tokens"},
 // then "loglikelihood" and "is_greedy" when `score` is given.
 std::string request_json(const std::string& task, const McDoc& doc, const Request& r, const EncodedPair& enc,
                          const RequestScore* score = nullptr);

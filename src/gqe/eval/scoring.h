@@ -42,6 +42,16 @@ std::vector<Loglikelihood> score_loglikelihoods(LanguageModel& model, const std:
                                                 const ScoreOptions& opt,
                                                 const std::function<void(int64_t, int64_t)>& progress = {});
 
+// The same scores, computing each shared context once: `group[i]` names request i's doc; when every
+// request of a doc has the same context tokens and none is truncated, the doc's context is run once
+// (docs of equal context length prefilled together) and its K/V cache serves all its continuations,
+// right-padded in one batch of up to opt.batch_size requests. Other docs (winogrande's, whose choices are
+// the contexts; truncated ones) go through score_loglikelihoods. A continuation's first token is
+// predicted by the context's last position, the rest by the cached forward of continuation[:-1].
+std::vector<Loglikelihood> score_shared_contexts(LanguageModel& model, const std::vector<EncodedPair>& reqs,
+                                                 const std::vector<int64_t>& group, const ScoreOptions& opt,
+                                                 const std::function<void(int64_t, int64_t)>& progress = {});
+
 // The straightforward reference for one request: one unbatched forward pass, log_softmax over the
 // whole sequence in double, sum at the continuation positions. Tests compare the batched path with it.
 Loglikelihood score_one_reference(LanguageModel& model, const EncodedPair& req, int64_t max_length);

@@ -1,10 +1,12 @@
 #include "gqe/eval/tasks.h"
 
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/json.h"
+#include "gqe/eval/sha256.h"
 #include "gqe/eval/text.h"
 
 namespace gqe::eval {
@@ -132,11 +134,28 @@ void no_docs(const std::string& path, const std::vector<McDoc>& docs) {
 }  // namespace
 
 const std::vector<TaskInfo>& known_tasks() {
+  // name, version, split, size, file under --data-dir, acc_norm, doc_to_text, note: lm-eval 0.4.13's task
+  // YAMLs (metadata.version, metric_list) and the split each scores.
   static const std::vector<TaskInfo> tasks = {
-      {"hellaswag", 1.0, "validation", 10042, "hellaswag_val.jsonl"},
-      {"arc_easy", 1.0, "test", 2376, "ARC-Easy-Test.jsonl"},
-      {"arc_challenge", 1.0, "test", 1172, "ARC-Challenge-Test.jsonl"},
-      {"piqa", 1.0, "validation", 1838, "valid.jsonl + valid-labels.lst"},
+      {"hellaswag", "1", "validation", 10042, "hellaswag_val.jsonl", true,
+       "preprocess(activity_label + ': ' + ctx_a + ' ' + ctx_b.capitalize())", ""},
+      {"arc_easy", "1", "test", 2376, "ARC-Easy-Test.jsonl", true, "Question: {{question}}\nAnswer:", ""},
+      {"arc_challenge", "1", "test", 1172, "ARC-Challenge-Test.jsonl", true, "Question: {{question}}\nAnswer:", ""},
+      {"piqa", "1", "validation", 1838, "valid.jsonl + valid-labels.lst", true, "Question: {{goal}}\nAnswer:", ""},
+      {"winogrande", "1", "validation", 1267, "winogrande/validation.jsonl", false,
+       "partial scoring: sentence[:idx('_')] + option1|option2, continuation sentence[idx+1:].strip()", ""},
+      {"sciq", "1", "validation", 1000, "sciq/validation.jsonl", true,
+       "{{support.lstrip()}}\nQuestion: {{question}}\nAnswer:",
+       "lm-eval scores SciQ's test split; its validation split (1,000 items, the one installed) is scored here"},
+      {"openbookqa", "1", "test", 500, "openbookqa/test.jsonl", true, "question_stem", ""},
+      {"boolq", "2", "validation", 3270, "boolq/validation.jsonl", false, "{{passage}}\nQuestion: {{question}}?\nAnswer:", ""},
+      {"copa", "1", "validation", 100, "copa/validation.jsonl", false,
+       "premise.strip()[:-1] + ' because' | ' therefore'", ""},
+      {"commonsense_qa", "Yaml", "validation", 1221, "commonsense_qa/validation.jsonl", false,
+       "Question: {{ question.strip() }}\nA. {{choices['text'][0]}}\n...\nE. {{choices['text'][4]}}\nAnswer:", ""},
+      {"social_iqa", "0", "validation", 1954, "social_iqa/validation.jsonl", false, "Q: {{context}} {{question}}\nA:", ""},
+      {"mmlu", "2", "test", 14042, "mmlu/test.jsonl", false,
+       "description + {{question.strip()}}\nA. {{choices[0]}}\n...\nD. {{choices[3]}}\nAnswer:", ""},
   };
   return tasks;
 }
@@ -278,6 +297,202 @@ std::vector<McDoc> load_piqa(const std::string& jsonl_path, const std::string& l
   return docs;
 }
 
+namespace {
+
+// Reads one JSON object per line and renders each with `render(row, at, doc)`; ids come from `id_field`
+// (the line number when absent).
+template <class Render>
+std::vector<McDoc> load_rows(const std::string& path, const char* id_field, const char* gold_field, Render render) {
+  std::vector<McDoc> docs;
+  for (const Line& l : read_lines(path)) {
+    const std::string at = where(path, l.number);
+    const json row = parse_row(path, l);
+    McDoc d;
+    d.line = l.number;
+    d.id = id_of(row, id_field, l.number);
+    render(row, at, d);
+    check_gold(d, at, gold_field);
+    docs.push_back(std::move(d));
+  }
+  no_docs(path, docs);
+  return docs;
+}
+
+// A label the harness reads as an integer: a JSON integer or an all-digit string; unlabelled rows
+// (the test splits) are named as such.
+int64_t labelled_int(const json& row, const std::string& name, const std::string& at) {
+  const json& v = field(row, name, at);
+  if (const std::string u = unlabelled(v); !u.empty())
+    throw FormatError(at + ": field '" + name + "' is " + u + ": this row is unlabelled (a test split without answers)");
+  return int_label(v, name, at);
+}
+
+// The index of `key` in `labels` (Python's list.index), or a FormatError listing the labels.
+int64_t index_of_label(const std::vector<std::string>& labels, const std::string& key, const std::string& at,
+                       const std::string& name) {
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] == key) return int64_t(i);
+  std::string ls;
+  for (const auto& s : labels) ls += (ls.empty() ? "" : ",") + s;
+  throw FormatError(at + ": field '" + name + "': '" + key + "' is not one of the choice labels [" + ls + "]");
+}
+
+// "\nA. t0\nB. t1..." for commonsense_qa and mmlu.
+std::string lettered_choices(const std::vector<std::string>& texts) {
+  std::string out;
+  for (size_t i = 0; i < texts.size(); ++i) out += "\n" + std::string(1, char('A' + i)) + ". " + texts[i];
+  return out;
+}
+
+std::vector<std::string> letters(size_t n) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) out.push_back(std::string(1, char('A' + i)));
+  return out;
+}
+
+std::vector<std::string> exact_list(const json& obj, const std::string& name, size_t n, const std::string& at,
+                                    const std::string& prefix = "") {
+  std::vector<std::string> v = string_list(obj, name, at, prefix);
+  if (v.size() != n)
+    throw FormatError(at + ": field '" + prefix + name + "': expected " + std::to_string(n) + " entries, got " +
+                      std::to_string(v.size()));
+  return v;
+}
+
+}  // namespace
+
+std::vector<McDoc> load_winogrande(const std::string& path) {
+  return load_rows(path, "id", "answer", [](const json& row, const std::string& at, McDoc& d) {
+    const std::string sentence = string_field(row, "sentence", at);
+    const size_t blank = sentence.find('_');
+    if (blank == std::string::npos) throw FormatError(at + ": field 'sentence': no '_' blank to fill");
+    // The harness slices at the '_' (ASCII, so byte and code point positions cut the same text).
+    d.choices = {sentence.substr(0, blank) + string_field(row, "option1", at),
+                 sentence.substr(0, blank) + string_field(row, "option2", at)};
+    d.shared_continuation = py_strip(sentence.substr(blank + 1));
+    const json& answer = field(row, "answer", at);
+    if (!answer.is_string() || (answer != "1" && answer != "2"))
+      throw FormatError(at + ": field 'answer': expected \"1\" or \"2\", got " + short_value(answer));
+    d.gold = answer == "1" ? 0 : 1;
+  });
+}
+
+std::vector<McDoc> load_sciq(const std::string& path) {
+  return load_rows(path, "id", "correct_answer", [](const json& row, const std::string& at, McDoc& d) {
+    d.context = py_lstrip(string_field(row, "support", at)) + "\nQuestion: " + string_field(row, "question", at) + "\nAnswer:";
+    d.choices = {string_field(row, "distractor1", at), string_field(row, "distractor2", at),
+                 string_field(row, "distractor3", at), string_field(row, "correct_answer", at)};
+    d.gold = 3;
+  });
+}
+
+std::vector<McDoc> load_openbookqa(const std::string& path) {
+  return load_rows(path, "id", "answerKey", [](const json& row, const std::string& at, McDoc& d) {
+    d.context = string_field(row, "question_stem", at);
+    const json& cs = field(row, "choices", at);
+    if (!cs.is_object()) throw FormatError(at + ": field 'choices': expected {\"text\": [...], \"label\": [...]}, got " + short_value(cs));
+    d.choices = string_list(cs, "text", at, "choices.");
+    const std::vector<std::string> labels = string_list(cs, "label", at, "choices.");
+    if (labels.size() != d.choices.size())
+      throw FormatError(at + ": field 'choices': " + std::to_string(d.choices.size()) + " texts but " +
+                        std::to_string(labels.size()) + " labels");
+    d.gold = index_of_label(labels, py_lstrip(string_field(row, "answerKey", at)), at, "answerKey");
+  });
+}
+
+std::vector<McDoc> load_boolq(const std::string& path) {
+  return load_rows(path, "idx", "label", [](const json& row, const std::string& at, McDoc& d) {
+    d.context = string_field(row, "passage", at) + "\nQuestion: " + string_field(row, "question", at) + "?\nAnswer:";
+    d.choices = {"no", "yes"};
+    d.gold = labelled_int(row, "label", at);
+  });
+}
+
+std::vector<McDoc> load_copa(const std::string& path) {
+  return load_rows(path, "idx", "label", [](const json& row, const std::string& at, McDoc& d) {
+    const std::string q = string_field(row, "question", at);
+    if (q != "cause" && q != "effect")
+      throw FormatError(at + ": field 'question': expected \"cause\" or \"effect\", got " + short_value(row["question"]));
+    // The harness drops the premise's final character (its period) and joins with a connective.
+    d.context = py_drop_last(py_strip(string_field(row, "premise", at))) + (q == "cause" ? " because" : " therefore");
+    // The leading space is part of the choice: after the target delimiter the continuation has two.
+    for (const char* c : {"choice1", "choice2"}) {
+      const std::string text = string_field(row, c, at);
+      if (text.empty()) throw FormatError(at + ": field '" + std::string(c) + "' is empty");
+      d.choices.push_back(" " + py_lower_first(text));
+    }
+    d.gold = labelled_int(row, "label", at);
+  });
+}
+
+std::vector<McDoc> load_commonsense_qa(const std::string& path) {
+  return load_rows(path, "id", "answerKey", [](const json& row, const std::string& at, McDoc& d) {
+    const json& cs = field(row, "choices", at);
+    if (!cs.is_object()) throw FormatError(at + ": field 'choices': expected {\"label\": [...], \"text\": [...]}, got " + short_value(cs));
+    d.context = "Question: " + py_strip(string_field(row, "question", at)) + lettered_choices(exact_list(cs, "text", 5, at, "choices.")) +
+                "\nAnswer:";
+    d.choices = letters(5);
+    // The harness's target is answerKey itself, found among the choices A..E (not among choices.label).
+    d.gold = index_of_label(d.choices, string_field(row, "answerKey", at), at, "answerKey");
+  });
+}
+
+std::vector<McDoc> load_social_iqa(const std::string& path) {
+  return load_rows(path, "id", "label", [](const json& row, const std::string& at, McDoc& d) {
+    d.context = "Q: " + string_field(row, "context", at) + " " + string_field(row, "question", at) + "\nA:";
+    d.choices = {string_field(row, "answerA", at), string_field(row, "answerB", at), string_field(row, "answerC", at)};
+    d.gold = labelled_int(row, "label", at) - 1;
+  });
+}
+
+std::vector<McDoc> load_mmlu(const std::string& path) {
+  std::map<std::string, int64_t> seen;
+  return load_rows(path, "id", "answer", [&seen](const json& row, const std::string& at, McDoc& d) {
+    d.subtask = string_field(row, "subject", at);
+    d.subtask_doc = seen[d.subtask]++;
+    if (d.subtask.empty() || d.subtask.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") != std::string::npos)
+      throw FormatError(at + ": field 'subject': expected a subject name like 'abstract_algebra', got " + short_value(row["subject"]));
+    d.context = "The following are multiple choice questions (with answers) about " + py_replace(d.subtask, "_", " ") +
+                ".\n\n" + py_strip(string_field(row, "question", at)) + lettered_choices(exact_list(row, "choices", 4, at)) +
+                "\nAnswer:";
+    d.choices = letters(4);
+    d.gold = labelled_int(row, "answer", at);
+  });
+}
+
+std::string verify_against_manifest(const std::string& path) {
+  // The manifest sits in data/eval/ and lists paths relative to it; a task file is in data/eval/<task>/
+  // (or beside the manifest).
+  const size_t slash = path.find_last_of('/');
+  const std::string folder = slash == std::string::npos ? "." : path.substr(0, slash);
+  const std::string name = path.substr(slash == std::string::npos ? 0 : slash + 1);
+  const size_t up = folder.find_last_of('/');
+  const std::string folder_name = folder.substr(up == std::string::npos ? 0 : up + 1);
+  const std::string parent = up == std::string::npos ? "." : folder.substr(0, up);
+  const std::vector<std::pair<std::string, std::string>> candidates = {{folder + "/manifest.json", name},
+                                                                       {parent + "/manifest.json", folder_name + "/" + name}};
+  for (const auto& [manifest, rel] : candidates) {
+    if (!fs::is_file(manifest)) continue;
+    json m;
+    try {
+      m = json::parse(fs::read_file(manifest));
+    } catch (const std::exception& e) {
+      throw Error(manifest + ": not valid JSON (" + std::string(e.what()) + "); reinstall with " + kInstallCommand + " --force");
+    }
+    if (!m.is_object() || !m.contains("files") || !m["files"].is_array()) continue;
+    for (const auto& f : m["files"]) {
+      if (!f.is_object() || f.value("path", "") != rel) continue;
+      const std::string want = f.value("sha256", "");
+      const std::string got = sha256_file(path);
+      if (got != want)
+        throw Error(path + ": checksum mismatch (SHA-256 " + got + ", " + manifest + " has " + want +
+                    "): the file was truncated or edited; reinstall with " + kInstallCommand + " --force");
+      return manifest;
+    }
+  }
+  return "";
+}
+
 std::string find_task_file(const std::string& task, const std::string& dir) {
   std::vector<std::string> names;
   if (task == "hellaswag") {
@@ -288,7 +503,8 @@ std::string find_task_file(const std::string& task, const std::string& dir) {
   } else if (task == "piqa") {
     names = {"valid.jsonl", "piqa/valid.jsonl", "dev.jsonl", "piqa/dev.jsonl"};
   } else {
-    task_info(task);  // throws naming the known tasks
+    const TaskInfo& info = task_info(task);  // throws naming the known tasks
+    names = {info.file_hint, task + "_" + info.split + ".jsonl"};
   }
   for (const auto& n : names)
     if (fs::is_file(dir + "/" + n)) return dir + "/" + n;
@@ -303,14 +519,33 @@ TaskData load_task(const std::string& task, const std::string& data, const std::
   if (path.empty()) {
     if (data_dir.empty()) throw Error(task + ": no data file: pass --data FILE or --data-dir DIR");
     path = find_task_file(task, data_dir);
-    if (path.empty()) throw Error(task + ": no " + t.info.file_hint + " under " + data_dir + " (see docs/eval.md)");
+    if (path.empty())
+      throw Error(task + ": no " + t.info.file_hint + " under " + data_dir + "; install the evaluation sets with " +
+                  kInstallCommand + " (docs/eval.md)");
   }
   if (!fs::is_file(path)) throw Error(task + ": " + path + ": no such file");
   t.source = path;
+  verify_against_manifest(path);
   if (task == "hellaswag") {
     t.docs = load_hellaswag(path);
   } else if (task == "arc_easy" || task == "arc_challenge") {
     t.docs = load_arc(path);
+  } else if (task == "winogrande") {
+    t.docs = load_winogrande(path);
+  } else if (task == "sciq") {
+    t.docs = load_sciq(path);
+  } else if (task == "openbookqa") {
+    t.docs = load_openbookqa(path);
+  } else if (task == "boolq") {
+    t.docs = load_boolq(path);
+  } else if (task == "copa") {
+    t.docs = load_copa(path);
+  } else if (task == "commonsense_qa") {
+    t.docs = load_commonsense_qa(path);
+  } else if (task == "social_iqa") {
+    t.docs = load_social_iqa(path);
+  } else if (task == "mmlu") {
+    t.docs = load_mmlu(path);
   } else {
     std::string lab = labels;
     if (lab.empty() && path.size() > 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0) {

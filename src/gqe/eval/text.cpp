@@ -95,6 +95,25 @@ std::string py_rstrip(const std::string& s) {
   return end == 0 ? std::string() : s.substr(0, cps[end - 1].pos + cps[end - 1].len);
 }
 
+std::string py_lstrip(const std::string& s) {
+  auto cps = split(s);
+  size_t begin = 0;
+  while (begin < cps.size() && is_python_space(cps[begin].cp)) ++begin;
+  return begin == cps.size() ? std::string() : s.substr(cps[begin].pos);
+}
+
+std::string py_drop_last(const std::string& s) {
+  auto cps = split(s);
+  return cps.empty() ? std::string() : s.substr(0, cps.back().pos);
+}
+
+std::string py_lower_first(const std::string& s) {
+  auto cps = split(s);
+  if (cps.empty()) return s;
+  if (cps[0].len == 1 && cps[0].cp >= 0x80) return s;  // a stray byte: kept as it is
+  return encode(lower_cp(cps[0].cp)) + s.substr(cps[0].len);
+}
+
 std::string py_strip(const std::string& s) {
   auto cps = split(s);
   size_t begin = 0, end = cps.size();

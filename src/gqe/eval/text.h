@@ -13,6 +13,11 @@ bool is_python_space(uint32_t cp);
 // str.strip() / str.rstrip() with no argument.
 std::string py_strip(const std::string& s);
 std::string py_rstrip(const std::string& s);
+std::string py_lstrip(const std::string& s);
+// s[:-1] and s[0].lower() + s[1:] (COPA's prompt and choices), on code points. Lower-casing is exact for
+// ASCII and Latin-1 letters, as in py_capitalize.
+std::string py_drop_last(const std::string& s);
+std::string py_lower_first(const std::string& s);
 // str.capitalize(): first character upper-cased, every other character lower-cased. Case mapping is
 // exact for ASCII and Latin-1 letters; other code points are left unchanged (HellaSwag's ctx_b is
 // English text, where this is exact).
