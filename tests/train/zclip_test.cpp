@@ -54,7 +54,7 @@ TEST(ZClip, StateRoundTripsExactly) {
   ZClip a;
   for (int i = 0; i < 40; ++i) a.observe(std::sin(i) + 2.0);
   ZClip b;
-  b.load_state(nlohmann::json::parse(a.state().dump()));
+  b.load_state(nlohmann::json::parse(a.state().dump()), "state");
   for (int i = 0; i < 10; ++i) {
     const double x = 1.5 + 3.0 * (i == 5);
     auto da = a.observe(x), db = b.observe(x);

@@ -47,8 +47,9 @@ Series read_metrics(const std::string& path) {
       if (f.peek() == EOF) break;
       throw FormatError(path + ": line " + std::to_string(n) + " is not JSON");
     }
-    if (!j.contains("step") || !j.contains("type")) throw FormatError(path + ": line " + std::to_string(n) + ": no 'type'/'step'");
-    (j["type"] == "val" ? s.val : s.train)[j["step"].get<int64_t>()] = j;
+    const std::string where = path + ": line " + std::to_string(n);
+    if (!j.is_object() || !j.contains("type")) throw FormatError(where + ": no 'type'");
+    (j["type"] == "val" ? s.val : s.train)[json_integer<int64_t>(j, "step", where)] = j;
   }
   if (s.train.empty()) throw FormatError(path + ": no training records");
   return s;

@@ -1,6 +1,7 @@
 #include "gqe/core/json.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace gqe {
@@ -8,6 +9,20 @@ namespace gqe {
 std::string truncate_for_message(const std::string& s, size_t max_chars) {
   if (s.size() <= max_chars) return s;
   return s.substr(0, max_chars) + "... (" + std::to_string(s.size()) + " characters)";
+}
+
+void throw_field_error(const std::string& source, const std::string& field, const std::string& what) {
+  throw FormatError(source + ": field '" + field + "': " + what);
+}
+
+double json_number(const nlohmann::json& object, const std::string& key, const std::string& source,
+                   const std::string& prefix) {
+  const std::string field = prefix + key;
+  if (!object.is_object() || !object.contains(key)) throw_field_error(source, field, "missing");
+  const nlohmann::json& v = object.at(key);
+  if (!v.is_number() || !std::isfinite(v.get<double>()))
+    throw_field_error(source, field, "expected a finite number, got " + truncate_for_message(v.dump()));
+  return v.get<double>();
 }
 
 namespace {

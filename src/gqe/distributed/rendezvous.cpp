@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gqe/core/error.h"
+#include "gqe/core/json.h"
 
 namespace gqe {
 
@@ -56,7 +57,7 @@ RankFingerprint decode(const std::string& s, const std::string& what) {
   try {
     const auto j = nlohmann::json::parse(s);
     RankFingerprint r;
-    r.world_size = j.at("world_size").get<int>();
+    r.world_size = json_integer<int>(j, "world_size", what, "", 1);
     for (const auto& f : j.at("fields")) r.fields.emplace_back(f.at(0).get<std::string>(), f.at(1).get<std::string>());
     return r;
   } catch (const std::exception&) {

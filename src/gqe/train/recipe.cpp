@@ -17,7 +17,10 @@ void read(const json& j, const char* key, T& out, const std::string& source) {
   try {
     if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t>) {
       const double d = j.at(key).get<double>();  // accepts 3e9 as well as 3000000000
-      if (d != std::floor(d) || (std::is_same_v<T, uint64_t> && d < 0)) throw std::invalid_argument("x");
+      // 2^63 and 2^64 are exact doubles; converting anything at or beyond T's range is undefined behaviour.
+      const double hi = std::is_same_v<T, uint64_t> ? 18446744073709551616.0 : 9223372036854775808.0;
+      if (!(d == std::floor(d)) || d >= hi || d < (std::is_same_v<T, uint64_t> ? 0.0 : -hi))
+        throw std::invalid_argument("x");
       out = T(d);
     } else {
       out = j.at(key).get<T>();

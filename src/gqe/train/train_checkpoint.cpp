@@ -102,7 +102,7 @@ TrainCheckpoint read_train_checkpoint(const std::string& dir, LanguageModel& mod
   try {
     if (c.state.at("format").get<std::string>() != "gqe-train-state")
       throw FormatError(state_path + ": field 'format': expected \"gqe-train-state\"");
-    c.step = c.state.at("step").get<int64_t>();
+    c.step = json_integer<int64_t>(c.state, "step", state_path, "", 0);
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(state_path + ": " + e.what());
   }

@@ -7,6 +7,7 @@
 
 #include "gqe/core/autocast.h"
 #include "gqe/core/error.h"
+#include "gqe/core/json.h"
 #include "gqe/core/fs.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/train/schedule.h"
@@ -54,10 +55,10 @@ bool LossSpikeDetector::observe(double loss) {
 
 nlohmann::json LossSpikeDetector::state() const { return {{"seen", seen_}, {"mean", mean_}, {"var", var_}}; }
 
-void LossSpikeDetector::load_state(const nlohmann::json& j) {
-  seen_ = j.at("seen").get<int64_t>();
-  mean_ = j.at("mean").get<double>();
-  var_ = j.at("var").get<double>();
+void LossSpikeDetector::load_state(const nlohmann::json& j, const std::string& source) {
+  seen_ = json_integer<int64_t>(j, "seen", source, "loss_spikes.", 0);
+  mean_ = json_number(j, "mean", source, "loss_spikes.");
+  var_ = json_number(j, "var", source, "loss_spikes.");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -271,9 +272,11 @@ void Trainer::resume(const std::string& path, const WeightLoadOptions& options) 
   const auto& st = c.state;
   const std::string src = dir + "/trainer_state.json";
   try {
-    const int64_t T = st.at("seq_len").get<int64_t>();
-    const int64_t rows = st.at("micro_batch").get<int64_t>() * st.at("world_size").get<int64_t>();
-    const int64_t acc = st.at("accumulation").get<int64_t>();
+    const int64_t T = json_integer<int64_t>(st, "seq_len", src, "", 1);
+    // Both at most 2^31: their product cannot overflow.
+    const int64_t rows = json_integer<int64_t>(st, "micro_batch", src, "", 1, INT32_MAX) *
+                         json_integer<int64_t>(st, "world_size", src, "", 1, INT32_MAX);
+    const int64_t acc = json_integer<int64_t>(st, "accumulation", src, "", 1);
     if (T != r_.seq_len || rows != r_.micro_batch * comm_.world_size() || acc != accum_)
       throw Error(src + ": the checkpoint was trained with seq_len " + std::to_string(T) + ", " + std::to_string(rows) +
                   " sequences per micro-step over all ranks and accumulation " + std::to_string(acc) +
@@ -292,17 +295,18 @@ void Trainer::resume(const std::string& path, const WeightLoadOptions& options) 
                     "resume with the checkpoint's settings, or start a new run in another --out");
       }
     }
-    opt_->load_state(c.optimizer_tensors, st.at("optimizer_steps").get<int64_t>(), dir + "/optimizer.safetensors");
-    zclip_.load_state(st.at("zclip"));
-    spikes_.load_state(st.at("loss_spikes"));
-    step_ = st.at("step").get<int64_t>();
-    tokens_seen_ = st.at("tokens_seen").get<int64_t>();
-    consecutive_skips_ = st.at("consecutive_skips").get<int64_t>();
-    skipped_total_ = st.at("skipped_total").get<int64_t>();
-    elapsed_before_ = st.at("elapsed_s").get<double>();
+    opt_->load_state(c.optimizer_tensors, json_integer<int64_t>(st, "optimizer_steps", src, "", 0),
+                     dir + "/optimizer.safetensors");
+    zclip_.load_state(st.at("zclip"), src);
+    spikes_.load_state(st.at("loss_spikes"), src);
+    step_ = json_integer<int64_t>(st, "step", src, "", 0);
+    tokens_seen_ = json_integer<int64_t>(st, "tokens_seen", src, "", 0);
+    consecutive_skips_ = json_integer<int64_t>(st, "consecutive_skips", src, "", 0);
+    skipped_total_ = json_integer<int64_t>(st, "skipped_total", src, "", 0);
+    elapsed_before_ = json_number(st, "elapsed_s", src);
     DataPosition pos;
-    pos.epoch = st.at("data").at("epoch").get<uint64_t>();
-    pos.step = st.at("data").at("step").get<uint64_t>();
+    pos.epoch = json_integer<uint64_t>(st.at("data"), "epoch", src, "data.");
+    pos.step = json_integer<uint64_t>(st.at("data"), "step", src, "data.");
     train_.restore(pos);
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(src + ": " + e.what());

@@ -44,7 +44,7 @@ class LossSpikeDetector {
   // Returns true when `loss` is a spike; updates the statistics either way.
   bool observe(double loss);
   nlohmann::json state() const;
-  void load_state(const nlohmann::json& j);
+  void load_state(const nlohmann::json& j, const std::string& source);  // source: the file, for errors
 
  private:
   double z_, alpha_;

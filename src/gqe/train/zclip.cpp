@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "gqe/core/error.h"
+#include "gqe/core/json.h"
 
 namespace gqe {
 
@@ -42,14 +43,18 @@ nlohmann::json ZClip::state() const {
   return {{"initialized", initialized_}, {"mean", mean_}, {"var", var_}, {"warmup_norms", warmup_}};
 }
 
-void ZClip::load_state(const nlohmann::json& j) {
-  try {
-    initialized_ = j.at("initialized").get<bool>();
-    mean_ = j.at("mean").get<double>();
-    var_ = j.at("var").get<double>();
-    warmup_ = j.at("warmup_norms").get<std::vector<double>>();
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(std::string("zclip state: ") + e.what());
+void ZClip::load_state(const nlohmann::json& j, const std::string& source) {
+  mean_ = json_number(j, "mean", source, "zclip.");
+  var_ = json_number(j, "var", source, "zclip.");
+  const nlohmann::json& init = j.at("initialized");
+  const nlohmann::json& norms = j.at("warmup_norms");
+  if (!init.is_boolean()) throw_field_error(source, "zclip.initialized", "expected true or false");
+  if (!norms.is_array()) throw_field_error(source, "zclip.warmup_norms", "expected an array of numbers");
+  initialized_ = init.get<bool>();
+  warmup_.clear();
+  for (const auto& n : norms) {
+    if (!n.is_number()) throw_field_error(source, "zclip.warmup_norms", "expected an array of numbers");
+    warmup_.push_back(n.get<double>());
   }
 }
 

@@ -50,7 +50,7 @@ class ZClip {
 
   // Exact state for checkpoints (doubles round-trip exactly through nlohmann::json).
   nlohmann::json state() const;
-  void load_state(const nlohmann::json& j);
+  void load_state(const nlohmann::json& j, const std::string& source);  // source: the file, for errors
 
  private:
   ZClipOptions o_;
