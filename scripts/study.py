@@ -112,6 +112,8 @@ def model_info(gqe, config):
 
 
 class Job:
+    """A command (or a list of commands run in turn) whose success writes done_marker."""
+
     def __init__(self, name, argv, done_marker, deps=(), log_path=None, work=0):
         self.name, self.argv, self.done_marker, self.deps = name, argv, done_marker, list(deps)
         self.log_path, self.work = log_path, work  # work: training steps x relative cost, for the ETA
@@ -229,9 +231,12 @@ def run_jobs(jobs, workers):
             log("start  " + j.name)
             os.makedirs(os.path.dirname(j.log_path), exist_ok=True)
             with open(j.log_path, "a") as lf:
-                lf.write("\n$ " + " ".join(j.argv) + "\n")
-                lf.flush()
-                rc = subprocess.run(j.argv, stdout=lf, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+                for argv in j.argv if isinstance(j.argv[0], list) else [j.argv]:
+                    lf.write("\n$ " + " ".join(argv) + "\n")
+                    lf.flush()
+                    rc = subprocess.run(argv, stdout=lf, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+                    if rc != 0:
+                        break
             with lock:
                 if rc != 0:
                     j.state = "failed"
@@ -312,6 +317,8 @@ def routing_jobs(plan):
 
 
 def main():
+    import study_report  # scripts/study_report.py (it imports this module: not at the top)
+    import study_zero_shot  # scripts/study_zero_shot.py (likewise)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a few minutes: short budgets, one seed")
     ap.add_argument("--out", default=None, help="run directory (default runs/study, runs/study-quick)")
@@ -322,9 +329,18 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="threads per training process (1)")
     ap.add_argument("--report-only", action="store_true", help="write the report from what has finished")
     ap.add_argument("--no-routes", action="store_true", help="skip the routing snapshots")
+    ap.add_argument("--eval-data", default=os.path.join(ROOT, "data", "eval"),
+                    help="zero-shot benchmark data (scripts/install-eval-data.sh; default data/eval)")
+    ap.add_argument("--eval-limit", type=int, default=None,
+                    help="docs per zero-shot task (default 500, --quick 100; MMLU: that many over its subjects)")
+    ap.add_argument("--no-eval", action="store_true", help="skip the zero-shot benchmarks")
     args = ap.parse_args()
     if args.jobs < 1 or args.threads < 1:
         fail("--jobs and --threads must be at least 1")
+    if args.eval_limit is None:
+        args.eval_limit = 100 if args.quick else 500
+    if args.eval_limit < 1:
+        fail("--eval-limit must be at least 1")
     out = os.path.abspath(args.out or os.path.join(ROOT, "runs", "study-quick" if args.quick else "study"))
     gqe = os.path.abspath(args.gqe)
     if not os.access(gqe, os.X_OK):
@@ -338,6 +354,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     plan = Plan(args, QUICK if args.quick else FULL, gqe, out)
     plan.build()
+    plan.eval_tasks = [] if args.no_eval else study_zero_shot.installed_tasks(args.eval_data)
     with open(os.path.join(out, "plan.json"), "w") as f:
         json.dump(dict(quick=args.quick, plan=plan.p, flop_ratio=plan.flop_ratio,
                        info={k: dict(params=v[0], forward_flops_per_token=v[1]) for k, v in plan.info.items()}),
@@ -351,7 +368,19 @@ def main():
             rj = routing_jobs(plan)
             log("%d routing snapshots" % sum(j.state != "done" for j in rj))
             run_jobs(rj, args.jobs)
-    import study_report  # scripts/study_report.py
+        if plan.eval_tasks:
+            ej = study_zero_shot.jobs(plan, plan.eval_tasks, os.path.abspath(args.eval_data), args.eval_limit,
+                                      args.threads)
+            todo = sum(j.state != "done" for j in ej)
+            log("zero-shot: %d model(s) to evaluate on %d task(s), the first %d docs of each: %s" % (
+                todo, len(plan.eval_tasks), args.eval_limit, ", ".join(plan.eval_tasks)))
+            t0 = time.time()
+            run_jobs(ej, args.jobs)
+            if todo:
+                log("zero-shot: evaluated in %s" % fmt_s(time.time() - t0))
+        elif not args.no_eval:
+            log("zero-shot: no benchmark data in %s, skipped; `%s` installs HellaSwag, ARC, PIQA and nine more "
+                "tasks (Python registry)" % (args.eval_data, study_zero_shot.INSTALL))
     report = os.path.abspath(args.report or os.path.join(out, "report"))
     results = study_report.write_report(plan, report)
     log("report: " + os.path.join(report, "README.md"))

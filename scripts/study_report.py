@@ -13,6 +13,7 @@ import shutil
 import subprocess
 
 import study as S
+import study_zero_shot as Z
 
 VARIANT_NAMES = {  # the paper's Table 2 rows
     "gqa": "GQA baseline (all heads active)",
@@ -260,7 +261,8 @@ plot 'loss_flops_gqa.dat' using 1:2:3 with yerrorlines lw 2 pt 7 title 'GQA', \
         w("![loss against FLOPs](loss_vs_flops.png)\n")
 
     health = routing_health(plan)
-    L[summary_at:summary_at] = summary(runs, plan, tok_step, health)
+    summary_lines = summary(runs, plan, tok_step, health)
+    L[summary_at:summary_at] = summary_lines
 
     # 3. ablations
     top = max(budgets)
@@ -373,6 +375,10 @@ plot %s
     branch = runs.final.get(("gqa", s, t))
     results["branch_check"] = dict(steps=t, seed=s, branch=branch, from_scratch=scratch[-1] if scratch else None,
                                    identical=bool(scratch) and branch == scratch[-1])
+    zero_shot, results["zero_shot"] = Z.section(plan, plan.eval_tasks, plan.args.eval_limit, plan.args.no_eval)
+    L.extend(zero_shot)
+    if "summary" in results["zero_shot"]:
+        L.insert(summary_at + len(summary_lines) - 1, results["zero_shot"]["summary"])
     w("## How the runs were made\n")
     w("- Corpus: the embedded King James Bible (`scripts/prepare-corpus.sh`), SentencePiece BPE with a 4096-token "
       "vocabulary trained on it; 1.02M training tokens, so the largest budget (%.2fM tokens) is about %.1f epochs."
