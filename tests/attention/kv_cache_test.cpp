@@ -77,7 +77,20 @@ TEST(KVCache, RaggedAppendWritesEachSequenceAtItsOwnLength) {
     }
   }
   EXPECT_TRUE(at::equal(cache.lengths_tensor(), at::tensor(at::ArrayRef<int64_t>(len), at::kLong)));
-  EXPECT_THROW(cache.append(at::randn({3, 2, G, dh}), at::randn({3, 2, G, dh})), c10::Error);  // one position each
+  // Several positions per sequence, each sequence's from its own length on.
+  at::Tensor k = at::randn({3, 5, G, dh}), v = at::randn({3, 5, G, dh});
+  cache.append(k, v);
+  for (int64_t b = 0; b < 3; ++b) {
+    EXPECT_TRUE(at::equal(cache.keys()[b].narrow(0, len[size_t(b)], 5), k[b])) << "sequence " << b;
+    EXPECT_TRUE(at::equal(cache.values()[b].narrow(0, len[size_t(b)], 5), v[b])) << "sequence " << b;
+    EXPECT_TRUE(at::equal(cache.keys()[b].narrow(0, 0, len[size_t(b)]), want_k[b].narrow(0, 0, len[size_t(b)])));
+    len[size_t(b)] += 5;
+  }
+  EXPECT_EQ(cache.lengths(), len);
+  EXPECT_EQ(cache.length(), 6 + 30 + 5);
+  auto [km, vm] = cache.mean_kv();
+  EXPECT_TRUE(at::allclose(km[0].narrow(0, 0, len[0]), cache.keys()[0].narrow(0, 0, len[0]).mean(1, true), 0, 1e-6));
+  EXPECT_THROW(cache.append(at::randn({2, 1, G, dh}), at::randn({2, 1, G, dh})), c10::Error);  // one per sequence
   EXPECT_THROW(cache.set_lengths({1, 2}), c10::Error);                                         // one per sequence
   EXPECT_THROW(cache.set_lengths({1, 2, 99}), c10::Error);                                     // past the cache
 }

@@ -102,8 +102,9 @@ TEST(Scoring, BatchedLoglikelihoodEqualsTheDirectSum) {
 }
 
 // Each doc's context run once and its K/V cache shared by the continuations gives the per-request scores:
-// docs of equal context length prefilled together, a doc whose requests differ in context (winogrande's
-// kind) and a truncated one going the per-request way, single-token continuations, every batch size.
+// docs of equal and of different context lengths prefilled together (right-padded, continuations of unequal
+// lengths against the ragged cache), a doc whose requests differ in context (winogrande's kind) and a
+// truncated one going the per-request way, single-token continuations, every batch size.
 TEST(Scoring, SharedContextsEqualPerRequestScores) {
   ByteTokenizer tok;
   const std::string long_ctx(70, 'x');
@@ -117,8 +118,11 @@ TEST(Scoring, SharedContextsEqualPerRequestScores) {
       encode_pair(tok, long_ctx, " cut from the left"),                               // doc 3: truncated at 64
       encode_pair(tok, long_ctx, " too"),                                             // doc 3
       encode_pair(tok, "A", " b"),                                                    // doc 4
-      encode_pair(tok, "A", "c")};                                                    // doc 4: one token
-  const std::vector<int64_t> group = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4};
+      encode_pair(tok, "A", "c"),                                                     // doc 4: one token
+      encode_pair(tok, "Q: Which is heavier?\nA:", " lead"),                          // doc 5: another length
+      encode_pair(tok, "Q: Which is heavier?\nA:", " a feather, surely not"),         // doc 5
+      encode_pair(tok, "Q: Which is heavier?\nA:", " x")};                            // doc 5
+  const std::vector<int64_t> group = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 5};
   for (const char* kind : {"gqe", "gqa"}) {
     auto model = tiny_model(kind);
     for (int64_t bs : {1, 3, 16}) {

@@ -71,6 +71,40 @@ TEST(LanguageModel, PrefillEqualsTokenByTokenDecoding) {
   }
 }
 
+// Sequences of unequal lengths: a right-padded prefill, the cache made ragged at each sequence's length, then
+// several tokens per sequence in one call (how eval scores continuations after shared contexts). Each
+// sequence's logits equal its own unpadded forward pass, for every attention variant and path.
+TEST(LanguageModel, RaggedCacheTakesSeveralTokensPerSequence) {
+  for (const ModelConfig& c : all_kinds()) {
+    at::manual_seed(5);
+    LanguageModel m(c);
+    test::randomise_routers(m);
+    m.eval();
+    torch::NoGradGuard g;
+    const std::vector<int64_t> len = {7, 2, 5};
+    const int64_t B = 3, Lmax = 7, T = 4;
+    at::Tensor prefix = at::randint(0, c.vocab_size, {B, Lmax}, at::kLong);  // right of len[b]: padding
+    at::Tensor next = at::randint(0, c.vocab_size, {B, T}, at::kLong);
+    KVCache cache = m.make_cache();
+    m.forward(prefix, &cache);
+    cache.set_lengths(len);
+    at::Tensor got = m.forward(next, &cache).logits;  // [B, T, V]
+    EXPECT_EQ(cache.layers[0].lengths(), (std::vector<int64_t>{11, 6, 9}));
+    for (int64_t b = 0; b < B; ++b) {
+      at::Tensor alone = at::cat({prefix[b].narrow(0, 0, len[size_t(b)]), next[b]}).unsqueeze(0);
+      at::Tensor want = m.forward(alone).logits[0].narrow(0, len[size_t(b)], T);
+      EXPECT_LT(test::max_rel_diff(got[b], want), 1e-5) << label(c) << " sequence " << b;
+    }
+    // A decode step after it still lands each token at its own position.
+    at::Tensor one = at::randint(0, c.vocab_size, {B, 1}, at::kLong);
+    at::Tensor step = m.forward(one, &cache).logits;
+    for (int64_t b = 0; b < B; ++b) {
+      at::Tensor alone = at::cat({prefix[b].narrow(0, 0, len[size_t(b)]), next[b], one[b]}).unsqueeze(0);
+      EXPECT_LT(test::max_rel_diff(step[b][0], m.forward(alone).logits[0][len[size_t(b)] + T]), 1e-5) << label(c);
+    }
+  }
+}
+
 TEST(LanguageModel, TinyModelTrainingLossFalls) {
   at::manual_seed(0);
   ModelConfig c = test::small_config("gqe", 4, 2, 1);

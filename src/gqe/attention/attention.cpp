@@ -15,11 +15,11 @@ torch::nn::Linear linear(int64_t in, int64_t out) {
 }
 
 // Where the tokens of a forward call sit: positions start .. for every sequence, or, against a ragged cache
-// (sequences of unequal lengths, one new token each), sequence b's token at its own length.
+// (sequences of unequal lengths), sequence b's tokens from its own length on.
 struct Positions {
   int64_t start = 0;
-  std::vector<int64_t> per_sequence;  // ragged only
-  at::Tensor lengths;                 // ragged only: [B] int64, each sequence's length once its token is in
+  std::vector<int64_t> per_sequence;  // ragged only: each sequence's length before this call
+  at::Tensor lengths;                 // ragged decode step only: [B] int64, each sequence's length once its token is in
 };
 
 Positions positions_in(const LayerKVCache* cache, const at::Tensor& x) {
@@ -27,12 +27,32 @@ Positions positions_in(const LayerKVCache* cache, const at::Tensor& x) {
   if (!cache) return p;
   p.start = cache->length();
   if (cache->ragged()) {
-    TORCH_CHECK(x.size(1) == 1, "a ragged KV cache (sequences of unequal lengths) takes one token per sequence, got ",
-                x.size(1));
     p.per_sequence = cache->lengths();
-    p.lengths = cache->lengths_tensor() + 1;
+    if (x.size(1) == 1) p.lengths = cache->lengths_tensor() + 1;
   }
   return p;
+}
+
+// Several tokens per sequence against a ragged cache: each sequence attends alone, its queries at its own
+// positions against its own keys (a causal call with q_start = its length), so no mask is needed.
+// q [B, T, Hq, d_h], q_shared [B, T, 1, d_h] or undefined, keys/values [B, Tk, G, d_h] (the whole cache)
+// -> (slot outputs [B, T, Hq, d_h], shared output [B, T, 1, d_h] or undefined).
+std::pair<at::Tensor, at::Tensor> attend_ragged_rows(const AttentionPath& path, const at::Tensor& q,
+                                                     const at::Tensor& q_shared, const at::Tensor& keys,
+                                                     const at::Tensor& values, const Positions& pos) {
+  const int64_t T = q.size(1);
+  std::vector<at::Tensor> slots, shared;
+  for (size_t b = 0; b < pos.per_sequence.size(); ++b) {
+    const int64_t row = int64_t(b), start = pos.per_sequence[b];
+    const at::Tensor k = keys.narrow(0, row, 1).narrow(1, 0, start + T);
+    const at::Tensor v = values.narrow(0, row, 1).narrow(1, 0, start + T);
+    auto [o, s] = path.attend_slots_and_shared(q.narrow(0, row, 1),
+                                               q_shared.defined() ? q_shared.narrow(0, row, 1) : at::Tensor(), k, v,
+                                               start, nullptr);
+    slots.push_back(o);
+    if (s.defined()) shared.push_back(s);
+  }
+  return {at::cat(slots, 0), shared.empty() ? at::Tensor() : at::cat(shared, 0)};
 }
 
 // RoPE of x [B, T, H, d_h] at positions p.
@@ -72,8 +92,9 @@ AttentionResult GQAAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
   at::Tensor q = q_proj->forward(x).view({B, T, a_.num_heads, a_.head_dim});
   if (rope_) q = rope_at(path, q, pos, rope_theta_);
   // Head h uses KV head h / M.
-  at::Tensor o = pos.lengths.defined() ? path.decode_ragged(q, at::Tensor(), k, v, pos.lengths, cache).first
-                                       : path.attend(q, k, v, pos.start);
+  at::Tensor o = pos.lengths.defined()        ? path.decode_ragged(q, at::Tensor(), k, v, pos.lengths, cache).first
+                 : !pos.per_sequence.empty() ? attend_ragged_rows(path, q, at::Tensor(), k, v, pos).first
+                                             : path.attend(q, k, v, pos.start);
   return {o_proj->forward(o.reshape({B, T, a_.num_heads * a_.head_dim})), at::zeros({}, x.options())};
 }
 
@@ -126,8 +147,9 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
     qs = path.shared_query(x, shared_q_proj->weight);  // [B,T,1,d_h]
     if (rope_) qs = rope_at(path, qs, pos, rope_theta_);
   }
-  auto [o_att, s_att] = pos.lengths.defined() ? path.decode_ragged(q, qs, keys, values, pos.lengths, cache)
-                                              : path.attend_slots_and_shared(q, qs, keys, values, pos.start, cache);
+  auto [o_att, s_att] = pos.lengths.defined()        ? path.decode_ragged(q, qs, keys, values, pos.lengths, cache)
+                        : !pos.per_sequence.empty() ? attend_ragged_rows(path, q, qs, keys, values, pos)
+                                                    : path.attend_slots_and_shared(q, qs, keys, values, pos.start, cache);
   at::Tensor o_sel = o_att.view({B, T, G, k, dh});
 
   // 3. Combine into the slots W_O reads.

@@ -33,8 +33,8 @@ class AttentionPath {
   // Rotary embedding of x [B, T, H, d_h] at positions start..start+T-1 -> same shape.
   virtual at::Tensor rope(const at::Tensor& x, int64_t start, double theta) const = 0;
 
-  // Rotary embedding of a ragged decode step: x [B, 1, H, d_h], sequence b at position positions[b] -> same
-  // shape. By default rope() per sequence; the CUDA path gathers its tables once for the batch.
+  // Rotary embedding against a ragged cache: x [B, T, H, d_h], sequence b at positions positions[b].. -> same
+  // shape. By default rope() per sequence; the CUDA path gathers its tables once for a decode step (T = 1).
   virtual at::Tensor rope_ragged(const at::Tensor& x, const std::vector<int64_t>& positions, double theta) const;
 
   // Causal attention, GQA-native: q [B, Tq, Hq, d_h] at positions q_start.., k and v [B, Tk, G, d_h] with

@@ -7,10 +7,11 @@
 // tiles); CPU prefill against a cache and the CUDA path do.
 //
 // Sequences of unequal lengths (a right-padded batch): prefill the padded batch, then set_lengths() with each
-// sequence's real length. From then on the cache is ragged: append() takes one position per sequence and
-// writes sequence b's at its own length (over its padding), and attention masks each sequence's keys past its
-// length (lengths_tensor()). Causal attention never lets a real position see the padding after it, so the
-// prefill needs no mask of its own.
+// sequence's real length. From then on the cache is ragged: append() takes T positions per sequence and
+// writes sequence b's at its own length onwards (over its padding), and attention masks each sequence's keys
+// past its length (lengths_tensor() for a decode step of one position; a T-position call attends sequence by
+// sequence). Causal attention never lets a real position see the padding after it, so the prefill needs no
+// mask of its own.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -23,16 +24,26 @@ class LayerKVCache {
  public:
   int64_t length() const { return len_; }
 
-  // k_new, v_new: [B, T, G, d_h] for the positions length()..length()+T-1; ragged: T = 1, sequence b's at
-  // position lengths()[b].
+  // k_new, v_new: [B, T, G, d_h] for the positions length()..length()+T-1; ragged: sequence b's at positions
+  // lengths()[b]..lengths()[b]+T-1.
   // Returns K and V of all cached positions, [B, length(), G, d_h] views of the storage.
   std::pair<at::Tensor, at::Tensor> append(const at::Tensor& k_new, const at::Tensor& v_new) {
     const int64_t T = k_new.size(1);
     if (ragged()) {
-      TORCH_CHECK(T == 1 && k_new.size(0) == int64_t(lengths_.size()), "KV cache: a ragged batch of ",
-                  lengths_.size(), " sequences appends one position per sequence, got ", k_new.sizes());
+      TORCH_CHECK(k_new.size(0) == int64_t(lengths_.size()), "KV cache: a ragged batch of ", lengths_.size(),
+                  " sequences appends positions for each sequence, got ", k_new.sizes());
       const int64_t longest = *std::max_element(lengths_.begin(), lengths_.end());
-      reserve(k_new, std::max(len_, longest + 1));
+      reserve(k_new, std::max(len_, longest + T));
+      if (T > 1) {  // several positions per sequence (scoring continuations after shared contexts)
+        for (size_t b = 0; b < lengths_.size(); ++b) {
+          k_.select(0, int64_t(b)).narrow(0, lengths_[b], T).copy_(k_new.select(0, int64_t(b)));
+          v_.select(0, int64_t(b)).narrow(0, lengths_[b], T).copy_(v_new.select(0, int64_t(b)));
+          mean_len_ = std::min(mean_len_, lengths_[b]);
+          lengths_[b] += T;
+        }
+        len_ = std::max(len_, longest + T);
+        return {keys(), values()};
+      }
       if (!k_.is_cpu()) {
         // On a GPU one scatter per tensor, not two copies (two kernel launches) per sequence.
         // host: the positions, copied to the cache's device

@@ -75,7 +75,7 @@ int cmd_eval(int argc, char** argv) {
   Args args("eval", argc, argv,
             {"checkpoint", "task", "data", "data-dir", "labels", "limit", "batch-size", "max-length", "tokenizer", "out",
              "dump-requests", "threads", "seq", "max-tokens", "device"},
-            {"help", "val-loss", "no-progress", "allow-nonfinite-weights", "shared-contexts"});
+            {"help", "val-loss", "no-progress", "allow-nonfinite-weights", "shared-contexts", "per-request"});
   if (args.flag("help")) {
     std::cout
         << "usage: gqe eval --checkpoint DIR --task TASK[,TASK...] (--data FILE | --data-dir DIR) [options]\n"
@@ -89,12 +89,13 @@ int cmd_eval(int argc, char** argv) {
            "                       (data/eval after scripts/install-eval-data.sh); a manifest.json there is checked\n"
            "  --labels FILE        piqa labels (default: FILE's name with -labels.lst, when present)\n"
            "  --limit N            first N docs per task (a value below 1: that fraction, rounded up)\n"
-           "  --batch-size B (16)  requests per forward pass   --max-length N (model's max_position_embeddings)\n"
+           "  --batch-size B (16)  contexts per forward pass (--per-request: requests per pass)\n"
+           "  --max-length N (model's max_position_embeddings)\n"
            "  --tokenizer bytes|PATH (default: DIR/tokenizer.model if present, else bytes)\n"
            "  --out FILE (eval_results.json)  results JSON   --dump-requests FILE  every request as a JSON line\n"
            "  --threads N (all cores)  --no-progress  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n"
-           "  --shared-contexts    each doc's context run once, its K/V cache shared by its continuations\n"
-           "                       (default: one forward pass per request, as the harness does)\n"
+           "  --per-request        one forward pass per request, as the harness runs them (default: each\n"
+           "                       doc's context once, its K/V cache shared by its continuations; same scores)\n"
         << device_option_help()
         << "  --val-loss: loss/perplexity on a token shard (gqe or llm.c .bin) or a text file; --seq T (min(1024, max pos))\n";
     return 0;
@@ -135,7 +136,9 @@ int cmd_eval(int argc, char** argv) {
   opt.limit = limit;
   opt.score.batch_size = args.get_int("batch-size", 16);
   opt.score.max_length = args.get_int("max-length", 0);
-  opt.shared_contexts = args.flag("shared-contexts");
+  if (args.flag("shared-contexts") && args.flag("per-request"))
+    throw Error("--shared-contexts and --per-request: give one (shared contexts are the default)");
+  opt.shared_contexts = !args.flag("per-request");
   if (opt.score.batch_size <= 0) throw Error("--batch-size must be positive");
   if (opt.score.max_length < 0) throw Error("--max-length must be positive");
   std::ostringstream dump;

@@ -38,9 +38,9 @@ struct TaskEvaluation {
 struct EvalOptions {
   double limit = 0;          // see resolve_limit
   ScoreOptions score;
-  // score_shared_contexts (each doc's context once) instead of one forward per request. Off by default: on
-  // HellaSwag's first 200 docs (117 distinct context lengths, so few docs share a prefill) it was not faster.
-  bool shared_contexts = false;
+  // score_shared_contexts (each doc's context once; the same scores, fewer tokens through the model), or
+  // score_loglikelihoods (one forward per request, as the harness does).
+  bool shared_contexts = true;
   std::ostream* dump = nullptr;  // request JSON lines (context, continuation, gold, token counts, loglikelihood, is_greedy)
   std::function<void(int64_t, int64_t)> progress;
 };

@@ -42,6 +42,25 @@ int64_t resolve_max_length(const LanguageModel& model, int64_t max_length) {
   return std::min(max_length, m);
 }
 
+// The log-likelihood of `target` from the logits that predict it: logits [C, V] (any float type, on the host).
+// Scored on the host in float32 (log_softmax) and summed in double: the same arithmetic whichever device
+// ran the model.
+Loglikelihood score_rows(const at::Tensor& logits, const std::vector<int64_t>& target) {
+  at::Tensor lp = at::log_softmax(logits.to(at::kFloat), -1);  // [C, V]
+  at::Tensor tgt = at::tensor(target, at::kLong);               // [C]; host: beside the host logits
+  Loglikelihood r;
+  r.logprob = lp.gather(1, tgt.unsqueeze(1)).squeeze(1).to(at::kDouble).sum().item<double>();
+  r.greedy = lp.argmax(-1).eq(tgt).all().item<bool>();
+  return r;
+}
+
+// The LM head on the rows of hidden [B, T, d] at flat indices b * T + t only (the positions whose next
+// token is scored: a scoring pass needs a fraction of them) -> [rows, V] on the host.
+at::Tensor logits_at(LanguageModel& model, const at::Tensor& hidden, const std::vector<int64_t>& flat) {
+  const at::Tensor idx = at::tensor(flat, at::kLong).to(hidden.device());  // host: copied to the hidden states
+  return model.logits_of(hidden.reshape({-1, hidden.size(-1)}).index_select(0, idx)).to(at::kCPU);
+}
+
 }  // namespace
 
 std::vector<Loglikelihood> score_loglikelihoods(LanguageModel& model, const std::vector<EncodedPair>& reqs,
@@ -78,20 +97,23 @@ std::vector<Loglikelihood> score_loglikelihoods(LanguageModel& model, const std:
       const auto& in = prep[order[start + size_t(b)]].input;
       for (size_t t = 0; t < in.size(); ++t) acc[b][int64_t(t)] = in[t];
     }
-    at::Tensor logits = model.forward(tokens.to(model.device())).logits;  // [B, T, V]
+    // Positions inplen-contlen .. inplen-1 of each row predict its continuation tokens.
+    const at::Tensor hidden = model.hidden_states(tokens.to(model.device()));  // [B, T, d]
+    std::vector<int64_t> flat;
+    for (int64_t b = 0; b < B; ++b) {
+      const Prepared& p = prep[order[start + size_t(b)]];
+      const int64_t inplen = int64_t(p.input.size()), contlen = int64_t(p.target.size());
+      for (int64_t j = 0; j < contlen; ++j) flat.push_back(b * T + inplen - contlen + j);
+    }
+    const at::Tensor logits = logits_at(model, hidden, flat);  // [sum of contlen, V]
+    int64_t row = 0;
     for (int64_t b = 0; b < B; ++b) {
       const size_t idx = order[start + size_t(b)];
       const Prepared& p = prep[idx];
-      const int64_t inplen = int64_t(p.input.size()), contlen = int64_t(p.target.size());
-      // Positions inplen-contlen .. inplen-1 predict the continuation tokens.
-      // Scored on the host: the same float arithmetic whichever device ran the model.
-      at::Tensor lp = at::log_softmax(logits[b].narrow(0, inplen - contlen, contlen).to(at::kCPU, at::kFloat), -1);  // [C, V]
-      at::Tensor tgt = at::tensor(p.target, at::kLong);  // [C]; host: beside the host logits
-      at::Tensor picked = lp.gather(1, tgt.unsqueeze(1)).squeeze(1);                                    // [C]
-      Loglikelihood r;
-      r.logprob = picked.to(at::kDouble).sum().item<double>();
-      r.greedy = lp.argmax(-1).eq(tgt).all().item<bool>();
-      r.input_len = inplen;
+      const int64_t contlen = int64_t(p.target.size());
+      Loglikelihood r = score_rows(logits.narrow(0, row, contlen), p.target);
+      row += contlen;
+      r.input_len = int64_t(p.input.size());
       r.truncated = p.truncated;
       out[idx] = r;
     }
@@ -143,67 +165,93 @@ std::vector<Loglikelihood> score_shared_contexts(LanguageModel& model, const std
     done = int64_t(alone.size());
   }
 
-  // Longest context first; docs of equal context length are prefilled together (no padding, so every
-  // position is real and the cache holds nothing else).
+  // Longest context first, so that a pass's contexts differ little in length. A pass prefills up to
+  // opt.batch_size contexts, right-padded (causal attention: no real position sees the padding after it);
+  // their continuations follow against the cache made ragged at each context's length.
   std::stable_sort(shared.begin(), shared.end(), [&](size_t a, size_t b) {
     return reqs[docs[a][0]].context.size() > reqs[docs[b][0]].context.size();
   });
   torch::NoGradGuard no_grad;
   model.eval();
   for (size_t start = 0; start < shared.size();) {
-    const size_t Lc = reqs[docs[shared[start]][0]].context.size();
-    size_t end = start, n_req = 0;
-    while (end < shared.size() && reqs[docs[shared[end]][0]].context.size() == Lc &&
-           (end == start || n_req + docs[shared[end]].size() <= size_t(opt.batch_size))) {
-      n_req += docs[shared[end]].size();
-      ++end;
-    }
-    const int64_t B = int64_t(end - start), N = int64_t(n_req);
-    at::Tensor ctx = at::empty({B, int64_t(Lc)}, at::kLong);  // [B, Lc]; host: filled here, then copied
+    const size_t end = std::min(shared.size(), start + size_t(opt.batch_size));
+    const int64_t B = int64_t(end - start);
+    const int64_t Lmax = int64_t(reqs[docs[shared[start]][0]].context.size());
+    at::Tensor ctx = at::full({B, Lmax}, opt.pad_token, at::kLong);  // [B, Lmax]; host: filled here, then copied
     auto ca = ctx.accessor<int64_t, 2>();
-    std::vector<int64_t> owner;  // request row -> context row
-    std::vector<size_t> rows;    // request row -> request index
-    int64_t Cmax = 0;
+    std::vector<int64_t> owner;       // request row -> context row
+    std::vector<size_t> rows;         // request row -> request index
+    std::vector<int64_t> ctx_len;     // request row -> its context's length
+    std::vector<int64_t> last(static_cast<size_t>(B));  // context row -> its last real position
     for (int64_t b = 0; b < B; ++b) {
       const auto& idx = docs[shared[start + size_t(b)]];
       const auto& c = reqs[idx[0]].context;
-      for (size_t t = 0; t < Lc; ++t) ca[b][int64_t(t)] = c[t];
+      for (size_t t = 0; t < c.size(); ++t) ca[b][int64_t(t)] = c[t];
+      last[size_t(b)] = int64_t(c.size()) - 1;
       for (size_t i : idx) {
         owner.push_back(b);
         rows.push_back(i);
-        Cmax = std::max<int64_t>(Cmax, int64_t(reqs[i].continuation.size()));
+        ctx_len.push_back(int64_t(c.size()));
       }
     }
+    const int64_t N = int64_t(rows.size());
     KVCache cache = model.make_cache();
-    // [B, V]: predicts continuation[0]; scored on the host, as score_requests does
-    at::Tensor first = model.forward(ctx.to(model.device()), &cache).logits.select(1, int64_t(Lc) - 1).to(at::kCPU);
-    at::Tensor rest;                                                                   // [N, Cmax-1, V]
-    if (Cmax > 1) {
-      // Each continuation row attends to its own context's K/V: the cache repeated per request.
-      const at::Tensor own = at::tensor(owner, at::kLong).to(model.device());  // host: copied to the cache
-      KVCache per_request = model.make_cache();
-      for (size_t l = 0; l < cache.layers.size(); ++l)
-        per_request.layers[l].append(cache.layers[l].keys().index_select(0, own), cache.layers[l].values().index_select(0, own));
-      at::Tensor cont = at::full({N, Cmax - 1}, opt.pad_token, at::kLong);  // host: filled here, then copied
-      auto xa = cont.accessor<int64_t, 2>();
-      for (int64_t r = 0; r < N; ++r) {
-        const auto& c = reqs[rows[size_t(r)]].continuation;
-        for (size_t t = 0; t + 1 < c.size(); ++t) xa[r][int64_t(t)] = c[t];
+    // Each context's last real position predicts its continuations' first token.
+    const at::Tensor ctx_hidden = model.hidden_states(ctx.to(model.device()), &cache);  // [B, Lmax, d]
+    std::vector<int64_t> last_flat;
+    for (int64_t b = 0; b < B; ++b) last_flat.push_back(b * Lmax + last[size_t(b)]);
+    const at::Tensor first = logits_at(model, ctx_hidden, last_flat);  // [B, V]
+    // The continuations' other tokens, opt.batch_size requests per pass, longest first (little padding):
+    // each row attends to its own context's K/V, the cache repeated per request and made ragged.
+    std::vector<int64_t> by_len(static_cast<size_t>(N));
+    std::iota(by_len.begin(), by_len.end(), 0);
+    std::stable_sort(by_len.begin(), by_len.end(), [&](int64_t x, int64_t y) {
+      return reqs[rows[size_t(x)]].continuation.size() > reqs[rows[size_t(y)]].continuation.size();
+    });
+    for (size_t c0 = 0; c0 < by_len.size(); c0 += size_t(opt.batch_size)) {
+      const size_t c1 = std::min(by_len.size(), c0 + size_t(opt.batch_size));
+      const int64_t n = int64_t(c1 - c0);
+      const int64_t Cm = int64_t(reqs[rows[size_t(by_len[c0])]].continuation.size()) - 1;  // the chunk's longest
+      std::vector<at::Tensor> rest(static_cast<size_t>(n));  // [C-1, V] per row of the chunk
+      if (Cm > 0) {
+        std::vector<int64_t> own, lens;
+        for (size_t k = c0; k < c1; ++k) {
+          own.push_back(owner[size_t(by_len[k])]);
+          lens.push_back(ctx_len[size_t(by_len[k])]);
+        }
+        const at::Tensor own_t = at::tensor(own, at::kLong).to(model.device());  // host: copied to the cache
+        KVCache per_request = model.make_cache();
+        for (size_t l = 0; l < cache.layers.size(); ++l)
+          per_request.layers[l].append(cache.layers[l].keys().index_select(0, own_t),
+                                       cache.layers[l].values().index_select(0, own_t));
+        per_request.set_lengths(lens);
+        at::Tensor cont = at::full({n, Cm}, opt.pad_token, at::kLong);  // [n, Cm]; host: filled here, then copied
+        auto xa = cont.accessor<int64_t, 2>();
+        std::vector<int64_t> flat;
+        for (int64_t r = 0; r < n; ++r) {
+          const auto& c = reqs[rows[size_t(by_len[c0 + size_t(r)])]].continuation;
+          for (size_t t = 0; t + 1 < c.size(); ++t) {
+            xa[r][int64_t(t)] = c[t];
+            flat.push_back(r * Cm + int64_t(t));
+          }
+        }
+        const at::Tensor logits = logits_at(model, model.hidden_states(cont.to(model.device()), &per_request), flat);
+        int64_t row = 0;
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t C = int64_t(reqs[rows[size_t(by_len[c0 + size_t(r)])]].continuation.size());
+          rest[size_t(r)] = logits.narrow(0, row, C - 1);
+          row += C - 1;
+        }
       }
-      rest = model.forward(cont.to(model.device()), &per_request).logits.to(at::kCPU);
-    }
-    for (int64_t r = 0; r < N; ++r) {
-      const size_t i = rows[size_t(r)];
-      const int64_t C = int64_t(reqs[i].continuation.size());
-      at::Tensor logits = first[owner[size_t(r)]].unsqueeze(0);  // [1, V]
-      if (C > 1) logits = at::cat({logits, rest[r].narrow(0, 0, C - 1)}, 0);  // [C, V]
-      at::Tensor lp = at::log_softmax(logits.to(at::kFloat), -1);
-      at::Tensor tgt = at::tensor(reqs[i].continuation, at::kLong);  // host: beside the host logits
-      Loglikelihood ll;
-      ll.logprob = lp.gather(1, tgt.unsqueeze(1)).squeeze(1).to(at::kDouble).sum().item<double>();
-      ll.greedy = lp.argmax(-1).eq(tgt).all().item<bool>();
-      ll.input_len = int64_t(prep[i].input.size());
-      out[i] = ll;
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t rr = by_len[c0 + size_t(r)];
+        const size_t i = rows[size_t(rr)];
+        at::Tensor logits = first.narrow(0, owner[size_t(rr)], 1);  // [1, V]
+        if (rest[size_t(r)].defined() && rest[size_t(r)].size(0) > 0) logits = at::cat({logits, rest[size_t(r)]}, 0);
+        Loglikelihood ll = score_rows(logits, reqs[i].continuation);
+        ll.input_len = int64_t(prep[i].input.size());
+        out[i] = ll;
+      }
     }
     done += N;
     if (progress) progress(done, total);

@@ -43,11 +43,12 @@ std::vector<Loglikelihood> score_loglikelihoods(LanguageModel& model, const std:
                                                 const std::function<void(int64_t, int64_t)>& progress = {});
 
 // The same scores, computing each shared context once: `group[i]` names request i's doc; when every
-// request of a doc has the same context tokens and none is truncated, the doc's context is run once
-// (docs of equal context length prefilled together) and its K/V cache serves all its continuations,
-// right-padded in one batch of up to opt.batch_size requests. Other docs (winogrande's, whose choices are
-// the contexts; truncated ones) go through score_loglikelihoods. A continuation's first token is
-// predicted by the context's last position, the rest by the cached forward of continuation[:-1].
+// request of a doc has the same context tokens and none is truncated, the doc's context is run once and
+// its K/V cache serves all its continuations. A pass prefills up to opt.batch_size contexts (longest first,
+// right-padded); their continuations follow, opt.batch_size requests per pass (longest first), each against
+// its context's cache, repeated per request and made ragged at the context's length. Other docs (winogrande's, whose choices are the contexts;
+// truncated ones) go through score_loglikelihoods. A continuation's first token is predicted by the
+// context's last position, the rest by the cached forward of continuation[:-1].
 std::vector<Loglikelihood> score_shared_contexts(LanguageModel& model, const std::vector<EncodedPair>& reqs,
                                                  const std::vector<int64_t>& group, const ScoreOptions& opt,
                                                  const std::function<void(int64_t, int64_t)>& progress = {});

@@ -40,7 +40,7 @@ LanguageModel::LanguageModel(const ModelConfig& cfg) : cfg_(cfg) {
   }
 }
 
-LMOutput LanguageModel::forward(const at::Tensor& tokens, KVCache* cache) {
+std::pair<at::Tensor, at::Tensor> LanguageModel::trunk(const at::Tensor& tokens, KVCache* cache) {
   TORCH_CHECK(tokens.dim() == 2, "tokens must be [B, T]");
   if (cache && cache->layers.size() != layers.size()) cache->layers.resize(layers.size());
   at::Tensor h = embed_tokens->forward(tokens);
@@ -50,9 +50,18 @@ LMOutput LanguageModel::forward(const at::Tensor& tokens, KVCache* cache) {
     h = r.y;
     aux = aux + r.aux_loss;
   }
-  h = norm->forward(h);
-  const at::Tensor& w = lm_head ? lm_head->weight : embed_tokens->weight;
-  return {at::linear(h, w), aux};
+  return {norm->forward(h), aux};
+}
+
+LMOutput LanguageModel::forward(const at::Tensor& tokens, KVCache* cache) {
+  auto [h, aux] = trunk(tokens, cache);
+  return {logits_of(h), aux};
+}
+
+at::Tensor LanguageModel::hidden_states(const at::Tensor& tokens, KVCache* cache) { return trunk(tokens, cache).first; }
+
+at::Tensor LanguageModel::logits_of(const at::Tensor& hidden) const {
+  return at::linear(hidden, lm_head ? lm_head->weight : embed_tokens->weight);
 }
 
 at::Tensor LanguageModel::lm_loss(const at::Tensor& logits, const at::Tensor& targets) {

@@ -45,6 +45,10 @@ class LanguageModel : public torch::nn::Module {
   explicit LanguageModel(const ModelConfig& cfg);
   // tokens: [B, T] int64 at positions cache->length() .. ; cache appended to when given.
   LMOutput forward(const at::Tensor& tokens, KVCache* cache = nullptr);
+  // forward() in two halves, for callers that need the logits at a few positions only (eval scoring): the
+  // final normed hidden states [B, T, d], and the LM head on any rows of them [..., d] -> [..., V].
+  at::Tensor hidden_states(const at::Tensor& tokens, KVCache* cache = nullptr);
+  at::Tensor logits_of(const at::Tensor& hidden) const;
   // Cross-entropy of logits [B,T,V] against targets [B,T] (mean over tokens).
   static at::Tensor lm_loss(const at::Tensor& logits, const at::Tensor& targets);
 
@@ -61,6 +65,8 @@ class LanguageModel : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};  // null when tied to embed_tokens
 
  private:
+  // Embedding, decoder layers and final norm: (hidden states [B, T, d], summed aux loss).
+  std::pair<at::Tensor, at::Tensor> trunk(const at::Tensor& tokens, KVCache* cache);
   ModelConfig cfg_;
   torch::nn::ModuleList layer_list_;
 };

@@ -33,6 +33,7 @@ class CudaPath final : public AttentionPath {
     return kernels::cuda::rope_cached(x, start, theta);
   }
   at::Tensor rope_ragged(const at::Tensor& x, const std::vector<int64_t>& positions, double theta) const override {
+    if (x.size(1) != 1) return AttentionPath::rope_ragged(x, positions, theta);  // several positions: per sequence
     return kernels::cuda::rope_cached_at(x, positions, theta);
   }
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t q_start) const override {
