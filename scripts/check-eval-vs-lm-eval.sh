@@ -3,7 +3,7 @@
 # trains (or takes) a small model, exports it, and compares every request's log-likelihood and is_greedy
 # and every task's metrics (scripts/check_eval_vs_lm_eval.py has the details).
 #   scripts/check-eval-vs-lm-eval.sh [--subset | --full] [--limit N] [--mmlu-limit N] [--tasks LIST]
-#                                    [--checkpoint DIR] [--gqe BIN] [--out DIR] [--threads N] [--shared-contexts]
+#                                    [--checkpoint DIR] [--gqe BIN] [--out DIR] [--threads N] [--per-request]
 # --subset (default; CI): the first 25 docs of each task, 2 of each mmlu subject. --full: every doc, written
 # to docs/results/<date>-eval-vs-lm-eval/ (numbers and ids only).
 # Needs .venv-torch/ (scripts/setup-torch.sh: torch, transformers, lm-eval 0.4.13) and a built gqe.

@@ -78,7 +78,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--tolerance", type=float, default=1e-4)
-    ap.add_argument("--shared-contexts", action="store_true", help="gqe eval --shared-contexts")
+    ap.add_argument("--per-request", action="store_true",
+                    help="gqe eval --per-request (default: gqe's default, each doc's context scored once)")
     args = ap.parse_args()
     tasks = [t for t in args.tasks.split(",") if t]
     unknown = [t for t in tasks if t not in ALL_TASKS]
@@ -134,8 +135,8 @@ def main():
                    str(args.threads)]
             if limit:
                 cmd += ["--limit", str(limit)]
-            if args.shared_contexts:
-                cmd.append("--shared-contexts")
+            if args.per_request:
+                cmd.append("--per-request")
             gqe_seconds += run(cmd)
             with open(part_dump) as f:
                 shutil.copyfileobj(f, dump_f)
@@ -190,7 +191,7 @@ def main():
         "gqe": args.gqe,
         "threads": args.threads,
         "batch_size": args.batch_size,
-        "shared_contexts": args.shared_contexts,
+        "shared_contexts": not args.per_request,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "load_avg_at_end": load_avg()},
         "docs": docs,
         "requests": c["requests"],
