@@ -9,7 +9,7 @@
 #include "gqe/core/error.h"
 #include "gqe/eval/harness.h"
 #include "gqe/eval/requests.h"
-#include "gqe/eval/sha256.h"
+#include "gqe/core/sha256.h"
 #include "gqe/eval/tasks.h"
 
 using namespace gqe::eval;

@@ -14,11 +14,11 @@
 #include "gqe/core/fs.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
+#include "gqe/core/sha256.h"
 #include "gqe/data/run_tokenizer.h"
 #include "gqe/eval/harness.h"
 #include "gqe/eval/progress.h"
 #include "gqe/eval/routing.h"
-#include "gqe/eval/sha256.h"
 #include "gqe/eval/val_loss.h"
 #include "gqe/io/checkpoint.h"
 
@@ -31,7 +31,7 @@ double parse_limit(const Args& args) { return args.get_positive_double("limit", 
 
 int run_val_loss(const Args& args) {
   const std::string dir = args.require("checkpoint");
-  const std::string checkpoint_sha256 = eval::sha256_file(dir + "/model.safetensors");  // as loaded
+  const std::string checkpoint_sha256 = sha256_file(dir + "/model.safetensors");  // as loaded
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   model->to(device_option(args, args.flag("val-loss") ? "eval --val-loss" : "eval"));
   auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
@@ -127,7 +127,7 @@ int cmd_eval(int argc, char** argv) {
   }
 
   // The hash of the weights as they are loaded, not as they may be after a long evaluation.
-  const std::string checkpoint_sha256 = eval::sha256_file(dir + "/model.safetensors");
+  const std::string checkpoint_sha256 = sha256_file(dir + "/model.safetensors");
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   model->to(device_option(args, args.flag("val-loss") ? "eval --val-loss" : "eval"));
   auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));

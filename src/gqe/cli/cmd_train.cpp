@@ -19,13 +19,13 @@
 #include "gqe/core/model_stats.h"
 #include "gqe/core/run_dir.h"
 #include "gqe/core/runtime.h"
+#include "gqe/core/sha256.h"
 #include "gqe/core/stop_signals.h"
 #include "gqe/data/run_tokenizer.h"
 #include "gqe/data/shard.h"
 #include "gqe/data/stream_decoder.h"
 #include "gqe/data/tokenizer.h"
 #include "gqe/distributed/communicator.h"
-#include "gqe/eval/sha256.h"
 #include "gqe/generate/generate.h"
 #include "gqe/train/recipe.h"
 #include "gqe/train/train_checkpoint.h"
@@ -281,7 +281,7 @@ int cmd_train(int argc, char** argv) {
   std::string tok_hash = "-";
   if (!tok_spec.empty()) {
     tok_hash.clear();
-    for (const auto& p : resolve_tokenizer_files(tok_spec).paths) tok_hash += (tok_hash.empty() ? "" : " ") + eval::sha256_file(p);
+    for (const auto& p : resolve_tokenizer_files(tok_spec).paths) tok_hash += (tok_hash.empty() ? "" : " ") + sha256_file(p);
     if (tok_hash.empty()) tok_hash = "bytes";
   }
   fingerprint.emplace_back("data.tokenizer_sha256", tok_hash);
