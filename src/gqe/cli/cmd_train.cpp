@@ -46,7 +46,8 @@ void flatten_into(JobFingerprint& out, const std::string& prefix, const nlohmann
   for (const auto& [k, v] : j.items()) flatten_into(out, prefix + "." + k, v);
 }
 
-// What identifies data files across hosts: their names (not folders: mounts differ) and sizes.
+// What names data files across hosts: their names (not folders: mounts differ) and sizes. Their contents
+// are compared as data_sha256 (data/content_identity.h).
 std::string files_identity(const std::vector<std::string>& paths) {
   uint64_t bytes = 0;
   for (const auto& p : paths) {
@@ -280,6 +281,9 @@ int cmd_train(int argc, char** argv) {
   flatten_into(fingerprint, "recipe", recipe_to_json(r));
   fingerprint.emplace_back("data.train", files_identity(train_files));
   fingerprint.emplace_back("data.val", val_files.empty() ? "-" : files_identity(val_files));
+  // By content: other files of the same names and sizes are other data.
+  fingerprint.emplace_back("data.train_sha256", data_sha256(train_files));
+  fingerprint.emplace_back("data.val_sha256", val_files.empty() ? "-" : data_sha256(val_files));
   fingerprint.emplace_back("data.tokenizer", tok ? std::filesystem::path(tok->name()).filename().string() + " (vocab " +
                                                        std::to_string(tok->vocab_size()) + ")"
                                                  : "-");
