@@ -14,6 +14,7 @@
 
 using namespace gqe::eval;
 using namespace gqe::eval::testing;
+using gqe::sha256_hex;
 
 TEST(Winogrande, OptionsFillTheContextAndTheContinuationIsShared) {
   const std::string dir = scratch_dir("wg");
