@@ -28,5 +28,37 @@ TEST(CliInfo, OutOfRangeNumbersAndOverflowingSizesAreConfigErrors) {
   EXPECT_EQ(r.out.find("parameters:"), std::string::npos) << r.out;  // no (negative) counts printed
 }
 
+// The derived counts at an absurd context or from sizes whose FLOPs pass int64: the numbers, large, never a
+// value wrapped negative (std::llround of 3.3e22 FLOPs printed -9223372036854775808).
+TEST(CliInfo, AbsurdContextsAndSizesGiveLargeNumbersNotWrappedNegatives) {
+  if (!test::gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  const std::string dir = test::scratch_dir("cli_info_large");
+  std::ofstream(dir + "/tiny.json") << R"({"vocab_size": 256, "hidden_size": 64, "num_hidden_layers": 2,
+    "attention": {"kind": "gqe", "num_attention_heads": 4, "num_key_value_heads": 2, "top_k": 1}})";
+  // Embedding 2^62 parameters (tied), so the lm head's 2 x 2^30 x 2^32 FLOPs per token are 2^63.
+  std::ofstream(dir + "/wide.json") << R"({"vocab_size": 4294967296, "hidden_size": 1073741824, "num_hidden_layers": 1,
+    "intermediate_size": 1, "tie_word_embeddings": true,
+    "attention": {"kind": "gqa", "num_attention_heads": 1, "num_key_value_heads": 1, "head_dim": 2}})";
+  for (const std::string& args : {"tiny.json --context 1000000000000000000", "tiny.json --context 9223372036854775807",
+                                  "wide.json", "wide.json --context 9223372036854775807"}) {
+    const test::CommandRun r = test::run_gqe_command("info " + dir + "/" + args);
+    EXPECT_EQ(r.rc, 0) << args << "\n" << r.out;
+    const size_t at = r.out.find("model forward FLOPs per token");
+    ASSERT_NE(at, std::string::npos) << args << "\n" << r.out;
+    const std::string line = r.out.substr(at, r.out.find('\n', at) - at);
+    EXPECT_EQ(line.find('-'), std::string::npos) << args << ": " << line;
+    EXPECT_NE(line.find("e+"), std::string::npos) << args << ": " << line;  // beyond 1e18: scientific notation
+    EXPECT_EQ(r.out.find("-9223372036854775808"), std::string::npos) << args << "\n" << r.out;
+    EXPECT_EQ(r.out.find("nan"), std::string::npos) << args << "\n" << r.out;
+  }
+  EXPECT_NE(test::run_gqe_command("info " + dir + "/wide.json").out.find("(9.223372e+18;"), std::string::npos);
+  // A context beyond int64, or not an integer: an error naming the option.
+  for (const std::string& ctx : {"9223372036854775808", "1e18"}) {
+    const test::CommandRun r = test::run_gqe_command("info " + dir + "/tiny.json --context " + ctx);
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_NE(r.out.find("error: --context expects an integer, got '" + ctx + "'"), std::string::npos) << r.out;
+  }
+}
+
 }  // namespace
 }  // namespace gqe

@@ -7,11 +7,13 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "data/data_test_util.h"
 #include "gqe/core/fs.h"
+#include "gqe/core/sha256.h"
 #include "gqe/data/bpe_tokenizer.h"
 #include "gqe/data/sentencepiece.h"
 #include "gqe/data/shard.h"
@@ -212,17 +214,86 @@ TEST_F(TokenizerFlow, Gpt2BpeWithLlmcShardsTrainEvalGenerate) {
                      "/run2 --steps 1", dir);
   EXPECT_NE(badtrain.rc, 0);
   EXPECT_NE(badtrain.err.find("is smaller than the tokenizer's 401"), std::string::npos) << badtrain.err;
-  // gqe shards record their tokenizer's vocabulary: another tokenizer is refused.
+  // gqe shards record their tokenizer (meta.json's hash, the shards' vocabulary): another one is refused.
   datatest::write_bytes(dir + "/model512.json", tiny_config(512));
   GqeResult mixed = gqe("train --config " + dir + "/model512.json --train-shards " + dir + "/sh/train_000000.tok --tokenizer " +
                         big + " --out " + dir + "/run3 --steps 1", dir);
   EXPECT_NE(mixed.rc, 0);
+  EXPECT_NE(mixed.err.find(dir + "/sh/meta.json: field 'tokenizer_sha256'"), std::string::npos) << mixed.err;
+  // Without meta.json, the vocabulary in the shards' headers still tells them apart.
+  std::filesystem::rename(dir + "/sh/meta.json", dir + "/sh/meta.json.off");
+  mixed = gqe("train --config " + dir + "/model512.json --train-shards " + dir + "/sh/train_000000.tok --tokenizer " + big +
+              " --out " + dir + "/run3 --steps 1", dir);
+  EXPECT_NE(mixed.rc, 0);
   EXPECT_NE(mixed.err.find("written by a tokenizer of 301 ids"), std::string::npos) << mixed.err;
+  std::filesystem::rename(dir + "/sh/meta.json.off", dir + "/sh/meta.json");
   // Without --tokenizer, gqe shards bring the one their meta.json names.
   GqeResult own = gqe("train --config " + dir + "/model512.json --train-shards " + dir + "/sh/train_000000.tok --out " + dir +
                       "/run4 --steps 1 --batch 2 --seq 32 --threads 1 --sample-tokens 0", dir);
   ASSERT_EQ(own.rc, 0) << own.out << own.err;
   EXPECT_EQ(fs::read_file(dir + "/run4/tokenizer.json"), fs::read_file(tj));
+}
+
+// A tokenizer retrained in place keeps its path and here its vocabulary size: the shards made with the old
+// one are refused by their content hash (meta.json's tokenizer_sha256) by every reader, naming both files.
+TEST_F(TokenizerFlow, ShardsOfATokenizerRetrainedInPlaceAreRefused) {
+  const std::string dir = datatest::scratch("flow-retrained");
+  datatest::write_bytes(dir + "/c.txt", corpus());
+  datatest::write_bytes(dir + "/model.json", tiny_config(320));
+  const std::string tj = write_bpe_tokenizer(dir + "/tokenizer.json", 300);
+  GqeResult p = gqe("data prepare --input " + dir + "/c.txt --out " + dir + "/sh --tokenizer " + tj +
+                    " --val-fraction 0.1 --chunk-bytes 2000 --threads 1 --quiet", dir);
+  ASSERT_EQ(p.rc, 0) << p.out << p.err;
+  const auto meta = nlohmann::json::parse(fs::read_file(dir + "/sh/meta.json"));
+  EXPECT_EQ(meta["tokenizer_sha256"], sha256_file(tj));
+
+  // "Retrained": two merges swap ranks; the same 301 ids.
+  auto j = nlohmann::json::parse(fs::read_file(tj));
+  std::swap(j["model"]["merges"][3], j["model"]["merges"][4]);
+  datatest::write_bytes(tj, j.dump());
+  ASSERT_EQ(BpeTokenizer::from_tokenizer_json(tj)->vocab_size(), 301);
+  const std::string train = "train --config " + dir + "/model.json --steps 1 --batch 2 --seq 32 --threads 1 "
+                            "--sample-tokens 0 --eval-every 0 ";
+  auto expect_refused = [&](const GqeResult& r, const std::string& what) {
+    EXPECT_EQ(r.rc, 1) << what << "\n" << r.out << r.err;
+    EXPECT_NE(r.err.find(dir + "/sh/meta.json: field 'tokenizer_sha256': the shards there"), std::string::npos)
+        << what << "\n" << r.err;
+    EXPECT_NE(r.err.find("this run's tokenizer is "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("tokenizer.json (SHA-256 " + sha256_file(tj) + ")"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("gqe data prepare"), std::string::npos) << r.err;
+  };
+  // The tokenizer meta.json names, and the same file given as --tokenizer; training shards and validation shards.
+  expect_refused(gqe(train + "--train-shards " + dir + "/sh/train_000000.tok --out " + dir + "/r1", dir), "meta.json's");
+  expect_refused(gqe(train + "--train-shards " + dir + "/sh/train_000000.tok --tokenizer " + tj + " --out " + dir + "/r2", dir),
+                 "--tokenizer");
+  expect_refused(gqe(train + "--data " + dir + "/c.txt --val-shards " + dir + "/sh/val_000000.tok --tokenizer " + tj +
+                     " --out " + dir + "/r3", dir),
+                 "--val-shards");
+  EXPECT_FALSE(fs::exists(dir + "/r1/metrics.jsonl"));
+
+  // A run of the new tokenizer evaluates the old shards: refused too (its recorded copy has the new hash).
+  GqeResult tr = gqe(train + "--data " + dir + "/c.txt --tokenizer " + tj + " --out " + dir + "/run", dir);
+  ASSERT_EQ(tr.rc, 0) << tr.out << tr.err;
+  const std::string val_loss = "eval --val-loss --checkpoint " + dir + "/run --seq 32 --data " + dir + "/sh/val_000000.tok";
+  GqeResult ev = gqe(val_loss, dir);
+  EXPECT_EQ(ev.rc, 1) << ev.out << ev.err;
+  EXPECT_NE(ev.err.find(dir + "/sh/meta.json: field 'tokenizer_sha256'"), std::string::npos) << ev.err;
+  EXPECT_NE(ev.err.find(dir + "/run/tokenizer.json"), std::string::npos) << ev.err;
+
+  // Shards from before the hash was recorded: accepted with a one-line warning.
+  auto old = meta;
+  old.erase("tokenizer_sha256");
+  datatest::write_bytes(dir + "/sh/meta.json", old.dump(2));
+  ev = gqe(val_loss, dir);
+  EXPECT_EQ(ev.rc, 0) << ev.out << ev.err;
+  const size_t w = ev.err.find("warning: " + dir + "/sh/meta.json records no tokenizer_sha256");
+  ASSERT_NE(w, std::string::npos) << ev.err;
+  EXPECT_NE(ev.err.find("prepare them again", w), std::string::npos) << ev.err;
+  // A damaged meta.json is an error naming it, not a silent skip of the check.
+  datatest::write_bytes(dir + "/sh/meta.json", "{\"train\": ");
+  ev = gqe(val_loss, dir);
+  EXPECT_EQ(ev.rc, 1) << ev.out << ev.err;
+  EXPECT_NE(ev.err.find(dir + "/sh/meta.json: not valid JSON"), std::string::npos) << ev.err;
 }
 
 }  // namespace

@@ -9,11 +9,12 @@
 #include "gqe/core/error.h"
 #include "gqe/eval/harness.h"
 #include "gqe/eval/requests.h"
-#include "gqe/eval/sha256.h"
+#include "gqe/core/sha256.h"
 #include "gqe/eval/tasks.h"
 
 using namespace gqe::eval;
 using namespace gqe::eval::testing;
+using gqe::sha256_hex;
 
 TEST(Winogrande, OptionsFillTheContextAndTheContinuationIsShared) {
   const std::string dir = scratch_dir("wg");

@@ -69,6 +69,32 @@ TEST(Recipe, AccumulationAndTokenLengths) {
   EXPECT_EQ(a.schedule.warmup_steps, 5);  // automatic: 10%
 }
 
+// micro_batch x seq_len x ranks beyond int64 wrapped: to 0 (a division by zero, SIGFPE, in
+// accumulation_steps) or to a negative token count in the message.
+TEST(Recipe, MicroStepTokensBeyondInt64AreAConfigErrorNotAWrap) {
+  for (const auto& [batch, seq] : {std::pair<int64_t, int64_t>{int64_t(1) << 40, int64_t(1) << 24},
+                                   std::pair<int64_t, int64_t>{3074457345618258603, 3}}) {
+    TrainRecipe r;
+    r.micro_batch = batch;
+    r.seq_len = seq;
+    r.global_batch_tokens = 64;
+    try {
+      resolve_recipe(r, 1, "command line");
+      FAIL() << batch << " x " << seq;
+    } catch (const ConfigError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("command line: field 'micro_batch': micro_batch " + std::to_string(batch) + " x seq_len " +
+                       std::to_string(seq) + " x 1 rank(s): the tokens of one micro-step overflow int64"),
+                std::string::npos)
+          << m;
+      EXPECT_EQ(m.find("-9"), std::string::npos) << m;
+    }
+    EXPECT_THROW(accumulation_steps(r, 1), ConfigError);
+    r.global_batch_tokens = 0;  // the step is then the micro-step
+    EXPECT_THROW(tokens_per_step(r, 1), ConfigError);
+  }
+}
+
 TEST(Recipe, UnknownKeyIsAnError) {
   TrainRecipe r;
   try {

@@ -14,11 +14,12 @@
 #include "gqe/core/fs.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
+#include "gqe/core/sha256.h"
 #include "gqe/data/run_tokenizer.h"
+#include "gqe/data/shard_meta.h"
 #include "gqe/eval/harness.h"
 #include "gqe/eval/progress.h"
 #include "gqe/eval/routing.h"
-#include "gqe/eval/sha256.h"
 #include "gqe/eval/val_loss.h"
 #include "gqe/io/checkpoint.h"
 
@@ -29,13 +30,21 @@ namespace {
 // N docs, or a fraction below 1 (lm-evaluation-harness's --limit); a finite positive number.
 double parse_limit(const Args& args) { return args.get_positive_double("limit", 0); }
 
+// A token shard from `gqe data prepare` must have been written by the tokenizer the checkpoint reads
+// text with (--tokenizer, or the run's recorded one, as load_run_tokenizer picks it).
+void check_data_tokenizer(const Args& args, const std::string& data, const std::string& dir, int64_t model_vocab) {
+  const std::string spec = args.get("tokenizer", "");
+  check_shards_tokenizer({data}, spec.empty() ? run_tokenizer_files(dir, model_vocab) : resolve_tokenizer_files(spec));
+}
+
 int run_val_loss(const Args& args) {
   const std::string dir = args.require("checkpoint");
-  const std::string checkpoint_sha256 = eval::sha256_file(dir + "/model.safetensors");  // as loaded
+  const std::string checkpoint_sha256 = sha256_file(dir + "/model.safetensors");  // as loaded
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   model->to(device_option(args, args.flag("val-loss") ? "eval --val-loss" : "eval"));
   auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
   const std::string data = args.require("data");
+  check_data_tokenizer(args, data, dir, model->config().vocab_size);
   eval::EvalTokens src = eval::load_eval_tokens(data, *tok, args.get_int("max-tokens", 0));
   const int64_t seq = args.get_int("seq", std::min<int64_t>(1024, model->config().max_position_embeddings));
   const int64_t batch = args.get_int("batch-size", 8);
@@ -128,7 +137,7 @@ int cmd_eval(int argc, char** argv) {
   }
 
   // The hash of the weights as they are loaded, not as they may be after a long evaluation.
-  const std::string checkpoint_sha256 = eval::sha256_file(dir + "/model.safetensors");
+  const std::string checkpoint_sha256 = sha256_file(dir + "/model.safetensors");
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
   model->to(device_option(args, args.flag("val-loss") ? "eval --val-loss" : "eval"));
   auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
@@ -209,6 +218,7 @@ int cmd_routes(int argc, char** argv) {
                 "' checkpoint; routing analytics need a GQE checkpoint");
   auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
   const std::string data = args.require("data");
+  check_data_tokenizer(args, data, dir, model->config().vocab_size);
   eval::EvalTokens src = eval::load_eval_tokens(data, *tok, args.get_int("max-tokens", 65536));
   eval::RouteOptions opt;
   opt.seq_len = args.get_int("seq", std::min<int64_t>(256, model->config().max_position_embeddings));

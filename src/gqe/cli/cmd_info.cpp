@@ -9,6 +9,7 @@
 #include "gqe/core/machine.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
+#include "gqe/data/unicode_regex.h"
 #include "gqe/kernels/fma_peak.h"
 
 namespace gqe::cli {
@@ -38,6 +39,9 @@ int cmd_env(int argc, char** argv) {
   std::cout << describe_runtime() << "\n";
   std::cout << "cpu: " << cpu_model_name() << "; gqe's kernels use " << kernels::simd_isa_name()
             << "; load average " << fixed_point(load_average_1min()) << "\n";
+  // The Unicode version decides where byte-level BPE pre-tokenizers split text (docs/data.md).
+  const RegexLibrary re = regex_library();
+  std::cout << "regex (BPE pre-tokenizers): PCRE2 " << re.version << ", Unicode " << re.unicode_version << "\n";
   const double peak = kernels::measure_fma_peak_gflops(threads);
   const double matmul = measure_matmul_gflops(1024);
   std::cout << "FMA peak (measured, " << kernels::simd_isa_name() << "): " << fixed_point(peak, 1)

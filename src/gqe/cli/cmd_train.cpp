@@ -20,12 +20,13 @@
 #include "gqe/core/run_dir.h"
 #include "gqe/core/runtime.h"
 #include "gqe/core/stop_signals.h"
+#include "gqe/data/content_identity.h"
 #include "gqe/data/run_tokenizer.h"
 #include "gqe/data/shard.h"
+#include "gqe/data/shard_meta.h"
 #include "gqe/data/stream_decoder.h"
 #include "gqe/data/tokenizer.h"
 #include "gqe/distributed/communicator.h"
-#include "gqe/eval/sha256.h"
 #include "gqe/generate/generate.h"
 #include "gqe/train/recipe.h"
 #include "gqe/train/train_checkpoint.h"
@@ -45,7 +46,8 @@ void flatten_into(JobFingerprint& out, const std::string& prefix, const nlohmann
   for (const auto& [k, v] : j.items()) flatten_into(out, prefix + "." + k, v);
 }
 
-// What identifies data files across hosts: their names (not folders: mounts differ) and sizes.
+// What names data files across hosts: their names (not folders: mounts differ) and sizes. Their contents
+// are compared as data_sha256 (data/content_identity.h).
 std::string files_identity(const std::vector<std::string>& paths) {
   uint64_t bytes = 0;
   for (const auto& p : paths) {
@@ -204,13 +206,15 @@ int cmd_train(int argc, char** argv) {
   // The tokenizer encodes --data text (bytes by default), decodes the final sample and travels with the
   // run (record_run_tokenizer: generate, eval and routes pick it up). gqe shards name theirs in meta.json.
   std::unique_ptr<Tokenizer> tok;
+  TokenizerFiles tok_files;
   std::string tok_spec = args.get("tokenizer", args.has("data") ? "bytes" : "");
   if (tok_spec.empty() && args.has("train-shards")) {
     tok_spec = tokenizer_of_shards(resolve_shard_paths(args.require("train-shards")));
     if (!tok_spec.empty() && env.rank == 0) std::cout << "tokenizer " << tok_spec << " (from the shards' meta.json)\n";
   }
   if (!tok_spec.empty()) {
-    tok = load_tokenizer(tok_spec);
+    tok_files = resolve_tokenizer_files(tok_spec);
+    tok = load_tokenizer(tok_files);
     if (tok->vocab_size() > cfg.vocab_size)
       throw ConfigError(config_path + ": field 'vocab_size': " + std::to_string(cfg.vocab_size) +
                         " is smaller than the tokenizer's " + std::to_string(tok->vocab_size()) + " (" + tok_spec + ")");
@@ -248,11 +252,14 @@ int cmd_train(int argc, char** argv) {
       *log << "note: the 5% validation tail of " << path << " is too short for one batch; no validation loss\n";
   } else {
     auto shards = resolve_shard_paths(args.require("train-shards"));
+    // Before the shards are read: ids from another tokenizer would train without any error.
+    if (tok) check_shards_tokenizer(shards, tok_files, main_rank ? &std::cerr : nullptr);
     train_files = shards;
     train = make_shard_source(shards, T, B, r.seed, rank, world);
   }
   if (args.has("val-shards")) {
     auto vs = resolve_shard_paths(args.require("val-shards"));
+    if (tok) check_shards_tokenizer(vs, tok_files, main_rank ? &std::cerr : nullptr);
     val_files = vs;
     make_shard_source(vs, T, B, 0, rank, world)->check_token_ids(cfg.vocab_size);  // now, not at the first evaluation
     make_val = [=] { return make_shard_source(vs, T, B, 0, rank, world); };
@@ -274,17 +281,14 @@ int cmd_train(int argc, char** argv) {
   flatten_into(fingerprint, "recipe", recipe_to_json(r));
   fingerprint.emplace_back("data.train", files_identity(train_files));
   fingerprint.emplace_back("data.val", val_files.empty() ? "-" : files_identity(val_files));
+  // By content: other files of the same names and sizes are other data.
+  fingerprint.emplace_back("data.train_sha256", data_sha256(train_files));
+  fingerprint.emplace_back("data.val_sha256", val_files.empty() ? "-" : data_sha256(val_files));
   fingerprint.emplace_back("data.tokenizer", tok ? std::filesystem::path(tok->name()).filename().string() + " (vocab " +
                                                        std::to_string(tok->vocab_size()) + ")"
                                                  : "-");
   // By content: a tokenizer retrained in place keeps its name and vocabulary size.
-  std::string tok_hash = "-";
-  if (!tok_spec.empty()) {
-    tok_hash.clear();
-    for (const auto& p : resolve_tokenizer_files(tok_spec).paths) tok_hash += (tok_hash.empty() ? "" : " ") + eval::sha256_file(p);
-    if (tok_hash.empty()) tok_hash = "bytes";
-  }
-  fingerprint.emplace_back("data.tokenizer_sha256", tok_hash);
+  fingerprint.emplace_back("data.tokenizer_sha256", tok ? tokenizer_sha256(tok_files) : "-");
   fingerprint.emplace_back("run.resume", args.get("resume", "-"));
   if (env.run_id.empty()) env.run_id = run_id_for_output(out);
   auto comm = make_communicator(
@@ -332,8 +336,7 @@ int cmd_train(int argc, char** argv) {
     if (overwrite) {
       // Only now, with every input checked: a refused run leaves the previous one whole. The tokenizer this
       // run was given may be the previous run's copy in OUT; it stays.
-      const std::vector<std::string> keep =
-          tok_spec.empty() ? std::vector<std::string>{} : resolve_tokenizer_files(tok_spec).paths;
+      const std::vector<std::string> keep = tok_files.paths;
       const std::vector<std::string> removed = remove_run_outputs(out, keep);
       if (log && !removed.empty()) {
         *log << "--overwrite: removed";

@@ -34,6 +34,15 @@ int64_t checked_product(const std::string& source, const char* part, std::initia
   return int64_t(p);
 }
 
+// A count computed in double (FLOPs), written out whole. std::llround is undefined beyond int64 and gave
+// -9223372036854775808 at a context of 1e18 tokens; past 1e18 the trailing digits would be the double's
+// rounding, so the number is written in scientific notation instead.
+std::string whole_number(double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, std::fabs(x) < 1e18 ? "%.0f" : "%.6e", x);
+  return buf;
+}
+
 }  // namespace
 
 ParamCounts count_parameters(const ModelConfig& c, const std::string& source) {
@@ -135,7 +144,7 @@ std::string describe_model(const ModelConfig& c, int64_t L) {
     << "; whole model: " << human_number(avg.total() * double(c.num_hidden_layers)) << "\n";
   const ModelFlops m = model_flops_per_token(c, L);
   o << "model forward FLOPs per token, mean over a causal prefill of " << L << ": " << human_number(m.total()) << " ("
-    << std::llround(m.total()) << "; attention " << human_number(m.attention) << ", mlp " << human_number(m.mlp)
+    << whole_number(m.total()) << "; attention " << human_number(m.attention) << ", mlp " << human_number(m.mlp)
     << ", lm head " << human_number(m.lm_head) << "); training about 3x\n";
   if (a.is_gqe()) {
     ModelConfig dense = c;

@@ -21,6 +21,7 @@
 #include "gqe/core/format.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/utf8.h"
+#include "gqe/data/content_identity.h"
 #include "gqe/data/run_tokenizer.h"
 #include "gqe/data/shard.h"
 
@@ -301,8 +302,8 @@ void install_dataset(const std::string& staging, const std::string& out_dir) {
 }
 
 // Tokenizes the inputs into `dir` (shards and meta.json).
-PrepareResult prepare_into(const PrepareOptions& opt, const Tokenizer& tok, int threads, int64_t total_bytes,
-                           const std::string& dir, Clock::time_point t0) {
+PrepareResult prepare_into(const PrepareOptions& opt, const Tokenizer& tok, const std::string& tok_sha256, int threads,
+                           int64_t total_bytes, const std::string& dir, Clock::time_point t0) {
   const uint64_t vocab = static_cast<uint64_t>(tok.vocab_size());
   const TokenDtype dtype = dtype_for_vocab(vocab);
   const int64_t eos = opt.append_eos ? tok.eos_id() : -1;
@@ -363,6 +364,8 @@ PrepareResult prepare_into(const PrepareOptions& opt, const Tokenizer& tok, int 
   nlohmann::json meta;
   meta["format"] = "gqe token shards v1";
   meta["tokenizer"] = tok.name();
+  // The path above may later hold another tokenizer (one retrained in place): readers check this hash.
+  meta["tokenizer_sha256"] = tok_sha256;
   meta["vocab_size"] = vocab;
   meta["eos_id"] = eos;
   meta["dtype"] = dtype == TokenDtype::kUInt16 ? "uint16" : "uint32";
@@ -401,7 +404,9 @@ PrepareResult prepare_data(const PrepareOptions& opt) {
   const int threads = usable_threads(opt.threads);
   check_output_dir(opt);
 
-  std::unique_ptr<Tokenizer> tok = load_tokenizer(opt.tokenizer);
+  const TokenizerFiles tok_files = resolve_tokenizer_files(opt.tokenizer);
+  std::unique_ptr<Tokenizer> tok = load_tokenizer(tok_files);
+  const std::string tok_sha256 = tokenizer_sha256(tok_files);
   if (!is_valid_utf8(tok->name()))
     throw Error("data prepare: tokenizer path '" + escape_invalid_utf8(tok->name()) +
                 "' is not valid UTF-8 (meta.json records it); rename the file");
@@ -417,7 +422,7 @@ PrepareResult prepare_data(const PrepareOptions& opt) {
   fs::remove_tree(staging);
   fs::mkdirs(staging);
   try {
-    PrepareResult r = prepare_into(opt, *tok, threads, total_bytes, staging, t0);
+    PrepareResult r = prepare_into(opt, *tok, tok_sha256, threads, total_bytes, staging, t0);
     install_dataset(staging, out_path.string());
     for (auto* v : {&r.train_shards, &r.val_shards})
       for (auto& p : *v) p = (stdfs::path(opt.out_dir) / stdfs::path(p).filename()).string();

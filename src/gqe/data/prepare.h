@@ -10,8 +10,9 @@
 // independent of threads and of shard size. The EOS token (if the tokenizer has one) follows each document.
 //
 // Output: out_dir/train_000000.tok, ... and out_dir/val_000000.tok, ... (gqe shard format, each at most
-// shard_tokens tokens) and out_dir/meta.json describing them. Tokenization runs on `threads` threads; the
-// output does not depend on the thread count.
+// shard_tokens tokens) and out_dir/meta.json describing them (with the tokenizer's content hash,
+// tokenizer_sha256, which the readers of the shards check: data/shard_meta.h). Tokenization runs on
+// `threads` threads; the output does not depend on the thread count.
 #pragma once
 #include <cstdint>
 #include <functional>

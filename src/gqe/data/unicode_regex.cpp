@@ -88,6 +88,15 @@ MatchState& match_state() {
 
 }  // namespace
 
+RegexLibrary regex_library() {
+  auto config = [](uint32_t what) {
+    PCRE2_UCHAR buf[64] = {};
+    return pcre2_config(what, buf) > 0 ? std::string(reinterpret_cast<const char*>(buf)) : std::string("unknown");
+  };
+  return {config(PCRE2_CONFIG_VERSION), std::to_string(PCRE2_MAJOR) + "." + std::to_string(PCRE2_MINOR),
+          config(PCRE2_CONFIG_UNICODE_VERSION)};
+}
+
 TextBudget::TextBudget(size_t text_bytes) {
   BudgetState& b = budget_state();
   if (b.active) return;

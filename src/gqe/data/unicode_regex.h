@@ -35,6 +35,17 @@ class TextBudget {
   bool outer_ = false;
 };
 
+// The PCRE2 library the patterns run in. Its Unicode tables decide what \p{L}, \p{N} and \s match, and they
+// follow the Unicode version of the PCRE2 release (Debian 12's 10.42: Unicode 14.0.0), while Hugging Face
+// tokenizers' Oniguruma follows a newer one: a letter added to Unicode since (U+11F04 KAWI LETTER A, Unicode
+// 15.0) is no letter here, and text containing it is split differently (docs/data.md).
+struct RegexLibrary {
+  std::string version;          // at run time, "10.42 2022-12-11"
+  std::string header_version;   // of the pcre2.h gqe was compiled with, "10.42"
+  std::string unicode_version;  // of the run-time library's tables, "14.0.0"
+};
+RegexLibrary regex_library();
+
 class UnicodeRegex {
  public:
   // Throws gqe::Error naming `source` (where the pattern came from), PCRE2's message and the offset.

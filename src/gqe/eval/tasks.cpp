@@ -6,7 +6,7 @@
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/json.h"
-#include "gqe/eval/sha256.h"
+#include "gqe/core/sha256.h"
 #include "gqe/eval/text.h"
 
 namespace gqe::eval {

@@ -132,14 +132,29 @@ json recipe_to_json(const TrainRecipe& r) {
           {"keep_checkpoints", r.keep_checkpoints}};
 }
 
+namespace {
+
+// micro_batch x seq_len x world_size, the tokens of one micro-step over all ranks. Checked: a product beyond
+// int64 (a huge --batch or --seq) wrapped to a negative count, or to 0 and a division by zero.
+int64_t micro_step_tokens(const TrainRecipe& r, int world_size) {
+  int64_t rows = 0, tokens = 0;
+  if (__builtin_mul_overflow(r.micro_batch, r.seq_len, &rows) || __builtin_mul_overflow(rows, int64_t(world_size), &tokens))
+    throw ConfigError("micro_batch " + std::to_string(r.micro_batch) + " x seq_len " + std::to_string(r.seq_len) + " x " +
+                      std::to_string(world_size) + " rank(s): the tokens of one micro-step overflow int64; use a "
+                      "smaller batch or sequence length");
+  return tokens;
+}
+
+}  // namespace
+
 int64_t tokens_per_step(const TrainRecipe& r, int world_size) {
-  return r.global_batch_tokens > 0 ? r.global_batch_tokens : r.micro_batch * r.seq_len * world_size;
+  return r.global_batch_tokens > 0 ? r.global_batch_tokens : micro_step_tokens(r, world_size);
 }
 
 int64_t accumulation_steps(const TrainRecipe& r, int world_size) {
-  const int64_t per_micro = r.micro_batch * r.seq_len * world_size;
+  const int64_t per_micro = micro_step_tokens(r, world_size);
   const int64_t global = tokens_per_step(r, world_size);
-  if (global % per_micro != 0 || global < per_micro)
+  if (per_micro <= 0 || global % per_micro != 0 || global < per_micro)
     throw ConfigError("global batch: " + std::to_string(global) + " tokens is not a positive multiple of micro_batch " +
                       std::to_string(r.micro_batch) + " x seq_len " + std::to_string(r.seq_len) + " x " +
                       std::to_string(world_size) + " rank(s) = " + std::to_string(per_micro) + " tokens");
@@ -153,6 +168,11 @@ void resolve_recipe(TrainRecipe& r, int world_size, const std::string& source) {
   if (r.seq_len <= 0) fail("seq_len", "expected a positive length, got " + std::to_string(r.seq_len));
   if (r.micro_batch <= 0) fail("micro_batch", "expected a positive batch, got " + std::to_string(r.micro_batch));
   if (r.global_batch_tokens < 0) fail("global_batch_tokens", "expected >= 0, got " + std::to_string(r.global_batch_tokens));
+  try {
+    micro_step_tokens(r, world_size);
+  } catch (const ConfigError& e) {
+    fail("micro_batch", e.what());
+  }
   accumulation_steps(r, world_size);
   const double tps = double(tokens_per_step(r, world_size));
   // Steps from token counts, checked before the conversion: a double beyond int64's range converts to garbage

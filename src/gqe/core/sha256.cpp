@@ -1,4 +1,4 @@
-#include "gqe/eval/sha256.h"
+#include "gqe/core/sha256.h"
 
 #include <openssl/evp.h>
 
@@ -9,7 +9,7 @@
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 
-namespace gqe::eval {
+namespace gqe {
 
 namespace {
 
@@ -61,4 +61,4 @@ std::string sha256_file(const std::string& path) {
   return s.hex();
 }
 
-}  // namespace gqe::eval
+}  // namespace gqe

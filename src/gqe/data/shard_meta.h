@@ -1,0 +1,24 @@
+// The meta.json `gqe data prepare` writes beside its shards, as the readers of shards see it: which
+// tokenizer wrote them. Token ids mean something only to the tokenizer that made them: shards read with
+// another one (or with the same file retrained in place, which keeps its path and often its vocabulary
+// size) train and evaluate on garbage, and nothing else would notice.
+#pragma once
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "gqe/data/run_tokenizer.h"
+
+namespace gqe {
+
+// Checks every path in `shard_paths` that the meta.json in its folder lists (field train.shards or
+// val.shards) against the tokenizer `files`: the meta.json's field `tokenizer_sha256` must equal
+// tokenizer_sha256(files) (data/content_identity.h). Throws gqe::Error naming the meta.json, the
+// tokenizer it records, this tokenizer's files and what to do when they differ; gqe::FormatError naming
+// the file and field when a meta.json is not valid JSON or a field has the wrong type. A meta.json
+// without the field (written by a gqe from before it was recorded) is accepted with a one-line warning on
+// `warn` (when not null). Shards that no meta.json lists (llm.c shards, files copied in) are not checked.
+void check_shards_tokenizer(const std::vector<std::string>& shard_paths, const TokenizerFiles& files,
+                            std::ostream* warn = &std::cerr);
+
+}  // namespace gqe
