@@ -24,7 +24,9 @@ HfTokenizerSource checkpoint_tokenizer(const std::string& dir, const std::string
     case TokenizerKind::kSentencePiece:
       return {HfTokenizerKind::sentencepiece, files.paths.front()};
     case TokenizerKind::kBpe:
-      if (files.paths.size() == 1) return {HfTokenizerKind::tokenizer_json, files.paths.front()};
+      // gqe's end-of-text token of the file, which the export names for the harness (hf_export.h).
+      if (files.paths.size() == 1)
+        return {HfTokenizerKind::tokenizer_json, files.paths.front(), load_tokenizer(files)->eos_id()};
       throw Error("gqe export: the tokenizer is GPT-2's vocab.json + merges.txt (" + files.paths.front() +
                   "); transformers loads a tokenizer.json: pass one with --tokenizer");
   }

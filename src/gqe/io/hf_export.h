@@ -46,13 +46,18 @@ enum class HfTokenizerKind {
 };
 struct HfTokenizerSource {
   HfTokenizerKind kind = HfTokenizerKind::bytes;
-  std::string path;  // the file to copy (sentencepiece, tokenizer_json)
+  std::string path;     // the file to copy (sentencepiece, tokenizer_json)
+  int64_t eos_id = -1;  // tokenizer_json: the end-of-text id gqe's tokenizer finds in it (-1: none)
 };
 
 // The tokenizer.json of gqe's byte tokenizer: ids 0..255 are the bytes (in GPT-2's byte-to-character
-// alphabet, no merges), plus "<|endoftext|>" at id 256 as the end-of-text token the harness asks for; its
-// tokenizer_config.json sets split_special_tokens, so text spelling "<|endoftext|>" still encodes as bytes.
+// alphabet, no merges) and nothing else, so that every id is a row of the model's 256-entry embedding.
+// Its tokenizer_config.json names byte 0 (NUL, never in text) as the eos and pad token: the harness needs
+// one for an empty context and for padding, and the byte tokenizer has none of its own.
 std::string byte_level_tokenizer_json();
+// Whether a tokenizer.json is that of the byte tokenizer: this version's, or earlier exports' (which had
+// "<|endoftext|>" at id 256, outside the embedding).
+bool is_byte_level_tokenizer_json(const std::string& text);
 
 // A tokenizer.json that encodes exactly as a SentencePiece BPE model (its pieces, scores and byte fallback;
 // merges derived from the vocabulary as transformers' own converter does). Empty when the model uses
