@@ -161,7 +161,9 @@ TEST(HfExport, ImportOfAnExportIsBitExact) {
     EXPECT_EQ(a.metadata, b.metadata);
     // The same tensors, names, order and metadata: the very same bytes.
     EXPECT_TRUE(fs::read_file(ckpt + "/model.safetensors") == fs::read_file(back + "/model.safetensors"));
-    EXPECT_EQ(fs::list_dir(back), (std::vector<std::string>{"config.json", "model.safetensors"}));  // bytes: no file
+    // The byte tokenizer, recorded as gqe train records it.
+    EXPECT_EQ(fs::list_dir(back), (std::vector<std::string>{"config.json", "model.safetensors", "tokenizer_info.json"}));
+    EXPECT_EQ(nlohmann::json::parse(fs::read_file(back + "/tokenizer_info.json"))["kind"], "bytes");
   }
 }
 

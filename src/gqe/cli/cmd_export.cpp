@@ -59,10 +59,11 @@ int cmd_import(int argc, char** argv) {
   if (args.flag("help") || args.positional().size() != 2) {
     std::cout << "usage: gqe import HF_DIR OUT_CHECKPOINT\n"
                  "Reads a folder written by `gqe export --format hf` (or saved from it by transformers) back into a\n"
-                 "gqe checkpoint folder (config.json, model.safetensors, tokenizer). OUT_CHECKPOINT must be new or empty.\n";
+                 "gqe checkpoint folder (config.json, model.safetensors, the tokenizer recorded as gqe train does).\n"
+                 "OUT_CHECKPOINT must be new or empty.\n";
     return args.flag("help") ? 0 : 2;
   }
-  import_hf(args.positional()[0], args.positional()[1]);
+  import_hf(args.positional()[0], args.positional()[1], record_run_tokenizer);
   std::cout << "wrote " << args.positional()[1] << "\n";
   return 0;
 }

@@ -434,7 +434,7 @@ void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, co
   });
 }
 
-void import_hf(const std::string& hf_dir, const std::string& out_dir) {
+void import_hf(const std::string& hf_dir, const std::string& out_dir, const HfTokenizerRecorder& record) {
   const std::string config_path = hf_dir + "/config.json", weights = hf_dir + "/model.safetensors";
   if (!fs::is_file(config_path)) throw Error(hf_dir + ": no config.json (expected a folder written by gqe export --format hf)");
   if (!fs::is_file(weights)) {
@@ -465,7 +465,7 @@ void import_hf(const std::string& hf_dir, const std::string& out_dir) {
   meta.erase("format");      // save_model_checkpoint writes both
   meta.erase("gqe_config");
 
-  // The tokenizer: the byte tokenizer is gqe's default (no file); others are copied beside the checkpoint.
+  // The tokenizer, recorded as `gqe train` records a run's, so that generate, eval and export find it.
   const std::string tok_json = hf_dir + "/tokenizer.json", spm = hf_dir + "/tokenizer.model";
   write_folder_atomically(out_dir, [&](const std::string& dir) {
     save_model_checkpoint(dir, model, meta);
@@ -476,10 +476,10 @@ void import_hf(const std::string& hf_dir, const std::string& out_dir) {
       return std::filesystem::symlink_status(p, ec).type() != std::filesystem::file_type::not_found;
     };
     if (present(spm)) {
-      copy_file(fs::regular_file_inside(hf_dir, "tokenizer.model"), dir + "/tokenizer.model");
+      record(dir, fs::regular_file_inside(hf_dir, "tokenizer.model"));
     } else if (present(tok_json)) {
-      const std::string text = fs::read_file(fs::regular_file_inside(hf_dir, "tokenizer.json"));
-      if (!is_byte_level_tokenizer_json(text)) fs::write_file_atomic(dir + "/tokenizer.json", text);
+      const std::string path = fs::regular_file_inside(hf_dir, "tokenizer.json");
+      record(dir, is_byte_level_tokenizer_json(fs::read_file(path)) ? "bytes" : path);
     }
   });
 }

@@ -22,6 +22,7 @@
 // router_denominator_eps as they are.
 #pragma once
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <string>
 
 #include "gqe/core/config.h"
@@ -69,9 +70,15 @@ std::string sentencepiece_tokenizer_json(const SpmModel& model, std::string* why
 // (written into a temporary sibling folder, then renamed).
 void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, const HfTokenizerSource& tokenizer);
 
+// Makes SPEC ("bytes", or a tokenizer file) the tokenizer of the checkpoint folder DIR being written, as
+// `gqe train` records a run's (data/run_tokenizer.h: the files copied in, tokenizer_info.json). The data
+// layer does that, which this layer does not link: the command passes it in.
+using HfTokenizerRecorder = std::function<void(const std::string& dir, const std::string& spec)>;
+
 // Reads an exported folder (config.json + model.safetensors, tokenizer files) into a gqe checkpoint folder
-// OUT_DIR (must not exist, or be empty). The byte tokenizer leaves no file (bytes are gqe's default); a
-// SentencePiece tokenizer.model or another tokenizer.json is copied beside the checkpoint.
-void import_hf(const std::string& hf_dir, const std::string& out_dir);
+// OUT_DIR (must not exist, or be empty). The tokenizer is recorded with `record`: the byte
+// tokenizer as "bytes", a tokenizer.model or another tokenizer.json as that file; a folder without
+// tokenizer files records none (the run then needs --tokenizer unless its vocab_size is the bytes' 256).
+void import_hf(const std::string& hf_dir, const std::string& out_dir, const HfTokenizerRecorder& record);
 
 }  // namespace gqe
