@@ -7,6 +7,7 @@ compare with gqe's. It prints nothing the test relies on; the results go to a JS
   hf_check.py tokenizer MANIFEST OUT AutoTokenizer of a folder vs gqe's ids for each text, and decode back
   hf_check.py requests MANIFEST OUT  each folder in HFLM as it comes (no token arguments): every request type,
                                      batched; and transformers' padded batch generate() vs row by row
+  hf_check.py save MANIFEST OUT      a folder loaded with transformers, saved again in another dtype
 """
 import json
 import os
@@ -399,8 +400,25 @@ def cmd_requests(manifest, out_path):
         json.dump(results, f, indent=2)
 
 
+def cmd_save(manifest, out_path):
+    """manifest = {"hf_dir", "out_dir", "dtype"}: the model loaded with transformers, cast, and saved with
+    save_pretrained (config.json, model.safetensors and the modeling code, as a user's folder)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(manifest["hf_dir"], trust_remote_code=True)
+    model = model.to(getattr(torch, manifest["dtype"]))
+    model.save_pretrained(manifest["out_dir"])
+    from safetensors import safe_open
+
+    with safe_open(os.path.join(manifest["out_dir"], "model.safetensors"), "pt") as f:
+        dtypes = sorted({str(f.get_slice(k).get_dtype()) for k in f.keys()})
+    with open(out_path, "w") as f:
+        json.dump({"dtypes": dtypes, "files": sorted(os.listdir(manifest["out_dir"]))}, f, indent=2)
+
+
 if __name__ == "__main__":
-    verbs = {"models": cmd_models, "harness": cmd_harness, "tokenizer": cmd_tokenizer, "requests": cmd_requests}
+    verbs = {"models": cmd_models, "harness": cmd_harness, "tokenizer": cmd_tokenizer, "requests": cmd_requests,
+             "save": cmd_save}
     if len(sys.argv) != 4 or sys.argv[1] not in verbs:
         sys.exit(__doc__)
     with open(sys.argv[2]) as f:

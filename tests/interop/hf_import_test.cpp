@@ -1,6 +1,9 @@
-// `gqe import` and the run's tokenizer: it survives export -> import -> export, and the imported run
-// generates and evaluates as the original.
+// `gqe import` of folders that did not come straight from `gqe export`: a run's tokenizer survives export ->
+// import -> export (and the imported run generates and evaluates as the original), and folders that
+// transformers saved in float16 or bfloat16 become float32 checkpoints.
 #include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
 
 #include <algorithm>
 #include <string>
@@ -10,6 +13,7 @@
 #include "gqe/core/fs.h"
 #include "gqe/data/run_tokenizer.h"
 #include "gqe/io/hf_export.h"
+#include "gqe/io/safetensors.h"
 #include "interop/interop_test_util.h"
 #include "interop/interop_tokenizers.h"
 #include "test_util.h"
@@ -121,4 +125,85 @@ TEST(HfImport, EarlierByteExportsAndBrokenTokenizers) {
   EXPECT_NE(r.out.find("tokenizer.json"), std::string::npos) << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   EXPECT_FALSE(fs::exists(dir + "/broken"));
+}
+
+// A folder saved in float16 or bfloat16 (as transformers writes it after .half() or
+// .to(torch.bfloat16): the tensors in that dtype, config.json's "dtype" naming it) imports as float32 weights
+// holding exactly the saved values, and the command says so; float64 is rounded; integers are refused.
+TEST(HfImport, HalfPrecisionFoldersBecomeFloat32) {
+  if (!have_gqe_bin()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  const std::string dir = test::scratch_dir("interop_import_dtype");
+  ModelConfig cfg = model_config(256);
+  cfg.tie_word_embeddings = false;
+  const std::string ckpt = make_checkpoint(dir + "/ckpt", cfg, 9), hf = dir + "/hf";
+  ASSERT_EQ(run(gqe_bin() + " export --format hf " + ckpt + " " + hf).rc, 0);
+  const SafetensorsFile exported = load_safetensors(hf + "/model.safetensors");
+  const SafetensorsFile original = load_safetensors(ckpt + "/model.safetensors");
+  struct Case {
+    std::string name;
+    at::ScalarType type;
+    std::string said;
+  };
+  const std::vector<Case> cases = {{"float16", at::kHalf, "converted "},
+                                   {"bfloat16", at::kBFloat16, "converted "},
+                                   {"float64", at::kDouble, "rounded "}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string folder = dir + "/hf_" + c.name, back = dir + "/back_" + c.name;
+    fs::mkdirs(folder);
+    for (const char* f : {"configuration_gqe.py", "modeling_gqe.py", "tokenizer.json", "tokenizer_config.json"})
+      fs::write_file_atomic(folder + "/" + f, fs::read_file(hf + "/" + f));
+    auto config = nlohmann::ordered_json::parse(fs::read_file(hf + "/config.json"));
+    config["dtype"] = c.name;
+    fs::write_file_atomic(folder + "/config.json", config.dump(2));
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const auto& [name, t] : exported.tensors) tensors.emplace_back(name, t.to(c.type));
+    save_safetensors(folder + "/model.safetensors", tensors, {{"format", "pt"}});
+    const CommandRun r = run(gqe_bin() + " import " + folder + " " + back);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find(c.said + std::to_string(tensors.size()) + " " + c.name + " tensors to float32"),
+              std::string::npos)
+        << r.out;
+    const SafetensorsFile got = load_safetensors(back + "/model.safetensors");
+    ASSERT_EQ(got.tensors.size(), original.tensors.size());
+    for (size_t i = 0; i < got.tensors.size(); ++i) {
+      const auto& [name, t] = got.tensors[i];
+      EXPECT_EQ(name, original.tensors[i].first);
+      EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
+      EXPECT_TRUE(t.equal(original.tensors[i].second.to(c.type).to(at::kFloat))) << name;
+    }
+    EXPECT_EQ(fs::read_file(back + "/config.json"), fs::read_file(ckpt + "/config.json"));
+  }
+  // Integer weights are not a model's: refused, naming the file and the tensor; nothing written.
+  std::vector<std::pair<std::string, at::Tensor>> tensors = exported.tensors;
+  tensors[0].second = tensors[0].second.to(at::kInt);
+  save_safetensors(dir + "/hf_float16/model.safetensors", tensors, {{"format", "pt"}});
+  const CommandRun r = run(gqe_bin() + " import " + dir + "/hf_float16 " + dir + "/back_int");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("model.safetensors: tensor '" + original.tensors[0].first + "' has dtype Int"), std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/back_int"));
+}
+
+// The same with folders transformers itself saved (save_pretrained after casting the loaded model).
+TEST(HfImport, FoldersTransformersSavedInHalfPrecision) {
+  if (auto why = python_missing(); !why.empty()) GTEST_SKIP() << why;
+  const std::string dir = test::scratch_dir("interop_import_dtype_hf");
+  const std::string ckpt = make_checkpoint(dir + "/ckpt", model_config(256), 10), hf = dir + "/hf";
+  ASSERT_EQ(run(gqe_bin() + " export --format hf " + ckpt + " " + hf).rc, 0);
+  const SafetensorsFile original = load_safetensors(ckpt + "/model.safetensors");
+  for (const auto& [name, type] : {std::pair{"float16", at::kHalf}, {"bfloat16", at::kBFloat16}}) {
+    SCOPED_TRACE(name);
+    const std::string saved = dir + "/saved_" + name, back = dir + "/back_" + name;
+    const nlohmann::json res = run_python("save", dir, {{"hf_dir", hf}, {"out_dir", saved}, {"dtype", name}});
+    EXPECT_EQ(res["dtypes"], nlohmann::json::array({type == at::kHalf ? "F16" : "BF16"}));
+    const CommandRun r = run(gqe_bin() + " import " + saved + " " + back);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find(std::string(" ") + name + " tensors to float32"), std::string::npos) << r.out;
+    const SafetensorsFile got = load_safetensors(back + "/model.safetensors");
+    ASSERT_EQ(got.tensors.size(), original.tensors.size());
+    for (size_t i = 0; i < got.tensors.size(); ++i)
+      EXPECT_TRUE(got.tensors[i].second.equal(original.tensors[i].second.to(type).to(at::kFloat))) << got.tensors[i].first;
+    EXPECT_EQ(fs::read_file(back + "/config.json"), fs::read_file(ckpt + "/config.json"));
+  }
 }

@@ -60,10 +60,15 @@ int cmd_import(int argc, char** argv) {
     std::cout << "usage: gqe import HF_DIR OUT_CHECKPOINT\n"
                  "Reads a folder written by `gqe export --format hf` (or saved from it by transformers) back into a\n"
                  "gqe checkpoint folder (config.json, model.safetensors, the tokenizer recorded as gqe train does).\n"
-                 "OUT_CHECKPOINT must be new or empty.\n";
+                 "Weights saved in float16, bfloat16 or float64 become float32. OUT_CHECKPOINT must be new or empty.\n";
     return args.flag("help") ? 0 : 2;
   }
-  import_hf(args.positional()[0], args.positional()[1], record_run_tokenizer);
+  const HfImportReport report = import_hf(args.positional()[0], args.positional()[1], record_run_tokenizer);
+  for (const auto& [dtype, n] : report.converted)
+    std::cout << (dtype == "float64" ? "rounded " : "converted ") << n << " " << dtype << " tensor" << (n == 1 ? "" : "s")
+              << " to float32"
+              << (dtype == "float64" ? " (to float32's precision)\n"
+                                     : " (exactly: the weights keep the precision they were saved with)\n");
   std::cout << "wrote " << args.positional()[1] << "\n";
   return 0;
 }

@@ -434,7 +434,21 @@ void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, co
   });
 }
 
-void import_hf(const std::string& hf_dir, const std::string& out_dir, const HfTokenizerRecorder& record) {
+namespace {
+
+// gqe's name of a floating-point dtype in an imported folder ("" for float32 and non-float types).
+std::string converted_dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kDouble: return "float64";
+    default: return "";
+  }
+}
+
+}  // namespace
+
+HfImportReport import_hf(const std::string& hf_dir, const std::string& out_dir, const HfTokenizerRecorder& record) {
   const std::string config_path = hf_dir + "/config.json", weights = hf_dir + "/model.safetensors";
   if (!fs::is_file(config_path)) throw Error(hf_dir + ": no config.json (expected a folder written by gqe export --format hf)");
   if (!fs::is_file(weights)) {
@@ -444,6 +458,16 @@ void import_hf(const std::string& hf_dir, const std::string& out_dir, const HfTo
   }
   const ModelConfig cfg = model_config_from_hf(parse_json(fs::read_file(config_path), config_path), config_path);
   SafetensorsFile hf = load_safetensors(weights);
+  HfImportReport report;
+  // A folder transformers saved after .half() or with dtype=torch.bfloat16 holds that dtype: gqe's weights are
+  // float32, and float16 / bfloat16 values are float32 values exactly (float64 ones are rounded). Other
+  // dtypes (integers) are left for load_model_weights to refuse, naming the tensor.
+  for (auto& [name, t] : hf.tensors) {
+    const std::string from = converted_dtype_name(t.scalar_type());
+    if (from.empty()) continue;
+    t = t.to(at::kFloat);
+    ++report.converted[from];
+  }
   SafetensorsFile file;  // the same tensors under gqe's names
   const at::Tensor* embed = hf.find("model.embed_tokens.weight");
   for (auto& [name, t] : hf.tensors) {
@@ -482,6 +506,7 @@ void import_hf(const std::string& hf_dir, const std::string& out_dir, const HfTo
       record(dir, is_byte_level_tokenizer_json(fs::read_file(path)) ? "bytes" : path);
     }
   });
+  return report;
 }
 
 }  // namespace gqe

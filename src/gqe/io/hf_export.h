@@ -23,6 +23,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <functional>
+#include <map>
 #include <string>
 
 #include "gqe/core/config.h"
@@ -75,10 +76,17 @@ void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, co
 // layer does that, which this layer does not link: the command passes it in.
 using HfTokenizerRecorder = std::function<void(const std::string& dir, const std::string& spec)>;
 
+// What import_hf did beyond copying: tensors converted to float32, by their dtype in the folder
+// ("float16", "bfloat16", "float64").
+struct HfImportReport {
+  std::map<std::string, int64_t> converted;
+};
+
 // Reads an exported folder (config.json + model.safetensors, tokenizer files) into a gqe checkpoint folder
-// OUT_DIR (must not exist, or be empty). The tokenizer is recorded with `record`: the byte
+// OUT_DIR (must not exist, or be empty). Floating-point weights in another dtype (a folder transformers
+// saved in float16 or bfloat16) become float32, gqe's. The tokenizer is recorded with `record`: the byte
 // tokenizer as "bytes", a tokenizer.model or another tokenizer.json as that file; a folder without
 // tokenizer files records none (the run then needs --tokenizer unless its vocab_size is the bytes' 256).
-void import_hf(const std::string& hf_dir, const std::string& out_dir, const HfTokenizerRecorder& record);
+HfImportReport import_hf(const std::string& hf_dir, const std::string& out_dir, const HfTokenizerRecorder& record);
 
 }  // namespace gqe
