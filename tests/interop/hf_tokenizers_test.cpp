@@ -14,6 +14,7 @@
 #include "gqe/io/hf_export.h"
 #include "interop/interop_test_util.h"
 #include "interop/interop_tokenizers.h"
+#include "spm_crafted.h"
 #include "test_util.h"
 
 using namespace gqe;
@@ -93,6 +94,23 @@ TEST(HfTokenizers, BpeExportNamesItsEndOfTextToken) {
             std::string::npos)
       << r.out;
   EXPECT_FALSE(fs::exists(dir + "/x"));
+}
+
+// A SentencePiece model without an eos piece (trainer_spec.eos_id = -1): piece 0 stands in as eos and pad,
+// and the export says so.
+TEST(HfTokenizers, SentencePieceWithoutEosNamesPieceZero) {
+  if (!have_gqe_bin()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  const std::string dir = test::scratch_dir("interop_tok_spm_noeos");
+  // A second trainer_spec merges into the first, as protobuf does: eos_id = -1 (int32, sign-extended).
+  fs::write_file_atomic(dir + "/noeos.model", test::crafted_spm_model("") + test::proto_bytes(2, test::proto_uint(42, ~0ull)));
+  const std::string ckpt = make_checkpoint(dir + "/ckpt", model_config(256), 5);
+  const CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + dir + "/hf --tokenizer " + dir + "/noeos.model");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("noeos.model has no eos piece"), std::string::npos) << r.out;
+  const auto tc = read_json(dir + "/hf/tokenizer_config.json");
+  EXPECT_EQ(tc["eos_token"], "<unk>");
+  EXPECT_EQ(tc["pad_token"], "<unk>");
+  EXPECT_EQ(tc["bos_token"], "<s>");
 }
 
 // Each kind of export in lm-evaluation-harness's HFLM with nothing but its path (and trust_remote_code):

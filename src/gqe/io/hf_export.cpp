@@ -193,12 +193,13 @@ void write_tokenizer_files(const std::string& dir, const HfTokenizerSource& tok,
         tc = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"split_special_tokens", true}};
       }
       int32_t eos = spm.eos_id;
-      if (eos < 0 && spm.bos_id < 0 && !spm.pieces.empty()) {
-        // The harness's prefix is BOS, else EOS: with neither, piece 0 (SentencePiece's <unk>) stands in.
+      if (eos < 0 && !spm.pieces.empty()) {
+        // The harness stops generate_until at the eos token (and without BOS conditions on it): without one,
+        // piece 0 (SentencePiece's <unk>) stands in.
         eos = 0;
-        std::cerr << "gqe export: warning: " << tok.path << " has no eos or bos piece; tokenizer_config.json names '"
-                  << spm.pieces[0].piece << "' (id 0) as the eos token, which lm-evaluation-harness puts before an "
-                  << "empty context\n";
+        std::cerr << "gqe export: warning: " << tok.path << " has no eos piece; tokenizer_config.json names '"
+                  << spm.pieces[0].piece << "' (id 0) as the eos and pad token, which lm-evaluation-harness "
+                  << "generates until and pads with\n";
       }
       const std::pair<const char*, int32_t> specials[] = {
           {"unk", spm.unk_id}, {"bos", spm.bos_id}, {"eos", eos}, {"pad", spm.pad_id}};
