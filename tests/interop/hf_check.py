@@ -5,6 +5,9 @@ compare with gqe's. It prints nothing the test relies on; the results go to a JS
   hf_check.py models MANIFEST OUT    logits (full and through the KV cache), tokenizer, greedy generate()
   hf_check.py harness MANIFEST OUT   lm-evaluation-harness HFLM on local task files vs gqe eval's request dump
   hf_check.py tokenizer MANIFEST OUT AutoTokenizer of a folder vs gqe's ids for each text, and decode back
+  hf_check.py requests MANIFEST OUT  each folder in HFLM as it comes (no token arguments): every request type,
+                                     batched; and transformers' padded batch generate() vs row by row
+  hf_check.py save MANIFEST OUT      a folder loaded with transformers, saved again in another dtype
 """
 import json
 import os
@@ -341,9 +344,83 @@ def cmd_tokenizer(manifest, out_path):
         json.dump(out, f, indent=2)
 
 
+def check_requests(hf_dir, prompts, rolling_texts):
+    """HFLM on one folder with nothing but its path (and trust_remote_code): it must find its own prefix and
+    pad tokens. Every id it feeds the model must be a row of the embedding, which the model checks."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    lm = HFLM(pretrained=hf_dir, trust_remote_code=True, batch_size=2, device="cpu")
+    vocab = lm.model.config.vocab_size
+    out = {"vocab_size": vocab, "prefix_token_id": lm.prefix_token_id, "eot_token_id": lm.eot_token_id,
+           "pad_token_id": lm.tokenizer.pad_token_id}
+
+    def req(kind, args, i):
+        return Instance(request_type=kind, doc={}, arguments=args, idx=i)
+
+    # An empty context conditions on the prefix token; the others are ordinary requests.
+    ll = lm.loglikelihood([req("loglikelihood", ("", prompts[0]), 0)] +
+                          [req("loglikelihood", (p, " and"), i + 1) for i, p in enumerate(prompts)])
+    out["loglikelihood"] = [float(x[0]) for x in ll]
+    # Rolling windows start from the prefix token; a text longer than the context takes several windows.
+    out["loglikelihood_rolling"] = [float(x) for x in lm.loglikelihood_rolling(
+        [req("loglikelihood_rolling", (t,), i) for i, t in enumerate(rolling_texts)])]
+    # Batches of prompts of different lengths: padded on the left with the pad token.
+    gen = lm.generate_until([req("generate_until", (p, {"until": ["\n\n"], "max_gen_toks": 6, "do_sample": False}), i)
+                             for i, p in enumerate(prompts)])
+    out["generate_until"] = gen
+    # transformers itself, as a user batches prompts: left padding with the pad token and the attention
+    # mask give each row the tokens it gets alone.
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, trust_remote_code=True, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=True, padding_side="left")
+    batch = tok(prompts, return_tensors="pt", padding=True)
+    out["padded"] = bool((batch.attention_mask == 0).any())
+    with torch.no_grad():
+        together = model.generate(**batch, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+        width = batch.input_ids.shape[1]
+        same = []
+        for i, p in enumerate(prompts):
+            ids = tok(p, return_tensors="pt").input_ids
+            alone = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+            same.append(alone[0, ids.shape[1]:].tolist() == together[i, width:].tolist())
+    out["batch_generate_matches_rows"] = same
+    return out
+
+
+def cmd_requests(manifest, out_path):
+    """manifest = {"folders": {name: hf_dir}, "prompts": [...], "rolling_texts": [...]}."""
+    results = {}
+    for name, d in manifest["folders"].items():
+        try:
+            results[name] = check_requests(d, manifest["prompts"], manifest["rolling_texts"])
+        except Exception as e:  # reported per folder, so one failure does not hide the others
+            results[name] = {"error": f"{type(e).__name__}: {e}"}
+    with open(out_path, "w") as f:
+        json.dump(results, f, indent=2)
+
+
+def cmd_save(manifest, out_path):
+    """manifest = {"hf_dir", "out_dir", "dtype"}: the model loaded with transformers, cast, and saved with
+    save_pretrained (config.json, model.safetensors and the modeling code, as a user's folder)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(manifest["hf_dir"], trust_remote_code=True)
+    model = model.to(getattr(torch, manifest["dtype"]))
+    model.save_pretrained(manifest["out_dir"])
+    from safetensors import safe_open
+
+    with safe_open(os.path.join(manifest["out_dir"], "model.safetensors"), "pt") as f:
+        dtypes = sorted({str(f.get_slice(k).get_dtype()) for k in f.keys()})
+    with open(out_path, "w") as f:
+        json.dump({"dtypes": dtypes, "files": sorted(os.listdir(manifest["out_dir"]))}, f, indent=2)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] not in ("models", "harness", "tokenizer"):
+    verbs = {"models": cmd_models, "harness": cmd_harness, "tokenizer": cmd_tokenizer, "requests": cmd_requests,
+             "save": cmd_save}
+    if len(sys.argv) != 4 or sys.argv[1] not in verbs:
         sys.exit(__doc__)
     with open(sys.argv[2]) as f:
         m = json.load(f)
-    {"models": cmd_models, "harness": cmd_harness, "tokenizer": cmd_tokenizer}[sys.argv[1]](m, sys.argv[3])
+    verbs[sys.argv[1]](m, sys.argv[3])

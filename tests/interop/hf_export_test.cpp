@@ -6,7 +6,6 @@
 
 #include <ATen/ATen.h>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,46 +24,14 @@
 #include "gqe/io/checkpoint.h"
 #include "gqe/io/hf_export.h"
 #include "gqe/io/safetensors.h"
+#include "interop/interop_test_util.h"
 #include "spm_test_util.h"
 #include "test_util.h"
 
 using namespace gqe;
+using namespace gqe::interop;
 
 namespace {
-
-struct CommandRun {
-  int rc;
-  std::string out;  // stdout (stderr too when asked)
-};
-
-CommandRun run(const std::string& cmd, bool with_stderr = true) {
-  CommandRun r{0, ""};
-  FILE* p = ::popen((cmd + (with_stderr ? " 2>&1" : "")).c_str(), "r");
-  if (!p) return {-1, "popen failed: " + cmd};
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
-
-std::string gqe_bin() { return env("GQE_BIN"); }
-
-// Why the Python-side tests cannot run here ("" when they can).
-std::string python_missing() {
-  if (env("GQE_PYTHON").empty())
-    return "GQE_PYTHON is empty: configure with -DGQE_PYTHON=<python with scripts/python-requirements.txt>";
-  if (gqe_bin().empty() || ::access(gqe_bin().c_str(), X_OK) != 0) return "GQE_BIN not set or not built";
-  return "";
-}
-
-std::string hf_check_script() { return env("GQE_SOURCE_DIR") + "/tests/interop/hf_check.py"; }
 
 // The variants the issue names, over the model options the export maps (norms, MLPs, tying, RoPE).
 struct Variant {
@@ -94,24 +61,6 @@ std::vector<Variant> variants() {
   return v;
 }
 
-// A checkpoint with decisive weights: N(0, embed_std) embeddings, N(0, 1) routers (the router starts at
-// zero, which routes every token to expert 0), LayerNorm biases non-zero.
-std::string make_checkpoint(const std::string& dir, const ModelConfig& cfg, uint64_t seed, double embed_std = 1.0) {
-  at::manual_seed(int64_t(seed));
-  LanguageModel m(cfg);
-  {
-    torch::NoGradGuard g;
-    for (auto& p : m.named_parameters()) {
-      const std::string& n = p.key();
-      if (n == "embed_tokens.weight") p.value().normal_(0.0, embed_std);
-      if (n.find("router") != std::string::npos) p.value().normal_(0.0, 1.0);
-      if (n.size() > 5 && n.compare(n.size() - 5, 5, ".bias") == 0) p.value().normal_(0.0, 0.1);
-    }
-  }
-  save_model_checkpoint(dir, m);
-  return dir;
-}
-
 const char* kPrompt = "And God said, Let there be light: and there was light.";
 
 // gqe's logits of the prompt's bytes followed by some more text (full causal forward, the default kernels).
@@ -135,14 +84,6 @@ std::string hex(const std::string& bytes) {
     out.push_back(d[c & 15]);
   }
   return out;
-}
-
-nlohmann::json run_python(const std::string& verb, const std::string& dir, const nlohmann::json& manifest) {
-  fs::write_file_atomic(dir + "/" + verb + "_manifest.json", manifest.dump(2));
-  const CommandRun r = run(env("GQE_PYTHON") + " " + hf_check_script() + " " + verb + " " + dir + "/" + verb +
-                    "_manifest.json " + dir + "/" + verb + "_results.json < /dev/null");  // never waits on a prompt
-  if (r.rc != 0) throw std::runtime_error("hf_check.py " + verb + " failed (rc " + std::to_string(r.rc) + "):\n" + r.out);
-  return nlohmann::json::parse(fs::read_file(dir + "/" + verb + "_results.json"));
 }
 
 }  // namespace
@@ -220,7 +161,9 @@ TEST(HfExport, ImportOfAnExportIsBitExact) {
     EXPECT_EQ(a.metadata, b.metadata);
     // The same tensors, names, order and metadata: the very same bytes.
     EXPECT_TRUE(fs::read_file(ckpt + "/model.safetensors") == fs::read_file(back + "/model.safetensors"));
-    EXPECT_EQ(fs::list_dir(back), (std::vector<std::string>{"config.json", "model.safetensors"}));  // bytes: no file
+    // The byte tokenizer, recorded as gqe train records it.
+    EXPECT_EQ(fs::list_dir(back), (std::vector<std::string>{"config.json", "model.safetensors", "tokenizer_info.json"}));
+    EXPECT_EQ(nlohmann::json::parse(fs::read_file(back + "/tokenizer_info.json"))["kind"], "bytes");
   }
 }
 

@@ -24,7 +24,9 @@ HfTokenizerSource checkpoint_tokenizer(const std::string& dir, const std::string
     case TokenizerKind::kSentencePiece:
       return {HfTokenizerKind::sentencepiece, files.paths.front()};
     case TokenizerKind::kBpe:
-      if (files.paths.size() == 1) return {HfTokenizerKind::tokenizer_json, files.paths.front()};
+      // gqe's end-of-text token of the file, which the export names for the harness (hf_export.h).
+      if (files.paths.size() == 1)
+        return {HfTokenizerKind::tokenizer_json, files.paths.front(), load_tokenizer(files)->eos_id()};
       throw Error("gqe export: the tokenizer is GPT-2's vocab.json + merges.txt (" + files.paths.front() +
                   "); transformers loads a tokenizer.json: pass one with --tokenizer");
   }
@@ -57,10 +59,16 @@ int cmd_import(int argc, char** argv) {
   if (args.flag("help") || args.positional().size() != 2) {
     std::cout << "usage: gqe import HF_DIR OUT_CHECKPOINT\n"
                  "Reads a folder written by `gqe export --format hf` (or saved from it by transformers) back into a\n"
-                 "gqe checkpoint folder (config.json, model.safetensors, tokenizer). OUT_CHECKPOINT must be new or empty.\n";
+                 "gqe checkpoint folder (config.json, model.safetensors, the tokenizer recorded as gqe train does).\n"
+                 "Weights saved in float16, bfloat16 or float64 become float32. OUT_CHECKPOINT must be new or empty.\n";
     return args.flag("help") ? 0 : 2;
   }
-  import_hf(args.positional()[0], args.positional()[1]);
+  const HfImportReport report = import_hf(args.positional()[0], args.positional()[1], record_run_tokenizer);
+  for (const auto& [dtype, n] : report.converted)
+    std::cout << (dtype == "float64" ? "rounded " : "converted ") << n << " " << dtype << " tensor" << (n == 1 ? "" : "s")
+              << " to float32"
+              << (dtype == "float64" ? " (to float32's precision)\n"
+                                     : " (exactly: the weights keep the precision they were saved with)\n");
   std::cout << "wrote " << args.positional()[1] << "\n";
   return 0;
 }

@@ -95,9 +95,67 @@ std::string byte_character(int b) {
   return s;
 }
 
-const char* kEndOfText = "<|endoftext|>";
-
 void copy_file(const std::string& from, const std::string& to) { fs::write_file_atomic(to, fs::read_file(from)); }
+
+// The text of token `id` in a Hugging Face tokenizer.json (an added token's content, else the vocabulary
+// key, in the byte-level alphabet), as tokenizer_config.json names special tokens; "" when absent.
+std::string token_text(const nlohmann::json& tj, int64_t id) {
+  if (const auto a = tj.find("added_tokens"); a != tj.end() && a->is_array())
+    for (const auto& t : *a)
+      if (t.is_object() && t.value("id", int64_t(-1)) == id && t.contains("content") && t["content"].is_string())
+        return t["content"].get<std::string>();
+  if (const auto m = tj.find("model"); m != tj.end() && m->is_object())
+    if (const auto v = m->find("vocab"); v != m->end() && v->is_object())
+      for (const auto& [text, vid] : v->items())
+        if (vid.is_number_integer() && vid.get<int64_t>() == id) return text;
+  return "";
+}
+
+// The eos token named in tokenizer_config.json: lm-evaluation-harness conditions an empty context on it
+// (loglikelihood_rolling's first window, an empty prompt) and pads with it, and stops at once without one.
+struct EosChoice {
+  int64_t id = -1;
+  std::string text;
+  bool split_special_tokens = false;  // needed when the choice is an ordinary token (below)
+};
+
+// The tokenizer's own end-of-text token (gqe's choice, `eos_id`); without one, its first special added
+// token; without any, id 0, an ordinary token. An ordinary token made special would be cut out of text
+// before the BPE runs (changing the encoding), so split_special_tokens then keeps text encoding as gqe's;
+// it changes nothing else, the tokenizer having no other special token.
+EosChoice tokenizer_json_eos(const std::string& path, int64_t eos_id) {
+  const nlohmann::json tj = parse_json(fs::read_file(path), path);
+  if (!tj.is_object()) throw FormatError(path + ": expected a JSON object at the top level");
+  EosChoice c;
+  if (eos_id >= 0) {
+    c.id = eos_id;
+  } else if (const auto a = tj.find("added_tokens"); a != tj.end() && a->is_array()) {
+    for (const auto& t : *a)
+      if (t.is_object() && t.value("special", false) && t.contains("id") && t["id"].is_number_integer()) {
+        c.id = t["id"].get<int64_t>();
+        break;
+      }
+  }
+  if (c.id < 0) {
+    c.id = 0;
+    c.split_special_tokens = true;
+  }
+  c.text = token_text(tj, c.id);
+  if (c.text.empty()) throw FormatError(path + ": no token with id " + std::to_string(c.id) + " (for the eos token)");
+  if (eos_id < 0)
+    std::cerr << "gqe export: warning: " << path << " has no end-of-text token (<|endoftext|>, <|end_of_text|>, </s>, "
+              << "<eos>); tokenizer_config.json names '" << c.text << "' (id " << c.id << ") as the eos and pad token, "
+              << "which lm-evaluation-harness puts before an empty context and pads with\n";
+  return c;
+}
+
+// A special token the export names must be a row of the model's embedding: transformers looks every id
+// up, padding included, and fails on one past the end.
+void check_special_id(const std::string& what, int64_t id, const std::string& source, const ModelConfig& cfg) {
+  if (id >= cfg.vocab_size)
+    throw Error(source + ": its " + what + " has id " + std::to_string(id) + ", outside the model's vocab_size " +
+                std::to_string(cfg.vocab_size) + " (was the model trained with this tokenizer?)");
+}
 
 // The tokenizer files of the export.
 void write_tokenizer_files(const std::string& dir, const HfTokenizerSource& tok, const ModelConfig& cfg) {
@@ -105,9 +163,13 @@ void write_tokenizer_files(const std::string& dir, const HfTokenizerSource& tok,
   switch (tok.kind) {
     case HfTokenizerKind::bytes:
       fs::write_file_atomic(dir + "/tokenizer.json", byte_level_tokenizer_json());
+      // Byte 0 (NUL) as eos and pad (byte_level_tokenizer_json), under its byte-level character U+0100.
+      // Named special, that character in text would match it as a whole (id 0 instead of its two UTF-8
+      // bytes): split_special_tokens keeps text encoding as gqe's bytes.
       tc = {{"tokenizer_class", "PreTrainedTokenizerFast"},
-            {"eos_token", kEndOfText},
-            {"split_special_tokens", true},  // "<|endoftext|>" in text stays bytes, as gqe encodes it
+            {"eos_token", byte_character(0)},
+            {"pad_token", byte_character(0)},
+            {"split_special_tokens", true},
             {"clean_up_tokenization_spaces", false}};
       break;
     case HfTokenizerKind::sentencepiece: {
@@ -130,18 +192,38 @@ void write_tokenizer_files(const std::string& dir, const HfTokenizerSource& tok,
         // "<s>" in text stays text, as SentencePiece encodes it.
         tc = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"split_special_tokens", true}};
       }
+      int32_t eos = spm.eos_id;
+      if (eos < 0 && !spm.pieces.empty()) {
+        // The harness stops generate_until at the eos token (and without BOS conditions on it): without one,
+        // piece 0 (SentencePiece's <unk>) stands in.
+        eos = 0;
+        std::cerr << "gqe export: warning: " << tok.path << " has no eos piece; tokenizer_config.json names '"
+                  << spm.pieces[0].piece << "' (id 0) as the eos and pad token, which lm-evaluation-harness "
+                  << "generates until and pads with\n";
+      }
+      const std::pair<const char*, int32_t> specials[] = {
+          {"unk", spm.unk_id}, {"bos", spm.bos_id}, {"eos", eos}, {"pad", spm.pad_id}};
+      for (const auto& [what, id] : specials)
+        if (id >= 0) check_special_id(std::string(what) + " piece", id, tok.path, cfg);
       tc["unk_token"] = piece(spm.unk_id);
       tc["bos_token"] = piece(spm.bos_id);
-      tc["eos_token"] = piece(spm.eos_id);
-      if (spm.pad_id >= 0) tc["pad_token"] = piece(spm.pad_id);
+      tc["eos_token"] = piece(eos);
+      // gqe trains without a pad piece: the eos piece pads then (padded positions are masked).
+      if (spm.pad_id >= 0 || eos >= 0) tc["pad_token"] = piece(spm.pad_id >= 0 ? spm.pad_id : eos);
       tc["clean_up_tokenization_spaces"] = false;
       break;
     }
-    case HfTokenizerKind::tokenizer_json:
-      // A Hugging Face tokenizer.json (gqe's byte-level BPE): the same file serves both sides.
+    case HfTokenizerKind::tokenizer_json: {
+      // A Hugging Face tokenizer.json (gqe's byte-level BPE): the same file serves both sides; the eos token
+      // pads too (such tokenizers have no pad token; padded positions are masked).
+      const EosChoice eos = tokenizer_json_eos(tok.path, tok.eos_id);
+      check_special_id("eos token '" + eos.text + "'", eos.id, tok.path, cfg);
       copy_file(tok.path, dir + "/tokenizer.json");
-      tc = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"clean_up_tokenization_spaces", false}};
+      tc = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"eos_token", eos.text}, {"pad_token", eos.text}};
+      if (eos.split_special_tokens) tc["split_special_tokens"] = true;
+      tc["clean_up_tokenization_spaces"] = false;
       break;
+    }
   }
   tc["model_max_length"] = cfg.max_position_embeddings;
   fs::write_file_atomic(dir + "/tokenizer_config.json", tc.dump(2) + "\n");
@@ -195,21 +277,17 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& so
   return parse_model_config(g.dump(), source + " (read as a gqe config)");
 }
 
-std::string byte_level_tokenizer_json() {
+namespace {
+
+// The byte tokenizer's tokenizer.json with the given added tokens.
+std::string byte_level_tokenizer_json_with(const ojson& added_tokens) {
   const ojson byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
   ojson vocab = ojson::object();
   for (int b = 0; b < 256; ++b) vocab[byte_character(b)] = b;
   const ojson j = {{"version", "1.0"},
                    {"truncation", nullptr},
                    {"padding", nullptr},
-                   {"added_tokens",
-                    {{{"id", 256},
-                      {"content", kEndOfText},
-                      {"single_word", false},
-                      {"lstrip", false},
-                      {"rstrip", false},
-                      {"normalized", false},
-                      {"special", true}}}},
+                   {"added_tokens", added_tokens},
                    {"normalizer", nullptr},
                    {"pre_tokenizer", byte_level},
                    {"post_processor", nullptr},
@@ -226,6 +304,17 @@ std::string byte_level_tokenizer_json() {
                      {"vocab", vocab},
                      {"merges", ojson::array()}}}};
   return j.dump(2) + "\n";
+}
+
+}  // namespace
+
+std::string byte_level_tokenizer_json() { return byte_level_tokenizer_json_with(ojson::array()); }
+
+bool is_byte_level_tokenizer_json(const std::string& text) {
+  static const std::string earlier = byte_level_tokenizer_json_with(
+      {{{"id", 256}, {"content", "<|endoftext|>"}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+        {"normalized", false}, {"special", true}}});
+  return text == byte_level_tokenizer_json() || text == earlier;
 }
 
 namespace {
@@ -333,8 +422,8 @@ void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, co
   for (const auto& p : model.named_parameters()) tensors.emplace_back(hf_parameter_name(p.key()), p.value());
   std::map<std::string, std::string> meta = file.metadata;  // gqe's own (gqe_config, ...); transformers ignores it
   meta["format"] = "pt";  // transformers requires it
-  // No token ids in the model config: the byte tokenizer's <|endoftext|> (id 256) is outside the model's
-  // vocabulary, and gqe generates without a stop token.
+  // No token ids in the model config: gqe generates without a stop token, and so does generate() by default
+  // (the tokenizer's eos token is for the harness: tokenizer_config.json).
   const ojson config = hf_config_json(cfg);
 
   write_folder_atomically(out_dir, [&](const std::string& dir) {
@@ -346,7 +435,21 @@ void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, co
   });
 }
 
-void import_hf(const std::string& hf_dir, const std::string& out_dir) {
+namespace {
+
+// gqe's name of a floating-point dtype in an imported folder ("" for float32 and non-float types).
+std::string converted_dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kDouble: return "float64";
+    default: return "";
+  }
+}
+
+}  // namespace
+
+HfImportReport import_hf(const std::string& hf_dir, const std::string& out_dir, const HfTokenizerRecorder& record) {
   const std::string config_path = hf_dir + "/config.json", weights = hf_dir + "/model.safetensors";
   if (!fs::is_file(config_path)) throw Error(hf_dir + ": no config.json (expected a folder written by gqe export --format hf)");
   if (!fs::is_file(weights)) {
@@ -356,6 +459,16 @@ void import_hf(const std::string& hf_dir, const std::string& out_dir) {
   }
   const ModelConfig cfg = model_config_from_hf(parse_json(fs::read_file(config_path), config_path), config_path);
   SafetensorsFile hf = load_safetensors(weights);
+  HfImportReport report;
+  // A folder transformers saved after .half() or with dtype=torch.bfloat16 holds that dtype: gqe's weights are
+  // float32, and float16 / bfloat16 values are float32 values exactly (float64 ones are rounded). Other
+  // dtypes (integers) are left for load_model_weights to refuse, naming the tensor.
+  for (auto& [name, t] : hf.tensors) {
+    const std::string from = converted_dtype_name(t.scalar_type());
+    if (from.empty()) continue;
+    t = t.to(at::kFloat);
+    ++report.converted[from];
+  }
   SafetensorsFile file;  // the same tensors under gqe's names
   const at::Tensor* embed = hf.find("model.embed_tokens.weight");
   for (auto& [name, t] : hf.tensors) {
@@ -377,7 +490,7 @@ void import_hf(const std::string& hf_dir, const std::string& out_dir) {
   meta.erase("format");      // save_model_checkpoint writes both
   meta.erase("gqe_config");
 
-  // The tokenizer: the byte tokenizer is gqe's default (no file); others are copied beside the checkpoint.
+  // The tokenizer, recorded as `gqe train` records a run's, so that generate, eval and export find it.
   const std::string tok_json = hf_dir + "/tokenizer.json", spm = hf_dir + "/tokenizer.model";
   write_folder_atomically(out_dir, [&](const std::string& dir) {
     save_model_checkpoint(dir, model, meta);
@@ -388,12 +501,13 @@ void import_hf(const std::string& hf_dir, const std::string& out_dir) {
       return std::filesystem::symlink_status(p, ec).type() != std::filesystem::file_type::not_found;
     };
     if (present(spm)) {
-      copy_file(fs::regular_file_inside(hf_dir, "tokenizer.model"), dir + "/tokenizer.model");
+      record(dir, fs::regular_file_inside(hf_dir, "tokenizer.model"));
     } else if (present(tok_json)) {
-      const std::string text = fs::read_file(fs::regular_file_inside(hf_dir, "tokenizer.json"));
-      if (text != byte_level_tokenizer_json()) fs::write_file_atomic(dir + "/tokenizer.json", text);
+      const std::string path = fs::regular_file_inside(hf_dir, "tokenizer.json");
+      record(dir, is_byte_level_tokenizer_json(fs::read_file(path)) ? "bytes" : path);
     }
   });
+  return report;
 }
 
 }  // namespace gqe

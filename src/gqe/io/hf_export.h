@@ -22,6 +22,8 @@
 // router_denominator_eps as they are.
 #pragma once
 #include <nlohmann/json.hpp>
+#include <functional>
+#include <map>
 #include <string>
 
 #include "gqe/core/config.h"
@@ -46,13 +48,18 @@ enum class HfTokenizerKind {
 };
 struct HfTokenizerSource {
   HfTokenizerKind kind = HfTokenizerKind::bytes;
-  std::string path;  // the file to copy (sentencepiece, tokenizer_json)
+  std::string path;     // the file to copy (sentencepiece, tokenizer_json)
+  int64_t eos_id = -1;  // tokenizer_json: the end-of-text id gqe's tokenizer finds in it (-1: none)
 };
 
 // The tokenizer.json of gqe's byte tokenizer: ids 0..255 are the bytes (in GPT-2's byte-to-character
-// alphabet, no merges), plus "<|endoftext|>" at id 256 as the end-of-text token the harness asks for; its
-// tokenizer_config.json sets split_special_tokens, so text spelling "<|endoftext|>" still encodes as bytes.
+// alphabet, no merges) and nothing else, so that every id is a row of the model's 256-entry embedding.
+// Its tokenizer_config.json names byte 0 (NUL, never in text) as the eos and pad token: the harness needs
+// one for an empty context and for padding, and the byte tokenizer has none of its own.
 std::string byte_level_tokenizer_json();
+// Whether a tokenizer.json is that of the byte tokenizer: this version's, or earlier exports' (which had
+// "<|endoftext|>" at id 256, outside the embedding).
+bool is_byte_level_tokenizer_json(const std::string& text);
 
 // A tokenizer.json that encodes exactly as a SentencePiece BPE model (its pieces, scores and byte fallback;
 // merges derived from the vocabulary as transformers' own converter does). Empty when the model uses
@@ -64,9 +71,22 @@ std::string sentencepiece_tokenizer_json(const SpmModel& model, std::string* why
 // (written into a temporary sibling folder, then renamed).
 void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, const HfTokenizerSource& tokenizer);
 
+// Makes SPEC ("bytes", or a tokenizer file) the tokenizer of the checkpoint folder DIR being written, as
+// `gqe train` records a run's (data/run_tokenizer.h: the files copied in, tokenizer_info.json). The data
+// layer does that, which this layer does not link: the command passes it in.
+using HfTokenizerRecorder = std::function<void(const std::string& dir, const std::string& spec)>;
+
+// What import_hf did beyond copying: tensors converted to float32, by their dtype in the folder
+// ("float16", "bfloat16", "float64").
+struct HfImportReport {
+  std::map<std::string, int64_t> converted;
+};
+
 // Reads an exported folder (config.json + model.safetensors, tokenizer files) into a gqe checkpoint folder
-// OUT_DIR (must not exist, or be empty). The byte tokenizer leaves no file (bytes are gqe's default); a
-// SentencePiece tokenizer.model or another tokenizer.json is copied beside the checkpoint.
-void import_hf(const std::string& hf_dir, const std::string& out_dir);
+// OUT_DIR (must not exist, or be empty). Floating-point weights in another dtype (a folder transformers
+// saved in float16 or bfloat16) become float32, gqe's. The tokenizer is recorded with `record`: the byte
+// tokenizer as "bytes", a tokenizer.model or another tokenizer.json as that file; a folder without
+// tokenizer files records none (the run then needs --tokenizer unless its vocab_size is the bytes' 256).
+HfImportReport import_hf(const std::string& hf_dir, const std::string& out_dir, const HfTokenizerRecorder& record);
 
 }  // namespace gqe
