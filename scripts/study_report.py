@@ -14,6 +14,7 @@ import subprocess
 
 import study as S
 import study_zero_shot as Z
+from study_stats import mean_ci, mean_std
 
 VARIANT_NAMES = {  # the paper's Table 2 rows
     "gqa": "GQA baseline (all heads active)",
@@ -21,7 +22,6 @@ VARIANT_NAMES = {  # the paper's Table 2 rows
     "hard_concat": "Hard concat only",
     "gqe": "GQE (renorm. scoring + shared head)",
 }
-T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # two-sided 95% t quantiles by sample size
 
 
 def read_jsonl(path):
@@ -37,15 +37,6 @@ def read_jsonl(path):
     return out
 
 
-def mean_std(xs):
-    n = len(xs)
-    if n == 0:
-        return None, None
-    m = sum(xs) / n
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
-    return m, sd
-
-
 def fmt_ms(xs, digits=4):
     m, sd = mean_std(xs)
     if m is None:
@@ -54,13 +45,12 @@ def fmt_ms(xs, digits=4):
 
 
 def fmt_gap(ds):
-    """Paired differences over seeds: mean ± std, and the 95% confidence interval of the mean."""
-    m, sd = mean_std(ds)
+    """Paired differences over seeds: mean ± std, and the 95% confidence interval of the mean (Student's t)."""
+    m, sd, h = mean_ci(ds)
     if m is None:
         return "–", "–"
-    if len(ds) < 2:
+    if h is None:
         return "%+.4f" % m, "(1 seed)"
-    h = T95.get(len(ds), 2.0) * sd / math.sqrt(len(ds))
     return "%+.4f ± %.4f" % (m, sd), "[%+.4f, %+.4f]" % (m - h, m + h)
 
 
@@ -435,10 +425,9 @@ def copy_run_files(plan, out_dir):
 
 def verdict(ds):
     """'worse' / 'better' / 'not distinguishable' for a GQE − GQA gap, from its 95% interval over seeds."""
-    m, sd = mean_std(ds)
-    if len(ds) < 2:
+    m, _, h = mean_ci(ds)
+    if h is None:
         return "one seed, no interval"
-    h = T95.get(len(ds), 2.0) * sd / math.sqrt(len(ds))
     if m - h > 0:
         return "GQE worse, the 95% interval excludes 0"
     if m + h < 0:
