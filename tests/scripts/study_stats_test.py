@@ -57,6 +57,9 @@ def main():
           "mean_ci of 1..4: %s" % ((m, sd, h),))
     check(T.mean_ci([1.0])[2] is None, "no interval from one value")
 
+    check(os.path.isfile(os.path.join(ROOT, R.FULL_STUDY)), "the committed study a quick report points to, %s, "
+          "exists" % R.FULL_STUDY)
+
     with open(os.path.join(STUDY, "results.json")) as f:
         res = json.load(f)
     with open(os.path.join(STUDY, "README.md"), encoding="utf-8") as f:
