@@ -314,7 +314,9 @@ int cmd_train(int argc, char** argv) {
          << (autocast_enabled_for(r, device) ? "bf16 autocast" : "fp32") << " on " << device.str() << "\n"
          << "runtime: " << describe_runtime() << " (" << threads << " threads)\n";
   }
-  TrainerIO io{out, log};
+  TrainerIO io;
+  io.out_dir = out;
+  io.log = log;
   io.stop_requested = stop_signal_received;
   io.run_identity = resume_identity(fingerprint);
   Trainer trainer(model, r, *train, make_val, *comm, io);
