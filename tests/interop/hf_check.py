@@ -257,6 +257,10 @@ def cmd_harness(manifest, out_path):
                     st["requests"] += 1
                     d = abs(ll - g["loglikelihood"])
                     st["max_abs_diff"] = max(st["max_abs_diff"], d)
+                    if d / max(abs(ll), 1e-30) > st["max_rel_diff"]:  # the worst request, by reference (no text)
+                        st["worst"] = {"doc_id": s["doc_id"], "subtask": subject, "choice": c, "harness": ll,
+                                       "gqe": g["loglikelihood"], "context_tokens": g.get("context_tokens"),
+                                       "continuation_tokens": g.get("continuation_tokens")}
                     st["max_rel_diff"] = max(st["max_rel_diff"], d / max(abs(ll), 1e-30))
                     out["min_ll"], out["max_ll"] = min(out["min_ll"], ll), max(out["max_ll"], ll)
                     st["greedy_mismatches"] += int(greedy != g["is_greedy"])
