@@ -14,8 +14,7 @@ import study as S
 from study_stats import mean_std
 
 INSTALL = "bash scripts/install-eval-data.sh"
-# lm-eval's headline metric per task: acc_norm where the harness reports it (length-normalised choices).
-Z95 = 1.959964
+Z95 = 1.959964  # the normal 97.5% quantile: the difference's interval is dominated by item error (difference())
 
 
 def installed_tasks(data_dir):

@@ -66,8 +66,9 @@ MetricsRepair MetricsLog::open(const std::string& path, std::optional<int64_t> r
       if (line.empty()) continue;
       const std::string where = path + ": line " + std::to_string(line_no);
       const nlohmann::json j = parse_json(line, where);
-      if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer() ||
-          !j["step"].is_number_unsigned() || j["step"].get<uint64_t>() > uint64_t(INT64_MAX))
+      // is_number_unsigned: an integer >= 0 written as one (nlohmann stores those unsigned).
+      if (!j.is_object() || !j.contains("step") || !j["step"].is_number_unsigned() ||
+          j["step"].get<uint64_t>() > uint64_t(INT64_MAX))
         throw FormatError(where + ": expected a record with an integer \"step\" >= 0 (a damaged log: move it aside to resume)");
       if (j["step"].get<int64_t>() > *resumed_step) {
         ++repair.dropped_records;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "gqe/core/error.h"
 #include "gqe/core/json.h"
@@ -44,18 +46,18 @@ nlohmann::json ZClip::state() const {
 }
 
 void ZClip::load_state(const nlohmann::json& j, const std::string& source) {
-  mean_ = json_number(j, "mean", source, "zclip.");
-  var_ = json_number(j, "var", source, "zclip.");
-  const nlohmann::json& init = j.at("initialized");
-  const nlohmann::json& norms = j.at("warmup_norms");
-  if (!init.is_boolean()) throw_field_error(source, "zclip.initialized", "expected true or false");
-  if (!norms.is_array()) throw_field_error(source, "zclip.warmup_norms", "expected an array of numbers");
-  initialized_ = init.get<bool>();
-  warmup_.clear();
-  for (const auto& n : norms) {
+  // Everything checked before anything is assigned: a refused state leaves this ZClip as it was.
+  const double mean = json_number(j, "mean", source, "zclip."), var = json_number(j, "var", source, "zclip.");
+  if (!j.contains("initialized") || !j.at("initialized").is_boolean())
+    throw_field_error(source, "zclip.initialized", "expected true or false");
+  std::vector<double> norms;
+  if (!j.contains("warmup_norms") || !j.at("warmup_norms").is_array())
+    throw_field_error(source, "zclip.warmup_norms", "expected an array of numbers");
+  for (const auto& n : j.at("warmup_norms")) {
     if (!n.is_number()) throw_field_error(source, "zclip.warmup_norms", "expected an array of numbers");
-    warmup_.push_back(n.get<double>());
+    norms.push_back(n.get<double>());
   }
+  mean_ = mean, var_ = var, initialized_ = j.at("initialized").get<bool>(), warmup_ = std::move(norms);
 }
 
 }  // namespace gqe
