@@ -71,7 +71,9 @@ int run_val_loss(const Args& args) {
                                 {"bits_per_byte", src.text_bytes > 0 ? nlohmann::ordered_json(r.bits_per_byte) : nullptr},
                                 {"aux_loss", r.aux_loss},
                                 {"predicted_tokens", r.predicted_tokens},
-                                {"windows", r.windows}};
+                                {"windows", r.windows},
+                                {"window_tokens", r.window_tokens},
+                                {"window_nats", r.window_nats}};
     fs::write_file_atomic(args.get("out", ""), j.dump(2) + "\n");
     std::cout << "wrote " << args.get("out", "") << "\n";
   }

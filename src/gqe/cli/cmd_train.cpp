@@ -91,6 +91,7 @@ const char* kHelp =
     "  --lr X (3e-3 peak)  --min-lr X (lr/10)  --warmup N (10% of steps)  --decay-fraction X (0.2)\n"
     "  --decay-shape linear|cosine|sqrt  --weight-decay X (0.1)  --clip X (absolute norm cap, 0 = none)\n"
     "  --no-zclip  --loss-spike-z X (6; 0 = off)  --precision auto|fp32|bf16  --seed N (1234)\n"
+    "  --data-seed N (the data order's own seed; default: --seed, which then sets both)\n"
     "run:\n"
     "  --log-every N (10)  --eval-every N (100)  --eval-batches N (4)  --save-every N (0: at the end)\n"
     "  --keep K (3 checkpoints)  --resume DIR|auto  --stop-at N (stop after step N; resume later)\n"
@@ -113,7 +114,7 @@ int cmd_train(int argc, char** argv) {
   Args args("train", argc, argv,
             {"config", "data", "train-shards", "val-shards", "tokenizer", "out", "recipe", "steps", "tokens", "batch",
              "seq", "global-batch", "lr", "min-lr", "warmup", "decay-fraction", "decay-shape", "weight-decay", "clip",
-             "loss-spike-z", "precision", "seed", "threads", "log-every", "eval-every", "eval-batches", "save-every",
+             "loss-spike-z", "precision", "seed", "data-seed", "threads", "log-every", "eval-every", "eval-batches", "save-every",
              "keep", "resume", "stop-at", "device", "dist-timeout", "sample-tokens", "sample-prompt"},
             {"help", "no-zclip", "allow-nonfinite-weights", "ignore-memory-check", "overwrite"});
   if (args.flag("help")) {
@@ -166,6 +167,7 @@ int cmd_train(int argc, char** argv) {
   r.loss_spike_z = args.get_double("loss-spike-z", r.loss_spike_z);
   r.precision = args.get("precision", r.precision);
   r.seed = uint64_t(args.get_int("seed", int64_t(r.seed)));
+  r.data_seed = args.get_int("data-seed", r.data_seed, 0);
   r.log_every = args.get_int("log-every", r.log_every);
   r.eval_every = args.get_int("eval-every", r.eval_every);
   r.eval_batches = args.get_int("eval-batches", r.eval_batches);
@@ -209,8 +211,13 @@ int cmd_train(int argc, char** argv) {
   TokenizerFiles tok_files;
   std::string tok_spec = args.get("tokenizer", args.has("data") ? "bytes" : "");
   if (tok_spec.empty() && args.has("train-shards")) {
-    tok_spec = tokenizer_of_shards(resolve_shard_paths(args.require("train-shards")));
+    std::string missing;
+    tok_spec = tokenizer_of_shards(resolve_shard_paths(args.require("train-shards")), &missing);
     if (!tok_spec.empty() && env.rank == 0) std::cout << "tokenizer " << tok_spec << " (from the shards' meta.json)\n";
+    if (!missing.empty() && env.rank == 0)
+      std::cerr << "warning: the shards' meta.json names the tokenizer " << missing
+                << ", which is not there: this run records no tokenizer (generate, eval and routes will ask for "
+                   "one); pass --tokenizer PATH to record it\n";
   }
   if (!tok_spec.empty()) {
     tok_files = resolve_tokenizer_files(tok_spec);
@@ -244,7 +251,7 @@ int cmd_train(int argc, char** argv) {
     const size_t n_val = args.has("val-shards") ? 0 : size_t(double(tokens.size()) * 0.05);
     auto train_tokens = std::make_shared<const std::vector<int64_t>>(tokens.begin(), tokens.end() - long(n_val));
     auto val_tokens = std::make_shared<const std::vector<int64_t>>(tokens.end() - long(n_val), tokens.end());
-    train = std::make_unique<TextTokenSource>(train_tokens, T, B, r.seed, rank, world, path);
+    train = std::make_unique<TextTokenSource>(train_tokens, T, B, r.data_order_seed(), rank, world, path);
     // Validation windows in a fixed order, independent of the training seed.
     if (n_val > size_t(T) && int64_t(n_val - 1) / T >= B * world)
       make_val = [=] { return std::make_unique<TextTokenSource>(val_tokens, T, B, 0, rank, world, path + " (validation tail)"); };
@@ -255,7 +262,7 @@ int cmd_train(int argc, char** argv) {
     // Before the shards are read: ids from another tokenizer would train without any error.
     if (tok) check_shards_tokenizer(shards, tok_files, main_rank ? &std::cerr : nullptr);
     train_files = shards;
-    train = make_shard_source(shards, T, B, r.seed, rank, world);
+    train = make_shard_source(shards, T, B, r.data_order_seed(), rank, world);
   }
   if (args.has("val-shards")) {
     auto vs = resolve_shard_paths(args.require("val-shards"));

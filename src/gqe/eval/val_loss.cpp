@@ -83,8 +83,19 @@ ValLossResult validation_loss(LanguageModel& model, const std::vector<int64_t>& 
     }
     LMOutput out = model.forward(at::stack(xs).to(model.device()));  // [B, L, V]
     const at::Tensor y = at::stack(ys).to(model.device());           // [B, L]
-    nats += at::cross_entropy_loss(out.logits.reshape({-1, V}), y.reshape({-1}), {}, at::Reduction::Sum)
-                .item<double>();
+    // Per window (its own sum of nats) so that a caller can estimate how much the choice of held-out windows
+    // moves the mean: [B] in double, on the host.
+    const at::Tensor per_window =
+        at::cross_entropy_loss(out.logits.reshape({-1, V}), y.reshape({-1}), {}, at::Reduction::None)
+            .reshape({int64_t(j - i), L})
+            .to(at::kDouble)
+            .sum(1)
+            .cpu();
+    for (int64_t w = 0; w < int64_t(j - i); ++w) {
+      r.window_nats.push_back(per_window[w].item<double>());
+      r.window_tokens.push_back(L);
+      nats += r.window_nats.back();
+    }
     aux += out.aux_loss.item<double>();
     ++passes;
     r.predicted_tokens += int64_t(j - i) * L;

@@ -33,6 +33,8 @@ struct ValLossResult {
   double aux_loss = 0;     // load-balancing loss summed over layers, mean over forward passes (GQE)
   int64_t predicted_tokens = 0;
   int64_t windows = 0;
+  std::vector<double> window_nats;     // per window, in eval_windows order: the sum of its tokens' nats
+  std::vector<int64_t> window_tokens;  // per window: the tokens it predicts
 };
 
 // Non-overlapping windows: window w feeds tokens [w*T, w*T+T) and predicts [w*T+1, w*T+T]; the last,

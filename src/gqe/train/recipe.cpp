@@ -37,7 +37,7 @@ void apply_recipe_json(TrainRecipe& r, const json& j, const std::string& source)
       "seq_len", "micro_batch", "global_batch_tokens", "total_tokens", "steps", "warmup_tokens", "warmup_steps",
       "lr", "min_lr", "decay_fraction", "decay_shape", "beta1", "beta2", "eps", "weight_decay", "zclip",
       "zclip_alpha", "zclip_z", "zclip_warmup", "max_grad_norm", "loss_spike_z", "max_skipped_steps", "precision",
-      "seed", "log_every", "eval_every", "eval_batches", "save_every", "keep_checkpoints", "comment"};
+      "seed", "data_seed", "log_every", "eval_every", "eval_batches", "save_every", "keep_checkpoints", "comment"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!known.count(it.key())) {
       std::string list;
@@ -68,6 +68,7 @@ void apply_recipe_json(TrainRecipe& r, const json& j, const std::string& source)
   read(j, "max_skipped_steps", r.max_skipped_steps, source);
   read(j, "precision", r.precision, source);
   read(j, "seed", r.seed, source);
+  read(j, "data_seed", r.data_seed, source);
   read(j, "log_every", r.log_every, source);
   read(j, "eval_every", r.eval_every, source);
   read(j, "eval_batches", r.eval_batches, source);
@@ -79,6 +80,8 @@ void apply_recipe_json(TrainRecipe& r, const json& j, const std::string& source)
   if (j.contains("warmup_tokens") && j.contains("warmup_steps"))
     throw ConfigError(source + ": give either 'warmup_tokens' or 'warmup_steps', not both");
   if (j.contains("warmup_steps")) r.warmup_tokens = -1;
+  if (j.contains("data_seed") && r.data_seed < 0)
+    throw ConfigError(source + ": field 'data_seed': expected >= 0, got " + std::to_string(r.data_seed));
   // -1 is the in-memory "automatic"; a file says it by leaving the field out, never by a negative number.
   if (j.contains("warmup_steps") && r.schedule.warmup_steps < 0)
     throw ConfigError(source + ": field 'warmup_steps': expected >= 0, got " + std::to_string(r.schedule.warmup_steps));
@@ -103,7 +106,7 @@ TrainRecipe load_recipe(const std::string& path) {
 }
 
 json recipe_to_json(const TrainRecipe& r) {
-  return {{"seq_len", r.seq_len},
+  json j = {{"seq_len", r.seq_len},
           {"micro_batch", r.micro_batch},
           {"global_batch_tokens", r.global_batch_tokens},
           {"steps", r.schedule.total_steps},
@@ -130,6 +133,10 @@ json recipe_to_json(const TrainRecipe& r) {
           {"eval_batches", r.eval_batches},
           {"save_every", r.save_every},
           {"keep_checkpoints", r.keep_checkpoints}};
+  // Only a data order of its own is written: a run without one keeps the recipe (and the resume
+  // fingerprint) it had before the field existed.
+  if (r.data_seed >= 0 && uint64_t(r.data_seed) != r.seed) j["data_seed"] = r.data_seed;
+  return j;
 }
 
 namespace {

@@ -8,6 +8,7 @@
 //    "beta1": 0.9, "beta2": 0.95, "eps": 1e-7, "weight_decay": 0.1,
 //    "zclip": true, "zclip_alpha": 0.97, "zclip_z": 2.5, "zclip_warmup": 25, "max_grad_norm": 0,
 //    "loss_spike_z": 6, "max_skipped_steps": 20, "precision": "auto", "seed": 1234,
+//    "data_seed": 7 (optional: the data order's own seed; without it the order follows "seed"),
 //    "log_every": 10, "eval_every": 250, "eval_batches": 8, "save_every": 1000, "keep_checkpoints": 3}
 #pragma once
 #include <cstdint>
@@ -34,7 +35,9 @@ struct TrainRecipe {
   double loss_spike_z = 6.0;          // skip a step whose loss z-score (EMA as ZClip's) exceeds this; 0 = off
   int64_t max_skipped_steps = 20;     // consecutive skipped steps before the run stops with an error
   std::string precision = "auto";     // "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16"
-  uint64_t seed = 1234;
+  uint64_t seed = 1234;               // the model's initialisation (and the data order unless data_seed is set)
+  int64_t data_seed = -1;             // the training data order's seed; -1: the same as seed
+  uint64_t data_order_seed() const { return data_seed >= 0 ? uint64_t(data_seed) : seed; }
   int64_t log_every = 10;
   int64_t eval_every = 100;           // 0 = only at the end
   int64_t eval_batches = 4;
