@@ -80,6 +80,8 @@ const char* kHelp =
     "  --data FILE            a text file, encoded with --tokenizer (bytes); the last 5% is validation\n"
     "  --train-shards LIST    token shards (gqe or llm.c .bin); comma-separated paths or globs\n"
     "  --val-shards LIST      validation shards (default: none, or the text tail with --data)\n"
+    "  --train-tokens N       train on the shards' first N tokens only (a data-limited run: each epoch\n"
+    "                         repeats them; default: all)\n"
     "  --tokenizer PATH       bytes, a SentencePiece .model, a Hugging Face tokenizer.json or GPT-2's\n"
     "                         vocab.json + merges.txt: encodes --data, is recorded in DIR for generate/eval\n"
     "                         (default: bytes with --data, the shards' meta.json tokenizer with shards)\n"
@@ -112,7 +114,7 @@ const char* kHelp =
 
 int cmd_train(int argc, char** argv) {
   Args args("train", argc, argv,
-            {"config", "data", "train-shards", "val-shards", "tokenizer", "out", "recipe", "steps", "tokens", "batch",
+            {"config", "data", "train-shards", "val-shards", "train-tokens", "tokenizer", "out", "recipe", "steps", "tokens", "batch",
              "seq", "global-batch", "lr", "min-lr", "warmup", "decay-fraction", "decay-shape", "weight-decay", "clip",
              "loss-spike-z", "precision", "seed", "data-seed", "threads", "log-every", "eval-every", "eval-batches", "save-every",
              "keep", "resume", "stop-at", "device", "dist-timeout", "sample-tokens", "sample-prompt"},
@@ -244,6 +246,9 @@ int cmd_train(int argc, char** argv) {
   if (args.has("data") == args.has("train-shards"))
     throw Error("gqe train: give exactly one of --data TEXT_FILE or --train-shards LIST");
   std::vector<std::string> train_files, val_files;  // for the ranks' fingerprint
+  const int64_t train_tokens_limit = args.get_int("train-tokens", 0, 1);
+  if (train_tokens_limit > 0 && !args.has("train-shards"))
+    throw Error("gqe train: --train-tokens limits --train-shards; with --data, cut the text file instead");
   if (args.has("data")) {
     const std::string path = args.require("data");
     train_files = {path};
@@ -262,7 +267,7 @@ int cmd_train(int argc, char** argv) {
     // Before the shards are read: ids from another tokenizer would train without any error.
     if (tok) check_shards_tokenizer(shards, tok_files, main_rank ? &std::cerr : nullptr);
     train_files = shards;
-    train = make_shard_source(shards, T, B, r.data_order_seed(), rank, world);
+    train = make_shard_source(shards, T, B, r.data_order_seed(), rank, world, train_tokens_limit);
   }
   if (args.has("val-shards")) {
     auto vs = resolve_shard_paths(args.require("val-shards"));
@@ -288,6 +293,8 @@ int cmd_train(int argc, char** argv) {
   flatten_into(fingerprint, "recipe", recipe_to_json(r));
   fingerprint.emplace_back("data.train", files_identity(train_files));
   fingerprint.emplace_back("data.val", val_files.empty() ? "-" : files_identity(val_files));
+  // Only a limited run has the field: the fingerprints of runs on whole shards stay as they were.
+  if (train_tokens_limit > 0) fingerprint.emplace_back("data.train_tokens", std::to_string(train_tokens_limit));
   // By content: other files of the same names and sizes are other data.
   fingerprint.emplace_back("data.train_sha256", data_sha256(train_files));
   fingerprint.emplace_back("data.val_sha256", val_files.empty() ? "-" : data_sha256(val_files));

@@ -104,10 +104,19 @@ void TokenLoader::check_arguments() const {
                 ")");
 }
 
+void TokenLoader::limit_tokens(uint64_t max_tokens) {
+  if (max_tokens == 0) throw Error("data loader: a token limit must be positive");
+  token_limit_ = max_tokens;
+  total_windows_ = total_tokens_ = steps_per_epoch_ = 0;
+  cut_windows("data loader: the first " + std::to_string(max_tokens) + " tokens");
+}
+
 void TokenLoader::cut_windows(const std::string& what) {
   window_begin_.assign(1, 0);
+  uint64_t left = token_limit_ ? token_limit_ : UINT64_MAX;
   for (const auto& seg : segments_) {
-    const uint64_t n = seg->num_tokens();
+    const uint64_t n = std::min(seg->num_tokens(), left);
+    left -= n;
     total_tokens_ += n;
     if (n > 0) total_windows_ += (n - 1) / static_cast<uint64_t>(seq_len_);
     window_begin_.push_back(total_windows_);

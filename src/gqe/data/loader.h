@@ -55,7 +55,7 @@ class TokenLoader {
   std::pair<at::Tensor, at::Tensor> next();
   LoaderState state() const { return state_; }
   void restore(const LoaderState& s);
-  int64_t total_tokens() const;  // tokens in all shards (not only those inside windows)
+  int64_t total_tokens() const;  // tokens in all shards (not only those inside windows), up to the limit
 
   int64_t num_windows() const { return static_cast<int64_t>(total_windows_); }  // W
   int64_t steps_per_epoch() const { return static_cast<int64_t>(steps_per_epoch_); }
@@ -64,6 +64,10 @@ class TokenLoader {
   // Every token of every shard (or of the tokens in memory) must be below `vocab_size`; throws
   // gqe::FormatError naming the shard, the offset and the id otherwise (data/shard.h check_token_ids).
   void check_token_ids(int64_t vocab_size) const;
+  // Keeps only the first `max_tokens` tokens (over the shards in order) for windows: a data-limited run
+  // that repeats a fixed prefix of the corpus every epoch. Call before the first next(). Throws gqe::Error
+  // when they give fewer windows than one global batch.
+  void limit_tokens(uint64_t max_tokens);
   // The window index (0..W-1) at permutation position `pos` of epoch `epoch`: exposed for tests/tools.
   uint64_t window_at(uint64_t epoch, uint64_t pos) const;
 
@@ -78,6 +82,7 @@ class TokenLoader {
   uint64_t seed_;
   int rank_, world_size_;
   uint64_t total_windows_ = 0, total_tokens_ = 0, steps_per_epoch_ = 0, vocab_size_ = 0;
+  uint64_t token_limit_ = 0;  // 0: every token; else windows come from the first token_limit_ tokens only
   LoaderState state_;
 };
 

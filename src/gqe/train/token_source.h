@@ -61,7 +61,9 @@ class TextTokenSource : public LoaderTokenSource {
 };
 
 // Shards through TokenLoader; `shards` are paths (expand user specs with data/shard.h resolve_shard_paths).
+// token_limit > 0 keeps only the shards' first token_limit tokens (TokenLoader::limit_tokens).
 std::unique_ptr<TokenSource> make_shard_source(const std::vector<std::string>& shards, int64_t seq_len,
-                                               int64_t batch_size, uint64_t seed, int rank, int world_size);
+                                               int64_t batch_size, uint64_t seed, int rank, int world_size,
+                                               int64_t token_limit = 0);
 
 }  // namespace gqe
