@@ -12,6 +12,8 @@ PKGS=(
                           # libtorch's libgomp pool instead of spinning its own threads against it
   libgtest-dev googletest # unit tests
   bible-kjv               # the embedded default corpus (King James Bible)
+  sword-text-web diatheke # the study's second corpus: the World English Bible (scripts/prepare-study-corpora.sh)
+  manpages man-db groff-base bsdextrautils  # and its third: the man-pages project's section 7, rendered (man, col)
   libsentencepiece-dev    # BPE tokenizer training and encoding
   libpcre2-dev            # Unicode regexes of GPT-2 / LLaMA-3 byte-level BPE pre-tokenizers
   libgloo-dev             # headers for c10d's ProcessGroupGloo (compiled into Debian's libtorch)
