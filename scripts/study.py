@@ -133,7 +133,8 @@ class Plan:
         self.jobs = []
         self.lines = {}  # (variant+size, seed) -> dict(long=dir, budgets={T: dir}, snapshots=[steps])
 
-    def train_argv(self, cfg, seed, out_dir, steps, resume=None, stop_at=None):
+    def train_argv(self, cfg, seed, out_dir, steps, resume=None, stop_at=None, extra=()):
+        """extra: further `gqe train` flags of a line (scripts/study_gap.py: --data-seed, --train-tokens)."""
         shards = os.path.join(self.args.data, "spm-4096")
         argv = [self.gqe, "train", "--config", cfg, "--train-shards", os.path.join(shards, "train_*.tok"),
                 "--val-shards", os.path.join(shards, "val_*.tok"), "--out", out_dir, "--steps", str(steps),
@@ -141,16 +142,18 @@ class Plan:
                 "--warmup", str(WARMUP), "--decay-fraction", str(DECAY), "--seed", str(seed),
                 "--threads", str(self.args.threads), "--eval-every", str(self.p["eval_every"]),
                 "--eval-batches", "10", "--log-every", "50", "--keep", "1000", "--save-every", "0",
-                "--sample-tokens", "0"]
+                "--sample-tokens", "0"] + list(extra)
         if resume:
             argv += ["--resume", resume]
         if stop_at is not None:
             argv += ["--stop-at", str(stop_at)]
         return argv
 
-    def add_line(self, model, seed, budgets, snapshots, cost):
-        """The longest run of (model, seed) in segments, and a branch per shorter budget."""
-        name = "%s-s%d" % (model, seed)
+    def add_line(self, model, seed, budgets, snapshots, cost, name=None, extra=()):
+        """The longest run of (model, seed) in segments, and a branch per shorter budget. name: the line's folder
+        under OUT/runs and key in self.lines (default model-sSEED); extra: further `gqe train` flags."""
+        key = name or (model, seed)
+        name = name or "%s-s%d" % (model, seed)
         base = os.path.join(self.out, "runs", name)
         longest = max(budgets)
         long_dir = os.path.join(base, "steps-%d" % longest)
@@ -160,7 +163,7 @@ class Plan:
         for s in stops + [longest]:
             marker = os.path.join(long_dir, ".done-%d" % s)
             argv = self.train_argv(self.cfg[model], seed, long_dir, longest, resume="auto",
-                                   stop_at=None if s == longest else s)
+                                   stop_at=None if s == longest else s, extra=extra)
             job = Job("%s steps-%d to %d" % (name, longest, s), argv, marker, [prev] if prev else [],
                       os.path.join(long_dir, "train.log"), work=(s - prev_s) * cost)
             self.jobs.append(job)
@@ -171,10 +174,10 @@ class Plan:
                 # Own checkpoint first (an interrupted branch), else the longest run's at the decay start.
                 resume = bdir if last_checkpoint(bdir) else os.path.join(long_dir, "checkpoints", "step-%08d" % s)
                 self.jobs.append(Job("%s steps-%d (branch at %d)" % (name, t, s),
-                                     self.train_argv(self.cfg[model], seed, bdir, t, resume=resume),
+                                     self.train_argv(self.cfg[model], seed, bdir, t, resume=resume, extra=extra),
                                      os.path.join(bdir, ".done"), [job], os.path.join(bdir, "train.log"),
                                      work=(t - s) * cost))
-        self.lines[(model, seed)] = dict(dir=base, longest=longest, budgets=sorted(budgets),
+        self.lines[key] = dict(dir=base, longest=longest, budgets=sorted(budgets),
                                          snapshots=[s for s in stops + [longest] if s in snapshots or s == longest])
 
     def build(self):
@@ -203,8 +206,9 @@ class Plan:
                 j.state = "todo"
 
 
-def run_jobs(jobs, workers):
-    """Runs jobs (in list order, as dependencies allow) on `workers` processes at a time."""
+def run_jobs(jobs, workers, deadline=None):
+    """Runs jobs (in list order, as dependencies allow) on `workers` processes at a time; none is started after
+    `deadline` (a time.time() value), and the call returns when those running have finished."""
     lock = threading.Condition()
     total = sum(j.work for j in jobs if j.state != "done") or 1
     state = dict(done_work=0.0, failed=None, t0=time.time())
@@ -219,7 +223,7 @@ def run_jobs(jobs, workers):
         while True:
             with lock:
                 while True:
-                    if state["failed"]:
+                    if state["failed"] or (deadline is not None and time.time() >= deadline):
                         return
                     j = runnable()
                     if j:

@@ -217,6 +217,42 @@ TEST_F(CliTrain, ResumeRefusesAnotherRunsCheckpointNamingTheFieldAndKeepsItsCade
   EXPECT_NE(r.out.find("resumed from"), std::string::npos) << r.out;
 }
 
+TEST_F(CliTrain, DataSeedAndTokenLimitAreTheRunsOwnAndARunWithoutThemIsAnother) {
+  const std::string dir = setup("cli_train_data_seed");
+  // Shards of the text, so that --train-tokens applies.
+  ASSERT_EQ(test::run_gqe_command("data prepare --input " + dir + "/text.txt --out " + dir + "/shards --val-fraction 0 --quiet").rc, 0);
+  const auto args = [&](const std::string& out, const std::string& flags) {
+    return "train --config " + dir + "/model.json --train-shards " + dir + "/shards/train_*.tok --out " + dir + "/" +
+           out + " --batch 2 --seq 16 --sample-tokens 0 --warmup 1 --threads 1 --eval-every 0 --log-every 1 " + flags;
+  };
+  const auto first_loss = [&](const std::string& out) {
+    return read_records(dir + "/" + out + "/metrics.jsonl").at(0).at("loss").get<double>();
+  };
+  // Same initialisation, another data order: another first batch, so another first loss. --data-seed equal to
+  // --seed is the run without it.
+  for (const auto& [out, flags] : std::vector<std::pair<std::string, std::string>>{
+           {"a", "--seed 5"}, {"b", "--seed 5 --data-seed 5"}, {"c", "--seed 5 --data-seed 6"}})
+    ASSERT_EQ(test::run_gqe_command(args(out, "--steps 2 " + flags)).rc, 0) << out;
+  EXPECT_EQ(first_loss("a"), first_loss("b"));
+  EXPECT_NE(first_loss("a"), first_loss("c"));
+  // Resuming without the checkpoint's data seed or token limit is refused, naming the field.
+  ASSERT_EQ(test::run_gqe_command(args("d", "--steps 4 --stop-at 2 --seed 5 --data-seed 6 --train-tokens 3000")).rc, 0);
+  for (const auto& [flags, field] : std::vector<std::pair<std::string, std::string>>{
+           {"--seed 5 --train-tokens 3000", "run.recipe.data_seed': the checkpoint's run has 6, this run none"},
+           {"--seed 5 --data-seed 6", "run.data.train_tokens': the checkpoint's run has 3000, this run none"},
+           {"--seed 5 --data-seed 6 --train-tokens 2999", "the checkpoint's run has 3000, this run 2999"}}) {
+    const CommandRun r = test::run_gqe_command(args("d", "--steps 4 --resume auto " + flags));
+    EXPECT_EQ(r.rc, 1) << flags << "\n" << r.out;
+    EXPECT_NE(r.out.find(field), std::string::npos) << flags << "\n" << r.out;
+  }
+  const CommandRun r = test::run_gqe_command(args("d", "--steps 4 --resume auto --seed 5 --data-seed 6 --train-tokens 3000"));
+  EXPECT_EQ(r.rc, 0) << r.out;
+  // --train-tokens limits shards only; with --data it is a one-line error.
+  const CommandRun t = test::run_gqe_command(train_args(dir + "/e", "--steps 1 --train-tokens 100"));
+  EXPECT_EQ(t.rc, 1);
+  EXPECT_NE(t.out.find("gqe train: error: --train-tokens limits --train-shards"), std::string::npos) << t.out;
+}
+
 TEST_F(CliTrain, StopAtZeroClaimsNoCheckpoint) {
   const std::string dir = setup("cli_train_stop0");
   const CommandRun r = test::run_gqe_command(train_args(dir + "/run", "--steps 4 --stop-at 0"));

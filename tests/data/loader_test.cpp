@@ -87,6 +87,33 @@ TEST(TokenLoader, WindowsAreNextTokenPairsAndCoverAnEpochOnce) {
     for (int64_t boundary : {1000, 1037, 3538, 3539}) EXPECT_FALSE(s < boundary && s + T >= boundary) << s;
 }
 
+TEST(TokenLoader, TokenLimitKeepsWindowsInsideThePrefix) {
+  const std::string dir = scratch("loader-limit");
+  const auto shards = make_shards(dir);
+  const int64_t T = 16, B = 2;
+  TokenLoader L(shards, T, B, 3);
+  // 1500 tokens: all of the first shard (1000), the second (37) and 463 of the third.
+  L.limit_tokens(1500);
+  EXPECT_EQ(L.total_tokens(), 1500);
+  const int64_t W = 999 / 16 + 36 / 16 + 462 / 16;
+  EXPECT_EQ(L.num_windows(), W);
+  EXPECT_EQ(L.steps_per_epoch(), W / B);
+  for (int64_t s = 0; s < 3 * L.steps_per_epoch(); ++s) {  // three epochs: the same prefix again and again
+    auto [x, y] = L.next();
+    for (int64_t b = 0; b < B; ++b) EXPECT_LE(y[b][T - 1].item<int64_t>(), 1499) << "a target past the limit";
+  }
+  // A limit beyond the data is the whole data; one with less than a batch of windows is an error naming it.
+  TokenLoader all(shards, T, B, 3);
+  all.limit_tokens(1 << 30);
+  EXPECT_EQ(all.num_windows(), TokenLoader(shards, T, B, 3).num_windows());
+  try {
+    TokenLoader(shards, T, B, 3).limit_tokens(20);  // one window, fewer than a batch of 2
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the first 20 tokens"), std::string::npos) << e.what();
+  }
+}
+
 TEST(TokenLoader, OrderDependsOnlyOnSeedAndEpoch) {
   const std::string dir = scratch("loader-det");
   const auto shards = make_shards(dir);

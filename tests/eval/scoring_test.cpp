@@ -267,10 +267,16 @@ TEST(ValLoss, EqualsCrossEntropyOverNonOverlappingWindows) {
   EXPECT_EQ(r.predicted_tokens, 49);
   double nats = 0;
   torch::NoGradGuard g;
-  for (const auto& [s, n] : w) {
+  ASSERT_EQ(r.window_nats.size(), w.size());
+  ASSERT_EQ(r.window_tokens, (std::vector<int64_t>{16, 16, 16, 1}));
+  for (size_t k = 0; k < w.size(); ++k) {
+    const auto [s, n] = w[k];
     std::vector<int64_t> x(tokens.begin() + s, tokens.begin() + s + n), y(tokens.begin() + s + 1, tokens.begin() + s + n + 1);
     at::Tensor lp = at::log_softmax(model->forward(at::tensor(x, at::kLong).unsqueeze(0)).logits[0].to(at::kDouble), -1);
-    for (int64_t i = 0; i < n; ++i) nats -= lp[i][y[size_t(i)]].item<double>();
+    double window = 0;
+    for (int64_t i = 0; i < n; ++i) window -= lp[i][y[size_t(i)]].item<double>();
+    EXPECT_NEAR(r.window_nats[k], window, 1e-3) << "window " << k;  // each window's own sum, in order
+    nats += window;
   }
   EXPECT_NEAR(r.loss, nats / 49, 1e-4);
   EXPECT_NEAR(std::log(r.perplexity), nats / 49, 1e-4);

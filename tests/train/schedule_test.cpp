@@ -110,4 +110,26 @@ TEST(Recipe, UnknownKeyIsAnError) {
   EXPECT_DOUBLE_EQ(r.schedule.peak_lr, 5e-4);
 }
 
+TEST(Recipe, DataSeedIsItsOwnOnlyWhenGiven) {
+  TrainRecipe r;
+  r.seed = 5;
+  EXPECT_EQ(r.data_order_seed(), 5u);  // without data_seed the order follows the seed
+  // A recipe without its own data order writes no field: runs from before it keep their fingerprint.
+  EXPECT_FALSE(recipe_to_json(r).contains("data_seed"));
+  apply_recipe_json(r, nlohmann::json::parse(R"({"data_seed": 9})"), "r.json");
+  EXPECT_EQ(r.data_order_seed(), 9u);
+  EXPECT_EQ(r.seed, 5u);
+  EXPECT_EQ(recipe_to_json(r).at("data_seed"), 9);
+  r.data_seed = 5;  // the same as the seed: the same run as without it
+  EXPECT_FALSE(recipe_to_json(r).contains("data_seed"));
+  try {
+    apply_recipe_json(r, nlohmann::json::parse(R"({"data_seed": -2})"), "r.json");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("r.json: field 'data_seed': expected >= 0, got -2"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(apply_recipe_json(r, nlohmann::json::parse(R"({"data_seed": 1.5})"), "r"), ConfigError);
+}
+
 }  // namespace gqe

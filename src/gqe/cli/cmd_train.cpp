@@ -248,7 +248,7 @@ int cmd_train(int argc, char** argv) {
   std::vector<std::string> train_files, val_files;  // for the ranks' fingerprint
   const int64_t train_tokens_limit = args.get_int("train-tokens", 0, 1);
   if (train_tokens_limit > 0 && !args.has("train-shards"))
-    throw Error("gqe train: --train-tokens limits --train-shards; with --data, cut the text file instead");
+    throw Error("--train-tokens limits --train-shards; with --data, cut the text file instead");
   if (args.has("data")) {
     const std::string path = args.require("data");
     train_files = {path};

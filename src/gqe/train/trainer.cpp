@@ -1,5 +1,6 @@
 #include "gqe/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -287,12 +288,22 @@ void Trainer::resume(const std::string& path, const WeightLoadOptions& options) 
     // of both. Checkpoints of gqe versions that recorded no identity are taken as they are.
     if (st.contains("run") && st.at("run").is_object()) {
       const nlohmann::json& then = st.at("run");
-      for (const auto& [field, now] : io_.run_identity) {
-        if (!then.contains(field) || !then.at(field).is_string() || then.at(field).get<std::string>() == now) continue;
-        throw Error(src + ": field 'run." + field + "': the checkpoint's run has " + then.at(field).get<std::string>() +
-                    ", this run " + now + "; a resumed run keeps its model, data, tokenizer, seed and recipe (only " +
+      const auto refuse = [&](const std::string& field, const std::string& was, const std::string& now) {
+        throw Error(src + ": field 'run." + field + "': the checkpoint's run has " + was + ", this run " + now +
+                    "; a resumed run keeps its model, data, tokenizer, seed and recipe (only " +
                     "the step count, --stop-at, the save and evaluation cadence, threads and logging may change): " +
                     "resume with the checkpoint's settings, or start a new run in another --out");
+      };
+      for (const auto& [field, now] : io_.run_identity) {
+        if (!then.contains(field) || !then.at(field).is_string() || then.at(field).get<std::string>() == now) continue;
+        refuse(field, then.at(field).get<std::string>(), now);
+      }
+      // Fields that exist only when set (a data order of its own, a token limit): a run without them is
+      // another run too.
+      for (auto it = then.begin(); it != then.end(); ++it) {
+        const bool here = std::any_of(io_.run_identity.begin(), io_.run_identity.end(),
+                                      [&](const auto& f) { return f.first == it.key(); });
+        if (!here && it->is_string()) refuse(it.key(), it->get<std::string>(), "none");
       }
     }
     opt_->load_state(c.optimizer_tensors, json_integer<int64_t>(st, "optimizer_steps", src, "", 0),

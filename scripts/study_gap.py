@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""The GQA-vs-GQE study, round 2: the gap at the largest CPU budget with enough seeds to bound it, separated
+from repetition, on held-out corpora, at equal FLOPs and at equal wall clock, and extrapolated with its
+uncertainty.
+
+    python3 scripts/study_gap.py [--out runs/study-gap] [--jobs 2] [--pairs 8] [--quarter-pairs 4]
+    python3 scripts/study_gap.py --report-only --out runs/study-gap --report docs/results/DATE-study-gap
+
+Resumable like scripts/study.py, whose job graph, branches and configs it reuses: run it again after a stop and
+it continues; finished runs are never redone. Jobs run in priority order, so that every stop leaves complete
+seed pairs: the first pairs of the full corpus, then the first pairs of the quarter corpus, then the rest.
+The report is written from whatever has finished, and says what the unfinished part would cost.
+
+Design (the report's README explains it to readers):
+- A *pair* i trains GQA and GQE from the same initialisation seed (100 + i) on the same data order (data seed
+  200 + i): the two seeds differ from each other and from every other pair's, so pairs are independent draws of
+  both (gqe train --seed / --data-seed). The gap is computed per pair, then averaged over pairs.
+- Budgets 150 / 600 / 2400 steps of 16 x 128 tokens (0.31M / 1.23M / 4.92M), WSD branches of one run per line
+  (scripts/study.py); GQE also at equal training FLOPs and, at the largest budget, at equal wall clock.
+- Equal wall clock: before any training, GQA and GQE train alone, one thread, alternately, three times each;
+  the median seconds per step give GQE's steps at GQA's largest budget's time (timing.json).
+- Repetition control: the same budgets on the first quarter of the training tokens (gqe train --train-tokens),
+  validated on the same held-out text: at equal tokens seen the quarter repeats its data 4x as often, and the
+  quarter at T/4 steps sees the data as often as the full corpus at T.
+- Held-out corpora: every final model is validated (gqe eval --val-loss) on the King James Bible's held-out 2%,
+  the World English Bible's and the man-pages' (scripts/prepare-study-corpora.sh), each window's nats kept so
+  that the validation text's own sampling error enters the intervals.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import study as S
+
+BUDGETS = [150, 600, 2400]
+CORPORA = ["kjv", "web", "manpages"]  # validation corpora, data/<name>/spm-4096/val_*.tok
+TIMING_STEPS, TIMING_REPEATS = 150, 3
+TRAIN_SLICE_TOKENS = 20480  # training tokens the final models are also scored on (as many as the KJV held-out)
+
+
+def init_seed(pair):
+    return 100 + pair
+
+
+def data_seed(pair):
+    return 200 + pair
+
+
+def train_tokens(data_dir):
+    with open(os.path.join(data_dir, "kjv", "spm-4096", "meta.json")) as f:
+        return json.load(f)["train"]["tokens"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# equal wall clock: a quiet, sequential timing of one training step
+
+
+def measure_step_times(gqe, cfg, data_dir, out):
+    """{"gqa": [s/step per repeat], "gqe": [...]}: TIMING_STEPS steps alone on one thread, the models alternating
+    (GQA first in odd repeats, GQE first in even ones) so that a drift of the machine hits both alike."""
+    path = os.path.join(out, "timing.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    shards = os.path.join(data_dir, "kjv", "spm-4096")
+    times = {"gqa": [], "gqe": []}
+    for rep in range(TIMING_REPEATS):
+        for model in (["gqa", "gqe"] if rep % 2 == 0 else ["gqe", "gqa"]):
+            d = os.path.join(out, "timing", "%s-%d" % (model, rep))
+            argv = [gqe, "train", "--config", cfg[model], "--train-shards", os.path.join(shards, "train_*.tok"),
+                    "--out", d, "--overwrite", "--steps", str(TIMING_STEPS), "--batch", str(S.BATCH), "--seq",
+                    str(S.SEQ), "--lr", str(S.LR), "--min-lr", str(S.MIN_LR), "--warmup", str(S.WARMUP),
+                    "--seed", "1", "--threads", "1", "--log-every",
+                    "50", "--sample-tokens", "0", "--keep", "1"]
+            r = subprocess.run(argv, capture_output=True, text=True)
+            m = re.search(r"trained to step \d+ \((\d+) steps in this run, ([0-9.e+-]+) s", r.stdout)
+            if r.returncode != 0 or not m:
+                S.fail("timing run %s failed (exit %d): %s" % (d, r.returncode, (r.stderr or r.stdout)[-400:]))
+            times[model].append(float(m.group(2)) / int(m.group(1)))
+            S.log("timing %s repeat %d: %.4f s/step" % (model, rep + 1, times[model][-1]))
+    result = dict(steps=TIMING_STEPS, repeats=TIMING_REPEATS, threads=1, seconds_per_step=times,
+                  cpu=cpu_model(), load_before=os.getloadavg()[0])
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(path + ".tmp", path)
+    return result
+
+
+def wall_clock_steps(timing, steps):
+    """GQE's steps in the time GQA takes for `steps`, from the median seconds per step."""
+    t = timing["seconds_per_step"]
+    return int(round(steps * statistics.median(t["gqa"]) / statistics.median(t["gqe"])))
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the plan
+
+
+class GapPlan(S.Plan):
+    def __init__(self, args, gqe, out, timing):
+        plan = dict(budgets=BUDGETS, pairs=args.pairs, quarter_pairs=args.quarter_pairs, eval_every=150,
+                    seeds=list(range(1, args.pairs + 1)))
+        self.timing = timing
+        super().__init__(args, plan, gqe, out)
+        self.train_tokens = train_tokens(args.data_root)
+        self.wall_clock_steps = wall_clock_steps(timing, max(BUDGETS))
+
+    def line_name(self, model, corpus, pair):
+        return "%s-%s-p%d" % (model, corpus, pair)
+
+    def add_pair(self, corpus, pair):
+        extra = ["--data-seed", str(data_seed(pair))]
+        if corpus == "quarter":
+            extra += ["--train-tokens", str(self.train_tokens // 4)]
+        r = self.flop_ratio[""]
+        gqe_budgets = set(BUDGETS)
+        if corpus == "full":
+            gqe_budgets |= {int(round(t * r)) for t in BUDGETS} | {self.wall_clock_steps}
+        for model, budgets in [("gqa", BUDGETS), ("gqe", sorted(gqe_budgets))]:
+            name = self.line_name(model, corpus, pair)
+            self.add_line(model, init_seed(pair), budgets, [], 1.0, name=name, extra=extra)
+            self.lines[name].update(model=model, corpus=corpus, pair=pair)
+
+    def build(self):
+        a = self.args
+        first = min(4, a.pairs)
+        order = [("full", i) for i in range(1, first + 1)]
+        order += [("quarter", i) for i in range(1, min(2, a.quarter_pairs) + 1)]
+        order += [("full", i) for i in range(first + 1, a.pairs + 1)]
+        order += [("quarter", i) for i in range(3, a.quarter_pairs + 1)]
+        for corpus, pair in order:
+            self.add_pair(corpus, pair)
+        for j in self.jobs:  # marks of jobs whose dependencies are gone are stale
+            if j.state == "done" and any(d.state != "done" for d in j.deps):
+                j.state = "todo"
+
+    def finals(self):
+        """(line name, steps, run dir) of every budget's final model."""
+        for name, line in self.lines.items():
+            for t in line["budgets"]:
+                yield name, t, os.path.join(line["dir"], "steps-%d" % t)
+
+
+def val_jobs(plan):
+    """gqe eval --val-loss of every final model on each corpus's held-out shard, each window's nats kept, and on the
+    first VAL_TOKENS training tokens (inside the quarter corpus too): held-out minus training loss is the
+    overfitting measure, on the same model and the same number of tokens."""
+    jobs = []
+    for name, t, d in plan.finals():
+        argvs = []
+        common = [plan.gqe, "eval", "--val-loss", "--checkpoint", d, "--seq", str(S.SEQ), "--batch-size", "16",
+                  "--threads", str(plan.args.threads), "--no-progress"]
+        for corpus in CORPORA:
+            val = os.path.join(plan.args.data_root, corpus, "spm-4096", "val_000000.tok")
+            argvs.append(common + ["--data", val, "--out", os.path.join(d, "val-%s.json" % corpus)])
+        train = os.path.join(plan.args.data_root, "kjv", "spm-4096", "train_000000.tok")
+        argvs.append(common + ["--data", train, "--max-tokens", str(TRAIN_SLICE_TOKENS), "--out",
+                               os.path.join(d, "val-train.json")])
+        jobs.append(S.Job("val-loss %s steps-%d" % (name, t), argvs, os.path.join(d, ".val.done"), [],
+                          os.path.join(d, "val.log"), work=1))
+    return jobs
+
+
+def zero_shot_jobs(plan, tasks, limit):
+    """Zero-shot benchmarks of the full corpus's largest equal-token budget, GQA and GQE of every pair."""
+    import study_zero_shot as Z
+    jobs = []
+    for name, line in plan.lines.items():
+        if line["corpus"] != "full":
+            continue
+        d = os.path.join(line["dir"], "steps-%d" % max(BUDGETS))
+        common = [plan.gqe, "eval", "--checkpoint", d, "--data-dir", os.path.abspath(plan.args.eval_data),
+                  "--threads", str(plan.args.threads), "--no-progress"]
+        argvs = []
+        for group, lim, path in [([x for x in tasks if x != "mmlu"], limit, Z.result_paths(d)[0]),
+                                 ([x for x in tasks if x == "mmlu"], Z.mmlu_limit(limit), Z.result_paths(d)[1])]:
+            if group:
+                argvs.append(common + ["--task", ",".join(group), "--limit", str(lim), "--out", path])
+        jobs.append(S.Job("zero-shot %s steps-%d" % (name, max(BUDGETS)), argvs, os.path.join(d, ".zero-shot.done"),
+                          [], os.path.join(d, "zero-shot.log"), work=1))
+    return jobs
+
+
+def main():
+    import study_zero_shot
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(S.ROOT, "runs", "study-gap"))
+    ap.add_argument("--report", default=None, help="report directory (default OUT/report)")
+    ap.add_argument("--data-root", default=os.path.join(S.ROOT, "data"),
+                    help="prepared corpora: kjv (scripts/prepare-corpus.sh), web and manpages "
+                         "(scripts/prepare-study-corpora.sh)")
+    ap.add_argument("--gqe", default=os.environ.get("GQE", os.path.join(S.ROOT, "build", "gqe")))
+    ap.add_argument("--jobs", type=int, default=2, help="training processes at a time (2)")
+    ap.add_argument("--threads", type=int, default=1, help="threads per training process (1)")
+    ap.add_argument("--pairs", type=int, default=8, help="GQA/GQE seed pairs on the full corpus (8)")
+    ap.add_argument("--quarter-pairs", type=int, default=4, help="seed pairs on the quarter corpus (4)")
+    ap.add_argument("--eval-data", default=os.path.join(S.ROOT, "data", "eval"))
+    ap.add_argument("--eval-limit", type=int, default=500, help="docs per zero-shot task (500)")
+    ap.add_argument("--no-eval", action="store_true", help="skip the zero-shot benchmarks")
+    ap.add_argument("--report-only", action="store_true", help="write the report from what has finished")
+    ap.add_argument("--until", default=None, help="stop starting jobs after this local time (HH:MM)")
+    args = ap.parse_args()
+    if args.jobs < 1 or args.threads < 1 or args.pairs < 2 or args.quarter_pairs < 0 or args.eval_limit < 1:
+        S.fail("--jobs, --threads and --eval-limit must be at least 1, --pairs at least 2, --quarter-pairs at least 0")
+    args.data = os.path.join(args.data_root, "kjv")  # study.Plan's training corpus
+    out = os.path.abspath(args.out)
+    gqe = os.path.abspath(args.gqe)
+    if not os.access(gqe, os.X_OK):
+        S.fail("--gqe %s: not an executable; build first (scripts/build.sh) or pass --gqe" % gqe)
+    for corpus in CORPORA:
+        if not os.path.exists(os.path.join(args.data_root, corpus, "spm-4096", "meta.json")):
+            S.fail("%s/%s/spm-4096 is not prepared: run scripts/prepare-corpus.sh, then "
+                   "scripts/prepare-study-corpora.sh" % (args.data_root, corpus))
+    os.makedirs(out, exist_ok=True)
+    cfg = S.write_configs(out, os.path.join(S.ROOT, "configs", "tiny-gqe.json"))
+    if args.report_only:
+        if not os.path.exists(os.path.join(out, "timing.json")):
+            S.fail("%s has no timing.json: nothing has run there yet" % out)
+    else:
+        S.log("timing one training step of GQA and GQE, alone and in turn (nothing else may run now)")
+    timing = measure_step_times(gqe, cfg, args.data_root, out)
+    plan = GapPlan(args, gqe, out, timing)
+    plan.build()
+    tasks = [] if args.no_eval else study_zero_shot.installed_tasks(args.eval_data)
+    with open(os.path.join(out, "plan.json"), "w") as f:
+        json.dump(dict(plan=plan.p, flop_ratio=plan.flop_ratio, wall_clock_steps=plan.wall_clock_steps,
+                       info={k: dict(params=v[0], forward_flops_per_token=v[1]) for k, v in plan.info.items()}),
+                  f, indent=2)
+    if not args.report_only:
+        deadline = None
+        if args.until:
+            hh, mm = (int(x) for x in args.until.split(":"))
+            now = time.localtime()
+            deadline = time.mktime(now[:3] + (hh, mm, 0) + now[6:])
+        todo = [j for j in plan.jobs if j.state != "done"]
+        S.log("%d training jobs, %d to run, %d at a time; GQE gets %d steps at GQA's %d-step wall clock" % (
+            len(plan.jobs), len(todo), args.jobs, plan.wall_clock_steps, max(BUDGETS)))
+        # Validation and benchmarks of a pair follow its training, so that a stop leaves pairs complete.
+        jobs = plan.jobs + val_jobs(plan) + (zero_shot_jobs(plan, tasks, args.eval_limit) if tasks else [])
+        for j in jobs[len(plan.jobs):]:
+            j.deps = [finishing_job(plan)[os.path.dirname(j.done_marker)]]
+        S.run_jobs(order_by_pair(jobs), args.jobs, deadline=deadline)
+    report = os.path.abspath(args.report or os.path.join(out, "report"))
+    import study_gap_report  # here, not at the top: a long run reports with the module as it is at its end
+    study_gap_report.write_report(plan, report, tasks, args.eval_limit)
+    S.log("report: " + os.path.join(report, "README.md"))
+
+
+def finishing_job(plan):
+    """run dir -> the training job that ends it: a branch's only job, or the longest run's last segment."""
+    out = {}
+    for j in plan.jobs:
+        d, b = os.path.split(j.done_marker)
+        if b == ".done" or b == ".done-" + d.rsplit("steps-", 1)[-1]:
+            out[d] = j
+    return out
+
+
+def order_by_pair(jobs):
+    """Training, validation and benchmarks of one (corpus, pair) together, in the plan's pair order."""
+    keys = []
+    for j in jobs:
+        m = re.search(r"(full|quarter)-p(\d+)", j.name)
+        k = (m.group(1), int(m.group(2))) if m else ("", 0)
+        if k not in keys:
+            keys.append(k)
+    return sorted(jobs, key=lambda j: keys.index(
+        (lambda m: (m.group(1), int(m.group(2))) if m else ("", 0))(re.search(r"(full|quarter)-p(\d+)", j.name))))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    main()
