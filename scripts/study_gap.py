@@ -229,10 +229,9 @@ def main():
                    "scripts/prepare-study-corpora.sh" % (args.data_root, corpus))
     os.makedirs(out, exist_ok=True)
     cfg = S.write_configs(out, os.path.join(S.ROOT, "configs", "tiny-gqe.json"))
-    if args.report_only:
-        if not os.path.exists(os.path.join(out, "timing.json")):
+    if not os.path.exists(os.path.join(out, "timing.json")):
+        if args.report_only:
             S.fail("%s has no timing.json: nothing has run there yet" % out)
-    else:
         S.log("timing one training step of GQA and GQE, alone and in turn (nothing else may run now)")
     timing = measure_step_times(gqe, cfg, args.data_root, out)
     plan = GapPlan(args, gqe, out, timing)
