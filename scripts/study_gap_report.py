@@ -87,7 +87,7 @@ def collect(plan, tasks, eval_limit, command):
                     corpora=G.CORPORA, train_slice_tokens=G.TRAIN_SLICE_TOKENS, jobs=plan.args.jobs,
                     threads=plan.args.threads, eval_limit=eval_limit, tasks=tasks),
         timing=plan.timing, runs=runs, segments=segments, zero_shot=zero,
-        meta=dict(command=command, cpu=plan.timing.get("cpu", "unknown CPU"),
+        meta=dict(command=command, cpu="%s (%d cores)" % (plan.timing.get("cpu", "unknown CPU"), os.cpu_count() or 0),
                   written=datetime.datetime.utcnow().strftime("%Y-%m-%d")))
 
 
@@ -224,6 +224,102 @@ def mtok(steps, d):
     return "%.2fM" % (steps * d["batch"] * d["seq"] / 1e6)
 
 
+def interval(r):
+    return "%+.4f [%+.4f, %+.4f]" % (r["mean"], r["mean"] - r["half"], r["mean"] + r["half"])
+
+
+def diff_of_gaps(raw, first, second):
+    """(first's gap − second's gap) per pair over the pairs both have: (mean, t half-width, n) or None.
+    first, second: (corpus, GQA steps, GQE steps)."""
+    g1 = paired(raw, ("gqa", first[0], first[1]), ("gqe", first[0], first[2]))
+    g2 = paired(raw, ("gqa", second[0], second[1]), ("gqe", second[0], second[2]))
+    if not g1 or not g2:
+        return None
+    common = sorted(set(g1["pairs"]) & set(g2["pairs"]))
+    ds = [g1["gaps"][g1["pairs"].index(p)] - g2["gaps"][g2["pairs"].index(p)] for p in common]
+    if len(ds) < 2:
+        return None
+    m, sd = mean_std(ds)
+    return dict(mean=m, half=t_quantile(0.95, len(ds) - 1) * sd / math.sqrt(len(ds)), n=len(ds))
+
+
+def summary(raw):
+    """The findings, one bullet each, from the same numbers as the tables."""
+    d = raw["design"]
+    b = d["budgets"]
+    top = max(b)
+    out = []
+    main = paired(raw, ("gqa", "full", top), ("gqe", "full", top))
+    if not main or main["half"] is None:
+        return ["- Not enough finished pairs yet for a finding (two are needed)."]
+    need = pairs_needed(main["sd"], main["val_se"])
+    s = ("- **The gap at %s tokens** (GQE − GQA held-out loss, nats, %d seed pairs): %s (seeds ±%.4f, validation "
+         "text ±%.4f): %s." % (mtok(top, d), len(main["gaps"]), interval(main), main["seed_half"],
+                              Z95 * main["val_se"], verdict(main)))
+    if main["half"] <= TARGET:
+        s += " The interval is within the ±%.2f the study set out to reach." % TARGET
+    elif need:
+        cost = pair_cost_seconds(raw)
+        more = need - len(main["gaps"])
+        s += (" Bounding it to ±%.2f takes about %d pairs at this spread (sd %.4f over pairs): %d more%s." % (
+            TARGET, need, main["sd"], more, ", about %.1f hours on this machine at %d processes at a time" % (
+                more * cost / 3600 / d["jobs"], d["jobs"]) if cost else ""))
+    else:
+        s += " The validation text's own error alone exceeds ±%.2f: more pairs cannot bound it; a larger " \
+             "held-out set can." % TARGET
+    out.append(s)
+    per_budget = [(t, paired(raw, ("gqa", "full", t), ("gqe", "full", t))) for t in b]
+    out.append("- **Against tokens** (equal tokens): " + "; ".join(
+        "%s: %s %s" % (mtok(t, d), interval(r), verdict(r)) for t, r in per_budget if r and r["half"] is not None) +
+        "." + ("".join(" From %s to %s the gap changes by %+.4f [%+.4f, %+.4f] (paired over %d pairs)." % (
+            mtok(b[i], d), mtok(b[i + 1], d), -x["mean"], -x["mean"] - x["half"], -x["mean"] + x["half"], x["n"])
+            for i in range(len(b) - 1) for x in [diff_of_gaps(raw, ("full", b[i], b[i]), ("full", b[i + 1], b[i + 1]))]
+            if x)))
+    fl = paired(raw, ("gqa", "full", top), ("gqe", "full", int(round(top * d["flop_ratio"]))))
+    wc = paired(raw, ("gqa", "full", top), ("gqe", "full", d["wall_clock_steps"]))
+    t = raw["timing"]["seconds_per_step"]
+    ratio = statistics.median(t["gqe"]) / statistics.median(t["gqa"])
+    if fl and wc and fl["half"] is not None and wc["half"] is not None:
+        out.append("- **Equal compute** at GQA's %d steps: equal FLOPs (GQE %d steps) %s, %s; equal wall clock (GQE %d "
+                   "steps: its step takes %.3f of GQA's time on this CPU, one thread, alone) %s, %s." % (
+                       top, int(round(top * d["flop_ratio"])), interval(fl), verdict(fl), d["wall_clock_steps"], ratio,
+                       interval(wc), verdict(wc)))
+    rep = [(t, diff_of_gaps(raw, ("quarter", t, t), ("full", t, t))) for t in b]
+    rep = [(t, x) for t, x in rep if x]
+    if rep:
+        q = d["quarter_tokens"]
+        out.append("- **Repetition** (the first quarter of the corpus against all of it, same pairs, same steps): the "
+                   "gap with 4x the passes minus the gap without: " + "; ".join(
+                       "%s tokens (%.1f vs %.1f passes): %+.4f [%+.4f, %+.4f]" % (
+                           mtok(t, d), t * d["batch"] * d["seq"] / q, t * d["batch"] * d["seq"] / d["train_tokens"],
+                           x["mean"], x["mean"] - x["half"], x["mean"] + x["half"]) for t, x in rep) + ".")
+        same = [(b[i], diff_of_gaps(raw, ("quarter", b[i], b[i]), ("full", b[i + 1], b[i + 1])))
+                for i in range(len(b) - 1) if b[i + 1] == 4 * b[i]]
+        same = [(t, x) for t, x in same if x]
+        if same:
+            out.append("- **Unique tokens at equal passes** (quarter at T against full at 4T: the same passes, 4x the "
+                       "unique tokens and tokens seen in the second): " + "; ".join(
+                           "%.1f passes: %+.4f [%+.4f, %+.4f]" % (t * d["batch"] * d["seq"] / d["quarter_tokens"],
+                                                                  x["mean"], x["mean"] - x["half"], x["mean"] + x["half"])
+                           for t, x in same) + ".")
+    held = []
+    for corpus in d["corpora"][1:]:
+        r = paired(raw, ("gqa", "full", top), ("gqe", "full", top), on=corpus)
+        if r and r["half"] is not None:
+            held.append("%s %s, %s" % (corpus, interval(r), verdict(r)))
+    if held:
+        out.append("- **Held-out corpora** at %s tokens (trained on the KJV): %s." % (mtok(top, d), "; ".join(held)))
+    fit = scale_fit(raw)
+    if fit:
+        out.append("- **Extrapolation** (a straight line in log tokens through three budgets, one size): slope %+.4f "
+                   "[%+.4f, %+.4f] nats per decade; at %.0fM tokens, 10x the largest budget, the line gives %+.4f "
+                   "[%+.4f, %+.4f]. Outside the measured range: a guess with an interval, not a measurement." % (
+                       fit["slope"]["mean"], fit["slope"]["mean"] - fit["slope"]["half"],
+                       fit["slope"]["mean"] + fit["slope"]["half"], fit["tokens_10x"] / 1e6, fit["at_10x"]["mean"],
+                       fit["at_10x"]["mean"] - fit["at_10x"]["half"], fit["at_10x"]["mean"] + fit["at_10x"]["half"]))
+    return out
+
+
 def render(raw):
     """README.md's text from results.json's content."""
     d, timing = raw["design"], raw["timing"]
@@ -243,31 +339,14 @@ def render(raw):
                  raw["meta"]["command"], raw["meta"]["cpu"], d["jobs"], d["threads"], raw["meta"]["written"]))
     # ---- summary
     L.append("## What the data shows\n")
-    summary = []
-    if main_top:
-        need = pairs_needed(main_top["sd"], main_top["val_se"])
-        mean, cell = fmt_gap(main_top)
-        s = ("- **The gap at %s tokens** (GQE − GQA validation loss, nats, %d seed pairs): %+.4f, 95%% interval %s "
-             "(seeds ±%.4f, validation text ±%.4f): %s." % (
-                 mtok(top, d), len(main_top["gaps"]), main_top["mean"], cell, main_top["seed_half"] or float("nan"),
-                 Z95 * main_top["val_se"], verdict(main_top)))
-        if main_top["half"] is not None and main_top["half"] <= TARGET:
-            s += " The interval is within ±%.2f." % TARGET
-        elif need:
-            cost = pair_cost_seconds(raw)
-            more = need - len(main_top["gaps"])
-            s += (" Bounding it to ±%.2f takes about %d pairs at this spread (sd %.4f): %d more%s." % (
-                TARGET, need, main_top["sd"], more,
-                ", %.1f hours on this machine at %d processes at a time" % (more * cost / 3600 / d["jobs"], d["jobs"])
-                if cost else ""))
-        summary.append(s)
-    L += summary
+    L.append("Every interval is 95%: the pairs' spread and the validation text's sampling error together (Design).\n")
+    L += summary(raw)
     L.append("")
     # ---- design
     L.append("## Design\n")
     L.append("- **Pairs.** Pair *i* trains GQA and GQE from initialisation seed 100 + *i* on data order 200 + *i* "
              "(`gqe train --seed`, `--data-seed`): within a pair both models see the same batches; across pairs both "
-             "seeds change, independently of each other. The gap is computed per pair, then averaged; its 95%% "
+             "seeds change, independently of each other. The gap is computed per pair, then averaged; its 95% "
              "interval adds the pairs' spread (Student t, n − 1 degrees of freedom) and the validation text's "
              "sampling error (per validation window, the pairs' mean gap; standard error of the token-weighted mean "
              "over windows; 1.96 of it) in quadrature.")
@@ -458,7 +537,9 @@ def plot(raw, out_dir):
         R.write_dat(os.path.join(out_dir, "gap_%s.dat" % corpus), rows[corpus])
     fit = scale_fit(raw)
     if not rows["full"]:
-        return
+        for corpus in ["full", "quarter"]:
+            os.remove(os.path.join(out_dir, "gap_%s.dat" % corpus))
+        return False
     script = ('set output "gap.png"\nset logscale x\nset xlabel "training tokens"\n'
               'set ylabel "GQE - GQA validation loss (nats)"\nset key top right\nset grid\n'
               'set title "The gap against tokens, 95%% intervals (pairs and validation text)"\n'
