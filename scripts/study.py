@@ -139,7 +139,7 @@ class Plan:
         argv = [self.gqe, "train", "--config", cfg, "--train-shards", os.path.join(shards, "train_*.tok"),
                 "--val-shards", os.path.join(shards, "val_*.tok"), "--out", out_dir, "--steps", str(steps),
                 "--batch", str(BATCH), "--seq", str(SEQ), "--lr", str(LR), "--min-lr", str(MIN_LR),
-                "--warmup", str(WARMUP), "--decay-fraction", str(DECAY), "--seed", str(seed),
+                "--warmup", str(self.p.get("warmup", WARMUP)), "--decay-fraction", str(DECAY), "--seed", str(seed),
                 "--threads", str(self.args.threads), "--eval-every", str(self.p["eval_every"]),
                 "--eval-batches", "10", "--log-every", "50", "--keep", "1000", "--save-every", "0",
                 "--sample-tokens", "0"] + list(extra)

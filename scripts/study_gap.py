@@ -37,10 +37,11 @@ import time
 
 import study as S
 
-BUDGETS = [150, 600, 2400]
 CORPORA = ["kjv", "web", "manpages"]  # validation corpora, data/<name>/spm-4096/val_*.tok
-TIMING_STEPS, TIMING_REPEATS = 150, 3
 TRAIN_SLICE_TOKENS = 20480  # training tokens the final models are also scored on (as many as the KJV held-out)
+# The plan, and its --quick form (a smoke test of the pipeline in a few minutes: no finding).
+FULL = dict(budgets=[150, 600, 2400], timing_steps=150, timing_repeats=3, eval_every=150, val_max_tokens=0)
+QUICK = dict(budgets=[10, 40], timing_steps=10, timing_repeats=1, eval_every=40, val_max_tokens=2048, warmup=2)
 
 
 def init_seed(pair):
@@ -60,8 +61,8 @@ def train_tokens(data_dir):
 # equal wall clock: a quiet, sequential timing of one training step
 
 
-def measure_step_times(gqe, cfg, data_dir, out):
-    """{"gqa": [s/step per repeat], "gqe": [...]}: TIMING_STEPS steps alone on one thread, the models alternating
+def measure_step_times(gqe, cfg, data_dir, out, steps, repeats, warmup):
+    """{"gqa": [s/step per repeat], "gqe": [...]}: `steps` steps alone on one thread, the models alternating
     (GQA first in odd repeats, GQE first in even ones) so that a drift of the machine hits both alike."""
     path = os.path.join(out, "timing.json")
     if os.path.exists(path):
@@ -69,12 +70,12 @@ def measure_step_times(gqe, cfg, data_dir, out):
             return json.load(f)
     shards = os.path.join(data_dir, "kjv", "spm-4096")
     times = {"gqa": [], "gqe": []}
-    for rep in range(TIMING_REPEATS):
+    for rep in range(repeats):
         for model in (["gqa", "gqe"] if rep % 2 == 0 else ["gqe", "gqa"]):
             d = os.path.join(out, "timing", "%s-%d" % (model, rep))
             argv = [gqe, "train", "--config", cfg[model], "--train-shards", os.path.join(shards, "train_*.tok"),
-                    "--out", d, "--overwrite", "--steps", str(TIMING_STEPS), "--batch", str(S.BATCH), "--seq",
-                    str(S.SEQ), "--lr", str(S.LR), "--min-lr", str(S.MIN_LR), "--warmup", str(S.WARMUP),
+                    "--out", d, "--overwrite", "--steps", str(steps), "--batch", str(S.BATCH), "--seq",
+                    str(S.SEQ), "--lr", str(S.LR), "--min-lr", str(S.MIN_LR), "--warmup", str(warmup),
                     "--seed", "1", "--threads", "1", "--log-every",
                     "50", "--sample-tokens", "0", "--keep", "1"]
             r = subprocess.run(argv, capture_output=True, text=True)
@@ -83,7 +84,7 @@ def measure_step_times(gqe, cfg, data_dir, out):
                 S.fail("timing run %s failed (exit %d): %s" % (d, r.returncode, (r.stderr or r.stdout)[-400:]))
             times[model].append(float(m.group(2)) / int(m.group(1)))
             S.log("timing %s repeat %d: %.4f s/step" % (model, rep + 1, times[model][-1]))
-    result = dict(steps=TIMING_STEPS, repeats=TIMING_REPEATS, threads=1, seconds_per_step=times,
+    result = dict(steps=steps, repeats=repeats, threads=1, seconds_per_step=times,
                   cpu=cpu_model(), load_before=os.getloadavg()[0])
     with open(path + ".tmp", "w") as f:
         json.dump(result, f, indent=2)
@@ -114,12 +115,13 @@ def cpu_model():
 
 class GapPlan(S.Plan):
     def __init__(self, args, gqe, out, timing):
-        plan = dict(budgets=BUDGETS, pairs=args.pairs, quarter_pairs=args.quarter_pairs, eval_every=150,
-                    seeds=list(range(1, args.pairs + 1)))
+        plan = dict(QUICK if args.quick else FULL, pairs=args.pairs, quarter_pairs=args.quarter_pairs,
+                    seeds=list(range(1, args.pairs + 1)), quick=args.quick)
         self.timing = timing
         super().__init__(args, plan, gqe, out)
         self.train_tokens = train_tokens(args.data_root)
-        self.wall_clock_steps = wall_clock_steps(timing, max(BUDGETS))
+        self.budgets = plan["budgets"]
+        self.wall_clock_steps = wall_clock_steps(timing, max(self.budgets))
 
     def line_name(self, model, corpus, pair):
         return "%s-%s-p%d" % (model, corpus, pair)
@@ -129,10 +131,10 @@ class GapPlan(S.Plan):
         if corpus == "quarter":
             extra += ["--train-tokens", str(self.train_tokens // 4)]
         r = self.flop_ratio[""]
-        gqe_budgets = set(BUDGETS)
+        gqe_budgets = set(self.budgets)
         if corpus == "full":
-            gqe_budgets |= {int(round(t * r)) for t in BUDGETS} | {self.wall_clock_steps}
-        for model, budgets in [("gqa", BUDGETS), ("gqe", sorted(gqe_budgets))]:
+            gqe_budgets |= {int(round(t * r)) for t in self.budgets} | {self.wall_clock_steps}
+        for model, budgets in [("gqa", self.budgets), ("gqe", sorted(gqe_budgets))]:
             name = self.line_name(model, corpus, pair)
             self.add_line(model, init_seed(pair), budgets, [], 1.0, name=name, extra=extra)
             self.lines[name].update(model=model, corpus=corpus, pair=pair)
@@ -166,12 +168,13 @@ def val_jobs(plan):
         argvs = []
         common = [plan.gqe, "eval", "--val-loss", "--checkpoint", d, "--seq", str(S.SEQ), "--batch-size", "16",
                   "--threads", str(plan.args.threads), "--no-progress"]
+        limit = ["--max-tokens", str(plan.p["val_max_tokens"])] if plan.p["val_max_tokens"] else []
         for corpus in CORPORA:
             val = os.path.join(plan.args.data_root, corpus, "spm-4096", "val_000000.tok")
-            argvs.append(common + ["--data", val, "--out", os.path.join(d, "val-%s.json" % corpus)])
+            argvs.append(common + limit + ["--data", val, "--out", os.path.join(d, "val-%s.json" % corpus)])
         train = os.path.join(plan.args.data_root, "kjv", "spm-4096", "train_000000.tok")
-        argvs.append(common + ["--data", train, "--max-tokens", str(TRAIN_SLICE_TOKENS), "--out",
-                               os.path.join(d, "val-train.json")])
+        argvs.append(common + ["--data", train, "--max-tokens", str(plan.p["val_max_tokens"] or TRAIN_SLICE_TOKENS),
+                               "--out", os.path.join(d, "val-train.json")])
         jobs.append(S.Job("val-loss %s steps-%d" % (name, t), argvs, os.path.join(d, ".val.done"), [],
                           os.path.join(d, "val.log"), work=1))
     return jobs
@@ -184,7 +187,7 @@ def zero_shot_jobs(plan, tasks, limit):
     for name, line in plan.lines.items():
         if line["corpus"] != "full":
             continue
-        d = os.path.join(line["dir"], "steps-%d" % max(BUDGETS))
+        d = os.path.join(line["dir"], "steps-%d" % max(plan.budgets))
         common = [plan.gqe, "eval", "--checkpoint", d, "--data-dir", os.path.abspath(plan.args.eval_data),
                   "--threads", str(plan.args.threads), "--no-progress"]
         argvs = []
@@ -192,7 +195,7 @@ def zero_shot_jobs(plan, tasks, limit):
                                  ([x for x in tasks if x == "mmlu"], Z.mmlu_limit(limit), Z.result_paths(d)[1])]:
             if group:
                 argvs.append(common + ["--task", ",".join(group), "--limit", str(lim), "--out", path])
-        jobs.append(S.Job("zero-shot %s steps-%d" % (name, max(BUDGETS)), argvs, os.path.join(d, ".zero-shot.done"),
+        jobs.append(S.Job("zero-shot %s steps-%d" % (name, max(plan.budgets)), argvs, os.path.join(d, ".zero-shot.done"),
                           [], os.path.join(d, "zero-shot.log"), work=1))
     return jobs
 
@@ -200,7 +203,9 @@ def zero_shot_jobs(plan, tasks, limit):
 def main():
     import study_zero_shot
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.path.join(S.ROOT, "runs", "study-gap"))
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke test of the pipeline in minutes (budgets 10 / 40 steps, one timing repeat): no finding")
+    ap.add_argument("--out", default=None, help="run directory (default runs/study-gap, runs/study-gap-quick)")
     ap.add_argument("--report", default=None, help="report directory (default OUT/report)")
     ap.add_argument("--data-root", default=os.path.join(S.ROOT, "data"),
                     help="prepared corpora: kjv (scripts/prepare-corpus.sh), web and manpages "
@@ -208,18 +213,21 @@ def main():
     ap.add_argument("--gqe", default=os.environ.get("GQE", os.path.join(S.ROOT, "build", "gqe")))
     ap.add_argument("--jobs", type=int, default=2, help="training processes at a time (2)")
     ap.add_argument("--threads", type=int, default=1, help="threads per training process (1)")
-    ap.add_argument("--pairs", type=int, default=8, help="GQA/GQE seed pairs on the full corpus (8)")
-    ap.add_argument("--quarter-pairs", type=int, default=4, help="seed pairs on the quarter corpus (4)")
+    ap.add_argument("--pairs", type=int, default=None, help="GQA/GQE seed pairs on the full corpus (8; --quick 2)")
+    ap.add_argument("--quarter-pairs", type=int, default=None, help="seed pairs on the quarter corpus (4; --quick 2)")
     ap.add_argument("--eval-data", default=os.path.join(S.ROOT, "data", "eval"))
-    ap.add_argument("--eval-limit", type=int, default=500, help="docs per zero-shot task (500)")
+    ap.add_argument("--eval-limit", type=int, default=None, help="docs per zero-shot task (500; --quick 20)")
     ap.add_argument("--no-eval", action="store_true", help="skip the zero-shot benchmarks")
     ap.add_argument("--report-only", action="store_true", help="write the report from what has finished")
     ap.add_argument("--until", default=None, help="stop starting jobs after this local time (HH:MM)")
     args = ap.parse_args()
+    for name, full, quick in [("pairs", 8, 2), ("quarter_pairs", 4, 2), ("eval_limit", 500, 20)]:
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if args.jobs < 1 or args.threads < 1 or args.pairs < 2 or args.quarter_pairs < 0 or args.eval_limit < 1:
         S.fail("--jobs, --threads and --eval-limit must be at least 1, --pairs at least 2, --quarter-pairs at least 0")
     args.data = os.path.join(args.data_root, "kjv")  # study.Plan's training corpus
-    out = os.path.abspath(args.out)
+    out = os.path.abspath(args.out or os.path.join(S.ROOT, "runs", "study-gap-quick" if args.quick else "study-gap"))
     gqe = os.path.abspath(args.gqe)
     if not os.access(gqe, os.X_OK):
         S.fail("--gqe %s: not an executable; build first (scripts/build.sh) or pass --gqe" % gqe)
@@ -233,7 +241,9 @@ def main():
         if args.report_only:
             S.fail("%s has no timing.json: nothing has run there yet" % out)
         S.log("timing one training step of GQA and GQE, alone and in turn (nothing else may run now)")
-    timing = measure_step_times(gqe, cfg, args.data_root, out)
+    p = QUICK if args.quick else FULL
+    timing = measure_step_times(gqe, cfg, args.data_root, out, p["timing_steps"], p["timing_repeats"],
+                                p.get("warmup", S.WARMUP))
     plan = GapPlan(args, gqe, out, timing)
     plan.build()
     tasks = [] if args.no_eval else study_zero_shot.installed_tasks(args.eval_data)
@@ -249,7 +259,7 @@ def main():
             deadline = time.mktime(now[:3] + (hh, mm, 0) + now[6:])
         todo = [j for j in plan.jobs if j.state != "done"]
         S.log("%d training jobs, %d to run, %d at a time; GQE gets %d steps at GQA's %d-step wall clock" % (
-            len(plan.jobs), len(todo), args.jobs, plan.wall_clock_steps, max(BUDGETS)))
+            len(plan.jobs), len(todo), args.jobs, plan.wall_clock_steps, max(plan.budgets)))
         # Validation and benchmarks of a pair follow its training, so that a stop leaves pairs complete.
         jobs = plan.jobs + val_jobs(plan) + (zero_shot_jobs(plan, tasks, args.eval_limit) if tasks else [])
         for j in jobs[len(plan.jobs):]:
