@@ -75,6 +75,8 @@ def collect(plan, tasks, eval_limit, command):
             j = _read_json(path)
             if j:
                 for task, r in j["results"].items():
+                    if task not in tasks:  # MMLU's subjects: the table has MMLU as lm-eval aggregates it
+                        continue
                     key, value, se = Z.headline(r)
                     results[task] = dict(metric=key, value=value, stderr=se, chance=r.get("chance"))
         zero.append(dict(model=line["model"], pair=line["pair"], results=results))
@@ -246,6 +248,36 @@ def diff_of_gaps(raw, first, second):
     return dict(mean=m, half=t_quantile(0.95, len(ds) - 1) * sd / math.sqrt(len(ds)), n=len(ds))
 
 
+def zero_shot_rows(raw):
+    """Per task: GQA's and GQE's mean score over the pairs both have, GQE − GQA with its 95% half-width (the pairs'
+    spread plus both models' item errors: unpaired, conservative) and whether every score is above chance."""
+    zs = raw["zero_shot"]
+    tasks, rows = [], []
+    for z in zs:
+        tasks += [t for t in z["results"] if t not in tasks]
+    for task in tasks:
+        per = {m: {z["pair"]: z["results"][task] for z in zs if z["model"] == m and task in z["results"]}
+               for m in ["gqa", "gqe"]}
+        common = sorted(set(per["gqa"]) & set(per["gqe"]))
+        if not common:
+            continue
+        any_r = per["gqa"][common[0]]
+        ds = [per["gqe"][p]["value"] - per["gqa"][p]["value"] for p in common]
+        m, sd = mean_std(ds)
+        item = sum(per["gqa"][p]["stderr"] ** 2 + per["gqe"][p]["stderr"] ** 2 for p in common) / len(common)
+        chance = any_r["chance"]
+        # Above chance: more than two standard errors above it, for every model and pair evaluated (below it, as on
+        # boolq where a constant answer scores the minority label's share, is no skill either).
+        above = all(per[x][p]["value"] - chance > 2 * per[x][p]["stderr"] for x in per for p in common) \
+            if chance is not None else None
+        rows.append(dict(task=task, metric=any_r["metric"], chance=chance, pairs=len(common), mean=m,
+                         half=Z95 * math.sqrt(sd ** 2 / len(ds) + item), above=above,
+                         cells=["%.3f ± %.3f" % (sum(per[x][p]["value"] for p in common) / len(common),
+                                                 sum(per[x][p]["stderr"] for p in common) / len(common))
+                                for x in ["gqa", "gqe"]]))
+    return rows
+
+
 def summary(raw):
     """The findings, one bullet each, from the same numbers as the tables."""
     d = raw["design"]
@@ -312,6 +344,17 @@ def summary(raw):
             held.append("%s %s, %s" % (corpus, interval(r), verdict(r)))
     if held:
         out.append("- **Held-out corpora** at %s tokens (trained on the KJV): %s." % (mtok(top, d), "; ".join(held)))
+    zrows = zero_shot_rows(raw)
+    if zrows:
+        above = [r["task"] for r in zrows if r["above"]]
+        apart = ["%s %+.3f [%+.3f, %+.3f]" % (r["task"], r["mean"], r["mean"] - r["half"], r["mean"] + r["half"])
+                 for r in zrows if r["mean"] - r["half"] > 0 or r["mean"] + r["half"] < 0]
+        out.append("- **Zero-shot benchmarks** (%d tasks, first %d docs each, %d pair(s)): both models above chance on "
+                   "%s; GQE − GQA %s." % (
+                       len(zrows), d["eval_limit"], max(r["pairs"] for r in zrows),
+                       "%d (%s)" % (len(above), ", ".join(above)) if above else "none",
+                       "excludes 0 on " + "; ".join(apart) if apart else "includes 0 on every task: at this scale "
+                       "the benchmarks cannot separate the two"))
     fit = scale_fit(raw)
     if fit:
         out.append("- **Extrapolation** (a straight line in log tokens through three budgets, one size): slope %+.4f "
@@ -501,30 +544,13 @@ def render(raw):
                  "steps of each evaluated pair; acc_norm where lm-eval reports it, else acc; ± is the mean of lm-eval's "
                  "standard errors. The difference's interval adds the pairs' spread to both models' item errors "
                  "(unpaired, conservative).\n" % (d["eval_limit"], top))
-        L.append("| task | metric | chance | pairs | GQA | GQE | GQE − GQA [95%] | at chance? |")
+        L.append("| task | metric | chance | pairs | GQA | GQE | GQE − GQA [95%] | above chance? |")
         L.append("|---|---|---|---|---|---|---|---|")
-        tasks = []
-        for z in zs:
-            tasks += [t for t in z["results"] if t not in tasks]
-        for task in tasks:
-            per = {m: {z["pair"]: z["results"][task] for z in zs if z["model"] == m and task in z["results"]}
-                   for m in ["gqa", "gqe"]}
-            common = sorted(set(per["gqa"]) & set(per["gqe"]))
-            if not common:
-                continue
-            any_r = per["gqa"][common[0]]
-            ds = [per["gqe"][p]["value"] - per["gqa"][p]["value"] for p in common]
-            m, sd = mean_std(ds)
-            item = sum(per["gqa"][p]["stderr"] ** 2 + per["gqe"][p]["stderr"] ** 2 for p in common) / len(common)
-            h = Z95 * math.sqrt(sd ** 2 / len(ds) + item)
-            chance = any_r["chance"]
-            near = [abs(per[x][p]["value"] - chance) <= 2 * per[x][p]["stderr"] for x in per for p in common] \
-                if chance is not None else []
-            cells = ["%.3f ± %.3f" % (sum(per[x][p]["value"] for p in common) / len(common),
-                                      sum(per[x][p]["stderr"] for p in common) / len(common)) for x in ["gqa", "gqe"]]
+        for r in zero_shot_rows(raw):
             L.append("| %s | %s | %s | %d | %s | %s | %+.3f [%+.3f, %+.3f] | %s |" % (
-                task, any_r["metric"], "%.3f" % chance if chance is not None else "–", len(common), cells[0],
-                cells[1], m, m - h, m + h, "yes" if near and all(near) else "no" if near else "–"))
+                r["task"], r["metric"], "%.3f" % r["chance"] if r["chance"] is not None else "–", r["pairs"],
+                r["cells"][0], r["cells"][1], r["mean"], r["mean"] - r["half"], r["mean"] + r["half"],
+                "yes" if r["above"] else "no" if r["above"] is not None else "–"))
         L.append("")
     # ---- cost
     L.append("## Cost\n")
