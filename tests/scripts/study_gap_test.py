@@ -90,6 +90,19 @@ def test_scale_fit():
           "scale_fit: prediction interval")
 
 
+def test_zero_shot_rows():
+    def score(model, pair, value, se):
+        return dict(model=model, pair=pair, results=dict(copa=dict(metric="acc", value=value, stderr=se, chance=0.5)))
+    raw = dict(zero_shot=[score("gqa", 1, 0.60, 0.05), score("gqe", 1, 0.64, 0.05), score("gqa", 2, 0.62, 0.05),
+                          score("gqe", 2, 0.70, 0.04), score("gqe", 3, 0.9, 0.01)])  # pair 3 lacks GQA: left out
+    (r,) = R.zero_shot_rows(raw)
+    check(r["pairs"] == 2 and close(r["mean"], 0.06), "zero_shot_rows: mean over the common pairs %r" % r)
+    sd = T.mean_std([0.04, 0.08])[1]
+    check(close(r["half"], R.Z95 * math.sqrt(sd ** 2 / 2 + (0.05 ** 2 * 3 + 0.04 ** 2) / 2)), "zero_shot_rows: half")
+    check(r["above"] is False, "zero_shot_rows: 0.60 ± 0.05 is not 2 stderr above 0.5")
+    check(r["cells"] == ["0.610 ± 0.050", "0.670 ± 0.045"], "zero_shot_rows: cells %r" % r["cells"])
+
+
 def test_committed_reports():
     import json
     folders = sorted(glob.glob(os.path.join(ROOT, "docs", "results", "*-study-gap")))
@@ -112,6 +125,7 @@ if __name__ == "__main__":
     test_paired()
     test_pairs_needed()
     test_scale_fit()
+    test_zero_shot_rows()
     n = test_committed_reports()
     for f in failures:
         print("FAIL: " + f)
