@@ -8,7 +8,7 @@ uncertainty.
 
 Resumable like scripts/study.py, whose job graph, branches and configs it reuses: run it again after a stop and
 it continues; finished runs are never redone. Jobs run in priority order, so that every stop leaves complete
-seed pairs: the first pairs of the full corpus, then the first pairs of the quarter corpus, then the rest.
+seed pairs: the first four pairs of the full corpus, the first three of the quarter corpus, then the rest.
 The report is written from whatever has finished, and says what the unfinished part would cost.
 
 Design (the report's README explains it to readers):
@@ -143,9 +143,9 @@ class GapPlan(S.Plan):
         a = self.args
         first = min(4, a.pairs)
         order = [("full", i) for i in range(1, first + 1)]
-        order += [("quarter", i) for i in range(1, min(2, a.quarter_pairs) + 1)]
+        order += [("quarter", i) for i in range(1, min(3, a.quarter_pairs) + 1)]
         order += [("full", i) for i in range(first + 1, a.pairs + 1)]
-        order += [("quarter", i) for i in range(3, a.quarter_pairs + 1)]
+        order += [("quarter", i) for i in range(4, a.quarter_pairs + 1)]
         for corpus, pair in order:
             self.add_pair(corpus, pair)
         for j in self.jobs:  # marks of jobs whose dependencies are gone are stale

@@ -296,9 +296,11 @@ def summary(raw):
     elif need:
         cost = pair_cost_seconds(raw)
         more = need - len(main["gaps"])
-        s += (" Bounding it to ±%.2f takes about %d pairs at this spread (sd %.4f over pairs): %d more%s." % (
-            TARGET, need, main["sd"], more, ", about %.1f hours on this machine at %d processes at a time" % (
-                more * cost / 3600 / d["jobs"], d["jobs"]) if cost else ""))
+        s += (" Bounding it to ±%.2f takes about %d pairs at this spread (sd %.4f over %d pairs, an estimate that "
+              "so few pairs leave uncertain: the next pairs move it): %d more%s." % (
+                  TARGET, need, main["sd"], len(main["gaps"]), more,
+                  ", about %.1f hours on this machine at %d processes at a time" % (
+                      more * cost / 3600 / d["jobs"], d["jobs"]) if cost else ""))
     else:
         s += " The validation text's own error alone exceeds ±%.2f: more pairs cannot bound it; a larger " \
              "held-out set can." % TARGET
