@@ -36,6 +36,7 @@ import sys
 import time
 
 import study as S
+import study_report as R
 
 CORPORA = ["kjv", "web", "manpages"]  # validation corpora, data/<name>/spm-4096/val_*.tok
 TRAIN_SLICE_TOKENS = 20480  # training tokens the final models are also scored on (as many as the KJV held-out)
@@ -85,7 +86,7 @@ def measure_step_times(gqe, cfg, data_dir, out, steps, repeats, warmup):
             times[model].append(float(m.group(2)) / int(m.group(1)))
             S.log("timing %s repeat %d: %.4f s/step" % (model, rep + 1, times[model][-1]))
     result = dict(steps=steps, repeats=repeats, threads=1, seconds_per_step=times,
-                  cpu=cpu_model(), load_before=os.getloadavg()[0])
+                  cpu=R.cpu_model(), load_before=os.getloadavg()[0])
     with open(path + ".tmp", "w") as f:
         json.dump(result, f, indent=2)
     os.replace(path + ".tmp", path)
@@ -96,17 +97,6 @@ def wall_clock_steps(timing, steps):
     """GQE's steps in the time GQA takes for `steps`, from the median seconds per step."""
     t = timing["seconds_per_step"]
     return int(round(steps * statistics.median(t["gqa"]) / statistics.median(t["gqe"])))
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 # ---------------------------------------------------------------------------------------------------------

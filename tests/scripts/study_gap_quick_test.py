@@ -6,7 +6,6 @@ exactly what results.json regenerates, that a second run finds nothing to do, an
 corpora are one-line errors. Needs GQE_BIN and the bible-kjv package."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +14,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 STUDY = os.path.join(ROOT, "scripts", "study_gap.py")
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import study_script_test_util as U  # noqa: E402 (after the path)
 
 
 def run(*args):
@@ -34,23 +36,12 @@ def stand_in(gqe, data_root, name, lines):
 
 
 def main():
-    gqe = os.environ.get("GQE_BIN", "")
-    if not gqe or not os.access(gqe, os.X_OK):
-        print("GQE_BIN not set or not built: skipped")
-        return 77
-    if not shutil.which("bible"):
-        print("the bible-kjv package is not installed: skipped")
-        return 77
-    tmp = os.path.join(os.environ.get("GQE_TEST_TMP", "/tmp"), "study_gap_quick_test")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    ready = U.setup("study_gap_quick_test")
+    if ready is None:
+        return U.SKIP
+    gqe, tmp = ready
     data, out = os.path.join(tmp, "data"), os.path.join(tmp, "out")
-    failures = []
-
-    def check(cond, what):
-        if not cond:
-            failures.append(what)
-            print("FAILED: " + what)
+    check = U.Checks()
 
     # Unprepared corpora: a one-line error naming the script that prepares them.
     bad = run("--quick", "--out", out, "--gqe", gqe, "--data-root", data)
@@ -105,8 +96,7 @@ def main():
     bad = run("--quick", "--out", out, "--gqe", gqe, "--data-root", data, "--pairs", "1")
     check(bad.returncode == 1 and "--pairs" in bad.stderr and bad.stderr.count("\n") == 1,
           "--pairs 1 is a one-line error: %r" % bad.stderr)
-    print("study_gap_quick_test: %s" % ("FAILED" if failures else "passed"))
-    return 1 if failures else 0
+    return check.exit_code("study_gap_quick_test")
 
 
 if __name__ == "__main__":

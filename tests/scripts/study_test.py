@@ -7,13 +7,16 @@ to the committed full study. Needs GQE_BIN and the bible-kjv package."""
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STUDY = os.path.join(ROOT, "scripts", "study.py")
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import study_script_test_util as U  # noqa: E402 (after the path)
 
 
 def run(*args):
@@ -37,23 +40,12 @@ def write_eval_data(folder):
 
 
 def main():
-    gqe = os.environ.get("GQE_BIN", "")
-    if not gqe or not os.access(gqe, os.X_OK):
-        print("GQE_BIN not set or not built: skipped")
-        return 77
-    if not shutil.which("bible"):
-        print("the bible-kjv package is not installed: skipped")
-        return 77
-    tmp = os.path.join(os.environ.get("GQE_TEST_TMP", "/tmp"), "study_test")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    ready = U.setup("study_test")
+    if ready is None:
+        return U.SKIP
+    gqe, tmp = ready
     out, data = os.path.join(tmp, "out"), os.path.join(tmp, "data")
-    failures = []
-
-    def check(cond, what):
-        if not cond:
-            failures.append(what)
-            print("FAILED: " + what)
+    check = U.Checks()
 
     evald = os.path.join(tmp, "eval")
     write_eval_data(evald)
@@ -97,8 +89,7 @@ def main():
           "a missing --gqe is a one-line error: %r" % bad.stderr)
     bad = run("--quick", "--out", out, "--gqe", gqe, "--jobs", "0")
     check(bad.returncode == 1 and "--jobs" in bad.stderr, "--jobs 0 is refused: %r" % bad.stderr)
-    print("study_test: %s" % ("FAILED" if failures else "passed"))
-    return 1 if failures else 0
+    return check.exit_code("study_test")
 
 
 if __name__ == "__main__":
