@@ -201,7 +201,11 @@ class Plan:
         for seed in p["large_seeds"]:
             self.add_line("gqa-large", seed, [p["large_budget"]], [], large_cost)
             self.add_line("gqe-large", seed, [p["large_budget"]], [], large_cost)
-        for j in self.jobs:  # marks of jobs whose dependencies are gone are stale
+        self.drop_stale_marks()
+
+    def drop_stale_marks(self):
+        """A job marked done whose dependencies are not (their output was deleted) must run again."""
+        for j in self.jobs:
             if j.state == "done" and any(d.state != "done" for d in j.deps):
                 j.state = "todo"
 

@@ -138,9 +138,7 @@ class GapPlan(S.Plan):
         order += [("quarter", i) for i in range(4, a.quarter_pairs + 1)]
         for corpus, pair in order:
             self.add_pair(corpus, pair)
-        for j in self.jobs:  # marks of jobs whose dependencies are gone are stale
-            if j.state == "done" and any(d.state != "done" for d in j.deps):
-                j.state = "todo"
+        self.drop_stale_marks()
 
     def finals(self):
         """(line name, steps, run dir) of every budget's final model."""
