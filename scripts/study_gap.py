@@ -255,7 +255,8 @@ def main():
         S.run_jobs(order_by_pair(jobs), args.jobs, deadline=deadline)
     report = os.path.abspath(args.report or os.path.join(out, "report"))
     import study_gap_report  # here, not at the top: a long run reports with the module as it is at its end
-    study_gap_report.write_report(plan, report, tasks, args.eval_limit)
+    command = "python3 scripts/study_gap.py" + (" --quick" if args.quick else "")
+    study_gap_report.write_report(plan, report, tasks, args.eval_limit, command)
     S.log("report: " + os.path.join(report, "README.md"))
 
 
