@@ -57,7 +57,7 @@ def collect(plan, tasks, eval_limit, command):
             j = _read_json(os.path.join(d, "val-%s.json" % corpus))
             if j is not None:
                 val[corpus] = dict(loss=j["loss"], window_tokens=j["window_tokens"],
-                                   window_nats=[round(x, 5) for x in j["window_nats"]])
+                                   window_nats=[round(x, 4) for x in j["window_nats"]])
         runs.append(dict(model=line["model"], corpus=line["corpus"], pair=line["pair"], steps=t, val=val))
     segments = []
     for name, line in plan.lines.items():
@@ -252,9 +252,9 @@ def zero_shot_rows(raw):
     """Per task: GQA's and GQE's mean score over the pairs both have, GQE − GQA with its 95% half-width (the pairs'
     spread plus both models' item errors: unpaired, conservative) and whether every score is above chance."""
     zs = raw["zero_shot"]
-    tasks, rows = [], []
+    tasks, rows = list(raw["design"].get("tasks", [])), []  # the installed order, then anything else
     for z in zs:
-        tasks += [t for t in z["results"] if t not in tasks]
+        tasks += sorted(t for t in z["results"] if t not in tasks)
     for task in tasks:
         per = {m: {z["pair"]: z["results"][task] for z in zs if z["model"] == m and task in z["results"]}
                for m in ["gqa", "gqe"]}
@@ -590,7 +590,8 @@ def plot(raw, out_dir):
     script = ('set output "gap.png"\nset logscale x\nset xlabel "training tokens"\n'
               'set ylabel "GQE - GQA validation loss (nats)"\nset key top right\nset grid\n'
               'set title "The gap against tokens, 95%% intervals (pairs and validation text)"\n'
-              'f(x) = %r + %r * log10(x)\n' % (
+              'set xrange [%g:%g]\n'
+              'f(x) = %r + %r * log10(x)\n' % (rows["full"][0][0] / 2, (fit["tokens_10x"] if fit else rows["full"][-1][0]) * 2,
                   fit["at_10x"]["mean"] - fit["slope"]["mean"] * math.log10(fit["tokens_10x"]) if fit else 0.0,
                   fit["slope"]["mean"] if fit else 0.0))
     parts = ['"gap_full.dat" using 1:2:3:4 with yerrorlines lw 2 title "full corpus"']
@@ -610,7 +611,7 @@ def write_report(plan, out_dir, tasks, eval_limit, command):
     os.makedirs(out_dir, exist_ok=True)
     raw = collect(plan, tasks, eval_limit, command)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(raw, f, indent=1, sort_keys=True)
+        json.dump(raw, f, sort_keys=True, separators=(",", ":"))  # one line: the windows' values dominate
         f.write("\n")
     with open(os.path.join(out_dir, "README.md"), "w") as f:
         f.write(render(raw))

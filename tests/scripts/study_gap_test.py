@@ -93,7 +93,7 @@ def test_scale_fit():
 def test_zero_shot_rows():
     def score(model, pair, value, se):
         return dict(model=model, pair=pair, results=dict(copa=dict(metric="acc", value=value, stderr=se, chance=0.5)))
-    raw = dict(zero_shot=[score("gqa", 1, 0.60, 0.05), score("gqe", 1, 0.64, 0.05), score("gqa", 2, 0.62, 0.05),
+    raw = dict(design=dict(tasks=["copa"]), zero_shot=[score("gqa", 1, 0.60, 0.05), score("gqe", 1, 0.64, 0.05), score("gqa", 2, 0.62, 0.05),
                           score("gqe", 2, 0.70, 0.04), score("gqe", 3, 0.9, 0.01)])  # pair 3 lacks GQA: left out
     (r,) = R.zero_shot_rows(raw)
     check(r["pairs"] == 2 and close(r["mean"], 0.06), "zero_shot_rows: mean over the common pairs %r" % r)
