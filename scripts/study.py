@@ -178,7 +178,7 @@ class Plan:
                                      os.path.join(bdir, ".done"), [job], os.path.join(bdir, "train.log"),
                                      work=(t - s) * cost))
         self.lines[key] = dict(dir=base, longest=longest, budgets=sorted(budgets),
-                                         snapshots=[s for s in stops + [longest] if s in snapshots or s == longest])
+                               snapshots=[s for s in stops + [longest] if s in snapshots or s == longest])
 
     def build(self):
         p = self.p

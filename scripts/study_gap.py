@@ -214,6 +214,15 @@ def main():
             setattr(args, name, quick if args.quick else full)
     if args.jobs < 1 or args.threads < 1 or args.pairs < 2 or args.quarter_pairs < 0 or args.eval_limit < 1:
         S.fail("--jobs, --threads and --eval-limit must be at least 1, --pairs at least 2, --quarter-pairs at least 0")
+    deadline = None
+    if args.until:
+        m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", args.until)
+        if not m:
+            S.fail("--until %s: expected a local time HH:MM" % args.until)
+        now = time.localtime()
+        deadline = time.mktime(now[:3] + (int(m.group(1)), int(m.group(2)), 0) + now[6:])
+        if deadline <= time.time():
+            deadline += 24 * 3600  # a time already past today means tomorrow
     args.data = os.path.join(args.data_root, "kjv")  # study.Plan's training corpus
     out = os.path.abspath(args.out or os.path.join(S.ROOT, "runs", "study-gap-quick" if args.quick else "study-gap"))
     gqe = os.path.abspath(args.gqe)
@@ -240,18 +249,14 @@ def main():
                        info={k: dict(params=v[0], forward_flops_per_token=v[1]) for k, v in plan.info.items()}),
                   f, indent=2)
     if not args.report_only:
-        deadline = None
-        if args.until:
-            hh, mm = (int(x) for x in args.until.split(":"))
-            now = time.localtime()
-            deadline = time.mktime(now[:3] + (hh, mm, 0) + now[6:])
         todo = [j for j in plan.jobs if j.state != "done"]
         S.log("%d training jobs, %d to run, %d at a time; GQE gets %d steps at GQA's %d-step wall clock" % (
             len(plan.jobs), len(todo), args.jobs, plan.wall_clock_steps, max(plan.budgets)))
         # Validation and benchmarks of a pair follow its training, so that a stop leaves pairs complete.
         jobs = plan.jobs + val_jobs(plan) + (zero_shot_jobs(plan, tasks, args.eval_limit) if tasks else [])
+        ends = finishing_job(plan)
         for j in jobs[len(plan.jobs):]:
-            j.deps = [finishing_job(plan)[os.path.dirname(j.done_marker)]]
+            j.deps = [ends[os.path.dirname(j.done_marker)]]
         S.run_jobs(order_by_pair(jobs), args.jobs, deadline=deadline)
     report = os.path.abspath(args.report or os.path.join(out, "report"))
     import study_gap_report  # here, not at the top: a long run reports with the module as it is at its end
@@ -272,14 +277,14 @@ def finishing_job(plan):
 
 def order_by_pair(jobs):
     """Training, validation and benchmarks of one (corpus, pair) together, in the plan's pair order."""
+    def pair_of(job):
+        m = re.search(r"(full|quarter)-p(\d+)", job.name)
+        return (m.group(1), int(m.group(2))) if m else ("", 0)
     keys = []
     for j in jobs:
-        m = re.search(r"(full|quarter)-p(\d+)", j.name)
-        k = (m.group(1), int(m.group(2))) if m else ("", 0)
-        if k not in keys:
-            keys.append(k)
-    return sorted(jobs, key=lambda j: keys.index(
-        (lambda m: (m.group(1), int(m.group(2))) if m else ("", 0))(re.search(r"(full|quarter)-p(\d+)", j.name))))
+        if pair_of(j) not in keys:
+            keys.append(pair_of(j))
+    return sorted(jobs, key=lambda j: keys.index(pair_of(j)))
 
 
 if __name__ == "__main__":
