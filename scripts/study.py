@@ -203,6 +203,13 @@ class Plan:
             self.add_line("gqe-large", seed, [p["large_budget"]], [], large_cost)
         self.drop_stale_marks()
 
+    def write_json(self, **extra):
+        """OUT/plan.json: the plan, the FLOP ratios and each config's size, with `extra` fields first."""
+        with open(os.path.join(self.out, "plan.json"), "w") as f:
+            json.dump(dict(extra, plan=self.p, flop_ratio=self.flop_ratio,
+                           info={k: dict(params=v[0], forward_flops_per_token=v[1]) for k, v in self.info.items()}),
+                      f, indent=2)
+
     def drop_stale_marks(self):
         """A job marked done whose dependencies are not (their output was deleted) must run again."""
         for j in self.jobs:
@@ -363,10 +370,7 @@ def main():
     plan = Plan(args, QUICK if args.quick else FULL, gqe, out)
     plan.build()
     plan.eval_tasks = [] if args.no_eval else study_zero_shot.installed_tasks(args.eval_data)
-    with open(os.path.join(out, "plan.json"), "w") as f:
-        json.dump(dict(quick=args.quick, plan=plan.p, flop_ratio=plan.flop_ratio,
-                       info={k: dict(params=v[0], forward_flops_per_token=v[1]) for k, v in plan.info.items()}),
-                  f, indent=2)
+    plan.write_json(quick=args.quick)
     if not args.report_only:
         todo = [j for j in plan.jobs if j.state != "done"]
         log("%d training jobs, %d to run, %d at a time (%d thread(s) each); GQA/GQE FLOP ratio %.4f" % (

@@ -244,10 +244,7 @@ def main():
     plan = GapPlan(args, gqe, out, timing)
     plan.build()
     tasks = [] if args.no_eval else study_zero_shot.installed_tasks(args.eval_data)
-    with open(os.path.join(out, "plan.json"), "w") as f:
-        json.dump(dict(plan=plan.p, flop_ratio=plan.flop_ratio, wall_clock_steps=plan.wall_clock_steps,
-                       info={k: dict(params=v[0], forward_flops_per_token=v[1]) for k, v in plan.info.items()}),
-                  f, indent=2)
+    plan.write_json(wall_clock_steps=plan.wall_clock_steps)
     if not args.report_only:
         todo = [j for j in plan.jobs if j.state != "done"]
         S.log("%d training jobs, %d to run, %d at a time; GQE gets %d steps at GQA's %d-step wall clock" % (
