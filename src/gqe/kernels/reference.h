@@ -2,22 +2,7 @@
 // fast, on any device and dtype. Tests compare every fast kernel (CPU in src/gqe/kernels/, CUDA in
 // src/gqe/kernels/cuda/) against its twin here; the attention blocks run them when the config asks for
 // attention.implementation "reference" or when no fast kernel fits the tensors (e.g. float64).
-//
-//   fast kernel                                   reference twin
-//   kernels::flash_attention (flash_attention.h)  flash_attention_reference
-//   kernels::gqe_decode (gqe_decode.h)            gqe_decode_reference
-//   kernels::rope (rope.h)                        rope_reference
-//   kernels::routed_query_projection              routed_query_projection_reference
-//   kernels::narrow_projection                    narrow_projection_reference
-//   kernels::fused_routing (fused_routing.h)      route_tokens, renormalised_weights, load_balancing_loss
-//                                                 (attention/router.h: the method in libtorch ops)
-//   kernels::gqe_slots (gqe_slots.h)              gqe_slots_reference
-//   cuda::sdpa_attention (cuda/sdpa_attention.h)  flash_attention_reference
-//   cuda::sdpa_decode_ragged                      gqe_decode_reference
-//   cuda::gqe_attention (cuda/gqe_attention.h)    flash_attention_reference (slot heads, then shared head)
-//   cuda::grouped_query_projection                routed_query_projection_reference
-//   cuda::rope_cached (cuda/rope_table.h)         rope_reference
-//   cuda::route_top_k (cuda/route_top_k.h)        top_k_reference
+// Which kernel has which twin, and which test compares them: kKernelTwins (twins.h).
 #pragma once
 #include <ATen/ATen.h>
 
