@@ -31,10 +31,11 @@ TEST(BenchTable, NamesThePeakItsSharesAreOfAndTheBackend) {
 }
 
 TEST(BenchLimits, GqeCoreLimitIsNineSixteenthsOfGqa) {
-  const ModelConfig gqa = bench::shape_config("paper", AttentionKind::gqa);
-  const ModelConfig gqe = bench::shape_config("paper", AttentionKind::gqe);
-  EXPECT_NEAR(bench::flop_limit(gqa, gqe, "core", 4096), 16.0 / 9.0, 1e-12);
-  EXPECT_LT(bench::flop_limit(gqa, gqe, "block", 4096), bench::flop_limit(gqa, gqe, "layer", 4096));
+  const ModelConfig gqa = bench::shape_config(bench::BenchShape::paper, AttentionKind::gqa);
+  const ModelConfig gqe = bench::shape_config(bench::BenchShape::paper, AttentionKind::gqe);
+  EXPECT_NEAR(bench::flop_limit(gqa, gqe, bench::PrefillLevel::core, 4096), 16.0 / 9.0, 1e-12);
+  EXPECT_LT(bench::flop_limit(gqa, gqe, bench::PrefillLevel::block, 4096),
+            bench::flop_limit(gqa, gqe, bench::PrefillLevel::layer, 4096));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gqe/cli/args.h"
@@ -22,7 +23,8 @@ namespace {
 Args parse(std::vector<std::string> argv, const Positionals& positionals = {}) {
   std::vector<char*> p;
   for (auto& a : argv) p.push_back(a.data());
-  return Args("test", int(p.size()), p.data(), {"out", "threads", "temperature", "top-p", "limit", "prompt"},
+  return Args("test", int(p.size()), p.data(),
+              {"out", "threads", "temperature", "top-p", "limit", "prompt", "implementation", "norms"},
               {"help", "force"}, positionals);
 }
 
@@ -112,6 +114,22 @@ TEST(Args, RangesNameTheInterval) {
   EXPECT_EQ(parse({"--threads", "64"}).get_int("threads", 1, 1, 64), 64);
 }
 
+TEST(Args, ClosedSetsListTheValidValues) {
+  using gqe::AttentionImplementation;
+  using gqe::NormType;
+  EXPECT_EQ(parse({"--implementation", "reference"}).get_enum("implementation", AttentionImplementation::fast),
+            AttentionImplementation::reference);
+  EXPECT_EQ(parse({}).get_enum("implementation", AttentionImplementation::fast), AttentionImplementation::fast);
+  EXPECT_EQ(error_of({"--implementation", "flash"},
+                     [](const Args& a) { a.get_enum("implementation", AttentionImplementation::fast); }),
+            "gqe test: --implementation: unknown attention implementation 'flash' (expected fast or reference)");
+  EXPECT_EQ(parse({"--norms", "layernorm,rmsnorm"}).get_enum_list("norms", std::vector<NormType>{}),
+            (std::vector<NormType>{NormType::layernorm, NormType::rmsnorm}));
+  EXPECT_EQ(error_of({"--norms", "rmsnorm,batchnorm"},
+                     [](const Args& a) { a.get_enum_list("norms", std::vector<NormType>{}); }),
+            "gqe test: --norms: unknown norm type 'batchnorm' (expected rmsnorm or layernorm)");
+}
+
 // Through the executable: the commands declare what they take.
 TEST(ArgsCommands, TrainAndExperimentRefuseSwallowedValuesPositionalsAndNaN) {
   if (gqe::test::gqe_bin().empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
@@ -137,6 +155,21 @@ TEST(ArgsCommands, TrainAndExperimentRefuseSwallowedValuesPositionalsAndNaN) {
   r = gqe::test::run_gqe_command("experiment --config c.json --out o --eval-limit nan", dir);
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("--eval-limit expects a number >= 0, got 'nan'"), std::string::npos) << r.out;
+}
+
+TEST(ArgsCommands, BenchListsTheValidShapesLevelsAndImplementations) {
+  if (gqe::test::gqe_bin().empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
+  const std::string dir = gqe::test::scratch_dir("args_bench");
+  const std::pair<const char*, const char*> cases[] = {
+      {"--levels core,blocks", "--levels: unknown prefill level 'blocks' (expected core, layer, block or model)"},
+      {"--shapes tiny", "--shapes: unknown bench shape 'tiny' (expected paper or small)"},
+      {"--implementation flash", "--implementation: unknown attention implementation 'flash' (expected fast or reference)"},
+  };
+  for (const auto& [flag, message] : cases) {
+    auto r = gqe::test::run_gqe_command("bench " + std::string(flag) + " --out o", dir);
+    EXPECT_EQ(r.rc, 1) << flag << ": " << r.out;
+    EXPECT_NE(r.out.find(message), std::string::npos) << flag << ": " << r.out;
+  }
 }
 
 TEST(ArgsCommands, GenerateChecksNumbersAndTheContext) {

@@ -148,13 +148,36 @@ TEST(Config, EnumFieldsRoundTrip) {
   EXPECT_EQ(enum_from_string<GqeVariant>("hard_concat"), GqeVariant::hard_concat);
   EXPECT_FALSE(enum_from_string<GqeVariant>("soft").has_value());
   EXPECT_STREQ(to_string(AttentionImplementation::reference), "reference");
-  EXPECT_EQ(enum_choices<GqeVariant>(), "\"gqe\", \"hard_concat\" or \"weighted_concat\"");
+  EXPECT_EQ(enum_choices<GqeVariant>(), "gqe, hard_concat or weighted_concat");
   ModelConfig c = parse_model_config(kValid, "cfg.json");
   c.norm_type = NormType::layernorm;
   c.attention.variant = GqeVariant::weighted_concat;
   ModelConfig back = parse_model_config(model_config_to_json(c), "round-trip");
   EXPECT_EQ(back.norm_type, NormType::layernorm);
   EXPECT_EQ(back.attention.variant, GqeVariant::weighted_concat);
+}
+
+// An unknown spelling names the file, the field and the set, and lists every valid spelling.
+TEST(Config, UnknownEnumValueListsTheValidNames) {
+  EXPECT_EQ(error_of("\"variant\": \"gqe\"", "\"variant\": \"soft\""),
+            "cfg.json: field 'attention.variant': unknown GQE variant 'soft' (expected gqe, hard_concat or weighted_concat)");
+  EXPECT_EQ(error_of("\"kind\": \"gqe\"", "\"kind\": \"mla\""),
+            "cfg.json: field 'attention.kind': unknown attention kind 'mla' (expected gqa or gqe)");
+  EXPECT_EQ(error_of("\"top_k\": 1", "\"top_k\": 1, \"implementation\": \"flash\""),
+            "cfg.json: field 'attention.implementation': unknown attention implementation 'flash' (expected fast or "
+            "reference)");
+  EXPECT_EQ(error_of("\"vocab_size\": 256", "\"vocab_size\": 256, \"position_embedding\": \"alibi\""),
+            "cfg.json: field 'position_embedding': unknown position embedding 'alibi' (expected rope or none)");
+}
+
+TEST(Config, ParseEnumNamesWhereTheValueCameFrom) {
+  EXPECT_EQ(parse_enum<NormType>("layernorm", "--norm"), NormType::layernorm);
+  try {
+    parse_enum<MlpType>("relu", "--mlp");
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "--mlp: unknown MLP type 'relu' (expected swiglu or gelu)");
+  }
 }
 
 TEST(Config, ANumberBeyondTheDoubleRangeNamesFileAndField) {

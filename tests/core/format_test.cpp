@@ -19,5 +19,12 @@ TEST(Format, FixedPointRounds) {
   EXPECT_EQ(fixed_point(-0.25, 1), "-0.2");
 }
 
+TEST(Format, OrListJoinsAsASentence) {
+  EXPECT_EQ(or_list({}), "");
+  EXPECT_EQ(or_list({"a"}), "a");
+  EXPECT_EQ(or_list({"a", "b"}), "a or b");
+  EXPECT_EQ(or_list({"a", "b", "c"}), "a, b or c");
+}
+
 }  // namespace
 }  // namespace gqe

@@ -188,21 +188,22 @@ void randomise_router(torch::nn::Module& m) {
 
 }  // namespace
 
-ModelConfig shape_config(const std::string& shape, AttentionKind kind) {
+ModelConfig shape_config(BenchShape shape, AttentionKind kind) {
   ModelConfig c;
   c.vocab_size = 256;
   c.num_hidden_layers = 2;
   c.max_position_embeddings = 1 << 20;
   c.attention.kind = kind;
   c.attention.top_k = 1;
-  if (shape == "paper") {
-    c.hidden_size = 1024, c.intermediate_size = 2816;
-    c.attention.num_heads = 16, c.attention.num_kv_heads = 8, c.attention.head_dim = 64;
-  } else if (shape == "small") {
-    c.hidden_size = 256, c.intermediate_size = 704;
-    c.attention.num_heads = 8, c.attention.num_kv_heads = 4, c.attention.head_dim = 32;
-  } else {
-    throw Error("gqe bench: --shapes: unknown shape '" + shape + "' (expected paper or small)");
+  switch (shape) {
+    case BenchShape::paper:
+      c.hidden_size = 1024, c.intermediate_size = 2816;
+      c.attention.num_heads = 16, c.attention.num_kv_heads = 8, c.attention.head_dim = 64;
+      break;
+    case BenchShape::small:
+      c.hidden_size = 256, c.intermediate_size = 704;
+      c.attention.num_heads = 8, c.attention.num_kv_heads = 4, c.attention.head_dim = 32;
+      break;
   }
   return c;
 }
@@ -212,13 +213,13 @@ double attention_core_flops(const ModelConfig& c, int64_t n) {
          double(n + 1) / 2.0;
 }
 
-double flop_limit(const ModelConfig& gqa, const ModelConfig& gqe, const std::string& level, int64_t n) {
+double flop_limit(const ModelConfig& gqa, const ModelConfig& gqe, PrefillLevel level, int64_t n) {
   auto flops = [&](const ModelConfig& c) {
     double f = attention_core_flops(c, n);
-    if (level != "core") f += double(n) * per_token_projection_flops(c);
-    if (level == "block" || level == "model") f += double(n) * mlp_flops_per_token(c);
+    if (level != PrefillLevel::core) f += double(n) * per_token_projection_flops(c);
+    if (level == PrefillLevel::block || level == PrefillLevel::model) f += double(n) * mlp_flops_per_token(c);
     // Whole model: every layer, plus the LM head over all n positions (the embedding is a lookup).
-    if (level == "model") f = f * double(c.num_hidden_layers) + double(n) * 2.0 * c.hidden_size * c.vocab_size;
+    if (level == PrefillLevel::model) f = f * double(c.num_hidden_layers) + double(n) * 2.0 * c.hidden_size * c.vocab_size;
     return f;
   };
   return flops(gqa) / flops(gqe);
@@ -247,22 +248,21 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
   };
   pin_backend(opt.sdpa_backend);
   torch::NoGradGuard no_grad;
-  for (const std::string& shape : opt.shapes) {
-    ModelConfig cfg[2] = {shape_config(shape, AttentionKind::gqa), shape_config(shape, AttentionKind::gqe)};
-    for (auto& c : cfg) c.attention.implementation = *enum_from_string<AttentionImplementation>(opt.implementation);
+  for (const BenchShape shape_id : opt.shapes) {
+    const std::string shape = to_string(shape_id);
+    ModelConfig cfg[2] = {shape_config(shape_id, AttentionKind::gqa), shape_config(shape_id, AttentionKind::gqe)};
+    for (auto& c : cfg) c.attention.implementation = opt.implementation;
     const int64_t d = cfg[0].hidden_size, dh = cfg[0].attention.head_dim, G = cfg[0].attention.num_kv_heads;
-    for (const std::string& level : opt.levels) {
-      if (level != "core" && level != "layer" && level != "block" && level != "model")
-        throw Error("gqe bench: --levels: unknown level '" + level + "' (expected core, layer, block or model)");
+    for (const PrefillLevel level : opt.levels) {
       // Modules are built once per level; inputs per length.
       std::shared_ptr<AttentionBlock> attn[2];
       std::shared_ptr<DecoderLayer> block[2];
       std::shared_ptr<LanguageModel> model[2];
       for (int i = 0; i < 2; ++i) {
-        if (level == "layer") attn[i] = make_attention(cfg[i]), randomise_router(*attn[i]), attn[i]->to(dev.device);
-        if (level == "block")
+        if (level == PrefillLevel::layer) attn[i] = make_attention(cfg[i]), randomise_router(*attn[i]), attn[i]->to(dev.device);
+        if (level == PrefillLevel::block)
           block[i] = std::make_shared<DecoderLayer>(cfg[i]), randomise_router(*block[i]), block[i]->to(dev.device);
-        if (level == "model")
+        if (level == PrefillLevel::model)
           model[i] = std::make_shared<LanguageModel>(cfg[i]), randomise_router(*model[i]), model[i]->to(dev.device);
       }
       for (int64_t Bp : opt.prefill_batches) {
@@ -270,10 +270,10 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
           BenchRow r;
           r.load_before = load_average_1min();
           r.section = "prefill", r.shape = shape, r.n = n;
-          r.level = Bp == 1 ? level : level + "-b" + std::to_string(Bp);
+          r.level = std::string(to_string(level)) + (Bp == 1 ? "" : "-b" + std::to_string(Bp));
           std::function<void()> f[2];
           for (int i = 0; i < 2; ++i) {
-            if (level == "core") {
+            if (level == PrefillLevel::core) {
               const int64_t H = cfg[i].attention.is_gqe() ? cfg[i].attention.top_k * G : cfg[i].attention.num_heads;
               at::Tensor q = at::randn({Bp, n, H, dh}, dev.float_options()), k = at::randn({Bp, n, G, dh}, dev.float_options()),
                          v = at::randn({Bp, n, G, dh}, dev.float_options()), qs = at::randn({Bp, n, 1, dh}, dev.float_options());
@@ -286,13 +286,13 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
                   path.attend(q, k, v, 0);
               };
               if (dev.cuda()) r.backend += std::string(i ? ", GQE " : "GQA ") + sdpa_backend_of(cfg[i], q, k);
-            } else if (level == "model") {
+            } else if (level == PrefillLevel::model) {
               auto m = model[i];
               at::Tensor tok = at::randint(0, cfg[i].vocab_size, {Bp, n}, dev.long_options());
               f[i] = [m, tok] { m->forward(tok); };
             } else {
               at::Tensor x = at::randn({Bp, n, d}, at::TensorOptions(dev.device));
-              if (level == "layer") {
+              if (level == PrefillLevel::layer) {
                 auto a = attn[i];
                 f[i] = [a, x] { a->forward(x, nullptr); };
               } else {
@@ -304,7 +304,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
           const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), opt.repeats, opt.seconds_per_point);
           set_latency(r, t);
           r.flop_limit = flop_limit(cfg[0], cfg[1], level, n);
-          if (level == "core") {
+          if (level == PrefillLevel::core) {
             r.gqa_gflops = double(Bp) * attention_core_flops(cfg[0], n) / t[0].median_s / 1e9;
             r.gqe_gflops = double(Bp) * attention_core_flops(cfg[1], n) / t[1].median_s / 1e9;
           }
@@ -337,7 +337,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
       set_latency(r, t);
       r.gqa_tok_s = double(opt.train_length) / t[0].median_s, r.gqe_tok_s = double(opt.train_length) / t[1].median_s;
       // Training FLOPs are ~3x forward for both; the forward FLOP ratio of the whole model bounds it.
-      r.flop_limit = flop_limit(cfg[0], cfg[1], "model", opt.train_length);
+      r.flop_limit = flop_limit(cfg[0], cfg[1], PrefillLevel::model, opt.train_length);
       emit(r);
     }
 
@@ -434,7 +434,7 @@ std::string rows_to_json(const std::vector<BenchRow>& rows, const std::string& r
   nlohmann::json j;
   j["runtime"] = runtime;
   j["machine"] = machine;
-  j["implementation"] = opt.implementation;
+  j["implementation"] = to_string(opt.implementation);
   j["device"] = opt.device;
   j["repeats"] = opt.repeats;
   if (opt.device != "cpu") j["sdpa_backend_pinned"] = opt.sdpa_backend;

@@ -13,9 +13,24 @@
 
 namespace gqe::bench {
 
+// The model shapes the bench builds (shape_config) and the levels its prefill rows time.
+enum class BenchShape { paper, small };
+enum class PrefillLevel { core, layer, block, model };
+
+}  // namespace gqe::bench
+
+namespace gqe {
+GQE_ENUM_NAMES(bench::BenchShape, "bench shape", {bench::BenchShape::paper, "paper"}, {bench::BenchShape::small, "small"})
+GQE_ENUM_NAMES(bench::PrefillLevel, "prefill level", {bench::PrefillLevel::core, "core"},
+               {bench::PrefillLevel::layer, "layer"}, {bench::PrefillLevel::block, "block"},
+               {bench::PrefillLevel::model, "model"})
+}  // namespace gqe
+
+namespace gqe::bench {
+
 struct BenchOptions {
-  std::vector<std::string> shapes = {"paper", "small"};  // see shape_config()
-  std::vector<std::string> levels = {"core", "layer", "block"};
+  std::vector<BenchShape> shapes = {BenchShape::paper, BenchShape::small};  // see shape_config()
+  std::vector<PrefillLevel> levels = {PrefillLevel::core, PrefillLevel::layer, PrefillLevel::block};
   std::vector<int64_t> lengths = {1024, 2048, 4096, 8192};
   // Sequences per prefill call, all of the same length (level "LEVEL-bB" for B > 1).
   std::vector<int64_t> prefill_batches = {1};
@@ -29,7 +44,7 @@ struct BenchOptions {
   // batch, contexts spread evenly over L/2 .. L).
   std::vector<int64_t> decode_batches = {1};
   int decode_tokens = 16;
-  std::string implementation = "fast";  // "fast" | "reference" (attention.implementation)
+  AttentionImplementation implementation = AttentionImplementation::fast;
   // "cpu" (fp32) or "cuda[:N]": CUDA runs under bf16 autocast (core level: bf16 q/k/v) and every timed call
   // ends with a device synchronisation, so wall-clock time covers the GPU work.
   std::string device = "cpu";
@@ -44,11 +59,11 @@ struct BenchOptions {
   int threads = 1;  // threads in use: a 1-minute load average above this before a point gets a warning
 };
 
-// "paper": d 1024, d_h 64, N 16, G 8, k 1, SwiGLU 2816; "small": d 256, d_h 32, N 8, G 4, k 1, SwiGLU 704.
-ModelConfig shape_config(const std::string& shape, AttentionKind kind);
+// paper: d 1024, d_h 64, N 16, G 8, k 1, SwiGLU 2816; small: d 256, d_h 32, N 8, G 4, k 1, SwiGLU 704.
+ModelConfig shape_config(BenchShape shape, AttentionKind kind);
 
-// GQA/GQE ratio of forward FLOPs at prefill length n for a level ("core" | "layer" | "block" | "model").
-double flop_limit(const ModelConfig& gqa, const ModelConfig& gqe, const std::string& level, int64_t n);
+// GQA/GQE ratio of forward FLOPs at prefill length n for a level.
+double flop_limit(const ModelConfig& gqa, const ModelConfig& gqe, PrefillLevel level, int64_t n);
 // Causal attention-core FLOPs of one layer's prefill: 2*2*heads*d_h*n(n+1)/2.
 double attention_core_flops(const ModelConfig& cfg, int64_t n);
 

@@ -130,7 +130,7 @@ std::string Args::require(const std::string& name) const {
 }
 
 void Args::bad_value(const std::string& name, const std::string& value, const std::string& expected) const {
-  throw Error("gqe " + command_ + ": --" + name + " expects " + expected + ", got '" + value + "'");
+  throw Error(option_label(name) + " expects " + expected + ", got '" + value + "'");
 }
 
 int64_t Args::get_int(const std::string& name, int64_t def) const {

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "gqe/core/enum_names.h"
+
 namespace gqe::cli {
 
 // "a,b,,c" -> {"a", "b", "c"}
@@ -57,8 +59,22 @@ class Args {
   std::vector<std::string> get_list(const std::string& name, const std::vector<std::string>& def = {}) const;
   // Comma-separated positive integers of --name; an error names the option and the bad item.
   std::vector<int64_t> get_positive_ints(const std::string& name, const std::vector<int64_t>& def = {}) const;
+  // A value of a closed set (core/enum_names.h), or a comma-separated list of them; an unknown one is an
+  // error naming the option and listing the valid values.
+  template <class E>
+  E get_enum(const std::string& name, E def) const {
+    return has(name) ? parse_enum<E>(get(name, ""), option_label(name)) : def;
+  }
+  template <class E>
+  std::vector<E> get_enum_list(const std::string& name, const std::vector<E>& def) const {
+    if (!has(name)) return def;
+    std::vector<E> out;
+    for (const std::string& item : get_list(name)) out.push_back(parse_enum<E>(item, option_label(name)));
+    return out;
+  }
 
  private:
+  std::string option_label(const std::string& name) const { return "gqe " + command_ + ": --" + name; }
   [[noreturn]] void bad_value(const std::string& name, const std::string& value, const std::string& expected) const;
   double parse_double(const std::string& name, const std::string& expected) const;
 

@@ -52,8 +52,8 @@ int cmd_bench(int argc, char** argv) {
     return 0;
   }
   bench::BenchOptions opt;
-  opt.shapes = args.get_list("shapes", opt.shapes);
-  opt.levels = args.get_list("levels", opt.levels);
+  opt.shapes = args.get_enum_list("shapes", opt.shapes);
+  opt.levels = args.get_enum_list("levels", opt.levels);
   opt.lengths = args.get_positive_ints("lengths", opt.lengths);
   opt.decode_lengths = args.get_positive_ints("decode-lengths", opt.decode_lengths);
   opt.decode_batches = args.get_positive_ints("decode-batches", opt.decode_batches);
@@ -62,15 +62,13 @@ int cmd_bench(int argc, char** argv) {
   opt.seconds_per_point = args.get_double("seconds-per-point", opt.seconds_per_point);
   opt.train_length = args.get_int("train-length", opt.train_length);
   opt.decode_tokens = int(args.get_int("decode-tokens", opt.decode_tokens));
-  opt.implementation = args.get("implementation", opt.implementation);
+  opt.implementation = args.get_enum("implementation", opt.implementation);
   opt.device = args.get("device", opt.device);
   opt.train = !args.flag("no-train");
   opt.decode = !args.flag("no-decode");
   if (opt.repeats < 1) throw Error("gqe bench: --repeats must be >= 1, got " + std::to_string(opt.repeats));
   if (opt.train_length < 2) throw Error("gqe bench: --train-length must be >= 2");
   if (opt.decode_tokens < 1) throw Error("gqe bench: --decode-tokens must be >= 1");
-  if (!enum_from_string<AttentionImplementation>(opt.implementation))
-    throw Error("gqe bench: --implementation: expected fast or reference, got '" + opt.implementation + "'");
   const std::string out = args.get("out", "bench/gqe-bench");
 
   opt.sdpa_backend = args.get("sdpa-backend", opt.sdpa_backend);

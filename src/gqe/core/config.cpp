@@ -71,7 +71,7 @@ void read_enum(const json& j, const char* key, E& out, const std::string& source
   std::string text;
   read(j, key, text, source, prefix);
   const std::optional<E> v = enum_from_string<E>(text);
-  if (!v) fail(source, prefix + key, "expected " + enum_choices<E>() + ", got \"" + text + "\"");
+  if (!v) fail(source, prefix + key, unknown_enum_message<E>(text));
   out = *v;
 }
 
@@ -150,7 +150,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
                    source, "attention.");
   AttentionConfig& at = c.attention;
   read_enum(a, "kind", at.kind, source, "attention.");
-  if (!a.contains("kind")) fail(source, "attention.kind", "missing (expected \"gqa\" or \"gqe\")");
+  if (!a.contains("kind")) fail(source, "attention.kind", "missing (expected " + enum_choices<AttentionKind>() + ")");
   read(a, "num_attention_heads", at.num_heads, source, "attention.");
   read(a, "num_key_value_heads", at.num_kv_heads, source, "attention.");
   if (a.contains("head_dim")) {

@@ -1,15 +1,14 @@
 // Model configuration: a Hugging Face style config.json for GQE and GQA decoder LMs.
 // Torch-free, so the CLI's `info` and the tests can use it without libtorch headers.
 #pragma once
-#include <array>
 #include <cstdint>
-#include <optional>
 #include <string>
-#include <utility>
+
+#include "gqe/core/enum_names.h"
 
 namespace gqe {
 
-// The enumerated config fields, parsed once from their JSON spelling (the names in EnumNames).
+// The enumerated config fields, parsed once from their JSON spelling (core/enum_names.h).
 enum class AttentionKind { gqa, gqe };
 enum class GqeVariant { gqe, hard_concat, weighted_concat };
 enum class AttentionImplementation { fast, reference };
@@ -17,44 +16,15 @@ enum class NormType { rmsnorm, layernorm };
 enum class MlpType { swiglu, gelu };
 enum class PositionEmbedding { rope, none };
 
-template <class E>
-struct EnumNames;
-#define GQE_ENUM_NAMES(E, N, ...)                                          \
-  template <>                                                              \
-  struct EnumNames<E> {                                                    \
-    static constexpr std::array<std::pair<E, const char*>, N> values{{__VA_ARGS__}}; \
-  };
-GQE_ENUM_NAMES(AttentionKind, 2, {AttentionKind::gqa, "gqa"}, {AttentionKind::gqe, "gqe"})
-GQE_ENUM_NAMES(GqeVariant, 3, {GqeVariant::gqe, "gqe"}, {GqeVariant::hard_concat, "hard_concat"},
+GQE_ENUM_NAMES(AttentionKind, "attention kind", {AttentionKind::gqa, "gqa"}, {AttentionKind::gqe, "gqe"})
+GQE_ENUM_NAMES(GqeVariant, "GQE variant", {GqeVariant::gqe, "gqe"}, {GqeVariant::hard_concat, "hard_concat"},
                {GqeVariant::weighted_concat, "weighted_concat"})
-GQE_ENUM_NAMES(AttentionImplementation, 2, {AttentionImplementation::fast, "fast"},
+GQE_ENUM_NAMES(AttentionImplementation, "attention implementation", {AttentionImplementation::fast, "fast"},
                {AttentionImplementation::reference, "reference"})
-GQE_ENUM_NAMES(NormType, 2, {NormType::rmsnorm, "rmsnorm"}, {NormType::layernorm, "layernorm"})
-GQE_ENUM_NAMES(MlpType, 2, {MlpType::swiglu, "swiglu"}, {MlpType::gelu, "gelu"})
-GQE_ENUM_NAMES(PositionEmbedding, 2, {PositionEmbedding::rope, "rope"}, {PositionEmbedding::none, "none"})
-#undef GQE_ENUM_NAMES
-
-template <class E>
-const char* to_string(E e) {
-  for (const auto& [v, n] : EnumNames<E>::values)
-    if (v == e) return n;
-  return "?";
-}
-template <class E>
-std::optional<E> enum_from_string(const std::string& s) {
-  for (const auto& [v, n] : EnumNames<E>::values)
-    if (s == n) return v;
-  return std::nullopt;
-}
-// "\"a\", \"b\" or \"c\"": the accepted spellings, for error messages.
-template <class E>
-std::string enum_choices() {
-  std::string out;
-  const auto& vs = EnumNames<E>::values;
-  for (size_t i = 0; i < vs.size(); ++i)
-    out += (i == 0 ? "" : i + 1 == vs.size() ? " or " : ", ") + std::string("\"") + vs[i].second + "\"";
-  return out;
-}
+GQE_ENUM_NAMES(NormType, "norm type", {NormType::rmsnorm, "rmsnorm"}, {NormType::layernorm, "layernorm"})
+GQE_ENUM_NAMES(MlpType, "MLP type", {MlpType::swiglu, "swiglu"}, {MlpType::gelu, "gelu"})
+GQE_ENUM_NAMES(PositionEmbedding, "position embedding", {PositionEmbedding::rope, "rope"},
+               {PositionEmbedding::none, "none"})
 
 // The attention block. kind "gqa": N query heads over G KV heads (MHA: G=N, MQA: G=1).
 // kind "gqe": N routed query-head experts, G KV heads, M=N/G experts per group, top-k per group.

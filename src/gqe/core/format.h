@@ -1,6 +1,7 @@
-// Formatting numbers for people (progress lines, model summaries).
+// Formatting numbers and lists for people (progress lines, model summaries, error messages).
 #pragma once
 #include <string>
+#include <vector>
 
 namespace gqe {
 
@@ -8,5 +9,7 @@ namespace gqe {
 std::string human_number(double x);
 // Fixed-point with `decimals` digits after the point: 1.23456 -> "1.23".
 std::string fixed_point(double x, int decimals = 2);
+// The items as a sentence lists them: {a} -> "a", {a, b} -> "a or b", {a, b, c} -> "a, b or c".
+std::string or_list(const std::vector<std::string>& items);
 
 }  // namespace gqe
