@@ -6,7 +6,7 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "gqe/io/spm_model.h"
+#include "gqe/tokenizers/spm_model.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);

@@ -3,7 +3,7 @@
 #   scripts/bench-tokenizer.sh [BUILD_DIR (build)] [TOKENIZER_JSON...]
 # Text: the KJV (data/kjv/kjv.txt, else made with `bible`). Tokenizers: the given tokenizer.json files
 # (e.g. GPT-2's and LLaMA-3's real ones), else a GPT-2-style and a LLaMA-3-style one (vocab 8000) trained
-# here with `tokenizers` (tests/data/bpe_reference.py). Python: $GQE_PYTHON (with tokenizers installed).
+# here with `tokenizers` (tests/tokenizers/bpe_reference.py). Python: $GQE_PYTHON (with tokenizers installed).
 # Each side prints MB/s by wall clock and by CPU time; on a busy machine trust the CPU-time numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ fi
 tokenizers=("$@")
 if [[ ${#tokenizers[@]} -eq 0 ]]; then
   for style in gpt2 llama3; do
-    "$py" tests/data/bpe_reference.py train "$style" "$work/text.txt" 8000 "$work/$style"
+    "$py" tests/tokenizers/bpe_reference.py train "$style" "$work/text.txt" 8000 "$work/$style"
     tokenizers+=("$work/$style/tokenizer.json")
   done
 fi

@@ -1,12 +1,12 @@
 // A small SentencePiece model for tests: `text` is written to DIR/corpus.txt and trained with gqe's settings
-// (data/sentencepiece.h, one thread) into DIR/tok.model, whose path is returned. Only tests of the system
+// (tokenizers/sentencepiece.h, one thread) into DIR/tok.model, whose path is returned. Only tests of the system
 // layer (which links the SentencePiece shim loader) may include it.
 #pragma once
 #include <cstdint>
 #include <string>
 
 #include "gqe/core/fs.h"
-#include "gqe/data/sentencepiece.h"
+#include "gqe/tokenizers/sentencepiece.h"
 
 namespace gqe::test {
 

@@ -1,4 +1,4 @@
-// libgqe_spm.so: SentencePiece behind a C interface (gqe/data/spm_c_api.h). Built as its own shared library
+// libgqe_spm.so: SentencePiece behind a C interface (gqe/tokenizers/spm_c_api.h). Built as its own shared library
 // and never linked into a libtorch process: libgqe loads it with dlopen (see spm_c_api.h for why).
 // Torch-free on purpose; compile with hidden visibility so that only the gqe_spm_* functions are exported.
 #include <sentencepiece_processor.h>
@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "gqe/data/spm_c_api.h"
+#include "gqe/tokenizers/spm_c_api.h"
 
 #define GQE_SPM_EXPORT __attribute__((visibility("default")))
 

@@ -10,7 +10,7 @@
 #include "data/data_test_util.h"
 #include "gqe/core/fs.h"
 #include "gqe/data/loader.h"
-#include "gqe/data/sentencepiece.h"
+#include "gqe/tokenizers/sentencepiece.h"
 
 namespace gqe {
 namespace {

@@ -1,4 +1,4 @@
-// Every command uses the run's tokenizer (data/run_tokenizer.h), end to end through the executable:
+// Every command uses the run's tokenizer (tokenizers/run_tokenizer.h), end to end through the executable:
 // a SentencePiece run generates real pieces; GPT-2-style byte-level BPE with llm.c shards goes
 // train -> eval -> generate; `gqe data prepare --tokenizer tokenizer.json` equals encoding the whole text.
 #include <gtest/gtest.h>
@@ -14,10 +14,10 @@
 #include "data/data_test_util.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/sha256.h"
-#include "gqe/data/bpe_tokenizer.h"
-#include "gqe/data/sentencepiece.h"
+#include "gqe/tokenizers/bpe_tokenizer.h"
+#include "gqe/tokenizers/sentencepiece.h"
 #include "gqe/data/shard.h"
-#include "gqe/data/stream_decoder.h"
+#include "gqe/tokenizers/stream_decoder.h"
 
 namespace gqe {
 namespace {

@@ -14,7 +14,7 @@
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/data/loader.h"
-#include "gqe/data/sentencepiece.h"
+#include "gqe/tokenizers/sentencepiece.h"
 #include "gqe/data/shard.h"
 #include "spm_test_util.h"
 

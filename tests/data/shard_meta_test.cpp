@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <filesystem>
 #include <sstream>
 
 #include "data_test_util.h"
@@ -93,6 +94,42 @@ TEST(ShardMeta, ATokenizerChangedInPlaceIsRefusedAndOldShardsWarn) {
   write_bytes(dir + "/meta.json", R"({"tokenizer_sha256": 7, "train": {"shards": ["train_000000.tok"]}})");
   EXPECT_NE(error_of([&] { check_shards_tokenizer(shards, tok, nullptr); }).find(dir + "/meta.json: field 'tokenizer_sha256'"),
             std::string::npos);
+}
+
+TEST(ShardMeta, ShardsTokenizerIsNamedWhileItsFileExists) {
+  const std::string dir = datatest::scratch("shardmeta-tokenizer");
+  // meta.json names their tokenizer when its file still exists.
+  datatest::write_bytes(dir + "/meta.json", R"({"tokenizer": ")" + dir + R"(/meta.json"})");
+  EXPECT_EQ(tokenizer_of_shards({dir + "/train_000000.tok"}), dir + "/meta.json");
+  datatest::write_bytes(dir + "/meta.json", R"({"tokenizer": "/nonexistent/t.model"})");
+  EXPECT_EQ(tokenizer_of_shards({dir + "/train_000000.tok"}), "");
+  datatest::write_bytes(dir + "/meta.json", "{broken");
+  EXPECT_EQ(tokenizer_of_shards({dir + "/train_000000.tok"}), "");
+}
+
+TEST(ShardMeta, ShardsTokenizerIsFoundFromAnyWorkingDirectory) {
+  // `data prepare` run in ROOT records "corpus/t.model", relative to ROOT; a run started elsewhere finds it
+  // from the shards' folder upwards.
+  const std::string root = datatest::scratch("runtok-relative");
+  std::filesystem::create_directories(root + "/corpus/shards");
+  datatest::write_bytes(root + "/corpus/t.model", "x");
+  datatest::write_bytes(root + "/corpus/shards/meta.json", R"({"tokenizer": "corpus/t.model"})");
+  const std::string shard = root + "/corpus/shards/train_000000.tok";
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path("/");
+  std::string missing;
+  const std::string found = tokenizer_of_shards({shard}, &missing);
+  std::filesystem::current_path(root);  // from ROOT itself, the path as recorded
+  const std::string as_recorded = tokenizer_of_shards({shard});
+  std::filesystem::current_path(cwd);
+  EXPECT_EQ(found, std::filesystem::path(root + "/corpus/t.model").lexically_normal().string());
+  EXPECT_EQ(missing, "");
+  EXPECT_EQ(as_recorded, "corpus/t.model");
+  // Nowhere to be found: "" and what was looked for, where.
+  datatest::write_bytes(root + "/corpus/shards/meta.json", R"({"tokenizer": "gone/t.model"})");
+  EXPECT_EQ(tokenizer_of_shards({shard}, &missing), "");
+  EXPECT_NE(missing.find("'gone/t.model'"), std::string::npos) << missing;
+  EXPECT_NE(missing.find(root + "/corpus/shards"), std::string::npos) << missing;
 }
 
 }  // namespace

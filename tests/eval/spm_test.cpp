@@ -1,4 +1,4 @@
-// Evaluation with a SentencePiece tokenizer (data/sentencepiece.h): --tokenizer PATH, the harness's joint
+// Evaluation with a SentencePiece tokenizer (tokenizers/sentencepiece.h): --tokenizer PATH, the harness's joint
 // encoding of context + continuation, and scoring with a model whose vocabulary covers the tokenizer's.
 #include <gtest/gtest.h>
 
@@ -8,8 +8,8 @@
 #include "test_util.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
-#include "gqe/data/run_tokenizer.h"
-#include "gqe/data/sentencepiece.h"
+#include "gqe/tokenizers/run_tokenizer.h"
+#include "gqe/tokenizers/sentencepiece.h"
 #include "gqe/eval/requests.h"
 #include "gqe/eval/scoring.h"
 

@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "gqe/core/fs.h"
-#include "gqe/data/run_tokenizer.h"
-#include "gqe/io/hf_export.h"
+#include "gqe/tokenizers/run_tokenizer.h"
+#include "gqe/interop/hf_export.h"
 #include "gqe/io/safetensors.h"
 #include "interop/interop_test_util.h"
 #include "interop/interop_tokenizers.h"

@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "gqe/core/fs.h"
-#include "gqe/data/bpe_tokenizer.h"
-#include "gqe/data/run_tokenizer.h"
+#include "gqe/tokenizers/bpe_tokenizer.h"
+#include "gqe/tokenizers/run_tokenizer.h"
 #include "spm_test_util.h"
 
 namespace gqe::interop {

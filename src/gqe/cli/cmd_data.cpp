@@ -12,7 +12,7 @@
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/data/prepare.h"
-#include "gqe/data/sentencepiece.h"
+#include "gqe/tokenizers/sentencepiece.h"
 #include "gqe/data/shard.h"
 
 namespace gqe::cli {

@@ -15,7 +15,7 @@
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
 #include "gqe/core/sha256.h"
-#include "gqe/data/run_tokenizer.h"
+#include "gqe/tokenizers/run_tokenizer.h"
 #include "gqe/data/shard_meta.h"
 #include "gqe/eval/harness.h"
 #include "gqe/eval/progress.h"

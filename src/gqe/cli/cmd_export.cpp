@@ -1,19 +1,19 @@
 // gqe export --format hf / gqe import: a checkpoint as a Hugging Face transformers folder and back
-// (src/gqe/io/hf_export.h, docs/interop.md).
+// (src/gqe/interop/hf_export.h, docs/interop.md).
 #include <iostream>
 
 #include "gqe/cli/args.h"
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
 #include "gqe/core/config.h"
-#include "gqe/data/run_tokenizer.h"
-#include "gqe/io/hf_export.h"
+#include "gqe/tokenizers/run_tokenizer.h"
+#include "gqe/interop/hf_export.h"
 
 namespace gqe::cli {
 
 namespace {
 
-// The checkpoint's tokenizer as its run recorded it (data/run_tokenizer.h), or --tokenizer.
+// The checkpoint's tokenizer as its run recorded it (tokenizers/run_tokenizer.h), or --tokenizer.
 HfTokenizerSource checkpoint_tokenizer(const std::string& dir, const std::string& spec) {
   const TokenizerFiles files =
       spec.empty() ? run_tokenizer_files(dir, load_model_config(dir + "/config.json").vocab_size)

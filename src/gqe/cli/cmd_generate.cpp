@@ -11,8 +11,8 @@
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/runtime.h"
-#include "gqe/data/run_tokenizer.h"
-#include "gqe/data/stream_decoder.h"
+#include "gqe/tokenizers/run_tokenizer.h"
+#include "gqe/tokenizers/stream_decoder.h"
 #include "gqe/generate/generate.h"
 #include "gqe/io/checkpoint.h"
 

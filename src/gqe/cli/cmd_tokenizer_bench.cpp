@@ -10,7 +10,7 @@
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
-#include "gqe/data/run_tokenizer.h"
+#include "gqe/tokenizers/run_tokenizer.h"
 
 namespace gqe::cli {
 

@@ -149,7 +149,7 @@ std::vector<std::string> previous_run_outputs(const std::string& dir) {
 }
 
 std::vector<std::string> remove_run_outputs(const std::string& dir, const std::vector<std::string>& keep) {
-  // The files of a recorded tokenizer (data/run_tokenizer.h) beside the record itself.
+  // The files of a recorded tokenizer (tokenizers/run_tokenizer.h) beside the record itself.
   static const char* const kRunFiles[] = {"checkpoints", "metrics.jsonl", "model.safetensors", "config.json",
                                           "recipe.json", "tokenizer_info.json", "tokenizer.model",
                                           "tokenizer.json", "vocab.json", "merges.txt"};

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "gqe/core/error.h"
 #include "gqe/core/machine.h"
 
 namespace gqe {
@@ -74,6 +75,23 @@ double measure_matmul_gflops(int n, int repeats) {
 std::string describe_runtime() {
   return "cpu=\"" + cpu_model_name() + "\" threads=" + std::to_string(at::get_num_threads()) + " blas=" + loaded_blas_library() +
          " malloc=\"" + g_allocator + "\" libtorch=" + TORCH_VERSION;
+}
+
+c10::Device parse_device(const std::string& name, const std::string& what, int local_rank) {
+  c10::Device device(c10::kCPU);
+  try {
+    device = c10::Device(name);
+  } catch (const std::exception&) {
+    throw Error(what + " '" + name + "': expected cpu or cuda[:N]");
+  }
+  if (!device.is_cpu() && !device.is_cuda()) throw Error(what + " '" + name + "': expected cpu or cuda[:N]");
+  if (device.is_cuda()) {
+    if (!at::hasCUDA())
+      throw Error(what + " " + name + ": no usable CUDA device (this libtorch has no CUDA support, or no GPU and " +
+                  "driver were found)");
+    if (!device.has_index()) device = c10::Device(c10::kCUDA, c10::DeviceIndex(local_rank));
+  }
+  return device;
 }
 
 }  // namespace gqe

@@ -1,6 +1,8 @@
 // Threads and BLAS: gqe configures libtorch's intra-op threads itself (libtorch may start with 1) and
 // reports which BLAS library the process actually loaded.
 #pragma once
+#include <c10/core/Device.h>
+
 #include <string>
 
 namespace gqe {
@@ -21,5 +23,10 @@ std::string loaded_blas_library();
 double measure_matmul_gflops(int n = 1024, int repeats = 5);
 // One line: CPU model, threads, BLAS, allocator, libtorch version.
 std::string describe_runtime();
+
+// The device `name` says: cpu or cuda[:N]; "cuda" without an index is cuda:local_rank (one GPU per rank
+// under torchrun). Errors begin with `what` (e.g. "gqe train: --device") and name the value: not cpu or
+// cuda[:N]; CUDA asked for but this build or machine has none.
+c10::Device parse_device(const std::string& name, const std::string& what, int local_rank = 0);
 
 }  // namespace gqe

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "gqe/data/run_tokenizer.h"
+#include "gqe/tokenizers/run_tokenizer.h"
 
 namespace gqe {
 

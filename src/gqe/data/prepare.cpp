@@ -22,7 +22,7 @@
 #include "gqe/core/fs.h"
 #include "gqe/core/utf8.h"
 #include "gqe/data/content_identity.h"
-#include "gqe/data/run_tokenizer.h"
+#include "gqe/tokenizers/run_tokenizer.h"
 #include "gqe/data/shard.h"
 
 namespace gqe {

@@ -88,4 +88,51 @@ void check_shards_tokenizer(const std::vector<std::string>& shard_paths, const T
   }
 }
 
+std::string tokenizer_of_shards(const std::vector<std::string>& shard_paths, std::string* missing) {
+  if (shard_paths.empty()) return "";
+  const stdfs::path shard_dir = stdfs::path(shard_paths.front()).parent_path();
+  const std::string meta = (shard_dir / "meta.json").string();
+  if (!fs::is_file(meta)) return "";
+  std::string t;
+  try {
+    const nlohmann::json j = parse_json(fs::read_file(meta, fs::kSmallFileLimit), meta);
+    if (!j.is_object() || !j.contains("tokenizer") || !j["tokenizer"].is_string()) return "";
+    t = j["tokenizer"].get<std::string>();
+  } catch (const Error&) {
+    return "";  // a damaged meta.json only loses this convenience; the shards are checked on their own
+  }
+  if (t == "bytes" || t.empty()) return t;
+  // A spec may name two files ("vocab.json,merges.txt"): every part must be found from the same base.
+  std::vector<std::string> parts;
+  for (size_t a = 0;;) {
+    const size_t b = t.find(',', a);
+    parts.push_back(t.substr(a, b == std::string::npos ? std::string::npos : b - a));
+    if (b == std::string::npos) break;
+    a = b + 1;
+  }
+  auto found_from = [&](const stdfs::path& base) -> std::string {
+    std::string spec;
+    for (const auto& p : parts) {
+      const stdfs::path full = stdfs::path(p).is_absolute() || base.empty() ? stdfs::path(p) : base / p;
+      if (!fs::exists(full.string())) return "";
+      spec += (spec.empty() ? "" : ",") + full.lexically_normal().string();
+    }
+    return spec;
+  };
+  std::string searched = "the working directory";
+  if (std::string s = found_from({}); !s.empty()) return t;
+  const bool relative = !stdfs::path(parts.front()).is_absolute();
+  if (relative) {
+    std::error_code ec;
+    stdfs::path dir = stdfs::absolute(shard_dir, ec);
+    for (; !ec && !dir.empty(); dir = dir.parent_path()) {
+      if (std::string s = found_from(dir); !s.empty()) return s;
+      searched += ", " + dir.string();
+      if (dir == dir.parent_path()) break;
+    }
+  }
+  if (missing) *missing = "'" + t + "' (looked for from " + searched + ")";
+  return "";
+}
+
 }  // namespace gqe

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "gqe/data/run_tokenizer.h"
+#include "gqe/tokenizers/run_tokenizer.h"
 
 namespace gqe {
 
@@ -20,5 +20,13 @@ namespace gqe {
 // `warn` (when not null). Shards that no meta.json lists (llm.c shards, files copied in) are not checked.
 void check_shards_tokenizer(const std::vector<std::string>& shard_paths, const TokenizerFiles& files,
                             std::ostream* warn = &std::cerr);
+
+// The tokenizer a set of gqe token shards was written with, from meta.json beside the first shard
+// (`gqe data prepare` writes it); "" when there is none or its file no longer exists. meta.json records
+// the path as `data prepare` was given it, often relative to the folder it ran in: a relative path is
+// looked up from the working directory, then from the shards' folder and each folder above it, so a run
+// started anywhere finds it. When meta.json names a tokenizer that none of these hold, *missing (when not
+// null) gets the recorded name and the places searched.
+std::string tokenizer_of_shards(const std::vector<std::string>& shard_paths, std::string* missing = nullptr);
 
 }  // namespace gqe

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "gqe/data/tokenizer.h"
+#include "gqe/tokenizers/tokenizer.h"
 #include "gqe/eval/metrics.h"
 #include "gqe/eval/scoring.h"
 #include "gqe/eval/tasks.h"

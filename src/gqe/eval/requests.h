@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "gqe/data/tokenizer.h"
+#include "gqe/tokenizers/tokenizer.h"
 #include "gqe/eval/tasks.h"
 
 namespace gqe::eval {

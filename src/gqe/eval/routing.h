@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "gqe/core/gnuplot.h"
-#include "gqe/data/tokenizer.h"
+#include "gqe/tokenizers/tokenizer.h"
 #include "gqe/model/transformer.h"
 
 namespace gqe::eval {

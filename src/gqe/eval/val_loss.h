@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "gqe/data/tokenizer.h"
+#include "gqe/tokenizers/tokenizer.h"
 #include "gqe/model/transformer.h"
 
 namespace gqe::eval {

@@ -1,4 +1,4 @@
-#include "gqe/data/stream_decoder.h"
+#include "gqe/tokenizers/stream_decoder.h"
 
 namespace gqe {
 

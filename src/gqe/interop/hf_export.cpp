@@ -1,4 +1,4 @@
-#include "gqe/io/hf_export.h"
+#include "gqe/interop/hf_export.h"
 
 #include <filesystem>
 
@@ -13,7 +13,7 @@
 #include "gqe/core/json.h"
 #include "gqe/core/run_dir.h"
 #include "gqe/io/checkpoint.h"
-#include "gqe/io/hf_python_sources.h"  // generated at build time from python/gqe_hf/
+#include "gqe/interop/hf_python_sources.h"  // generated at build time from python/gqe_hf/
 #include "gqe/io/safetensors.h"
 
 namespace gqe {

@@ -1,4 +1,4 @@
-"""Hugging Face `tokenizers` side of tests/data/bpe_tokenizer_test.cpp.
+"""Hugging Face `tokenizers` side of tests/tokenizers/bpe_tokenizer_test.cpp.
 
   train STYLE CORPUS VOCAB_SIZE OUT_DIR   trains a small byte-level BPE tokenizer with `tokenizers` itself:
       STYLE gpt2:   ByteLevel pre-tokenizer (GPT-2's regex), <|endoftext|>

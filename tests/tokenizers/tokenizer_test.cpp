@@ -1,13 +1,13 @@
-#include "gqe/data/sentencepiece.h"
+#include "gqe/tokenizers/sentencepiece.h"
 
 #include <gtest/gtest.h>
 
 #include <fstream>
 
-#include "data_test_util.h"
+#include "data/data_test_util.h"
 #include "gqe/core/error.h"
-#include "gqe/data/run_tokenizer.h"
-#include "gqe/io/spm_model.h"
+#include "gqe/tokenizers/run_tokenizer.h"
+#include "gqe/tokenizers/spm_model.h"
 #include "spm_test_util.h"
 
 namespace gqe {

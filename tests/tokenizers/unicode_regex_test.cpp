@@ -1,14 +1,14 @@
 // Which Unicode the pre-tokenizer regexes follow: PCRE2's tables, pinned here. Hugging Face tokenizers
 // follows a newer Unicode, so a text with letters added since splits differently (docs/data.md). When
 // PCRE2 is upgraded these expectations fail on purpose: update them and docs/data.md together.
-#include "gqe/data/unicode_regex.h"
+#include "gqe/tokenizers/unicode_regex.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-#include "gqe/data/bpe_tokenizer.h"
+#include "gqe/tokenizers/bpe_tokenizer.h"
 
 namespace gqe {
 namespace {

@@ -1,4 +1,4 @@
-#include "gqe/io/spm_model.h"
+#include "gqe/tokenizers/spm_model.h"
 
 #include <gtest/gtest.h>
 

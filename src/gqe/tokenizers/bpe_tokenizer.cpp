@@ -1,4 +1,4 @@
-#include "gqe/data/bpe_tokenizer.h"
+#include "gqe/tokenizers/bpe_tokenizer.h"
 
 #include <algorithm>
 #include <atomic>

@@ -27,7 +27,7 @@
 #include <string>
 
 #include "gqe/core/config.h"
-#include "gqe/io/spm_model.h"
+#include "gqe/tokenizers/spm_model.h"
 
 namespace gqe {
 
@@ -72,7 +72,7 @@ std::string sentencepiece_tokenizer_json(const SpmModel& model, std::string* why
 void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, const HfTokenizerSource& tokenizer);
 
 // Makes SPEC ("bytes", or a tokenizer file) the tokenizer of the checkpoint folder DIR being written, as
-// `gqe train` records a run's (data/run_tokenizer.h: the files copied in, tokenizer_info.json). The data
+// `gqe train` records a run's (tokenizers/run_tokenizer.h: the files copied in, tokenizer_info.json). The data
 // layer does that, which this layer does not link: the command passes it in.
 using HfTokenizerRecorder = std::function<void(const std::string& dir, const std::string& spec)>;
 

@@ -1,6 +1,6 @@
 // Byte-level BPE tokenizer (GPT-2, LLaMA-3 and the many models that copy them), read from a Hugging Face
 // `tokenizer.json` or from GPT-2's `vocab.json` + `merges.txt`, encoding exactly as Hugging Face
-// `tokenizers` does (tests/data/bpe_tokenizer_test.cpp compares the two token for token):
+// `tokenizers` does (tests/tokenizers/bpe_tokenizer_test.cpp compares the two token for token):
 //   1. added tokens (e.g. <|endoftext|>) are cut out of the text first, leftmost-longest;
 //   2. the pre-tokenizer splits the rest: Split (the tokenizer's own regex, compiled by PCRE2 with Unicode
 //      properties) and ByteLevel (GPT-2's regex unless use_regex is false), alone or in a Sequence;
@@ -14,8 +14,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "gqe/data/tokenizer.h"
-#include "gqe/data/unicode_regex.h"
+#include "gqe/tokenizers/tokenizer.h"
+#include "gqe/tokenizers/unicode_regex.h"
 
 namespace gqe {
 

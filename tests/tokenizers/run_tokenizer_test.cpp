@@ -1,5 +1,5 @@
-// Tokenizer specs and a run's recorded tokenizer (data/run_tokenizer.h).
-#include "gqe/data/run_tokenizer.h"
+// Tokenizer specs and a run's recorded tokenizer (tokenizers/run_tokenizer.h).
+#include "gqe/tokenizers/run_tokenizer.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -8,10 +8,10 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
-#include "data_test_util.h"
+#include "data/data_test_util.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
-#include "gqe/data/bpe_tokenizer.h"
+#include "gqe/tokenizers/bpe_tokenizer.h"
 
 #include "test_util.h"
 
@@ -142,38 +142,6 @@ TEST(RunTokenizer, UnrecordedRuns) {
   const std::string m = error_of([&] { load_run_tokenizer(dir, 50304); });
   EXPECT_NE(m.find(dir + ": no tokenizer is recorded"), std::string::npos) << m;
   EXPECT_NE(m.find("pass --tokenizer"), std::string::npos) << m;
-  // Shards' meta.json names their tokenizer when its file still exists.
-  datatest::write_bytes(dir + "/meta.json", R"({"tokenizer": ")" + dir + R"(/meta.json"})");
-  EXPECT_EQ(tokenizer_of_shards({dir + "/train_000000.tok"}), dir + "/meta.json");
-  datatest::write_bytes(dir + "/meta.json", R"({"tokenizer": "/nonexistent/t.model"})");
-  EXPECT_EQ(tokenizer_of_shards({dir + "/train_000000.tok"}), "");
-  datatest::write_bytes(dir + "/meta.json", "{broken");
-  EXPECT_EQ(tokenizer_of_shards({dir + "/train_000000.tok"}), "");
-}
-
-TEST(RunTokenizer, ShardsTokenizerIsFoundFromAnyWorkingDirectory) {
-  // `data prepare` run in ROOT records "corpus/t.model", relative to ROOT; a run started elsewhere finds it
-  // from the shards' folder upwards.
-  const std::string root = datatest::scratch("runtok-relative");
-  std::filesystem::create_directories(root + "/corpus/shards");
-  datatest::write_bytes(root + "/corpus/t.model", "x");
-  datatest::write_bytes(root + "/corpus/shards/meta.json", R"({"tokenizer": "corpus/t.model"})");
-  const std::string shard = root + "/corpus/shards/train_000000.tok";
-  const auto cwd = std::filesystem::current_path();
-  std::filesystem::current_path("/");
-  std::string missing;
-  const std::string found = tokenizer_of_shards({shard}, &missing);
-  std::filesystem::current_path(root);  // from ROOT itself, the path as recorded
-  const std::string as_recorded = tokenizer_of_shards({shard});
-  std::filesystem::current_path(cwd);
-  EXPECT_EQ(found, std::filesystem::path(root + "/corpus/t.model").lexically_normal().string());
-  EXPECT_EQ(missing, "");
-  EXPECT_EQ(as_recorded, "corpus/t.model");
-  // Nowhere to be found: "" and what was looked for, where.
-  datatest::write_bytes(root + "/corpus/shards/meta.json", R"({"tokenizer": "gone/t.model"})");
-  EXPECT_EQ(tokenizer_of_shards({shard}, &missing), "");
-  EXPECT_NE(missing.find("'gone/t.model'"), std::string::npos) << missing;
-  EXPECT_NE(missing.find(root + "/corpus/shards"), std::string::npos) << missing;
 }
 
 }  // namespace

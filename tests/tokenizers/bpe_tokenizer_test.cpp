@@ -1,7 +1,7 @@
-// Byte-level BPE (data/bpe_tokenizer.h): a hand-written tokenizer.json checks the algorithm and the file
+// Byte-level BPE (tokenizers/bpe_tokenizer.h): a hand-written tokenizer.json checks the algorithm and the file
 // errors without Python; with GQE_PYTHON, tokenizers trained by Hugging Face `tokenizers` itself (GPT-2
 // style and LLaMA-3 style) must give the same ids as `tokenizers` on the whole KJV text plus a varied tail.
-#include "gqe/data/bpe_tokenizer.h"
+#include "gqe/tokenizers/bpe_tokenizer.h"
 
 #include <gtest/gtest.h>
 
@@ -13,10 +13,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "data_test_util.h"
+#include "data/data_test_util.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
-#include "gqe/data/stream_decoder.h"
+#include "gqe/tokenizers/stream_decoder.h"
 
 #include "test_util.h"
 
@@ -300,7 +300,7 @@ class BpeVsHuggingFace : public ::testing::Test {
     const char* src = std::getenv("GQE_SOURCE_DIR");
     if (!py || !*py || !src) return;
     python_ = new std::string(py);
-    script_ = new std::string(std::string(src) + "/tests/data/bpe_reference.py");
+    script_ = new std::string(std::string(src) + "/tests/tokenizers/bpe_reference.py");
     dir_ = new std::string(datatest::scratch("bpe-hf"));
     text_ = new std::string(kjv_or_generated(*dir_) + varied_text());
     datatest::write_bytes(*dir_ + "/text.txt", *text_);

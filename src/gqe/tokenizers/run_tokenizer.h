@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "gqe/data/tokenizer.h"
+#include "gqe/tokenizers/tokenizer.h"
 
 namespace gqe {
 
@@ -48,13 +48,5 @@ TokenizerFiles run_tokenizer_files(const std::string& dir, int64_t model_vocab);
 // run_tokenizer_files(dir). A tokenizer with more ids than model_vocab is an error naming both.
 std::unique_ptr<Tokenizer> load_run_tokenizer(const std::string& dir, int64_t model_vocab,
                                               const std::string& override_spec = "");
-
-// The tokenizer a set of gqe token shards was written with, from meta.json beside the first shard
-// (`gqe data prepare` writes it); "" when there is none or its file no longer exists. meta.json records
-// the path as `data prepare` was given it, often relative to the folder it ran in: a relative path is
-// looked up from the working directory, then from the shards' folder and each folder above it, so a run
-// started anywhere finds it. When meta.json names a tokenizer that none of these hold, *missing (when not
-// null) gets the recorded name and the places searched.
-std::string tokenizer_of_shards(const std::vector<std::string>& shard_paths, std::string* missing = nullptr);
 
 }  // namespace gqe

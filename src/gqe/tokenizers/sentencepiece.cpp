@@ -1,4 +1,4 @@
-#include "gqe/data/sentencepiece.h"
+#include "gqe/tokenizers/sentencepiece.h"
 
 #include <dlfcn.h>
 #include <sys/wait.h>
@@ -13,8 +13,8 @@
 
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
-#include "gqe/data/spm_c_api.h"
-#include "gqe/io/spm_model.h"
+#include "gqe/tokenizers/spm_c_api.h"
+#include "gqe/tokenizers/spm_model.h"
 
 namespace gqe {
 
