@@ -13,7 +13,7 @@ in the device-generic folders must either
     line directly above it or above the run of factory lines it belongs to), e.g. bookkeeping read with
     data_ptr, or ids copied to the model's device by a `.to(...)` in the same statement.
 
-Folders checked: src/gqe/{attention,model,generate,eval,train,io,bench,distributed,experiment}. The CPU kernels
+Folders checked: src/gqe/{attention,model,generate,eval,train,io,bench,distributed}. The CPU kernels
 (src/gqe/kernels/, CPU-only by contract: each refuses other devices), the data loaders (host batches that the
 trainer moves), the CLI and core are not device-generic.
 
@@ -25,7 +25,7 @@ import os
 import re
 import sys
 
-FOLDERS = ["attention", "model", "generate", "eval", "train", "io", "bench", "distributed", "experiment"]
+FOLDERS = ["attention", "model", "generate", "eval", "train", "io", "bench", "distributed"]
 FACTORY = re.compile(r"\b(?:at|torch)::(tensor|zeros|ones|full|empty|arange|rand|randn|randint|randperm|"
                      r"linspace|eye)\s*\(")
 PLACED = re.compile(r"options|device|Device|_like\(")

@@ -13,7 +13,6 @@ int cmd_data(int argc, char** argv);       // gqe data prepare
 int cmd_eval(int argc, char** argv);
 int cmd_routes(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
-int cmd_experiment(int argc, char** argv);  // gqe experiment: the paper's comparison, end to end
 int cmd_export(int argc, char** argv);      // gqe export --format hf: a Hugging Face transformers folder
 int cmd_import(int argc, char** argv);      // gqe import: such a folder back into a checkpoint
 }  // namespace gqe::cli

@@ -24,7 +24,6 @@ const char* kUsage =
     "  eval --checkpoint DIR --task T --data F [...]  zero-shot hellaswag/arc/piqa as the harness; --val-loss\n"
     "  routes --checkpoint DIR --data F [...]   GQE routing analytics: expert load, entropy, heat map\n"
     "  plot RUN_DIR [...] --out F.png  loss curves of training runs (gnuplot)\n"
-    "  experiment --config C --out DIR --data F [--quick]  GQA vs GQE vs ablations: train, eval, bench, report\n"
     "  export --format hf CHECKPOINT OUT_DIR   a Hugging Face transformers folder (docs/interop.md)\n"
     "  import HF_DIR OUT_CHECKPOINT            such a folder back into a gqe checkpoint\n"
     "\n"
@@ -49,7 +48,12 @@ int main(int argc, char** argv) {
     if (cmd == "eval") return gqe::cli::cmd_eval(argc - 2, argv + 2);
     if (cmd == "routes") return gqe::cli::cmd_routes(argc - 2, argv + 2);
     if (cmd == "plot") return gqe::cli::cmd_plot(argc - 2, argv + 2);
-    if (cmd == "experiment") return gqe::cli::cmd_experiment(argc - 2, argv + 2);
+    if (cmd == "experiment") {
+      // The study scripts replaced it; whoever still types it learns where it went.
+      std::cerr << "gqe experiment: replaced by the study scripts: python3 scripts/study.py (the quick form: "
+                   "python3 scripts/study.py --quick; scripts/quickstart.sh runs it)\n";
+      return 2;
+    }
     if (cmd == "export") return gqe::cli::cmd_export(argc - 2, argv + 2);
     if (cmd == "import") return gqe::cli::cmd_import(argc - 2, argv + 2);
     std::cerr << "gqe: unknown command '" << cmd << "'\n\n" << kUsage;

@@ -5,7 +5,7 @@
 
 namespace gqe {
 
-// kOptional: the picture is a by-product (bench, routes, the experiment report): a missing gnuplot or a
+// kOptional: the picture is a by-product (bench, routes): a missing gnuplot or a
 // gnuplot error is a warning on stderr. kRequired: the picture is what was asked for (gqe plot): the same
 // problems throw gqe::Error.
 enum class PlotNeed { kOptional, kRequired };

@@ -1,5 +1,5 @@
-// Run directories (`gqe train --out DIR`, the runs `gqe experiment` trains into) belong to one process at
-// a time. The owner holds an advisory lock (flock) on DIR/.gqe-run.lock, which records its pid and host;
+// Run directories (`gqe train --out DIR`) belong to one process at a time. The owner holds an advisory
+// lock (flock) on DIR/.gqe-run.lock, which records its pid and host;
 // the kernel drops the lock when the process ends, however it ends, so a killed run never leaves DIR
 // locked. Only after taking the lock does the owner clean up what dead writers left behind: the temporary
 // files of atomic writes ("NAME.tmp.<pid>", core/fs.h) and the temporary checkpoint directories
