@@ -4,6 +4,9 @@
 
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
+#include "gqe/train/schedule.h"
 #include "test_util.h"
 
 namespace gqe {
@@ -58,6 +61,60 @@ TEST(CliInfo, AbsurdContextsAndSizesGiveLargeNumbersNotWrappedNegatives) {
     EXPECT_EQ(r.rc, 1) << r.out;
     EXPECT_NE(r.out.find("error: --context expects an integer, got '" + ctx + "'"), std::string::npos) << r.out;
   }
+}
+
+// `gqe info --schedule`: the phases of gqe train's schedule for the same flags, which the study scripts branch
+// their budgets at (decay_start: the first step whose learning rate is below the peak).
+TEST(CliInfo, ScheduleGivesTheTrainersPhasesAsJson) {
+  if (!test::gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  struct Case {
+    int64_t steps, warmup;
+    double decay_fraction;
+    int64_t decay_start;  // steps - round(decay_fraction * steps), by hand
+  };
+  for (const Case& c : {Case{40, 30, 0.2, 32}, Case{42, 30, 0.2, 34}, Case{126, 30, 0.2, 101},
+                        Case{607, 30, 0.2, 486}, Case{2400, 30, 0.2, 1920}, Case{10, 2, 0.2, 8},
+                        Case{5, 0, 0.1, 4} /* 0.5 decay steps round up, as llround */}) {
+    const std::string flags = "--steps " + std::to_string(c.steps) + " --warmup " + std::to_string(c.warmup) +
+                              " --decay-fraction " + std::to_string(c.decay_fraction) + " --lr 0.003 --min-lr 0.0003";
+    const test::CommandRun r = test::run_gqe_command("info --schedule " + flags);
+    ASSERT_EQ(r.rc, 0) << flags << "\n" << r.out;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["total_steps"], c.steps) << r.out;
+    EXPECT_EQ(j["warmup_steps"], c.warmup) << r.out;
+    EXPECT_EQ(j["decay_start"], c.decay_start) << r.out;
+    EXPECT_EQ(j["decay_steps"], c.steps - c.decay_start) << r.out;
+    EXPECT_EQ(j["stable_steps"], c.decay_start - c.warmup) << r.out;
+    EXPECT_EQ(j["peak_lr"], 0.003) << r.out;
+    EXPECT_EQ(j["min_lr"], 0.0003) << r.out;
+    EXPECT_EQ(j["decay_shape"], "linear") << r.out;
+    ScheduleOptions s;
+    s.total_steps = c.steps;
+    s.warmup_steps = c.warmup;
+    s.decay_fraction = c.decay_fraction;
+    EXPECT_EQ(wsd_learning_rate(s, c.decay_start - 1), s.peak_lr) << flags;
+    EXPECT_LT(wsd_learning_rate(s, c.decay_start), s.peak_lr) << flags;
+  }
+  // gqe train's defaults: warmup 10% of the steps, decay over the last 20%, peak 3e-3, floor a tenth of it.
+  test::CommandRun r = test::run_gqe_command("info --schedule --steps 100");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(r.out, "{\"total_steps\":100,\"warmup_steps\":10,\"stable_steps\":70,\"decay_start\":80,"
+                   "\"decay_steps\":20,\"peak_lr\":0.003,\"min_lr\":0.0003,\"decay_fraction\":0.2,"
+                   "\"decay_shape\":\"linear\"}\n");
+  // A schedule gqe train would refuse is refused with its message; the flags belong to --schedule.
+  r = test::run_gqe_command("info --schedule --steps 40 --warmup 35");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("field 'warmup_steps': 35 warmup + 8 decay steps exceed the 40 total steps"),
+            std::string::npos) << r.out;
+  r = test::run_gqe_command("info --schedule --warmup 3");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("--schedule needs --steps T"), std::string::npos) << r.out;
+  const std::string config = std::string(std::getenv("GQE_SOURCE_DIR") ? std::getenv("GQE_SOURCE_DIR") : ".") +
+                             "/configs/tiny-gqe.json";
+  r = test::run_gqe_command("info " + config + " --steps 40");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("--steps needs --schedule"), std::string::npos) << r.out;
+  EXPECT_EQ(test::run_gqe_command("info --schedule --steps 40 " + config).rc, 2);
 }
 
 }  // namespace

@@ -1,5 +1,9 @@
-// gqe info CONFIG / gqe env
+// gqe info CONFIG / gqe info --schedule / gqe env
 #include <iostream>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "gqe/cli/args.h"
 #include "gqe/cli/commands.h"
@@ -9,19 +13,68 @@
 #include "gqe/core/machine.h"
 #include "gqe/core/model_stats.h"
 #include "gqe/core/runtime.h"
-#include "gqe/data/unicode_regex.h"
+#include "gqe/tokenizers/unicode_regex.h"
 #include "gqe/kernels/fma_peak.h"
+#include "gqe/train/recipe.h"
+#include "gqe/train/schedule.h"
 
 namespace gqe::cli {
 
+namespace {
+
+// The learning-rate schedule `gqe train` would follow with the same flags, its phases as one line of JSON: the
+// study scripts branch their budgets at the decay start and take it from here rather than re-deriving it.
+int print_schedule(const Args& args) {
+  if (!args.has("steps")) throw Error("gqe info: --schedule needs --steps T");
+  TrainRecipe r;
+  r.schedule.total_steps = args.get_int("steps", 0, 1);
+  if (args.has("warmup")) r.schedule.warmup_steps = args.get_int("warmup", 0, 0);
+  r.schedule.peak_lr = args.get_double("lr", r.schedule.peak_lr);
+  if (args.has("min-lr")) r.schedule.min_lr = args.get_double("min-lr", 0);
+  else if (args.has("lr")) r.schedule.min_lr = r.schedule.peak_lr / 10;  // gqe train's default with --lr
+  r.schedule.decay_fraction = args.get_double("decay-fraction", r.schedule.decay_fraction);
+  r.schedule.decay_shape = args.get("decay-shape", r.schedule.decay_shape);
+  resolve_recipe(r, 1, "command line");  // the warmup default (10% of the steps) and every check, as gqe train
+  const ScheduleOptions& s = r.schedule;
+  const int64_t decay = decay_steps(s);
+  nlohmann::ordered_json j = {{"total_steps", s.total_steps},
+                              {"warmup_steps", s.warmup_steps},
+                              {"stable_steps", s.total_steps - decay - s.warmup_steps},
+                              {"decay_start", s.total_steps - decay},
+                              {"decay_steps", decay},
+                              {"peak_lr", s.peak_lr},
+                              {"min_lr", s.min_lr},
+                              {"decay_fraction", s.decay_fraction},
+                              {"decay_shape", s.decay_shape}};
+  std::cout << j.dump() << "\n";
+  return 0;
+}
+
+}  // namespace
+
 int cmd_info(int argc, char** argv) {
-  Args args("info", argc, argv, {"context"}, {"help"}, Positionals::any("CONFIG"));
-  if (args.flag("help") || args.positional().size() != 1) {
+  const std::set<std::string> schedule_options = {"steps", "warmup", "lr", "min-lr", "decay-fraction", "decay-shape"};
+  std::set<std::string> options = schedule_options;
+  options.insert("context");
+  Args args("info", argc, argv, options, {"help", "schedule"}, Positionals::any("CONFIG"));
+  const bool schedule = args.flag("schedule");
+  if (args.flag("help") || args.positional().size() != (schedule ? 0 : 1)) {
     std::cout << "usage: gqe info CONFIG.json [--context N]\n"
                  "  prints parameter counts by part, W_O slots, active query heads per token and the\n"
-                 "  attention FLOPs per token at context length N (default 4096).\n";
+                 "  attention FLOPs per token at context length N (default 4096).\n"
+                 "usage: gqe info --schedule --steps T [--warmup W] [--decay-fraction F] [--lr X] [--min-lr X]\n"
+                 "                [--decay-shape linear|cosine|sqrt]\n"
+                 "  prints, as one line of JSON, the phases of the learning-rate schedule gqe train follows with\n"
+                 "  the same flags and defaults: total_steps, warmup_steps, stable_steps, decay_start (the first\n"
+                 "  step of the decay), decay_steps, peak_lr, min_lr, decay_fraction, decay_shape.\n";
     return args.flag("help") ? 0 : 2;
   }
+  if (schedule) {
+    if (args.has("context")) throw Error("gqe info: --context is for a CONFIG, not --schedule");
+    return print_schedule(args);
+  }
+  for (const std::string& name : schedule_options)
+    if (args.has(name)) throw Error("gqe info: --" + name + " needs --schedule");
   const int64_t L = args.get_int("context", 4096);
   if (L <= 0) throw Error("gqe info: --context must be positive");
   ModelConfig cfg = load_model_config(args.positional()[0]);

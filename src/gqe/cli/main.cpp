@@ -14,6 +14,7 @@ const char* kUsage =
     "\n"
     "commands:\n"
     "  info CONFIG [--context N]     parameters by part, slots, active query heads, attention FLOPs\n"
+    "  info --schedule --steps T [...]  the learning-rate schedule's phases gqe train follows (JSON)\n"
     "  env [--threads N]             threads, BLAS library and measured matmul GFLOP/s\n"
     "  train --config C --data F --out DIR [...]   train on a text file (byte-level tokens)\n"
     "  generate --checkpoint DIR --prompt TEXT [...]  sample from a trained model (KV cache)\n"
