@@ -110,6 +110,23 @@ TEST(Recipe, UnknownKeyIsAnError) {
   EXPECT_DOUBLE_EQ(r.schedule.peak_lr, 5e-4);
 }
 
+// Closed sets are read and written in their JSON spelling (checkpoints' recipes and fingerprints stay
+// byte-identical); an unknown value names the file and field and lists the valid ones.
+TEST(Recipe, ClosedSetFieldsKeepTheirSpellingAndListTheValidNames) {
+  TrainRecipe r;
+  EXPECT_EQ(recipe_to_json(r).at("precision"), "auto");
+  apply_recipe_json(r, nlohmann::json::parse(R"({"precision": "bf16"})"), "r.json");
+  EXPECT_EQ(r.precision, Precision::bf16);
+  EXPECT_EQ(recipe_to_json(r).at("precision"), "bf16");
+  try {
+    apply_recipe_json(r, nlohmann::json::parse(R"({"precision": "fp16"})"), "r.json");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "r.json: field 'precision': unknown precision 'fp16' (expected auto, fp32 or bf16)");
+  }
+  EXPECT_THROW(apply_recipe_json(r, nlohmann::json::parse(R"({"precision": 16})"), "r"), ConfigError);
+}
+
 TEST(Recipe, DataSeedIsItsOwnOnlyWhenGiven) {
   TrainRecipe r;
   r.seed = 5;

@@ -91,7 +91,7 @@ int cmd_train(int argc, char** argv) {
   r.zclip.max_norm = args.get_double("clip", r.zclip.max_norm);
   if (args.flag("no-zclip")) r.zclip.enabled = false;
   r.loss_spike_z = args.get_double("loss-spike-z", r.loss_spike_z);
-  r.precision = args.get("precision", r.precision);
+  r.precision = args.get_enum("precision", r.precision);
   r.seed = uint64_t(args.get_int("seed", int64_t(r.seed)));
   r.data_seed = args.get_int("data-seed", r.data_seed, 0);
   r.log_every = args.get_int("log-every", r.log_every);

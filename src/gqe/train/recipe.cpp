@@ -29,6 +29,15 @@ void read(const json& j, const char* key, T& out, const std::string& source) {
     throw ConfigError(source + ": field '" + key + "': unexpected value " + j.at(key).dump());
   }
 }
+
+// A field of a closed set (core/enum_names.h): its JSON string, one of the set's spellings.
+template <class E>
+void read_enum(const json& j, const char* key, E& out, const std::string& source) {
+  if (!j.contains(key)) return;
+  std::string text;
+  read(j, key, text, source);
+  out = parse_enum<E>(text, source + ": field '" + key + "'");
+}
 }  // namespace
 
 void apply_recipe_json(TrainRecipe& r, const json& j, const std::string& source) {
@@ -66,7 +75,7 @@ void apply_recipe_json(TrainRecipe& r, const json& j, const std::string& source)
   read(j, "max_grad_norm", r.zclip.max_norm, source);
   read(j, "loss_spike_z", r.loss_spike_z, source);
   read(j, "max_skipped_steps", r.max_skipped_steps, source);
-  read(j, "precision", r.precision, source);
+  read_enum(j, "precision", r.precision, source);
   read(j, "seed", r.seed, source);
   read(j, "data_seed", r.data_seed, source);
   read(j, "log_every", r.log_every, source);
@@ -126,7 +135,7 @@ json recipe_to_json(const TrainRecipe& r) {
           {"max_grad_norm", r.zclip.max_norm},
           {"loss_spike_z", r.loss_spike_z},
           {"max_skipped_steps", r.max_skipped_steps},
-          {"precision", r.precision},
+          {"precision", to_string(r.precision)},
           {"seed", r.seed},
           {"log_every", r.log_every},
           {"eval_every", r.eval_every},
@@ -207,8 +216,6 @@ void resolve_recipe(TrainRecipe& r, int world_size, const std::string& source) {
   if (!(r.zclip.max_norm >= 0)) fail("max_grad_norm", "expected >= 0 (0 = no absolute cap)");
   if (!(r.loss_spike_z >= 0)) fail("loss_spike_z", "expected >= 0 (0 = off)");
   if (r.max_skipped_steps < 1) fail("max_skipped_steps", "expected >= 1");
-  if (r.precision != "auto" && r.precision != "fp32" && r.precision != "bf16")
-    fail("precision", "expected \"auto\", \"fp32\" or \"bf16\", got \"" + r.precision + "\"");
   if (r.log_every < 1) fail("log_every", "expected >= 1");
   if (r.eval_every < 0 || r.save_every < 0) fail("eval_every/save_every", "expected >= 0");
   if (r.eval_batches < 0) fail("eval_batches", "expected >= 0");

@@ -16,11 +16,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gqe/core/enum_names.h"
 #include "gqe/train/adamw.h"
 #include "gqe/train/schedule.h"
 #include "gqe/train/zclip.h"
 
 namespace gqe {
+
+// The arithmetic a run trains in: "auto" picks bf16 autocast on CUDA and fp32 on the CPU; "bf16" asks for
+// autocast (CUDA only); "fp32" turns it off.
+enum class Precision { device_default, fp32, bf16 };
+GQE_ENUM_NAMES(Precision, "precision", {Precision::device_default, "auto"}, {Precision::fp32, "fp32"},
+               {Precision::bf16, "bf16"})
 
 struct TrainRecipe {
   TrainRecipe() { schedule.warmup_steps = -1; }  // -1: 10% of the steps (the paper: 3B of 30B tokens)
@@ -34,7 +41,7 @@ struct TrainRecipe {
   ZClipOptions zclip;
   double loss_spike_z = 6.0;          // skip a step whose loss z-score (EMA as ZClip's) exceeds this; 0 = off
   int64_t max_skipped_steps = 20;     // consecutive skipped steps before the run stops with an error
-  std::string precision = "auto";     // "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16"
+  Precision precision = Precision::device_default;
   uint64_t seed = 1234;               // the model's initialisation (and the data order unless data_seed is set)
   int64_t data_seed = -1;             // the training data order's seed; -1: the same as seed
   uint64_t data_order_seed() const { return data_seed >= 0 ? uint64_t(data_seed) : seed; }

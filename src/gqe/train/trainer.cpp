@@ -30,9 +30,9 @@ constexpr int64_t kStopSlots = 65;
 }  // namespace
 
 bool autocast_enabled_for(const TrainRecipe& r, const at::Device& device) {
-  if (r.precision == "fp32") return false;
+  if (r.precision == Precision::fp32) return false;
   if (device.is_cuda()) return true;  // "auto" and "bf16"
-  if (r.precision == "bf16")
+  if (r.precision == Precision::bf16)
     throw ConfigError("precision \"bf16\": bf16 autocast is used on CUDA only; this run is on " + device.str() +
                       " (use \"auto\" or \"fp32\": CPU trains in fp32)");
   return false;
