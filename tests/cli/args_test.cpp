@@ -172,6 +172,25 @@ TEST(ArgsCommands, BenchListsTheValidShapesLevelsAndImplementations) {
   }
 }
 
+TEST(ArgsCommands, TrainAndInfoListTheValidPrecisionsAndDecayShapes) {
+  if (gqe::test::gqe_bin().empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
+  const std::string dir = gqe::test::scratch_dir("args_train_sets");
+  const std::string cfg = std::string(std::getenv("GQE_SOURCE_DIR") ? std::getenv("GQE_SOURCE_DIR") : ".") +
+                          "/configs/tiny-gqe.json";
+  const std::string train = "train --config " + cfg + " --data d.txt --out o ";
+  const std::pair<std::string, const char*> cases[] = {
+      {train + "--precision fp16", "--precision: unknown precision 'fp16' (expected auto, fp32 or bf16)"},
+      {train + "--decay-shape exp", "--decay-shape: unknown decay shape 'exp' (expected linear, cosine or sqrt)"},
+      {"info --schedule --steps 40 --decay-shape exp",
+       "--decay-shape: unknown decay shape 'exp' (expected linear, cosine or sqrt)"},
+  };
+  for (const auto& [command, message] : cases) {
+    auto r = gqe::test::run_gqe_command(command, dir);
+    EXPECT_EQ(r.rc, 1) << command << ": " << r.out;
+    EXPECT_NE(r.out.find(message), std::string::npos) << command << ": " << r.out;
+  }
+}
+
 TEST(ArgsCommands, GenerateChecksNumbersAndTheContext) {
   if (gqe::test::gqe_bin().empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
   const std::string dir = gqe::test::scratch_dir("args_generate");

@@ -33,7 +33,7 @@ int print_schedule(const Args& args) {
   if (args.has("min-lr")) r.schedule.min_lr = args.get_double("min-lr", 0);
   else if (args.has("lr")) r.schedule.min_lr = r.schedule.peak_lr / 10;  // gqe train's default with --lr
   r.schedule.decay_fraction = args.get_double("decay-fraction", r.schedule.decay_fraction);
-  r.schedule.decay_shape = args.get("decay-shape", r.schedule.decay_shape);
+  r.schedule.decay_shape = args.get_enum("decay-shape", r.schedule.decay_shape);
   resolve_recipe(r, 1, "command line");  // the warmup default (10% of the steps) and every check, as gqe train
   const ScheduleOptions& s = r.schedule;
   const int64_t decay = decay_steps(s);
@@ -45,7 +45,7 @@ int print_schedule(const Args& args) {
                               {"peak_lr", s.peak_lr},
                               {"min_lr", s.min_lr},
                               {"decay_fraction", s.decay_fraction},
-                              {"decay_shape", s.decay_shape}};
+                              {"decay_shape", to_string(s.decay_shape)}};
   std::cout << j.dump() << "\n";
   return 0;
 }

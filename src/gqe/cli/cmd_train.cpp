@@ -86,7 +86,7 @@ int cmd_train(int argc, char** argv) {
     r.warmup_tokens = -1;
   }
   r.schedule.decay_fraction = args.get_double("decay-fraction", r.schedule.decay_fraction);
-  r.schedule.decay_shape = args.get("decay-shape", r.schedule.decay_shape);
+  r.schedule.decay_shape = args.get_enum("decay-shape", r.schedule.decay_shape);
   r.adamw.weight_decay = args.get_double("weight-decay", r.adamw.weight_decay);
   r.zclip.max_norm = args.get_double("clip", r.zclip.max_norm);
   if (args.flag("no-zclip")) r.zclip.enabled = false;

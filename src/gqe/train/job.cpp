@@ -251,7 +251,7 @@ void TrainJob::print_summary() const {
         << "recipe: " << r.schedule.total_steps << " steps x " << tokens_per_step(r, world) << " tokens (" << world
         << " rank(s) x " << r.micro_batch << " x " << r.seq_len << " x " << accumulation_steps(r, world)
         << " accumulation), lr " << r.schedule.peak_lr << " -> " << r.schedule.min_lr << " (warmup "
-        << r.schedule.warmup_steps << ", decay " << decay_steps(r.schedule) << " " << r.schedule.decay_shape
+        << r.schedule.warmup_steps << ", decay " << decay_steps(r.schedule) << " " << to_string(r.schedule.decay_shape)
         << "), AdamW wd " << r.adamw.weight_decay << ", ZClip " << (r.zclip.enabled ? "on" : "off")
         << (r.zclip.max_norm > 0 ? " + cap " + std::to_string(r.zclip.max_norm) : "") << ", "
         << (autocast_enabled_for(r, device_) ? "bf16 autocast" : "fp32") << " on " << device_.str() << "\n"

@@ -63,7 +63,7 @@ void apply_recipe_json(TrainRecipe& r, const json& j, const std::string& source)
   read(j, "lr", r.schedule.peak_lr, source);
   read(j, "min_lr", r.schedule.min_lr, source);
   read(j, "decay_fraction", r.schedule.decay_fraction, source);
-  read(j, "decay_shape", r.schedule.decay_shape, source);
+  read_enum(j, "decay_shape", r.schedule.decay_shape, source);
   read(j, "beta1", r.adamw.beta1, source);
   read(j, "beta2", r.adamw.beta2, source);
   read(j, "eps", r.adamw.eps, source);
@@ -123,7 +123,7 @@ json recipe_to_json(const TrainRecipe& r) {
           {"lr", r.schedule.peak_lr},
           {"min_lr", r.schedule.min_lr},
           {"decay_fraction", r.schedule.decay_fraction},
-          {"decay_shape", r.schedule.decay_shape},
+          {"decay_shape", to_string(r.schedule.decay_shape)},
           {"beta1", r.adamw.beta1},
           {"beta2", r.adamw.beta2},
           {"eps", r.adamw.eps},

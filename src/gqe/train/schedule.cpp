@@ -21,8 +21,11 @@ double wsd_learning_rate(const ScheduleOptions& s, int64_t step) {
   // t in (0, 1]: 1 at the last step, so the run ends exactly on the floor.
   const double t = double(step - decay_start + 1) / double(n_decay);
   const double span = s.peak_lr - s.min_lr;
-  if (s.decay_shape == "cosine") return s.min_lr + 0.5 * span * (1.0 + std::cos(M_PI * t));
-  if (s.decay_shape == "sqrt") return s.peak_lr - span * std::sqrt(t);
+  switch (s.decay_shape) {
+    case DecayShape::cosine: return s.min_lr + 0.5 * span * (1.0 + std::cos(M_PI * t));
+    case DecayShape::sqrt: return s.peak_lr - span * std::sqrt(t);
+    case DecayShape::linear: break;
+  }
   return s.peak_lr - span * t;
 }
 
@@ -40,8 +43,6 @@ void validate_schedule(const ScheduleOptions& s, const std::string& source) {
   if (s.warmup_steps + decay_steps(s) > s.total_steps)
     fail("warmup_steps", std::to_string(s.warmup_steps) + " warmup + " + std::to_string(decay_steps(s)) +
                              " decay steps exceed the " + std::to_string(s.total_steps) + " total steps");
-  if (s.decay_shape != "linear" && s.decay_shape != "cosine" && s.decay_shape != "sqrt")
-    fail("decay_shape", "expected \"linear\", \"cosine\" or \"sqrt\", got \"" + s.decay_shape + "\"");
 }
 
 }  // namespace gqe

@@ -9,7 +9,13 @@
 #include <cstdint>
 #include <string>
 
+#include "gqe/core/enum_names.h"
+
 namespace gqe {
+
+enum class DecayShape { linear, cosine, sqrt };
+GQE_ENUM_NAMES(DecayShape, "decay shape", {DecayShape::linear, "linear"}, {DecayShape::cosine, "cosine"},
+               {DecayShape::sqrt, "sqrt"})
 
 struct ScheduleOptions {
   double peak_lr = 3e-3;
@@ -17,7 +23,7 @@ struct ScheduleOptions {
   int64_t warmup_steps = 30;      // (a recipe's -1 means "10% of total_steps", see resolve_recipe)
   int64_t total_steps = 300;
   double decay_fraction = 0.2;    // of total_steps
-  std::string decay_shape = "linear";  // "linear" | "cosine" | "sqrt"
+  DecayShape decay_shape = DecayShape::linear;
 };
 
 int64_t decay_steps(const ScheduleOptions& s);
