@@ -5,35 +5,9 @@
 #include "gqe/cli/args.h"
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
-#include "gqe/core/config.h"
-#include "gqe/tokenizers/run_tokenizer.h"
 #include "gqe/interop/hf_export.h"
 
 namespace gqe::cli {
-
-namespace {
-
-// The checkpoint's tokenizer as its run recorded it (tokenizers/run_tokenizer.h), or --tokenizer.
-HfTokenizerSource checkpoint_tokenizer(const std::string& dir, const std::string& spec) {
-  const TokenizerFiles files =
-      spec.empty() ? run_tokenizer_files(dir, load_model_config(dir + "/config.json").vocab_size)
-                   : resolve_tokenizer_files(spec);
-  switch (files.kind) {
-    case TokenizerKind::kBytes:
-      return {HfTokenizerKind::bytes, ""};
-    case TokenizerKind::kSentencePiece:
-      return {HfTokenizerKind::sentencepiece, files.paths.front()};
-    case TokenizerKind::kBpe:
-      // gqe's end-of-text token of the file, which the export names for the harness (hf_export.h).
-      if (files.paths.size() == 1)
-        return {HfTokenizerKind::tokenizer_json, files.paths.front(), load_tokenizer(files)->eos_id()};
-      throw Error("gqe export: the tokenizer is GPT-2's vocab.json + merges.txt (" + files.paths.front() +
-                  "); transformers loads a tokenizer.json: pass one with --tokenizer");
-  }
-  return {HfTokenizerKind::bytes, ""};
-}
-
-}  // namespace
 
 int cmd_export(int argc, char** argv) {
   Args args("export", argc, argv, {"format", "tokenizer"}, {"help"}, Positionals{"CHECKPOINT OUT_DIR", 0, 2});
@@ -48,7 +22,7 @@ int cmd_export(int argc, char** argv) {
   const std::string format = args.require("format");
   if (format != "hf") throw Error("--format: expected \"hf\" (Hugging Face transformers), got '" + format + "'");
   const std::string ckpt = args.positional()[0], out = args.positional()[1];
-  export_hf(ckpt, out, checkpoint_tokenizer(ckpt, args.get("tokenizer", "")));
+  export_hf(ckpt, out, hf_tokenizer_of_checkpoint(ckpt, args.get("tokenizer", "")));
   std::cout << "wrote " << out << " (load: AutoModelForCausalLM.from_pretrained(\"" << out
             << "\", trust_remote_code=True))\n";
   return 0;
@@ -63,7 +37,7 @@ int cmd_import(int argc, char** argv) {
                  "Weights saved in float16, bfloat16 or float64 become float32. OUT_CHECKPOINT must be new or empty.\n";
     return args.flag("help") ? 0 : 2;
   }
-  const HfImportReport report = import_hf(args.positional()[0], args.positional()[1], record_run_tokenizer);
+  const HfImportReport report = import_hf(args.positional()[0], args.positional()[1]);
   for (const auto& [dtype, n] : report.converted)
     std::cout << (dtype == "float64" ? "rounded " : "converted ") << n << " " << dtype << " tensor" << (n == 1 ? "" : "s")
               << " to float32"

@@ -12,9 +12,10 @@
 #include "gqe/core/fs.h"
 #include "gqe/core/json.h"
 #include "gqe/core/run_dir.h"
-#include "gqe/io/checkpoint.h"
 #include "gqe/interop/hf_python_sources.h"  // generated at build time from python/gqe_hf/
+#include "gqe/io/checkpoint.h"
 #include "gqe/io/safetensors.h"
+#include "gqe/tokenizers/run_tokenizer.h"
 
 namespace gqe {
 namespace {
@@ -449,7 +450,7 @@ std::string converted_dtype_name(at::ScalarType t) {
 
 }  // namespace
 
-HfImportReport import_hf(const std::string& hf_dir, const std::string& out_dir, const HfTokenizerRecorder& record) {
+HfImportReport import_hf(const std::string& hf_dir, const std::string& out_dir) {
   const std::string config_path = hf_dir + "/config.json", weights = hf_dir + "/model.safetensors";
   if (!fs::is_file(config_path)) throw Error(hf_dir + ": no config.json (expected a folder written by gqe export --format hf)");
   if (!fs::is_file(weights)) {
@@ -501,13 +502,33 @@ HfImportReport import_hf(const std::string& hf_dir, const std::string& out_dir, 
       return std::filesystem::symlink_status(p, ec).type() != std::filesystem::file_type::not_found;
     };
     if (present(spm)) {
-      record(dir, fs::regular_file_inside(hf_dir, "tokenizer.model"));
+      record_run_tokenizer(dir, fs::regular_file_inside(hf_dir, "tokenizer.model"));
     } else if (present(tok_json)) {
       const std::string path = fs::regular_file_inside(hf_dir, "tokenizer.json");
-      record(dir, is_byte_level_tokenizer_json(fs::read_file(path)) ? "bytes" : path);
+      record_run_tokenizer(dir, is_byte_level_tokenizer_json(fs::read_file(path)) ? "bytes" : path);
     }
   });
   return report;
 }
+
+HfTokenizerSource hf_tokenizer_of_checkpoint(const std::string& dir, const std::string& spec) {
+  const TokenizerFiles files =
+      spec.empty() ? run_tokenizer_files(dir, load_model_config(dir + "/config.json").vocab_size)
+                   : resolve_tokenizer_files(spec);
+  switch (files.kind) {
+    case TokenizerKind::kBytes:
+      return {HfTokenizerKind::bytes, ""};
+    case TokenizerKind::kSentencePiece:
+      return {HfTokenizerKind::sentencepiece, files.paths.front()};
+    case TokenizerKind::kBpe:
+      // gqe's end-of-text token of the file, which the export names for the harness (hf_export.h).
+      if (files.paths.size() == 1)
+        return {HfTokenizerKind::tokenizer_json, files.paths.front(), load_tokenizer(files)->eos_id()};
+      throw Error("gqe export: the tokenizer is GPT-2's vocab.json + merges.txt (" + files.paths.front() +
+                  "); transformers loads a tokenizer.json: pass one with --tokenizer");
+  }
+  return {HfTokenizerKind::bytes, ""};
+}
+
 
 }  // namespace gqe

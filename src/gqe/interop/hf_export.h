@@ -22,7 +22,6 @@
 // router_denominator_eps as they are.
 #pragma once
 #include <nlohmann/json.hpp>
-#include <functional>
 #include <map>
 #include <string>
 
@@ -67,14 +66,14 @@ bool is_byte_level_tokenizer_json(const std::string& text);
 // whitespace, whitespace as suffix); `why_not` then says which.
 std::string sentencepiece_tokenizer_json(const SpmModel& model, std::string* why_not);
 
+// The tokenizer to export with the checkpoint in DIR: the one its run recorded (tokenizers/run_tokenizer.h),
+// or SPEC when not empty (--tokenizer). GPT-2's vocab.json + merges.txt is an error: transformers loads a
+// tokenizer.json.
+HfTokenizerSource hf_tokenizer_of_checkpoint(const std::string& dir, const std::string& spec);
+
 // Writes OUT_DIR (which must not exist, or be empty) from the checkpoint folder; all files appear at once
 // (written into a temporary sibling folder, then renamed).
 void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, const HfTokenizerSource& tokenizer);
-
-// Makes SPEC ("bytes", or a tokenizer file) the tokenizer of the checkpoint folder DIR being written, as
-// `gqe train` records a run's (tokenizers/run_tokenizer.h: the files copied in, tokenizer_info.json). The data
-// layer does that, which this layer does not link: the command passes it in.
-using HfTokenizerRecorder = std::function<void(const std::string& dir, const std::string& spec)>;
 
 // What import_hf did beyond copying: tensors converted to float32, by their dtype in the folder
 // ("float16", "bfloat16", "float64").
@@ -84,9 +83,9 @@ struct HfImportReport {
 
 // Reads an exported folder (config.json + model.safetensors, tokenizer files) into a gqe checkpoint folder
 // OUT_DIR (must not exist, or be empty). Floating-point weights in another dtype (a folder transformers
-// saved in float16 or bfloat16) become float32, gqe's. The tokenizer is recorded with `record`: the byte
-// tokenizer as "bytes", a tokenizer.model or another tokenizer.json as that file; a folder without
-// tokenizer files records none (the run then needs --tokenizer unless its vocab_size is the bytes' 256).
-HfImportReport import_hf(const std::string& hf_dir, const std::string& out_dir, const HfTokenizerRecorder& record);
+// saved in float16 or bfloat16) become float32, gqe's. The tokenizer is recorded as `gqe train` records a
+// run's (record_run_tokenizer, tokenizers/run_tokenizer.h): the byte tokenizer as "bytes", a tokenizer.model
+// or another tokenizer.json as that file; a folder without tokenizer files records none (the run then needs --tokenizer unless its vocab_size is the bytes' 256).
+HfImportReport import_hf(const std::string& hf_dir, const std::string& out_dir);
 
 }  // namespace gqe
