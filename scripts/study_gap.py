@@ -6,9 +6,10 @@ uncertainty.
     python3 scripts/study_gap.py [--out runs/study-gap] [--jobs 2] [--pairs 8] [--quarter-pairs 4]
     python3 scripts/study_gap.py --report-only --out runs/study-gap --report docs/results/DATE-study-gap
 
-Resumable like scripts/study.py, whose job graph, branches and configs it reuses: run it again after a stop and
-it continues; finished runs are never redone. Jobs run in priority order, so that every stop leaves complete
-seed pairs: the first four pairs of the full corpus, the first three of the quarter corpus, then the rest.
+Resumable like scripts/study.py, whose job graph, branches and configs it reuses (scripts/study_plan.py): run
+it again after a stop and it continues; finished runs are never redone. Jobs run in priority order, so that
+every stop leaves complete seed pairs: the first four pairs of the full corpus, the first three of the quarter
+corpus, then the rest.
 The report is written from whatever has finished, and says what the unfinished part would cost.
 
 Design (the report's README explains it to readers):
@@ -35,11 +36,11 @@ import subprocess
 import sys
 import time
 
-import study as S
 import study_report as R
+import study_zero_shot as Z
+from study_jobs import ROOT, Job, fail, log, run_jobs
+from study_plan import BATCH, CORPORA, SEQ, TRAIN_SLICE_TOKENS, WARMUP, Plan, schedule_flags, write_configs
 
-CORPORA = ["kjv", "web", "manpages"]  # validation corpora, data/<name>/spm-4096/val_*.tok
-TRAIN_SLICE_TOKENS = 20480  # training tokens the final models are also scored on (as many as the KJV held-out)
 # The plan, and its --quick form (a smoke test of the pipeline in a few minutes: no finding).
 FULL = dict(budgets=[150, 600, 2400], timing_steps=150, timing_repeats=3, eval_every=150, val_max_tokens=0)
 QUICK = dict(budgets=[10, 40], timing_steps=10, timing_repeats=1, eval_every=40, val_max_tokens=2048, warmup=2)
@@ -75,16 +76,15 @@ def measure_step_times(gqe, cfg, data_dir, out, steps, repeats, warmup):
         for model in (["gqa", "gqe"] if rep % 2 == 0 else ["gqe", "gqa"]):
             d = os.path.join(out, "timing", "%s-%d" % (model, rep))
             argv = [gqe, "train", "--config", cfg[model], "--train-shards", os.path.join(shards, "train_*.tok"),
-                    "--out", d, "--overwrite", "--steps", str(steps), "--batch", str(S.BATCH), "--seq",
-                    str(S.SEQ), "--lr", str(S.LR), "--min-lr", str(S.MIN_LR), "--warmup", str(warmup),
-                    "--seed", "1", "--threads", "1", "--log-every",
-                    "50", "--sample-tokens", "0", "--keep", "1"]
+                    "--out", d, "--overwrite", "--steps", str(steps), "--batch", str(BATCH), "--seq",
+                    str(SEQ)] + schedule_flags(warmup) + [
+                    "--seed", "1", "--threads", "1", "--log-every", "50", "--sample-tokens", "0", "--keep", "1"]
             r = subprocess.run(argv, capture_output=True, text=True)
             m = re.search(r"trained to step \d+ \((\d+) steps in this run, ([0-9.e+-]+) s", r.stdout)
             if r.returncode != 0 or not m:
-                S.fail("timing run %s failed (exit %d): %s" % (d, r.returncode, (r.stderr or r.stdout)[-400:]))
+                fail("timing run %s failed (exit %d): %s" % (d, r.returncode, (r.stderr or r.stdout)[-400:]))
             times[model].append(float(m.group(2)) / int(m.group(1)))
-            S.log("timing %s repeat %d: %.4f s/step" % (model, rep + 1, times[model][-1]))
+            log("timing %s repeat %d: %.4f s/step" % (model, rep + 1, times[model][-1]))
     result = dict(steps=steps, repeats=repeats, threads=1, seconds_per_step=times,
                   cpu=R.cpu_model(), load_before=os.getloadavg()[0])
     with open(path + ".tmp", "w") as f:
@@ -103,7 +103,7 @@ def wall_clock_steps(timing, steps):
 # the plan
 
 
-class GapPlan(S.Plan):
+class GapPlan(Plan):
     def __init__(self, args, gqe, out, timing):
         plan = dict(QUICK if args.quick else FULL, pairs=args.pairs, quarter_pairs=args.quarter_pairs,
                     seeds=list(range(1, args.pairs + 1)), quick=args.quick)
@@ -154,7 +154,7 @@ def val_jobs(plan):
     jobs = []
     for name, t, d in plan.finals():
         argvs = []
-        common = [plan.gqe, "eval", "--val-loss", "--checkpoint", d, "--seq", str(S.SEQ), "--batch-size", "16",
+        common = [plan.gqe, "eval", "--val-loss", "--checkpoint", d, "--seq", str(SEQ), "--batch-size", "16",
                   "--threads", str(plan.args.threads), "--no-progress"]
         limit = ["--max-tokens", str(plan.p["val_max_tokens"])] if plan.p["val_max_tokens"] else []
         for corpus in CORPORA:
@@ -163,14 +163,13 @@ def val_jobs(plan):
         train = os.path.join(plan.args.data_root, "kjv", "spm-4096", "train_000000.tok")
         argvs.append(common + ["--data", train, "--max-tokens", str(plan.p["val_max_tokens"] or TRAIN_SLICE_TOKENS),
                                "--out", os.path.join(d, "val-train.json")])
-        jobs.append(S.Job("val-loss %s steps-%d" % (name, t), argvs, os.path.join(d, ".val.done"), [],
+        jobs.append(Job("val-loss %s steps-%d" % (name, t), argvs, os.path.join(d, ".val.done"), [],
                           os.path.join(d, "val.log"), work=1))
     return jobs
 
 
 def zero_shot_jobs(plan, tasks, limit):
     """Zero-shot benchmarks of the full corpus's largest equal-token budget, GQA and GQE of every pair."""
-    import study_zero_shot as Z
     jobs = []
     for name, line in plan.lines.items():
         if line["corpus"] != "full":
@@ -183,27 +182,26 @@ def zero_shot_jobs(plan, tasks, limit):
                                  ([x for x in tasks if x == "mmlu"], Z.mmlu_limit(limit), Z.result_paths(d)[1])]:
             if group:
                 argvs.append(common + ["--task", ",".join(group), "--limit", str(lim), "--out", path])
-        jobs.append(S.Job("zero-shot %s steps-%d" % (name, max(plan.budgets)), argvs, os.path.join(d, ".zero-shot.done"),
+        jobs.append(Job("zero-shot %s steps-%d" % (name, max(plan.budgets)), argvs, os.path.join(d, ".zero-shot.done"),
                           [], os.path.join(d, "zero-shot.log"), work=1))
     return jobs
 
 
 def main():
-    import study_zero_shot
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="a smoke test of the pipeline in minutes (budgets 10 / 40 steps, one timing repeat): no finding")
     ap.add_argument("--out", default=None, help="run directory (default runs/study-gap, runs/study-gap-quick)")
     ap.add_argument("--report", default=None, help="report directory (default OUT/report)")
-    ap.add_argument("--data-root", default=os.path.join(S.ROOT, "data"),
+    ap.add_argument("--data-root", default=os.path.join(ROOT, "data"),
                     help="prepared corpora: kjv (scripts/prepare-corpus.sh), web and manpages "
                          "(scripts/prepare-study-corpora.sh)")
-    ap.add_argument("--gqe", default=os.environ.get("GQE", os.path.join(S.ROOT, "build", "gqe")))
+    ap.add_argument("--gqe", default=os.environ.get("GQE", os.path.join(ROOT, "build", "gqe")))
     ap.add_argument("--jobs", type=int, default=2, help="training processes at a time (2)")
     ap.add_argument("--threads", type=int, default=1, help="threads per training process (1)")
     ap.add_argument("--pairs", type=int, default=None, help="GQA/GQE seed pairs on the full corpus (8; --quick 2)")
     ap.add_argument("--quarter-pairs", type=int, default=None, help="seed pairs on the quarter corpus (4; --quick 2)")
-    ap.add_argument("--eval-data", default=os.path.join(S.ROOT, "data", "eval"))
+    ap.add_argument("--eval-data", default=os.path.join(ROOT, "data", "eval"))
     ap.add_argument("--eval-limit", type=int, default=None, help="docs per zero-shot task (500; --quick 20)")
     ap.add_argument("--no-eval", action="store_true", help="skip the zero-shot benchmarks")
     ap.add_argument("--report-only", action="store_true", help="write the report from what has finished")
@@ -213,53 +211,53 @@ def main():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     if args.jobs < 1 or args.threads < 1 or args.pairs < 2 or args.quarter_pairs < 0 or args.eval_limit < 1:
-        S.fail("--jobs, --threads and --eval-limit must be at least 1, --pairs at least 2, --quarter-pairs at least 0")
+        fail("--jobs, --threads and --eval-limit must be at least 1, --pairs at least 2, --quarter-pairs at least 0")
     deadline = None
     if args.until:
         m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", args.until)
         if not m:
-            S.fail("--until %s: expected a local time HH:MM" % args.until)
+            fail("--until %s: expected a local time HH:MM" % args.until)
         now = time.localtime()
         deadline = time.mktime(now[:3] + (int(m.group(1)), int(m.group(2)), 0) + now[6:])
         if deadline <= time.time():
             deadline += 24 * 3600  # a time already past today means tomorrow
-    args.data = os.path.join(args.data_root, "kjv")  # study.Plan's training corpus
-    out = os.path.abspath(args.out or os.path.join(S.ROOT, "runs", "study-gap-quick" if args.quick else "study-gap"))
+    args.data = os.path.join(args.data_root, "kjv")  # study_plan.Plan's training corpus
+    out = os.path.abspath(args.out or os.path.join(ROOT, "runs", "study-gap-quick" if args.quick else "study-gap"))
     gqe = os.path.abspath(args.gqe)
     if not os.access(gqe, os.X_OK):
-        S.fail("--gqe %s: not an executable; build first (scripts/build.sh) or pass --gqe" % gqe)
+        fail("--gqe %s: not an executable; build first (scripts/build.sh) or pass --gqe" % gqe)
     for corpus in CORPORA:
         if not os.path.exists(os.path.join(args.data_root, corpus, "spm-4096", "meta.json")):
-            S.fail("%s/%s/spm-4096 is not prepared: run scripts/prepare-corpus.sh, then "
+            fail("%s/%s/spm-4096 is not prepared: run scripts/prepare-corpus.sh, then "
                    "scripts/prepare-study-corpora.sh" % (args.data_root, corpus))
     os.makedirs(out, exist_ok=True)
-    cfg = S.write_configs(out, os.path.join(S.ROOT, "configs", "tiny-gqe.json"))
+    cfg = write_configs(out, os.path.join(ROOT, "configs", "tiny-gqe.json"))
     if not os.path.exists(os.path.join(out, "timing.json")):
         if args.report_only:
-            S.fail("%s has no timing.json: nothing has run there yet" % out)
-        S.log("timing one training step of GQA and GQE, alone and in turn (nothing else may run now)")
+            fail("%s has no timing.json: nothing has run there yet" % out)
+        log("timing one training step of GQA and GQE, alone and in turn (nothing else may run now)")
     p = QUICK if args.quick else FULL
     timing = measure_step_times(gqe, cfg, args.data_root, out, p["timing_steps"], p["timing_repeats"],
-                                p.get("warmup", S.WARMUP))
+                                p.get("warmup", WARMUP))
     plan = GapPlan(args, gqe, out, timing)
     plan.build()
-    tasks = [] if args.no_eval else study_zero_shot.installed_tasks(args.eval_data)
+    tasks = [] if args.no_eval else Z.installed_tasks(args.eval_data)
     plan.write_json(wall_clock_steps=plan.wall_clock_steps)
     if not args.report_only:
         todo = [j for j in plan.jobs if j.state != "done"]
-        S.log("%d training jobs, %d to run, %d at a time; GQE gets %d steps at GQA's %d-step wall clock" % (
+        log("%d training jobs, %d to run, %d at a time; GQE gets %d steps at GQA's %d-step wall clock" % (
             len(plan.jobs), len(todo), args.jobs, plan.wall_clock_steps, max(plan.budgets)))
         # Validation and benchmarks of a pair follow its training, so that a stop leaves pairs complete.
         jobs = plan.jobs + val_jobs(plan) + (zero_shot_jobs(plan, tasks, args.eval_limit) if tasks else [])
         ends = finishing_job(plan)
         for j in jobs[len(plan.jobs):]:
             j.deps = [ends[os.path.dirname(j.done_marker)]]
-        S.run_jobs(order_by_pair(jobs), args.jobs, deadline=deadline)
+        run_jobs(order_by_pair(jobs), args.jobs, deadline=deadline)
     report = os.path.abspath(args.report or os.path.join(out, "report"))
     import study_gap_report  # here, not at the top: a long run reports with the module as it is at its end
     command = "python3 scripts/study_gap.py" + (" --quick" if args.quick else "")
     study_gap_report.write_report(plan, report, tasks, args.eval_limit, command)
-    S.log("report: " + os.path.join(report, "README.md"))
+    log("report: " + os.path.join(report, "README.md"))
 
 
 def finishing_job(plan):

@@ -12,6 +12,9 @@ import re
 import shutil
 import statistics
 
+import study_report as R
+import study_zero_shot as Z
+from study_plan import BATCH, CORPORA, DECAY, LR, MIN_LR, SEQ, TRAIN_SLICE_TOKENS
 from study_stats import mean_std, t_quantile
 
 Z95 = 1.959964  # the normal 97.5% quantile, for the validation text's sampling error (hundreds of windows)
@@ -44,16 +47,13 @@ def _train_seconds(run_dir):
 
 def collect(plan, tasks, eval_limit, command):
     """The raw numbers of every finished final model: results.json's content."""
-    import study as S
-    import study_gap as G
-    import study_zero_shot as Z
     runs = []
     for name, t, d in plan.finals():
         line = plan.lines[name]
         if not os.path.exists(os.path.join(d, ".val.done")):
             continue
         val = {}
-        for corpus in G.CORPORA + ["train"]:
+        for corpus in CORPORA + ["train"]:
             j = _read_json(os.path.join(d, "val-%s.json" % corpus))
             if j is not None:
                 val[corpus] = dict(loss=j["loss"], window_tokens=j["window_tokens"],
@@ -82,11 +82,11 @@ def collect(plan, tasks, eval_limit, command):
         zero.append(dict(model=line["model"], pair=line["pair"], results=results))
     return dict(
         design=dict(quick=plan.p["quick"], budgets=plan.budgets, pairs=plan.p["pairs"], quarter_pairs=plan.p["quarter_pairs"],
-                    init_seed="100 + pair", data_seed="200 + pair", batch=S.BATCH, seq=S.SEQ, lr=S.LR,
-                    min_lr=S.MIN_LR, warmup=plan.p.get("warmup", S.WARMUP), decay_fraction=S.DECAY, train_tokens=plan.train_tokens,
+                    init_seed="100 + pair", data_seed="200 + pair", batch=BATCH, seq=SEQ, lr=LR,
+                    min_lr=MIN_LR, warmup=plan.warmup, decay_fraction=DECAY, train_tokens=plan.train_tokens,
                     quarter_tokens=plan.train_tokens // 4, flop_ratio=plan.flop_ratio[""],
                     wall_clock_steps=plan.wall_clock_steps, params=dict(gqa=plan.info["gqa"][0], gqe=plan.info["gqe"][0]),
-                    corpora=G.CORPORA, train_slice_tokens=plan.p["val_max_tokens"] or G.TRAIN_SLICE_TOKENS,
+                    corpora=CORPORA, train_slice_tokens=plan.p["val_max_tokens"] or TRAIN_SLICE_TOKENS,
                     val_max_tokens=plan.p["val_max_tokens"],
                     manpages_val_tokens=_read_json(os.path.join(plan.args.data_root, "manpages", "spm-4096",
                                                                 "meta.json"))["val"]["tokens"], jobs=plan.args.jobs,
@@ -572,7 +572,6 @@ def render(raw):
 
 
 def plot(raw, out_dir):
-    import study_report as R
     d = raw["design"]
     rows = {}
     for corpus in ["full", "quarter"]:

@@ -12,7 +12,7 @@ import platform
 import shutil
 import subprocess
 
-import study as S
+import study_plan as S
 import study_zero_shot as Z
 from study_stats import mean_ci, mean_std
 

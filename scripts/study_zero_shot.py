@@ -10,7 +10,8 @@ import json
 import math
 import os
 
-import study as S
+from study_jobs import Job
+from study_plan import TOKENS_PER_STEP
 from study_stats import mean_std
 
 INSTALL = "bash scripts/install-eval-data.sh"
@@ -65,7 +66,7 @@ def jobs(plan, tasks, data_dir, limit, threads):
                                  ([x for x in tasks if x == "mmlu"], mmlu_limit(limit), result_paths(d)[1])]:
             if group:
                 argvs.append(common + ["--task", ",".join(group), "--limit", str(lim), "--out", path])
-        out.append(S.Job("zero-shot %s-s%d steps-%d" % (model, seed, t), argvs,
+        out.append(Job("zero-shot %s-s%d steps-%d" % (model, seed, t), argvs,
                          os.path.join(d, ".zero-shot.done"), [], os.path.join(d, "zero-shot.log"), work=1))
     return out
 
@@ -133,7 +134,7 @@ def section(plan, tasks, limit, skipped=False):
              "%d of each of its 57 subjects), zero-shot, scored exactly as lm-evaluation-harness 0.4 scores them (docs/eval.md). The "
              "metric is acc_norm where lm-eval reports it, else acc; ± is lm-eval's standard error (over items), "
              "mean over seeds %s at %d steps (%.2fM tokens). The difference's 95%% interval adds the seeds' spread "
-             "to both models' item errors (unpaired: conservative)." % (limit, mmlu_limit(limit), seeds, top, top * S.BATCH * S.SEQ / 1e6))
+             "to both models' item errors (unpaired: conservative)." % (limit, mmlu_limit(limit), seeds, top, top * TOKENS_PER_STEP / 1e6))
     L.append("")
     L.append("| task | metric | chance | GQA | GQE | GQE − GQA [95% interval] | at chance? |")
     L.append("|---|---|---|---|---|---|---|")

@@ -4,7 +4,12 @@ cell for cell as its README prints them. Python 3 standard library only; no buil
 
 The 2026-11-30 README was written with t quantiles rounded to 3 decimals (4.303 for 3 seeds), which moves two of
 its interval bounds by one unit in the 4th decimal (+0.0018 where the exact quantile gives +0.0019); an interval
-cell matches when it is the exact one or that rounded table's, so a regenerated report passes too."""
+cell matches when it is the exact one or that rounded table's, so a regenerated report passes too.
+
+Also: the study scripts import one another without a cycle (function-level imports included): drivers on top,
+their reports below them, the shared plan and job graph at the bottom."""
+import ast
+import glob
 import json
 import math
 import os
@@ -36,6 +41,31 @@ def table_rows(readme, heading):
             break
         rows.append([c.strip() for c in line.strip("|").split("|")])
     return rows
+
+
+def import_cycles(folder):
+    """The cycles among the imports of folder's modules of one another, wherever in a module they stand."""
+    paths = {os.path.basename(p)[:-3]: p for p in glob.glob(os.path.join(folder, "*.py"))}
+    imports = {}
+    for name, path in paths.items():
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        nodes = list(ast.walk(tree))
+        imports[name] = sorted({a.name for n in nodes if isinstance(n, ast.Import) for a in n.names if a.name in paths}
+                               | {n.module for n in nodes if isinstance(n, ast.ImportFrom) and n.module in paths})
+    cycles, done = [], set()
+
+    def visit(name, path):
+        if name in path:
+            cycles.append(path[path.index(name):] + [name])
+        elif name not in done:
+            for dep in imports[name]:
+                visit(dep, path + [name])
+            done.add(name)
+
+    for name in sorted(imports):
+        visit(name, [])
+    return cycles
 
 
 def main():
@@ -105,6 +135,9 @@ def main():
                                                      R.verdict(paired(t, round(t * r)))) for t in budgets)
     check("(GQE − GQA validation loss, nats): %s.\n" % tok in readme, "the summary's gap against tokens: " + tok)
     check("more tokens): %s.\n" % flop in readme, "the summary's gap at equal FLOPs: " + flop)
+
+    cycles = import_cycles(os.path.join(ROOT, "scripts"))
+    check(not cycles, "the scripts import one another in a cycle: %s" % [" -> ".join(c) for c in cycles])
 
     print("study_stats_test: %s" % ("FAILED" if failures else "passed"))
     return 1 if failures else 0
