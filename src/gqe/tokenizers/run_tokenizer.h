@@ -1,7 +1,7 @@
 // Which tokenizer text goes through: named on the command line (load_tokenizer), or the one a run was
 // trained with (load_run_tokenizer). `gqe train` records its tokenizer in the run directory
 // (record_run_tokenizer: the tokenizer's files copied beside config.json + a small record), and every
-// command that reads a checkpoint (generate, eval, routes, experiment, export) resolves it here.
+// command that reads a checkpoint (generate, eval, routes, export) resolves it here.
 #pragma once
 #include <cstdint>
 #include <memory>
