@@ -1,14 +1,22 @@
-// Helpers shared by the test suites: small configs, randomised routers, tensor comparisons.
+// Helpers shared by the test suites: small configs, randomised routers, tensor comparisons, and the test
+// environment (the gqe executable, the source tree, GQE_PYTHON, scratch folders), read here only. Running
+// the gqe executable and other programs: process_util.h.
 #pragma once
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdio>
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -75,40 +83,95 @@ inline double max_rel_diff(const at::Tensor& a, const at::Tensor& b) {
   return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item<double>();
 }
 
-inline std::string scratch_dir(const std::string& name) {
-  const char* base = std::getenv("GQE_TEST_TMP");
-  std::string dir = std::string(base ? base : "/tmp") + "/" + name;
-  std::string cmd = "rm -rf '" + dir + "' && mkdir -p '" + dir + "'";
-  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("cannot create " + dir);
-  return dir;
+// The test environment, read here and nowhere else: CTest sets GQE_BIN, GQE_SOURCE_DIR, GQE_PYTHON and
+// GQE_TEST_TMP for every test executable (CMakeLists.txt); run by hand, set them likewise.
+
+// $NAME, "" when it is not set.
+inline std::string env_var(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
 }
 
-// The gqe executable ($GQE_BIN), "" when GQE_BIN is not set to an executable (the CLI tests then skip).
+// The gqe executable ($GQE_BIN), "" when GQE_BIN is not set to an executable (the CLI tests then skip, through
+// GQE_SKIP_WITHOUT_BIN).
 inline std::string gqe_bin() {
-  const char* bin = std::getenv("GQE_BIN");
-  return bin && ::access(bin, X_OK) == 0 ? bin : "";
+  const std::string bin = env_var("GQE_BIN");
+  return !bin.empty() && ::access(bin.c_str(), X_OK) == 0 ? bin : "";
 }
 inline bool gqe_bin_available() { return !gqe_bin().empty(); }
 
-// `gqe ARGS` (a shell command line tail) run from the folder `cwd`: exit status (-1 when killed by a
-// signal) and stdout + stderr. `limits`: shell commands run first (e.g. "ulimit -v N"), in the shell that
-// then becomes gqe.
-struct CommandRun {
-  int rc = -1;
-  std::string out;
-};
-inline CommandRun run_gqe_command(const std::string& args, const std::string& cwd = ".",
-                                  const std::string& limits = "") {
-  const std::string cmd =
-      "cd '" + cwd + "' && " + (limits.empty() ? "" : limits + "; exec ") + "'" + gqe_bin() + "' " + args + " 2>&1";
-  CommandRun r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
-  const int status = ::pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+// The source tree ($GQE_SOURCE_DIR), "." when it is not set (a run from the repository's root).
+inline std::string source_dir() {
+  const std::string dir = env_var("GQE_SOURCE_DIR");
+  return dir.empty() ? "." : dir;
+}
+
+// A Python with scripts/python-requirements.txt installed ($GQE_PYTHON: torch, transformers, tokenizers,
+// safetensors, lm-eval), "" when there is none (the tests that compare with it then skip, through
+// GQE_SKIP_WITHOUT_PYTHON).
+inline std::string python() { return env_var("GQE_PYTHON"); }
+
+// A fresh, empty folder $GQE_TEST_TMP/NAME (/tmp/NAME when GQE_TEST_TMP is not set); NAME may hold '/'.
+inline std::string scratch_dir(const std::string& name) {
+  const std::string base = env_var("GQE_TEST_TMP");
+  const std::string dir = (base.empty() ? "/tmp" : base) + "/" + name;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (!ec) std::filesystem::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("cannot create " + dir + ": " + ec.message());
+  return dir;
+}
+
+// Whether PROGRAM is an executable in one of $PATH's folders.
+inline bool have_program(const std::string& program) {
+  const std::string path = env_var("PATH");
+  for (size_t at = 0; at <= path.size();) {
+    const size_t end = std::min(path.find(':', at), path.size());
+    const std::string dir = end > at ? path.substr(at, end - at) : ".";
+    if (::access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+    at = end + 1;
+  }
+  return false;
+}
+
+inline constexpr const char* kNoGqeBin = "GQE_BIN is not set to the gqe executable (CTest sets it)";
+inline constexpr const char* kNoPython =
+    "GQE_PYTHON is not set: configure with -DGQE_PYTHON=<a Python with scripts/python-requirements.txt>";
+
+}  // namespace gqe::test
+
+// The first statement of a test (or of a helper it returns from) that needs the gqe executable / GQE_PYTHON:
+// skips with the one message for it otherwise. `<< more` adds to the message.
+#define GQE_SKIP_WITHOUT_BIN() \
+  if (::gqe::test::gqe_bin_available()) {} else GTEST_SKIP() << ::gqe::test::kNoGqeBin
+#define GQE_SKIP_WITHOUT_PYTHON() \
+  if (!::gqe::test::python().empty()) {} else GTEST_SKIP() << ::gqe::test::kNoPython
+
+namespace gqe::test {
+
+// A fresh scratch_dir(NAME) holding the inputs of a small `gqe train` run: model.json, a byte-level GQE model
+// (small_config("gqe", 4, 2) over the 256 byte ids), and text.txt, LINES lines "BEFORE<line number>AFTER".
+inline std::string train_inputs_dir(const std::string& name, int lines, const std::string& before,
+                                    const std::string& after = "\n") {
+  const std::string dir = scratch_dir(name);
+  std::ofstream text(dir + "/text.txt");
+  for (int i = 0; i < lines; ++i) text << before << i << after;
+  ModelConfig c = small_config("gqe", 4, 2);
+  c.vocab_size = 256;
+  std::ofstream(dir + "/model.json") << model_config_to_json(c);
+  return dir;
+}
+
+// The names in folder DIR that contain TEXT (what a writer left behind: "tmp", "prepare.tmp"), sorted.
+inline std::vector<std::string> entries_containing(const std::string& dir, const std::string& text) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.find(text) != std::string::npos) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 // The message of the gqe::Error `f` throws, "" when it throws none.
@@ -121,14 +184,27 @@ inline std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
+// Sets or clears DIR's immutable attribute (what chattr +i / -i do); false where that does not work here.
+inline bool set_immutable(const std::string& dir, bool on) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return false;
+  int flags = 0;
+  bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+  flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+  ok = ok && ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+  ::close(fd);
+  return ok;
+}
+
 // Makes `dir` unwritable for this process: chmod for an ordinary user, the immutable attribute for root
 // (which chmod does not stop). Returns false when neither works here; undo with make_writable.
 inline bool make_unwritable(const std::string& dir) {
-  if (::geteuid() != 0) return std::system(("chmod 0555 '" + dir + "'").c_str()) == 0;
-  return std::system(("chattr +i '" + dir + "' 2>/dev/null").c_str()) == 0;
+  if (::geteuid() != 0) return ::chmod(dir.c_str(), 0555) == 0;
+  return set_immutable(dir, true);
 }
 inline void make_writable(const std::string& dir) {
-  std::system(("chmod 0755 '" + dir + "'; chattr -i '" + dir + "' 2>/dev/null").c_str());
+  ::chmod(dir.c_str(), 0755);
+  set_immutable(dir, false);
 }
 
 }  // namespace gqe::test

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,6 +11,7 @@
 #include "gqe/cli/args.h"
 #include "gqe/core/error.h"
 #include "gqe/io/checkpoint.h"
+#include "process_util.h"
 #include "test_util.h"
 
 using gqe::cli::Args;
@@ -132,89 +132,87 @@ TEST(Args, ClosedSetsListTheValidValues) {
 
 // Through the executable: the commands declare what they take.
 TEST(ArgsCommands, TrainAndExperimentRefuseSwallowedValuesPositionalsAndNaN) {
-  if (gqe::test::gqe_bin().empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = gqe::test::scratch_dir("args_train");
-  auto r = gqe::test::run_gqe_command("train --config c.json --data d.txt --out --threads 1", dir);
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("option --out needs a value, got the option '--threads'"), std::string::npos) << r.out;
+  const auto in_dir = gqe::test::RunOptions().in(dir);
+  auto r = gqe::test::run_gqe({"train", "--config", "c.json", "--data", "d.txt", "--out", "--threads", "1"}, in_dir);
+  EXPECT_TRUE(gqe::test::fails_with(r, "option --out needs a value, got the option '--threads'"));
   EXPECT_NE(::access((dir + "/--threads").c_str(), F_OK), 0) << "a run directory named --threads was made";
-  r = gqe::test::run_gqe_command("train --config c.json stray --out o", dir);
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("unexpected argument 'stray'"), std::string::npos) << r.out;
-  r = gqe::test::run_gqe_command("train --steps 3 --config c.json --steps 4", dir);
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("option --steps given twice ('3' and '4')"), std::string::npos) << r.out;
+  r = gqe::test::run_gqe({"train", "--config", "c.json", "stray", "--out", "o"}, in_dir);
+  EXPECT_TRUE(gqe::test::fails_with(r, "unexpected argument 'stray'"));
+  r = gqe::test::run_gqe({"train", "--steps", "3", "--config", "c.json", "--steps", "4"}, in_dir);
+  EXPECT_TRUE(gqe::test::fails_with(r, "option --steps given twice ('3' and '4')"));
   // Token counts: positive and small enough that their step count fits (1e30 once overflowed to one step).
-  const std::string cfg = std::string(std::getenv("GQE_SOURCE_DIR") ? std::getenv("GQE_SOURCE_DIR") : ".") +
-                          "/configs/tiny-gqe.json";
-  for (const char* bad : {"--tokens 1e30", "--tokens -5", "--tokens 0", "--warmup -3"}) {
-    r = gqe::test::run_gqe_command("train --config " + cfg + " --data d.txt --out o " + bad, dir);
-    EXPECT_EQ(r.rc, 1) << bad << ": " << r.out;
-    EXPECT_NE(r.out.find(std::string(bad).substr(0, std::string(bad).find(' '))), std::string::npos) << bad << ": " << r.out;
+  const std::string cfg = gqe::test::source_dir() + "/configs/tiny-gqe.json";
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--tokens", "1e30"}, {"--tokens", "-5"}, {"--tokens", "0"}, {"--warmup", "-3"}}) {
+    r = gqe::test::run_gqe({"train", "--config", cfg, "--data", "d.txt", "--out", "o", flag, value}, in_dir);
+    EXPECT_TRUE(gqe::test::fails_with(r, flag)) << flag << " " << value;
   }
-  r = gqe::test::run_gqe_command("experiment --config c.json --out o --eval-limit nan", dir);
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("--eval-limit expects a number >= 0, got 'nan'"), std::string::npos) << r.out;
+  r = gqe::test::run_gqe({"experiment", "--config", "c.json", "--out", "o", "--eval-limit", "nan"}, in_dir);
+  EXPECT_TRUE(gqe::test::fails_with(r, "--eval-limit expects a number >= 0, got 'nan'"));
 }
 
 TEST(ArgsCommands, BenchListsTheValidShapesLevelsAndImplementations) {
-  if (gqe::test::gqe_bin().empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = gqe::test::scratch_dir("args_bench");
-  const std::pair<const char*, const char*> cases[] = {
-      {"--levels core,blocks", "--levels: unknown prefill level 'blocks' (expected core, layer, block or model)"},
-      {"--shapes tiny", "--shapes: unknown bench shape 'tiny' (expected paper or small)"},
-      {"--implementation flash", "--implementation: unknown attention implementation 'flash' (expected fast or reference)"},
+  const struct {
+    const char *flag, *value, *message;
+  } cases[] = {
+      {"--levels", "core,blocks", "--levels: unknown prefill level 'blocks' (expected core, layer, block or model)"},
+      {"--shapes", "tiny", "--shapes: unknown bench shape 'tiny' (expected paper or small)"},
+      {"--implementation", "flash",
+       "--implementation: unknown attention implementation 'flash' (expected fast or reference)"},
   };
-  for (const auto& [flag, message] : cases) {
-    auto r = gqe::test::run_gqe_command("bench " + std::string(flag) + " --out o", dir);
-    EXPECT_EQ(r.rc, 1) << flag << ": " << r.out;
-    EXPECT_NE(r.out.find(message), std::string::npos) << flag << ": " << r.out;
-  }
+  for (const auto& c : cases)
+    EXPECT_TRUE(gqe::test::fails_with(
+        gqe::test::run_gqe({"bench", c.flag, c.value, "--out", "o"}, gqe::test::RunOptions().in(dir)), c.message));
 }
 
 TEST(ArgsCommands, TrainAndInfoListTheValidPrecisionsAndDecayShapes) {
-  if (gqe::test::gqe_bin().empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = gqe::test::scratch_dir("args_train_sets");
-  const std::string cfg = std::string(std::getenv("GQE_SOURCE_DIR") ? std::getenv("GQE_SOURCE_DIR") : ".") +
-                          "/configs/tiny-gqe.json";
-  const std::string train = "train --config " + cfg + " --data d.txt --out o ";
-  const std::pair<std::string, const char*> cases[] = {
-      {train + "--precision fp16", "--precision: unknown precision 'fp16' (expected auto, fp32 or bf16)"},
-      {train + "--decay-shape exp", "--decay-shape: unknown decay shape 'exp' (expected linear, cosine or sqrt)"},
-      {"info --schedule --steps 40 --decay-shape exp",
+  const std::string cfg = gqe::test::source_dir() + "/configs/tiny-gqe.json";
+  const gqe::test::Args train = {"train", "--config", cfg, "--data", "d.txt", "--out", "o"};
+  const std::pair<gqe::test::Args, const char*> cases[] = {
+      {gqe::test::concat(train, {"--precision", "fp16"}),
+       "--precision: unknown precision 'fp16' (expected auto, fp32 or bf16)"},
+      {gqe::test::concat(train, {"--decay-shape", "exp"}),
+       "--decay-shape: unknown decay shape 'exp' (expected linear, cosine or sqrt)"},
+      {{"info", "--schedule", "--steps", "40", "--decay-shape", "exp"},
        "--decay-shape: unknown decay shape 'exp' (expected linear, cosine or sqrt)"},
   };
-  for (const auto& [command, message] : cases) {
-    auto r = gqe::test::run_gqe_command(command, dir);
-    EXPECT_EQ(r.rc, 1) << command << ": " << r.out;
-    EXPECT_NE(r.out.find(message), std::string::npos) << command << ": " << r.out;
-  }
+  for (const auto& [command, message] : cases)
+    EXPECT_TRUE(gqe::test::fails_with(gqe::test::run_gqe(command, gqe::test::RunOptions().in(dir)), message));
 }
 
 TEST(ArgsCommands, GenerateChecksNumbersAndTheContext) {
-  if (gqe::test::gqe_bin().empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = gqe::test::scratch_dir("args_generate");
+  const auto in_dir = gqe::test::RunOptions().in(dir);
   gqe::ModelConfig c = gqe::test::small_config("gqa", 4, 2);
   c.vocab_size = 256;
   c.max_position_embeddings = 16;
   at::manual_seed(1);
   gqe::LanguageModel m(c);
   gqe::save_model_checkpoint(dir + "/ckpt", m);
-  for (const char* bad : {"--temperature nan", "--temperature -1", "--top-p 0", "--top-p inf", "--top-k -1",
-                          "--max-new-tokens 1.5"}) {
-    auto r = gqe::test::run_gqe_command("generate --checkpoint ckpt --prompt hi " + std::string(bad), dir);
-    EXPECT_EQ(r.rc, 1) << bad << ": " << r.out;
-    EXPECT_NE(r.out.find(std::string(bad).substr(0, std::string(bad).find(' ')) + " expects"), std::string::npos)
-        << r.out;
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{{"--temperature", "nan"},
+                                                                                    {"--temperature", "-1"},
+                                                                                    {"--top-p", "0"},
+                                                                                    {"--top-p", "inf"},
+                                                                                    {"--top-k", "-1"},
+                                                                                    {"--max-new-tokens", "1.5"}}) {
+    const auto r = gqe::test::run_gqe({"generate", "--checkpoint", "ckpt", "--prompt", "hi", flag, value}, in_dir);
+    EXPECT_TRUE(gqe::test::fails_with(r, flag + " expects"));
   }
   // Over the 16-token context: an error, not an empty output with exit 0.
-  auto r = gqe::test::run_gqe_command("generate --checkpoint ckpt --greedy --prompt " + std::string(17, 'a'), dir);
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("the prompt is 17 tokens, longer than the model's context of 16 tokens"), std::string::npos)
-      << r.out;
+  auto r =
+      gqe::test::run_gqe({"generate", "--checkpoint", "ckpt", "--greedy", "--prompt", std::string(17, 'a')}, in_dir);
+  EXPECT_TRUE(gqe::test::fails_with(r, "the prompt is 17 tokens, longer than the model's context of 16 tokens"));
   // At it: the one token that fits, and a note saying why generation stops there.
-  r = gqe::test::run_gqe_command("generate --checkpoint ckpt --greedy --max-new-tokens 5 --prompt " +
-                                 std::string(16, 'a'), dir);
+  r = gqe::test::run_gqe(
+      {"generate", "--checkpoint", "ckpt", "--greedy", "--max-new-tokens", "5", "--prompt", std::string(16, 'a')},
+      in_dir);
   EXPECT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("leaves room for 1 new token(s) in the model's context of 16"), std::string::npos) << r.out;
 }

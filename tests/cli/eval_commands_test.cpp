@@ -4,15 +4,12 @@
 
 #include <ATen/ATen.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "eval/eval_test_util.h"
+#include "process_util.h"
 #include "test_util.h"
 #include "gqe/core/fs.h"
 #include "gqe/data/shard.h"
@@ -20,10 +17,9 @@
 
 using namespace gqe;
 using namespace gqe::eval::testing;
+using gqe::test::scratch_dir;
 
 namespace {
-
-using test::gqe_bin_available;
 
 std::string make_checkpoint(const std::string& dir, const std::string& kind) {
   ModelConfig c = test::small_config(kind, 4, 2);  // byte vocabulary, d 32, d_h 8
@@ -56,12 +52,13 @@ void write_fixtures(const std::string& dir) {
 }  // namespace
 
 TEST(Cli, EvalThreeTasksWritesJsonAndRequestDump) {
-  if (!gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
-  const std::string dir = scratch_dir("cli");
+  GQE_SKIP_WITHOUT_BIN();
+  const std::string dir = scratch_dir("eval/cli");
   const std::string ckpt = make_checkpoint(dir, "gqe");
   write_fixtures(dir);
-  const test::CommandRun r = test::run_gqe_command("eval --checkpoint " + ckpt + " --task hellaswag,arc_easy,piqa --data-dir " + dir + " --out " + dir +
-                        "/res.json --dump-requests " + dir + "/req.jsonl --batch-size 4 --threads 1");
+  const test::CommandRun r =
+      test::run_gqe({"eval", "--checkpoint", ckpt, "--task", "hellaswag,arc_easy,piqa", "--data-dir", dir, "--out",
+                     dir + "/res.json", "--dump-requests", dir + "/req.jsonl", "--batch-size", "4", "--threads", "1"});
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("|hellaswag|"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("|piqa     |"), std::string::npos) << r.out;
@@ -106,43 +103,44 @@ TEST(Cli, EvalThreeTasksWritesJsonAndRequestDump) {
 }
 
 TEST(Cli, MalformedFileFailsBeforeScoringWithFileAndLine) {
-  if (!gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
-  const std::string dir = scratch_dir("cli_bad");
+  GQE_SKIP_WITHOUT_BIN();
+  const std::string dir = scratch_dir("eval/cli_bad");
   const std::string ckpt = make_checkpoint(dir, "gqa");
   write(dir + "/bad.jsonl", R"({"goal": "g", "sol1": "a", "sol2": "b"})" "\n{not json\n");
   write(dir + "/bad-labels.lst", "0\n1\n");
-  const test::CommandRun r = test::run_gqe_command("eval --checkpoint " + ckpt + " --task piqa --data " + dir + "/bad.jsonl --out " + dir + "/x.json");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find(dir + "/bad.jsonl:2: not valid JSON"), std::string::npos) << r.out;
+  const test::CommandRun r = test::run_gqe(
+      {"eval", "--checkpoint", ckpt, "--task", "piqa", "--data", dir + "/bad.jsonl", "--out", dir + "/x.json"});
+  EXPECT_TRUE(test::fails_with(r, dir + "/bad.jsonl:2: not valid JSON"));
 }
 
 TEST(Cli, ATaskNamedTwiceIsAnError) {
-  if (!gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
-  const std::string dir = scratch_dir("cli_twice");
+  GQE_SKIP_WITHOUT_BIN();
+  const std::string dir = scratch_dir("eval/cli_twice");
   const std::string ckpt = make_checkpoint(dir, "gqa");
   const test::CommandRun r =
-      test::run_gqe_command("eval --checkpoint " + ckpt + " --task piqa,arc_easy,piqa --data-dir " + dir);
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("'piqa' is named twice"), std::string::npos) << r.out;
+      test::run_gqe({"eval", "--checkpoint", ckpt, "--task", "piqa,arc_easy,piqa", "--data-dir", dir});
+  EXPECT_TRUE(test::fails_with(r, "'piqa' is named twice"));
 }
 
 TEST(Cli, ValLossAndRoutes) {
-  if (!gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
-  const std::string dir = scratch_dir("cli_routes");
+  GQE_SKIP_WITHOUT_BIN();
+  const std::string dir = scratch_dir("eval/cli_routes");
   const std::string ckpt = make_checkpoint(dir, "gqe");
   std::string text;
   for (int i = 0; i < 20; ++i) text += "In the beginning was the word. ";
   write(dir + "/val.txt", text);
-  test::CommandRun r = test::run_gqe_command("eval --val-loss --checkpoint " + ckpt + " --data " + dir + "/val.txt --seq 64 --out " + dir + "/vl.json");
+  test::CommandRun r = test::run_gqe({"eval", "--val-loss", "--checkpoint", ckpt, "--data", dir + "/val.txt", "--seq",
+                                      "64", "--out", dir + "/vl.json"});
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("perplexity"), std::string::npos) << r.out;
   const auto vl = nlohmann::json::parse(fs::read_file(dir + "/vl.json"));
   EXPECT_EQ(vl["predicted_tokens"], int64_t(text.size()) - 1);
   EXPECT_GT(vl["loss"].get<double>(), 0.0);
 
-  const bool plot = std::system("command -v gnuplot > /dev/null 2>&1") == 0;
-  r = test::run_gqe_command("routes --checkpoint " + ckpt + " --data " + dir + "/val.txt --seq 64 --out " + dir + "/routes" +
-              (plot ? "" : " --no-plot"));
+  const bool plot = test::have_program("gnuplot");
+  r = test::run_gqe(test::concat(
+      {"routes", "--checkpoint", ckpt, "--data", dir + "/val.txt", "--seq", "64", "--out", dir + "/routes"},
+      plot ? test::Args{} : test::Args{"--no-plot"}));
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("preferred tokens"), std::string::npos) << r.out;
   const auto rj = nlohmann::json::parse(fs::read_file(dir + "/routes.json"));
@@ -150,14 +148,13 @@ TEST(Cli, ValLossAndRoutes) {
   if (plot) EXPECT_EQ(fs::read_file(dir + "/routes.png").substr(0, 4), "\x89PNG");
 
   const std::string gqa = make_checkpoint(dir, "gqa");
-  r = test::run_gqe_command("routes --checkpoint " + gqa + " --data " + dir + "/val.txt");
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.out.find("need a GQE checkpoint"), std::string::npos) << r.out;
+  r = test::run_gqe({"routes", "--checkpoint", gqa, "--data", dir + "/val.txt"});
+  EXPECT_TRUE(test::fails_with(r, "need a GQE checkpoint"));
 }
 
 TEST(Cli, ShardPathWithDamagedMagicIsAnErrorNotText) {
-  if (!gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
-  const std::string dir = scratch_dir("cli_bad_magic");
+  GQE_SKIP_WITHOUT_BIN();
+  const std::string dir = scratch_dir("eval/cli_bad_magic");
   const std::string ckpt = make_checkpoint(dir, "gqe");
   std::vector<int64_t> tokens;
   for (int i = 0; i < 300; ++i) tokens.push_back(i % 200);
@@ -170,12 +167,12 @@ TEST(Cli, ShardPathWithDamagedMagicIsAnErrorNotText) {
   bin[0] = 7;
   write(dir + "/val.bin", bin);
   for (const std::string& data : {dir + "/val.tok", dir + "/val.bin"}) {
-    test::CommandRun r = test::run_gqe_command("eval --val-loss --checkpoint " + ckpt + " --data " + data + " --seq 64 --out " + dir + "/vl.json");
-    EXPECT_EQ(r.rc, 1) << r.out;
-    EXPECT_NE(r.out.find(data + ": not a token shard"), std::string::npos) << r.out;
-    r = test::run_gqe_command("routes --checkpoint " + ckpt + " --data " + data + " --seq 64 --no-plot --out " + dir + "/routes");
-    EXPECT_EQ(r.rc, 1) << r.out;
-    EXPECT_NE(r.out.find(data + ": not a token shard"), std::string::npos) << r.out;
+    test::CommandRun r = test::run_gqe(
+        {"eval", "--val-loss", "--checkpoint", ckpt, "--data", data, "--seq", "64", "--out", dir + "/vl.json"});
+    EXPECT_TRUE(test::fails_with(r, data + ": not a token shard"));
+    r = test::run_gqe(
+        {"routes", "--checkpoint", ckpt, "--data", data, "--seq", "64", "--no-plot", "--out", dir + "/routes"});
+    EXPECT_TRUE(test::fails_with(r, data + ": not a token shard"));
   }
   EXPECT_FALSE(fs::exists(dir + "/vl.json"));
   EXPECT_FALSE(fs::exists(dir + "/routes.json"));

@@ -8,13 +8,14 @@
 #include "gqe/core/fs.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/io/safetensors.h"
+#include "process_util.h"
 #include "test_util.h"
 
 namespace gqe {
 namespace {
 
 TEST(CliGenerate, NonFiniteWeightsNeedTheOverrideFlag) {
-  if (!test::gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("cli_generate_nan");
   ModelConfig c = test::small_config("gqa", 4, 2);
   c.vocab_size = 256;
@@ -24,19 +25,17 @@ TEST(CliGenerate, NonFiniteWeightsNeedTheOverrideFlag) {
     m.named_parameters()["norm.weight"][3] = std::numeric_limits<float>::quiet_NaN();
   }
   save_model_checkpoint(dir + "/ckpt", m);
-  test::CommandRun r = test::run_gqe_command("generate --checkpoint " + dir + "/ckpt --prompt In --max-new-tokens 2 --greedy");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("gqe generate: error: " + dir + "/ckpt/model.safetensors: tensor 'norm.weight' holds 1 "
-                       "non-finite value(s) (NaN/Inf)"),
-            std::string::npos)
-      << r.out;
-  r = test::run_gqe_command("generate --checkpoint " + dir + "/ckpt --prompt In --max-new-tokens 2 --greedy "
-                    "--allow-nonfinite-weights");
+  test::CommandRun r =
+      test::run_gqe({"generate", "--checkpoint", dir + "/ckpt", "--prompt", "In", "--max-new-tokens", "2", "--greedy"});
+  EXPECT_TRUE(test::fails_with(r, "gqe generate: error: " + dir + "/ckpt/model.safetensors: tensor 'norm.weight' "
+                                  "holds 1 non-finite value(s) (NaN/Inf)"));
+  r = test::run_gqe({"generate", "--checkpoint", dir + "/ckpt", "--prompt", "In", "--max-new-tokens", "2", "--greedy",
+                     "--allow-nonfinite-weights"});
   EXPECT_EQ(r.rc, 0) << r.out;
 }
 
 TEST(CliGenerate, AConfigThatDisagreesWithTheWeightsIsRefusedNamingTheField) {
-  if (!test::gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("cli_generate_config");
   ModelConfig c = test::small_config("gqa", 4, 2);
   c.vocab_size = 256;
@@ -44,18 +43,16 @@ TEST(CliGenerate, AConfigThatDisagreesWithTheWeightsIsRefusedNamingTheField) {
   save_model_checkpoint(dir + "/ckpt", m);
   c.rope_theta = 500000;  // edited by hand afterwards: the output would silently change
   fs::write_file_atomic(dir + "/ckpt/config.json", model_config_to_json(c));
-  const test::CommandRun r = test::run_gqe_command("generate --checkpoint " + dir + "/ckpt --prompt In --max-new-tokens 2");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("field 'rope_theta' of the model config saved with these weights is 10000.0, " + dir +
-                       "/ckpt/config.json has 500000.0"),
-            std::string::npos)
-      << r.out;
+  const test::CommandRun r =
+      test::run_gqe({"generate", "--checkpoint", dir + "/ckpt", "--prompt", "In", "--max-new-tokens", "2"});
+  EXPECT_TRUE(test::fails_with(r, "field 'rope_theta' of the model config saved with these weights is 10000.0, " +
+                                      dir + "/ckpt/config.json has 500000.0"));
 }
 
 TEST(CliGenerate, PromptsFileGeneratesEveryLineAsOneBatch) {
   // Lines of different lengths generated together give each line's single-prompt completion (greedy);
   // empty lines are skipped; bad files are one-line errors naming the file (and the line).
-  if (!test::gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("cli_generate_prompts");
   ModelConfig c = test::small_config("gqe", 8, 4);
   c.vocab_size = 256;
@@ -65,8 +62,8 @@ TEST(CliGenerate, PromptsFileGeneratesEveryLineAsOneBatch) {
   save_model_checkpoint(dir + "/ckpt", m);
   const std::vector<std::string> lines = {"In the beginning", "A", "And the earth was without form"};
   fs::write_file_atomic(dir + "/prompts.txt", lines[0] + "\n\n" + lines[1] + "\r\n" + lines[2]);
-  const std::string common = "generate --checkpoint " + dir + "/ckpt --greedy --max-new-tokens 6";
-  test::CommandRun r = test::run_gqe_command(common + " --prompts " + dir + "/prompts.txt");
+  const test::Args common = {"generate", "--checkpoint", dir + "/ckpt", "--greedy", "--max-new-tokens", "6"};
+  test::CommandRun r = test::run_gqe(test::concat(common, {"--prompts", dir + "/prompts.txt"}));
   ASSERT_EQ(r.rc, 0) << r.out;
   std::vector<nlohmann::json> objs;
   size_t pos = 0;
@@ -78,7 +75,7 @@ TEST(CliGenerate, PromptsFileGeneratesEveryLineAsOneBatch) {
   ASSERT_EQ(objs.size(), lines.size()) << r.out;
   for (size_t i = 0; i < lines.size(); ++i) {
     EXPECT_EQ(objs[i]["prompt"], lines[i]);
-    const test::CommandRun one = test::run_gqe_command(common + " --print-tokens --prompt '" + lines[i] + "'");
+    const test::CommandRun one = test::run_gqe(test::concat(common, {"--print-tokens", "--prompt", lines[i]}));
     ASSERT_EQ(one.rc, 0) << one.out;
     std::string ids;
     for (int64_t t : objs[i]["tokens"].get<std::vector<int64_t>>()) ids += " " + std::to_string(t);
@@ -86,18 +83,14 @@ TEST(CliGenerate, PromptsFileGeneratesEveryLineAsOneBatch) {
     EXPECT_EQ(objs[i]["tokens"].size(), 6u);
   }
   fs::write_file_atomic(dir + "/empty.txt", "\n\n");
-  r = test::run_gqe_command(common + " --prompts " + dir + "/empty.txt");
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.out.find(dir + "/empty.txt: no prompts"), std::string::npos) << r.out;
+  r = test::run_gqe(test::concat(common, {"--prompts", dir + "/empty.txt"}));
+  EXPECT_TRUE(test::fails_with(r, dir + "/empty.txt: no prompts"));
   fs::write_file_atomic(dir + "/long.txt", "short\n" + std::string(300, 'x') + "\n");
-  r = test::run_gqe_command(common + " --prompts " + dir + "/long.txt");
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.out.find(dir + "/long.txt: line 2: the prompt is 300 tokens, longer than the model's context of 256"),
-            std::string::npos)
-      << r.out;
-  r = test::run_gqe_command(common + " --prompts " + dir + "/prompts.txt --prompt A");
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.out.find("give --prompt or --prompts, not both"), std::string::npos) << r.out;
+  r = test::run_gqe(test::concat(common, {"--prompts", dir + "/long.txt"}));
+  EXPECT_TRUE(
+      test::fails_with(r, dir + "/long.txt: line 2: the prompt is 300 tokens, longer than the model's context of 256"));
+  r = test::run_gqe(test::concat(common, {"--prompts", dir + "/prompts.txt", "--prompt", "A"}));
+  EXPECT_TRUE(test::fails_with(r, "give --prompt or --prompts, not both"));
 }
 
 }  // namespace

@@ -5,14 +5,14 @@
 #include <fstream>
 
 #include "gqe/core/fs.h"
+#include "process_util.h"
 #include "test_util.h"
 
 namespace gqe {
 
 TEST(Plot, WritesAPngFromMetricsAndRejectsGarbage) {
-  const char* bin = std::getenv("GQE_BIN");
-  if (!bin || access(bin, X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
-  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  GQE_SKIP_WITHOUT_BIN();
+  if (!test::have_program("gnuplot")) GTEST_SKIP() << "gnuplot not installed";
   const std::string dir = test::scratch_dir("plot");
   {
     std::ofstream f(dir + "/metrics.jsonl");
@@ -22,28 +22,23 @@ TEST(Plot, WritesAPngFromMetricsAndRejectsGarbage) {
       if (s % 10 == 0) f << R"({"type":"val","step":)" << s << R"(,"val_loss":)" << 5.5 / s << "}\n";
     }
   }
-  const std::string cmd = std::string("'") + bin + "' plot " + dir + " " + dir + "/metrics.jsonl --labels a,b --out " +
-                          dir + "/c.png > " + dir + "/log.txt 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  ASSERT_TRUE(test::exited(
+      test::run_gqe({"plot", dir, dir + "/metrics.jsonl", "--labels", "a,b", "--out", dir + "/c.png"}), 0));
   std::ifstream png(dir + "/c.png", std::ios::binary);
   char magic[8] = {};
   png.read(magic, 8);
   EXPECT_EQ(std::string(magic + 1, 3), "PNG");
   std::ofstream(dir + "/bad.jsonl") << "{\"type\":\"train\",\"step\":1,\"loss\":2}\nnot json\n{\"type\":\"train\",\"step\":2}\n";
-  const std::string bad = std::string("'") + bin + "' plot " + dir + "/bad.jsonl --out " + dir + "/d.png > " + dir +
-                          "/bad.txt 2>&1";
-  EXPECT_NE(std::system(bad.c_str()), 0);
-  std::ifstream log(dir + "/bad.txt");
-  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-  EXPECT_NE(text.find("line 2 is not JSON"), std::string::npos) << text;
+  const test::CommandRun bad = test::run_gqe({"plot", dir + "/bad.jsonl", "--out", dir + "/d.png"});
+  EXPECT_NE(bad.rc, 0) << bad.out;
+  EXPECT_NE(bad.out.find("line 2 is not JSON"), std::string::npos) << bad.out;
   EXPECT_NE(access((dir + "/d.png").c_str(), F_OK), 0);
 }
 
 // A run killed while writing a record leaves its last line cut short: the plot skips it.
 TEST(Plot, ToleratesATornLastLine) {
-  const char* bin = std::getenv("GQE_BIN");
-  if (!bin || access(bin, X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
-  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  GQE_SKIP_WITHOUT_BIN();
+  if (!test::have_program("gnuplot")) GTEST_SKIP() << "gnuplot not installed";
   const std::string dir = test::scratch_dir("plot_torn");
   {
     std::ofstream f(dir + "/metrics.jsonl");
@@ -52,8 +47,7 @@ TEST(Plot, ToleratesATornLastLine) {
         << s * 100 << "}\n";
     f << R"({"type":"train","step":6,"loss":0.8)";
   }
-  const std::string cmd = std::string("'") + bin + "' plot " + dir + " --out " + dir + "/c.png > " + dir + "/log.txt 2>&1";
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << fs::read_file(dir + "/log.txt");
+  EXPECT_TRUE(test::exited(test::run_gqe({"plot", dir, "--out", dir + "/c.png"}), 0));
   EXPECT_TRUE(fs::exists(dir + "/c.png"));
 }
 

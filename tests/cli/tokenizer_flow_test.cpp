@@ -3,15 +3,12 @@
 // train -> eval -> generate; `gqe data prepare --tokenizer tokenizer.json` equals encoding the whole text.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "data/data_test_util.h"
+#include "process_util.h"
 #include "gqe/core/fs.h"
 #include "gqe/core/sha256.h"
 #include "gqe/tokenizers/bpe_tokenizer.h"
@@ -22,25 +19,8 @@
 namespace gqe {
 namespace {
 
-struct GqeResult {
-  int rc;
-  std::string out, err;
-};
-
-// Runs gqe with stdout and stderr kept apart (stderr through a file).
-GqeResult gqe(const std::string& args, const std::string& dir) {
-  const std::string err_path = dir + "/stderr.txt";
-  const std::string cmd = std::string(std::getenv("GQE_BIN")) + " " + args + " 2>'" + err_path + "'";
-  GqeResult r{-1, "", ""};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
-  const int status = ::pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.err = fs::exists(err_path) ? fs::read_file(err_path) : "";
-  return r;
-}
+// gqe ARGS with stdout and stderr kept apart.
+test::CommandRun gqe(const test::Args& args) { return test::run_gqe(args, test::RunOptions().keep_stderr_apart()); }
 
 // The ids after "WHAT:" on a line of `text` (gqe generate --print-tokens).
 std::vector<int64_t> ids_after(const std::string& text, const std::string& what) {
@@ -89,23 +69,21 @@ bool valid_utf8(const std::string& s) {
 
 class TokenizerFlow : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const char* bin = std::getenv("GQE_BIN");
-    if (!bin || ::access(bin, X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set or not built";
-  }
+  void SetUp() override { GQE_SKIP_WITHOUT_BIN(); }
 };
 
 TEST_F(TokenizerFlow, SentencePieceRunGeneratesRealPieces) {
-  const std::string dir = datatest::scratch("flow-spm");
+  const std::string dir = test::scratch_dir("data/flow-spm");
   datatest::write_bytes(dir + "/c.txt", corpus());
   datatest::write_bytes(dir + "/model.json", tiny_config(128));
   // No byte fallback: every piece is text, so any U+FFFD or invalid UTF-8 in the output means the ids were
   // decoded with the wrong tokenizer (bytes, as `gqe generate` once did: '?' and broken characters).
-  GqeResult t = gqe("tokenizer train --input " + dir + "/c.txt --out " + dir + "/spm --vocab-size 120 --threads 1 "
-              "--spm-option byte_fallback=false", dir);
+  test::CommandRun t = gqe({"tokenizer", "train", "--input", dir + "/c.txt", "--out", dir + "/spm", "--vocab-size",
+                            "120", "--threads", "1", "--spm-option", "byte_fallback=false"});
   ASSERT_EQ(t.rc, 0) << t.out << t.err;
-  GqeResult tr = gqe("train --config " + dir + "/model.json --data " + dir + "/c.txt --tokenizer " + dir + "/spm.model --out " +
-               dir + "/run --steps 3 --batch 2 --seq 32 --threads 1 --sample-tokens 0", dir);
+  test::CommandRun tr = gqe({"train", "--config", dir + "/model.json", "--data", dir + "/c.txt", "--tokenizer",
+                             dir + "/spm.model", "--out", dir + "/run", "--steps", "3", "--batch", "2", "--seq", "32",
+                             "--threads", "1", "--sample-tokens", "0"});
   ASSERT_EQ(tr.rc, 0) << tr.out << tr.err;
   EXPECT_TRUE(fs::is_file(dir + "/run/tokenizer.model"));
   const auto rec = nlohmann::json::parse(fs::read_file(dir + "/run/tokenizer_info.json"));
@@ -113,8 +91,8 @@ TEST_F(TokenizerFlow, SentencePieceRunGeneratesRealPieces) {
   EXPECT_EQ(rec["vocab_size"], 120);
 
   const std::string prompt = "the king said unto them";
-  GqeResult g = gqe("generate --checkpoint " + dir + "/run --prompt '" + prompt +
-              "' --max-new-tokens 40 --seed 3 --threads 1 --print-tokens", dir);
+  test::CommandRun g = gqe({"generate", "--checkpoint", dir + "/run", "--prompt", prompt, "--max-new-tokens", "40",
+                            "--seed", "3", "--threads", "1", "--print-tokens"});
   ASSERT_EQ(g.rc, 0) << g.out << g.err;
   SentencePieceTokenizer spm(dir + "/spm.model");
   EXPECT_EQ(ids_after(g.err, "prompt tokens"), spm.encode(prompt)) << g.err;
@@ -125,8 +103,8 @@ TEST_F(TokenizerFlow, SentencePieceRunGeneratesRealPieces) {
   EXPECT_EQ(g.out.find("\xEF\xBF\xBD"), std::string::npos) << g.out;
   EXPECT_TRUE(valid_utf8(g.out)) << g.out;
   // The checkpoint inside the run finds the run's tokenizer too.
-  GqeResult g2 = gqe("generate --checkpoint " + dir + "/run/checkpoints/step-00000003 --prompt '" + prompt +
-               "' --max-new-tokens 5 --threads 1 --print-tokens", dir);
+  test::CommandRun g2 = gqe({"generate", "--checkpoint", dir + "/run/checkpoints/step-00000003", "--prompt", prompt,
+                             "--max-new-tokens", "5", "--threads", "1", "--print-tokens"});
   ASSERT_EQ(g2.rc, 0) << g2.out << g2.err;
   EXPECT_EQ(ids_after(g2.err, "prompt tokens"), spm.encode(prompt));
 }
@@ -160,7 +138,7 @@ std::string write_bpe_tokenizer(const std::string& path, int64_t eot_id) {
 }
 
 TEST_F(TokenizerFlow, Gpt2BpeWithLlmcShardsTrainEvalGenerate) {
-  const std::string dir = datatest::scratch("flow-bpe");
+  const std::string dir = test::scratch_dir("data/flow-bpe");
   const std::string text = corpus();
   datatest::write_bytes(dir + "/c.txt", text);
   const std::string tj = write_bpe_tokenizer(dir + "/tokenizer.json", 300);
@@ -169,8 +147,8 @@ TEST_F(TokenizerFlow, Gpt2BpeWithLlmcShardsTrainEvalGenerate) {
 
   // gqe data prepare with the BPE: line-aligned chunks, yet the same ids as encoding the whole file (the
   // corpus has blank lines and indented lines, where a cut would split a whitespace run).
-  GqeResult p = gqe("data prepare --input " + dir + "/c.txt --out " + dir + "/sh --tokenizer " + tj +
-              " --val-fraction 0 --chunk-bytes 200 --threads 2 --quiet", dir);
+  test::CommandRun p = gqe({"data", "prepare", "--input", dir + "/c.txt", "--out", dir + "/sh", "--tokenizer", tj,
+                            "--val-fraction", "0", "--chunk-bytes", "200", "--threads", "2", "--quiet"});
   ASSERT_EQ(p.rc, 0) << p.out << p.err;
   TokenShard shard(dir + "/sh/train_000000.tok");
   EXPECT_EQ(shard.vocab_size(), 301u);
@@ -185,21 +163,21 @@ TEST_F(TokenizerFlow, Gpt2BpeWithLlmcShardsTrainEvalGenerate) {
   write_llmc_shard(dir + "/train.bin", std::vector<int64_t>(want.begin(), want.begin() + int64_t(cut)));
   write_llmc_shard(dir + "/val.bin", std::vector<int64_t>(want.begin() + int64_t(cut), want.end()));
   datatest::write_bytes(dir + "/model.json", tiny_config(320));
-  GqeResult tr = gqe("train --config " + dir + "/model.json --train-shards " + dir + "/train.bin --val-shards " + dir +
-               "/val.bin --tokenizer " + tj + " --out " + dir + "/run --steps 3 --batch 2 --seq 32 --threads 1 "
-               "--sample-tokens 8", dir);
+  test::CommandRun tr = gqe({"train", "--config", dir + "/model.json", "--train-shards", dir + "/train.bin",
+                             "--val-shards", dir + "/val.bin", "--tokenizer", tj, "--out", dir + "/run", "--steps",
+                             "3", "--batch", "2", "--seq", "32", "--threads", "1", "--sample-tokens", "8"});
   ASSERT_EQ(tr.rc, 0) << tr.out << tr.err;
   EXPECT_TRUE(fs::is_file(dir + "/run/tokenizer.json"));
-  GqeResult ev = gqe("eval --val-loss --checkpoint " + dir + "/run --data " + dir + "/val.bin --seq 32 --out " + dir + "/vl.json",
-               dir);
+  test::CommandRun ev = gqe({"eval", "--val-loss", "--checkpoint", dir + "/run", "--data", dir + "/val.bin", "--seq",
+                             "32", "--out", dir + "/vl.json"});
   ASSERT_EQ(ev.rc, 0) << ev.out << ev.err;
   // Text data for eval goes through the run's BPE too.
-  GqeResult evt = gqe("eval --val-loss --checkpoint " + dir + "/run --data " + dir + "/c.txt --seq 32 --max-tokens 2000 --out " +
-                dir + "/vlt.json", dir);
+  test::CommandRun evt = gqe({"eval", "--val-loss", "--checkpoint", dir + "/run", "--data", dir + "/c.txt", "--seq",
+                              "32", "--max-tokens", "2000", "--out", dir + "/vlt.json"});
   ASSERT_EQ(evt.rc, 0) << evt.out << evt.err;
   const std::string prompt = "And the king said";
-  GqeResult g = gqe("generate --checkpoint " + dir + "/run --prompt '" + prompt + "' --max-new-tokens 20 --threads 1 --print-tokens",
-              dir);
+  test::CommandRun g = gqe({"generate", "--checkpoint", dir + "/run", "--prompt", prompt, "--max-new-tokens", "20",
+                            "--threads", "1", "--print-tokens"});
   ASSERT_EQ(g.rc, 0) << g.out << g.err;
   EXPECT_EQ(ids_after(g.err, "prompt tokens"), tok->encode(prompt));
   const auto gen = ids_after(g.err, "generated tokens");
@@ -207,29 +185,31 @@ TEST_F(TokenizerFlow, Gpt2BpeWithLlmcShardsTrainEvalGenerate) {
 
   // A tokenizer with more ids than the model: a clear error, for every command.
   const std::string big = write_bpe_tokenizer(dir + "/big.json", 400);
-  GqeResult bad = gqe("generate --checkpoint " + dir + "/run --prompt x --tokenizer " + big, dir);
+  test::CommandRun bad = gqe({"generate", "--checkpoint", dir + "/run", "--prompt", "x", "--tokenizer", big});
   EXPECT_EQ(bad.rc, 1) << bad.out << bad.err;
   EXPECT_NE(bad.err.find("has 401 ids but the checkpoint's vocab_size is 320"), std::string::npos) << bad.err;
-  GqeResult badtrain = gqe("train --config " + dir + "/model.json --data " + dir + "/c.txt --tokenizer " + big + " --out " + dir +
-                     "/run2 --steps 1", dir);
+  test::CommandRun badtrain = gqe({"train", "--config", dir + "/model.json", "--data", dir + "/c.txt", "--tokenizer",
+                                   big, "--out", dir + "/run2", "--steps", "1"});
   EXPECT_NE(badtrain.rc, 0);
   EXPECT_NE(badtrain.err.find("is smaller than the tokenizer's 401"), std::string::npos) << badtrain.err;
   // gqe shards record their tokenizer (meta.json's hash, the shards' vocabulary): another one is refused.
   datatest::write_bytes(dir + "/model512.json", tiny_config(512));
-  GqeResult mixed = gqe("train --config " + dir + "/model512.json --train-shards " + dir + "/sh/train_000000.tok --tokenizer " +
-                        big + " --out " + dir + "/run3 --steps 1", dir);
+  test::CommandRun mixed =
+      gqe({"train", "--config", dir + "/model512.json", "--train-shards", dir + "/sh/train_000000.tok", "--tokenizer",
+           big, "--out", dir + "/run3", "--steps", "1"});
   EXPECT_NE(mixed.rc, 0);
   EXPECT_NE(mixed.err.find(dir + "/sh/meta.json: field 'tokenizer_sha256'"), std::string::npos) << mixed.err;
   // Without meta.json, the vocabulary in the shards' headers still tells them apart.
   std::filesystem::rename(dir + "/sh/meta.json", dir + "/sh/meta.json.off");
-  mixed = gqe("train --config " + dir + "/model512.json --train-shards " + dir + "/sh/train_000000.tok --tokenizer " + big +
-              " --out " + dir + "/run3 --steps 1", dir);
+  mixed = gqe({"train", "--config", dir + "/model512.json", "--train-shards", dir + "/sh/train_000000.tok",
+               "--tokenizer", big, "--out", dir + "/run3", "--steps", "1"});
   EXPECT_NE(mixed.rc, 0);
   EXPECT_NE(mixed.err.find("written by a tokenizer of 301 ids"), std::string::npos) << mixed.err;
   std::filesystem::rename(dir + "/sh/meta.json.off", dir + "/sh/meta.json");
   // Without --tokenizer, gqe shards bring the one their meta.json names.
-  GqeResult own = gqe("train --config " + dir + "/model512.json --train-shards " + dir + "/sh/train_000000.tok --out " + dir +
-                      "/run4 --steps 1 --batch 2 --seq 32 --threads 1 --sample-tokens 0", dir);
+  test::CommandRun own =
+      gqe({"train", "--config", dir + "/model512.json", "--train-shards", dir + "/sh/train_000000.tok", "--out",
+           dir + "/run4", "--steps", "1", "--batch", "2", "--seq", "32", "--threads", "1", "--sample-tokens", "0"});
   ASSERT_EQ(own.rc, 0) << own.out << own.err;
   EXPECT_EQ(fs::read_file(dir + "/run4/tokenizer.json"), fs::read_file(tj));
 }
@@ -237,12 +217,12 @@ TEST_F(TokenizerFlow, Gpt2BpeWithLlmcShardsTrainEvalGenerate) {
 // A tokenizer retrained in place keeps its path and here its vocabulary size: the shards made with the old
 // one are refused by their content hash (meta.json's tokenizer_sha256) by every reader, naming both files.
 TEST_F(TokenizerFlow, ShardsOfATokenizerRetrainedInPlaceAreRefused) {
-  const std::string dir = datatest::scratch("flow-retrained");
+  const std::string dir = test::scratch_dir("data/flow-retrained");
   datatest::write_bytes(dir + "/c.txt", corpus());
   datatest::write_bytes(dir + "/model.json", tiny_config(320));
   const std::string tj = write_bpe_tokenizer(dir + "/tokenizer.json", 300);
-  GqeResult p = gqe("data prepare --input " + dir + "/c.txt --out " + dir + "/sh --tokenizer " + tj +
-                    " --val-fraction 0.1 --chunk-bytes 2000 --threads 1 --quiet", dir);
+  test::CommandRun p = gqe({"data", "prepare", "--input", dir + "/c.txt", "--out", dir + "/sh", "--tokenizer", tj,
+                            "--val-fraction", "0.1", "--chunk-bytes", "2000", "--threads", "1", "--quiet"});
   ASSERT_EQ(p.rc, 0) << p.out << p.err;
   const auto meta = nlohmann::json::parse(fs::read_file(dir + "/sh/meta.json"));
   EXPECT_EQ(meta["tokenizer_sha256"], sha256_file(tj));
@@ -252,9 +232,12 @@ TEST_F(TokenizerFlow, ShardsOfATokenizerRetrainedInPlaceAreRefused) {
   std::swap(j["model"]["merges"][3], j["model"]["merges"][4]);
   datatest::write_bytes(tj, j.dump());
   ASSERT_EQ(BpeTokenizer::from_tokenizer_json(tj)->vocab_size(), 301);
-  const std::string train = "train --config " + dir + "/model.json --steps 1 --batch 2 --seq 32 --threads 1 "
-                            "--sample-tokens 0 --eval-every 0 ";
-  auto expect_refused = [&](const GqeResult& r, const std::string& what) {
+  const auto train = [&](const test::Args& more) {
+    return test::concat({"train", "--config", dir + "/model.json", "--steps", "1", "--batch", "2", "--seq", "32",
+                         "--threads", "1", "--sample-tokens", "0", "--eval-every", "0"},
+                        more);
+  };
+  auto expect_refused = [&](const test::CommandRun& r, const std::string& what) {
     EXPECT_EQ(r.rc, 1) << what << "\n" << r.out << r.err;
     EXPECT_NE(r.err.find(dir + "/sh/meta.json: field 'tokenizer_sha256': the shards there"), std::string::npos)
         << what << "\n" << r.err;
@@ -263,19 +246,20 @@ TEST_F(TokenizerFlow, ShardsOfATokenizerRetrainedInPlaceAreRefused) {
     EXPECT_NE(r.err.find("gqe data prepare"), std::string::npos) << r.err;
   };
   // The tokenizer meta.json names, and the same file given as --tokenizer; training shards and validation shards.
-  expect_refused(gqe(train + "--train-shards " + dir + "/sh/train_000000.tok --out " + dir + "/r1", dir), "meta.json's");
-  expect_refused(gqe(train + "--train-shards " + dir + "/sh/train_000000.tok --tokenizer " + tj + " --out " + dir + "/r2", dir),
+  expect_refused(gqe(train({"--train-shards", dir + "/sh/train_000000.tok", "--out", dir + "/r1"})), "meta.json's");
+  expect_refused(gqe(train({"--train-shards", dir + "/sh/train_000000.tok", "--tokenizer", tj, "--out", dir + "/r2"})),
                  "--tokenizer");
-  expect_refused(gqe(train + "--data " + dir + "/c.txt --val-shards " + dir + "/sh/val_000000.tok --tokenizer " + tj +
-                     " --out " + dir + "/r3", dir),
+  expect_refused(gqe(train({"--data", dir + "/c.txt", "--val-shards", dir + "/sh/val_000000.tok", "--tokenizer", tj,
+                            "--out", dir + "/r3"})),
                  "--val-shards");
   EXPECT_FALSE(fs::exists(dir + "/r1/metrics.jsonl"));
 
   // A run of the new tokenizer evaluates the old shards: refused too (its recorded copy has the new hash).
-  GqeResult tr = gqe(train + "--data " + dir + "/c.txt --tokenizer " + tj + " --out " + dir + "/run", dir);
+  test::CommandRun tr = gqe(train({"--data", dir + "/c.txt", "--tokenizer", tj, "--out", dir + "/run"}));
   ASSERT_EQ(tr.rc, 0) << tr.out << tr.err;
-  const std::string val_loss = "eval --val-loss --checkpoint " + dir + "/run --seq 32 --data " + dir + "/sh/val_000000.tok";
-  GqeResult ev = gqe(val_loss, dir);
+  const test::Args val_loss = {"eval", "--val-loss", "--checkpoint", dir + "/run", "--seq", "32", "--data",
+                               dir + "/sh/val_000000.tok"};
+  test::CommandRun ev = gqe(val_loss);
   EXPECT_EQ(ev.rc, 1) << ev.out << ev.err;
   EXPECT_NE(ev.err.find(dir + "/sh/meta.json: field 'tokenizer_sha256'"), std::string::npos) << ev.err;
   EXPECT_NE(ev.err.find(dir + "/run/tokenizer.json"), std::string::npos) << ev.err;
@@ -284,14 +268,14 @@ TEST_F(TokenizerFlow, ShardsOfATokenizerRetrainedInPlaceAreRefused) {
   auto old = meta;
   old.erase("tokenizer_sha256");
   datatest::write_bytes(dir + "/sh/meta.json", old.dump(2));
-  ev = gqe(val_loss, dir);
+  ev = gqe(val_loss);
   EXPECT_EQ(ev.rc, 0) << ev.out << ev.err;
   const size_t w = ev.err.find("warning: " + dir + "/sh/meta.json records no tokenizer_sha256");
   ASSERT_NE(w, std::string::npos) << ev.err;
   EXPECT_NE(ev.err.find("prepare them again", w), std::string::npos) << ev.err;
   // A damaged meta.json is an error naming it, not a silent skip of the check.
   datatest::write_bytes(dir + "/sh/meta.json", "{\"train\": ");
-  ev = gqe(val_loss, dir);
+  ev = gqe(val_loss);
   EXPECT_EQ(ev.rc, 1) << ev.out << ev.err;
   EXPECT_NE(ev.err.find(dir + "/sh/meta.json: not valid JSON"), std::string::npos) << ev.err;
 }

@@ -27,18 +27,11 @@ constexpr int kTotalSteps = 400;  // far more than any run here trains: the sche
 
 class CliTrainSignal : public ::testing::Test {
  protected:
-  void SetUp() override {
-    if (!test::gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
-  }
+  void SetUp() override { GQE_SKIP_WITHOUT_BIN(); }
 
  public:  // for check_stop_and_resume
   std::string setup(const std::string& name) {
-    dir_ = test::scratch_dir(name);
-    std::ofstream f(dir_ + "/text.txt");
-    for (int i = 0; i < 200; ++i) f << "And God said, Let there be light: and there was light. " << i << "\n";
-    ModelConfig c = test::small_config("gqe", 4, 2);
-    c.vocab_size = 256;
-    std::ofstream(dir_ + "/model.json") << model_config_to_json(c);
+    dir_ = test::train_inputs_dir(name, 200, "And God said, Let there be light: and there was light. ");
     return dir_;
   }
   std::vector<std::string> args(const std::string& out, const std::vector<std::string>& extra) const {

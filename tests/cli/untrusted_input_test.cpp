@@ -19,34 +19,7 @@ namespace {
 
 class UntrustedInput : public ::testing::Test {
  protected:
-  void SetUp() override {
-    if (!test::gqe_bin_available()) GTEST_SKIP() << "GQE_BIN not set or not built";
-  }
-
-  struct Result {
-    int rc;  // -1: killed at the deadline
-    std::string out;
-  };
-  // `gqe ARGS...` with stdout and stderr into DIR/log, killed after `seconds`. `limits` (e.g. "ulimit -v N")
-  // applies to gqe only.
-  Result run(const std::string& dir, const std::vector<std::string>& args, double seconds,
-             const std::string& limits = "") {
-    std::string line = limits.empty() ? "" : limits + "; ";
-    line += "exec '" + test::gqe_bin() + "'";
-    for (const auto& a : args) line += " '" + a + "'";
-    const pid_t pid = test::spawn({"/bin/sh", "-c", line}, {}, dir + "/log");
-    Result r;
-    r.rc = test::wait_for(pid, seconds);
-    r.out = test::slurp(dir + "/log");
-    return r;
-  }
-
-  // Exit 1 and exactly one line, which holds every one of `wanted`.
-  static void expect_one_line_error(const Result& r, const std::vector<std::string>& wanted) {
-    EXPECT_EQ(r.rc, 1) << r.out;
-    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
-    for (const auto& w : wanted) EXPECT_NE(r.out.find(w), std::string::npos) << "missing '" << w << "' in: " << r.out;
-  }
+  void SetUp() override { GQE_SKIP_WITHOUT_BIN(); }
 };
 
 // A byte-level tokenizer.json whose vocabulary is the 256 bytes (spelled in GPT-2's byte-to-unicode
@@ -72,36 +45,42 @@ std::string byte_tokenizer_json(const std::string& extra, const std::string& add
 }
 
 TEST_F(UntrustedInput, TokenizerIdNearInt32MaxIsAnErrorNotGigabytes) {
-  const std::string dir = datatest::scratch("untrusted-bpe-id");
+  const std::string dir = test::scratch_dir("data/untrusted-bpe-id");
   datatest::write_bytes(dir + "/in.txt", "hello\n");
   datatest::write_bytes(dir + "/t.json", byte_tokenizer_json(R"(, "huge": 2147483647)"));
   // 8 GB of address space: enough for gqe, far from the 70 GB a table of 2^31 entries takes.
-  Result r = run(dir, {"tokenizer", "bench", "--tokenizer", dir + "/t.json", "--input", dir + "/in.txt"}, 60,
-                 "ulimit -v 8000000");
-  expect_one_line_error(r, {dir + "/t.json: field 'model.vocab.huge': id 2147483647 is out of range"});
+  test::CommandRun r = test::run_gqe({"tokenizer", "bench", "--tokenizer", dir + "/t.json", "--input", dir + "/in.txt"},
+                                     test::RunOptions().deadline(60).with_limits("ulimit -v 8000000"));
+  EXPECT_TRUE(test::one_line_error(r, {dir + "/t.json: field 'model.vocab.huge': id 2147483647 is out of range"}));
   datatest::write_bytes(dir + "/t.json",
                         byte_tokenizer_json("", R"([{"id": 2147483647, "content": "<|endoftext|>", "special": true}])"));
-  r = run(dir, {"tokenizer", "bench", "--tokenizer", dir + "/t.json", "--input", dir + "/in.txt"}, 60,
-          "ulimit -v 8000000");
-  expect_one_line_error(r, {"field 'added_tokens[0].id': id 2147483647 of token '<|endoftext|>' is out of range"});
+  r = test::run_gqe({"tokenizer", "bench", "--tokenizer", dir + "/t.json", "--input", dir + "/in.txt"},
+                    test::RunOptions().deadline(60).with_limits("ulimit -v 8000000"));
+  EXPECT_TRUE(
+      test::one_line_error(r, {"field 'added_tokens[0].id': id 2147483647 of token '<|endoftext|>' is out of range"}));
 }
 
 TEST_F(UntrustedInput, CraftedSentencePieceCharsmapIsAnErrorNotACrash) {
-  const std::string dir = datatest::scratch("untrusted-spm");
+  const std::string dir = test::scratch_dir("data/untrusted-spm");
   datatest::write_bytes(dir + "/in.txt", "abc abc\n");
   // Without the check, libsentencepiece dies of SIGSEGV normalizing the first character.
   datatest::write_bytes(dir + "/crafted.model", test::crafted_spm_model(test::crashing_charsmap()));
-  Result r = run(dir, {"tokenizer", "bench", "--tokenizer", dir + "/crafted.model", "--input", dir + "/in.txt"}, 60);
+  test::CommandRun r =
+      test::run_gqe({"tokenizer", "bench", "--tokenizer", dir + "/crafted.model", "--input", dir + "/in.txt"},
+                    test::RunOptions().deadline(60));
   if (r.out.find("SentencePiece support needs") != std::string::npos) GTEST_SKIP() << "no SentencePiece shim: " << r.out;
-  expect_one_line_error(r, {dir + "/crafted.model: field 'normalizer_spec.precompiled_charsmap': trie node"});
+  EXPECT_TRUE(
+      test::one_line_error(r, {dir + "/crafted.model: field 'normalizer_spec.precompiled_charsmap': trie node"}));
   // A well-formed charsmap still loads and encodes.
   datatest::write_bytes(dir + "/ok.model", test::crafted_spm_model(test::valid_charsmap()));
-  r = run(dir, {"tokenizer", "bench", "--tokenizer", dir + "/ok.model", "--input", dir + "/in.txt", "--repeat", "1"}, 60);
+  r = test::run_gqe(
+      {"tokenizer", "bench", "--tokenizer", dir + "/ok.model", "--input", dir + "/in.txt", "--repeat", "1"},
+      test::RunOptions().deadline(60));
   EXPECT_EQ(r.rc, 0) << r.out;
 }
 
 TEST_F(UntrustedInput, SplitPatternThatRescansEveryLineIsAnErrorNotAHang) {
-  const std::string dir = datatest::scratch("untrusted-regex");
+  const std::string dir = test::scratch_dir("data/untrusted-regex");
   // Quadratic in a line's length: 200 kB of one letter took minutes. The budget for this text is 1.5 s of
   // CPU time.
   datatest::write_bytes(dir + "/in.txt", std::string(200000, 'a'));
@@ -112,25 +91,30 @@ TEST_F(UntrustedInput, SplitPatternThatRescansEveryLineIsAnErrorNotAHang) {
                   "behavior": "Isolated"}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]})");
   datatest::write_bytes(dir + "/t.json", json);
   const auto t0 = std::chrono::steady_clock::now();
-  Result r = run(dir, {"tokenizer", "bench", "--tokenizer", dir + "/t.json", "--input", dir + "/in.txt"}, 60);
-  expect_one_line_error(r, {dir + "/t.json: field 'pre_tokenizer.pretokenizers[0].pattern': regex needs too much work",
-                            "on a text of 200000 bytes"});
+  test::CommandRun r = test::run_gqe({"tokenizer", "bench", "--tokenizer", dir + "/t.json", "--input", dir + "/in.txt"},
+                                     test::RunOptions().deadline(60));
+  EXPECT_TRUE(test::one_line_error(
+      r, {dir + "/t.json: field 'pre_tokenizer.pretokenizers[0].pattern': regex needs too much work",
+          "on a text of 200000 bytes"}));
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 60.0);
 }
 
 TEST_F(UntrustedInput, FifoDirectoryAndDeviceInputsAreRefusedAtOnce) {
-  const std::string dir = datatest::scratch("untrusted-files");
+  const std::string dir = test::scratch_dir("data/untrusted-files");
   ASSERT_EQ(::mkfifo((dir + "/fifo").c_str(), 0644), 0);  // no writer ever opens it
   ::mkdir((dir + "/folder").c_str(), 0755);
   for (const auto& [path, kind] : std::vector<std::pair<std::string, std::string>>{
            {dir + "/fifo", "a FIFO"}, {dir + "/folder", "a directory"}, {"/dev/zero", "a character device"}}) {
     SCOPED_TRACE(path);
     // A text input read whole: before, the FIFO blocked forever and the directory read as empty.
-    Result r = run(dir, {"tokenizer", "bench", "--tokenizer", "bytes", "--input", path}, 30);
-    expect_one_line_error(r, {path + ": not a regular file (" + kind + ")"});
+    test::CommandRun r =
+        test::run_gqe({"tokenizer", "bench", "--tokenizer", "bytes", "--input", path}, test::RunOptions().deadline(30));
+    EXPECT_TRUE(test::one_line_error(r, {path + ": not a regular file (" + kind + ")"}));
   }
   // data prepare streams its inputs: /dev/zero would never end.
-  Result r = run(dir, {"data", "prepare", "--input", "/dev/zero", "--tokenizer", "bytes", "--out", dir + "/shards"}, 30);
+  test::CommandRun r =
+      test::run_gqe({"data", "prepare", "--input", "/dev/zero", "--tokenizer", "bytes", "--out", dir + "/shards"},
+                    test::RunOptions().deadline(30));
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("/dev/zero"), std::string::npos) << r.out;
   EXPECT_FALSE(::access((dir + "/shards").c_str(), F_OK) == 0 && ::access((dir + "/shards/meta.json").c_str(), F_OK) == 0);

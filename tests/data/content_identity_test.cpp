@@ -5,17 +5,18 @@
 #include <gtest/gtest.h>
 
 #include "data_test_util.h"
+#include "test_util.h"
 #include "gqe/core/sha256.h"
 #include "gqe/data/shard.h"
 
 namespace gqe {
 namespace {
 
-using datatest::scratch;
+using test::scratch_dir;
 using datatest::write_bytes;
 
 TEST(ContentIdentity, TokenizerIsTheHashOfEachOfItsFiles) {
-  const std::string dir = scratch("identity-tok");
+  const std::string dir = scratch_dir("data/identity-tok");
   write_bytes(dir + "/vocab.json", "{}");
   write_bytes(dir + "/merges.txt", "#version: 0.2\n");
   EXPECT_EQ(tokenizer_sha256(TokenizerFiles{}), "bytes");
@@ -26,7 +27,7 @@ TEST(ContentIdentity, TokenizerIsTheHashOfEachOfItsFiles) {
 }
 
 TEST(ContentIdentity, DataOfTheSameNamesAndSizesDiffersByContent) {
-  const std::string a = scratch("identity-a"), b = scratch("identity-b");
+  const std::string a = scratch_dir("data/identity-a"), b = scratch_dir("data/identity-b");
   write_bytes(a + "/text.txt", "And God said, Let there be light.\n");
   write_bytes(b + "/text.txt", "And God said, Let there be night.\n");
   EXPECT_NE(data_sha256({a + "/text.txt"}), data_sha256({b + "/text.txt"}));

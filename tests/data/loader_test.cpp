@@ -5,12 +5,13 @@
 #include <set>
 
 #include "data_test_util.h"
+#include "test_util.h"
 #include "gqe/core/error.h"
 
 namespace gqe {
 namespace {
 
-using datatest::scratch;
+using test::scratch_dir;
 
 // Shards whose token at global position p is p % 60000, so every window can be traced back to where it came
 // from. Sizes are uneven on purpose (windows do not divide them exactly).
@@ -56,7 +57,7 @@ TEST(IndexPermutation, IsABijectionForManySizes) {
 }
 
 TEST(TokenLoader, WindowsAreNextTokenPairsAndCoverAnEpochOnce) {
-  const std::string dir = scratch("loader-cover");
+  const std::string dir = scratch_dir("data/loader-cover");
   const auto shards = make_shards(dir);
   const int64_t T = 16, B = 4;
   TokenLoader L(shards, T, B, 7);
@@ -88,7 +89,7 @@ TEST(TokenLoader, WindowsAreNextTokenPairsAndCoverAnEpochOnce) {
 }
 
 TEST(TokenLoader, TokenLimitKeepsWindowsInsideThePrefix) {
-  const std::string dir = scratch("loader-limit");
+  const std::string dir = scratch_dir("data/loader-limit");
   const auto shards = make_shards(dir);
   const int64_t T = 16, B = 2;
   TokenLoader L(shards, T, B, 3);
@@ -115,7 +116,7 @@ TEST(TokenLoader, TokenLimitKeepsWindowsInsideThePrefix) {
 }
 
 TEST(TokenLoader, OrderDependsOnlyOnSeedAndEpoch) {
-  const std::string dir = scratch("loader-det");
+  const std::string dir = scratch_dir("data/loader-det");
   const auto shards = make_shards(dir);
   TokenLoader a(shards, 8, 3, 42), b(shards, 8, 3, 42), c(shards, 8, 3, 43);
   bool differs = false;
@@ -135,7 +136,7 @@ TEST(TokenLoader, OrderDependsOnlyOnSeedAndEpoch) {
 }
 
 TEST(TokenLoader, RankSlicesUnionEqualsSingleProcessBatch) {
-  const std::string dir = scratch("loader-ranks");
+  const std::string dir = scratch_dir("data/loader-ranks");
   const auto shards = make_shards(dir);
   const int64_t T = 8, B = 3;
   for (int world : {2, 3}) {
@@ -163,7 +164,7 @@ TEST(TokenLoader, RankSlicesUnionEqualsSingleProcessBatch) {
 }
 
 TEST(TokenLoader, StateRestoreGivesTheSameFollowingBatches) {
-  const std::string dir = scratch("loader-resume");
+  const std::string dir = scratch_dir("data/loader-resume");
   const auto shards = make_shards(dir);
   TokenLoader a(shards, 8, 4, 9, 1, 2);
   for (int i = 0; i < 150; ++i) a.next();  // past the first epoch (steps_per_epoch is < 150)
@@ -180,7 +181,7 @@ TEST(TokenLoader, StateRestoreGivesTheSameFollowingBatches) {
 }
 
 TEST(TokenLoader, RejectsBadArguments) {
-  const std::string dir = scratch("loader-bad");
+  const std::string dir = scratch_dir("data/loader-bad");
   const auto shards = make_shards(dir);
   EXPECT_THROW(TokenLoader({}, 8, 1, 0), Error);
   EXPECT_THROW(TokenLoader(shards, 0, 1, 0), Error);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data_test_util.h"
+#include "test_util.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/data/loader.h"
@@ -21,7 +22,8 @@
 namespace gqe {
 namespace {
 
-using datatest::scratch;
+using test::entries_containing;
+using test::scratch_dir;
 using datatest::write_bytes;
 
 std::vector<int64_t> all_tokens(const std::vector<std::string>& shards) {
@@ -42,7 +44,7 @@ std::string numbered_lines(int n) {
 }
 
 TEST(Prepare, BytesTextSplitsLosslesslyIntoTrainAndVal) {
-  const std::string dir = scratch("prep-bytes");
+  const std::string dir = scratch_dir("data/prep-bytes");
   const std::string text = numbered_lines(3000);  // ~70 KB
   write_bytes(dir + "/a.txt", text);
   PrepareOptions o;
@@ -85,7 +87,7 @@ TEST(Prepare, BytesTextSplitsLosslesslyIntoTrainAndVal) {
 }
 
 TEST(Prepare, OutputDoesNotDependOnThreadCount) {
-  const std::string dir = scratch("prep-threads");
+  const std::string dir = scratch_dir("data/prep-threads");
   write_bytes(dir + "/a.txt", numbered_lines(2000));
   write_bytes(dir + "/b.txt", numbered_lines(500));
   PrepareOptions o;
@@ -106,7 +108,7 @@ TEST(Prepare, OutputDoesNotDependOnThreadCount) {
 }
 
 TEST(Prepare, JsonlDocumentsWithSentencePieceAndEos) {
-  const std::string dir = scratch("prep-jsonl");
+  const std::string dir = scratch_dir("data/prep-jsonl");
   // Train a tokenizer on text the test writes, then prepare FineWeb-Edu-style JSONL with it.
   test::train_test_sentencepiece(dir, numbered_lines(2000), 300);
   std::string jsonl;
@@ -154,7 +156,7 @@ TEST(Prepare, JsonlDocumentsWithSentencePieceAndEos) {
 }
 
 TEST(Prepare, ClearErrors) {
-  const std::string dir = scratch("prep-err");
+  const std::string dir = scratch_dir("data/prep-err");
   PrepareOptions o;
   o.out_dir = dir + "/out";
   o.inputs = {dir + "/missing.txt"};
@@ -194,16 +196,8 @@ std::map<std::string, std::string> folder_contents(const std::string& dir) {
   return out;
 }
 
-// Entries of `dir` whose name contains `part`.
-std::vector<std::string> entries_containing(const std::string& dir, const std::string& part) {
-  std::vector<std::string> out;
-  for (const auto& name : fs::list_dir(dir))
-    if (name.find(part) != std::string::npos) out.push_back(name);
-  return out;
-}
-
 TEST(Prepare, FailedForceRunKeepsTheOldDatasetAndLeavesNoPartialShards) {
-  const std::string dir = scratch("prep-force-fail");
+  const std::string dir = scratch_dir("data/prep-force-fail");
   write_bytes(dir + "/a.txt", numbered_lines(2000));
   PrepareOptions o;
   o.inputs = {dir + "/a.txt"};
@@ -235,7 +229,7 @@ TEST(Prepare, FailedForceRunKeepsTheOldDatasetAndLeavesNoPartialShards) {
 }
 
 TEST(Prepare, ForceReplacesEveryOldShardAndKeepsOtherFiles) {
-  const std::string dir = scratch("prep-force-swap");
+  const std::string dir = scratch_dir("data/prep-force-swap");
   write_bytes(dir + "/a.txt", numbered_lines(3000));
   PrepareOptions o;
   o.inputs = {dir + "/a.txt"};
@@ -264,7 +258,7 @@ TEST(Prepare, ForceReplacesEveryOldShardAndKeepsOtherFiles) {
 }
 
 TEST(Prepare, InputsAreCheckedBeforeAnyWork) {
-  const std::string dir = scratch("prep-inputs");
+  const std::string dir = scratch_dir("data/prep-inputs");
   write_bytes(dir + "/a.txt", numbered_lines(100));
   const std::string bad_name = dir + "/b\xff\xfe.txt";  // not UTF-8: meta.json could not record it
   write_bytes(bad_name, numbered_lines(100));
@@ -291,7 +285,7 @@ TEST(Prepare, InputsAreCheckedBeforeAnyWork) {
 }
 
 TEST(Prepare, ThreadsAboveTheCoreCountGiveTheSameOutput) {
-  const std::string dir = scratch("prep-many-threads");
+  const std::string dir = scratch_dir("data/prep-many-threads");
   write_bytes(dir + "/a.txt", numbered_lines(2000));
   PrepareOptions o;
   o.inputs = {dir + "/a.txt"};

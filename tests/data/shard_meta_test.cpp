@@ -19,12 +19,12 @@
 namespace gqe {
 namespace {
 
-using datatest::scratch;
+using test::scratch_dir;
 using datatest::write_bytes;
 using test::error_of;
 
 TEST(ShardMeta, PrepareRecordsTheTokenizerHashAndReadersCompareIt) {
-  const std::string dir = scratch("meta-prepare");
+  const std::string dir = scratch_dir("data/meta-prepare");
   std::string text;
   for (int i = 0; i < 200; ++i) text += "line " + std::to_string(i) + " of the text\n";
   write_bytes(dir + "/in.txt", text);
@@ -55,7 +55,7 @@ TEST(ShardMeta, PrepareRecordsTheTokenizerHashAndReadersCompareIt) {
 }
 
 TEST(ShardMeta, ATokenizerChangedInPlaceIsRefusedAndOldShardsWarn) {
-  const std::string dir = scratch("meta-retrained");
+  const std::string dir = scratch_dir("data/meta-retrained");
   write_bytes(dir + "/tok.json", "{\"version\": 1}");
   write_bytes(dir + "/train_000000.tok", "(the check reads meta.json only)");
   const TokenizerFiles tok{TokenizerKind::kBpe, {dir + "/tok.json"}};
@@ -97,7 +97,7 @@ TEST(ShardMeta, ATokenizerChangedInPlaceIsRefusedAndOldShardsWarn) {
 }
 
 TEST(ShardMeta, ShardsTokenizerIsNamedWhileItsFileExists) {
-  const std::string dir = datatest::scratch("shardmeta-tokenizer");
+  const std::string dir = test::scratch_dir("data/shardmeta-tokenizer");
   // meta.json names their tokenizer when its file still exists.
   datatest::write_bytes(dir + "/meta.json", R"({"tokenizer": ")" + dir + R"(/meta.json"})");
   EXPECT_EQ(tokenizer_of_shards({dir + "/train_000000.tok"}), dir + "/meta.json");
@@ -110,7 +110,7 @@ TEST(ShardMeta, ShardsTokenizerIsNamedWhileItsFileExists) {
 TEST(ShardMeta, ShardsTokenizerIsFoundFromAnyWorkingDirectory) {
   // `data prepare` run in ROOT records "corpus/t.model", relative to ROOT; a run started elsewhere finds it
   // from the shards' folder upwards.
-  const std::string root = datatest::scratch("runtok-relative");
+  const std::string root = test::scratch_dir("data/runtok-relative");
   std::filesystem::create_directories(root + "/corpus/shards");
   datatest::write_bytes(root + "/corpus/t.model", "x");
   datatest::write_bytes(root + "/corpus/shards/meta.json", R"({"tokenizer": "corpus/t.model"})");

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "data_test_util.h"
+#include "test_util.h"
 #include "gqe/core/error.h"
 #include "gqe/core/fs.h"
 #include "gqe/data/loader.h"
@@ -12,7 +13,7 @@
 namespace gqe {
 namespace {
 
-using datatest::scratch;
+using test::scratch_dir;
 using datatest::write_bytes;
 
 std::vector<int64_t> sample_tokens(size_t n, int64_t vocab) {
@@ -73,7 +74,7 @@ TEST(Shard, TokenChecksumMatchesItsDefinitionAndStreams) {
 }
 
 TEST(Shard, GqeRoundTripUInt16AndUInt32) {
-  const std::string dir = scratch("shard-rt");
+  const std::string dir = scratch_dir("data/shard-rt");
   for (TokenDtype dt : {TokenDtype::kUInt16, TokenDtype::kUInt32}) {
     const int64_t vocab = dt == TokenDtype::kUInt16 ? 65536 : 100000;
     auto toks = sample_tokens(5000, vocab);
@@ -96,7 +97,7 @@ TEST(Shard, GqeRoundTripUInt16AndUInt32) {
 }
 
 TEST(Shard, StreamingWriterMatchesOneShotAndLeavesNoTempFiles) {
-  const std::string dir = scratch("shard-stream");
+  const std::string dir = scratch_dir("data/shard-stream");
   const auto toks = sample_tokens(3'000'000, 50000);  // > 1 MiB buffer: several flushes
   ShardWriter w(dir + "/s.tok", TokenDtype::kUInt16, 50000);
   for (size_t i = 0; i < toks.size(); i += 777) w.append(toks.data() + i, std::min<size_t>(777, toks.size() - i));
@@ -105,11 +106,11 @@ TEST(Shard, StreamingWriterMatchesOneShotAndLeavesNoTempFiles) {
   write_token_shard(dir + "/o.tok", toks, TokenDtype::kUInt16, 50000);
   EXPECT_EQ(fs::read_file(dir + "/s.tok"), fs::read_file(dir + "/o.tok"));
   EXPECT_EQ(read_all(TokenShard(dir + "/s.tok")), toks);
-  EXPECT_EQ(std::system(("ls " + dir + " | grep -q tmp").c_str()) == 0, false) << "temp file left behind";
+  EXPECT_EQ(test::entries_containing(dir, "tmp"), std::vector<std::string>{}) << "temp file left behind";
 }
 
 TEST(Shard, WriterRejectsOutOfVocabAndEmptyAndCleansUp) {
-  const std::string dir = scratch("shard-bad-write");
+  const std::string dir = scratch_dir("data/shard-bad-write");
   {
     ShardWriter w(dir + "/x.tok", TokenDtype::kUInt16, 100);
     EXPECT_THROW(w.append({5, 100}), Error);
@@ -120,11 +121,11 @@ TEST(Shard, WriterRejectsOutOfVocabAndEmptyAndCleansUp) {
     EXPECT_THROW(w.finish(), Error);
   }
   EXPECT_THROW(ShardWriter(dir + "/z.tok", TokenDtype::kUInt16, 70000), Error);
-  EXPECT_EQ(std::system(("test -z \"$(ls -A " + dir + ")\"").c_str()), 0) << "writer left files behind";
+  EXPECT_EQ(fs::list_dir(dir), std::vector<std::string>{}) << "writer left files behind";
 }
 
 TEST(Shard, LlmcRoundTripBothVersions) {
-  const std::string dir = scratch("shard-llmc");
+  const std::string dir = scratch_dir("data/shard-llmc");
   const auto toks16 = sample_tokens(3001, 50257);
   write_llmc_shard(dir + "/gpt2.bin", toks16, TokenDtype::kUInt16);
   const std::string bytes = fs::read_file(dir + "/gpt2.bin");
@@ -150,7 +151,7 @@ TEST(Shard, LlmcRoundTripBothVersions) {
 // An llm.c shard built by hand, byte by byte, as llm.c's Python writer lays it out (independent of
 // write_llmc_shard).
 TEST(Shard, LlmcHandBuiltFile) {
-  const std::string dir = scratch("shard-llmc-hand");
+  const std::string dir = scratch_dir("data/shard-llmc-hand");
   std::string bytes(1024 + 6, '\0');
   const int32_t h[3] = {20240520, 1, 3};
   std::memcpy(bytes.data(), h, sizeof h);
@@ -161,7 +162,7 @@ TEST(Shard, LlmcHandBuiltFile) {
 }
 
 TEST(Shard, CorruptFilesGiveClearErrors) {
-  const std::string dir = scratch("shard-corrupt");
+  const std::string dir = scratch_dir("data/shard-corrupt");
   const auto toks = sample_tokens(1000, 4096);
   write_token_shard(dir + "/good.tok", toks, TokenDtype::kUInt16, 4096);
   const std::string good = fs::read_file(dir + "/good.tok");
@@ -221,7 +222,7 @@ TEST(Shard, CorruptFilesGiveClearErrors) {
 }
 
 TEST(Shard, TokenIdsAreCheckedAgainstTheModelVocabularyNamingShardOffsetAndId) {
-  const std::string dir = scratch("shard-vocab");
+  const std::string dir = scratch_dir("data/shard-vocab");
   std::vector<int64_t> tokens(100, 7);
   tokens[61] = 300;
   write_llmc_shard(dir + "/a.bin", tokens);
@@ -243,7 +244,7 @@ TEST(Shard, TokenIdsAreCheckedAgainstTheModelVocabularyNamingShardOffsetAndId) {
 }
 
 TEST(Shard, ResolvePaths) {
-  const std::string dir = scratch("shard-resolve");
+  const std::string dir = scratch_dir("data/shard-resolve");
   for (const char* n : {"train_0001.tok", "train_0000.tok", "val_0000.tok"})
     write_token_shard(dir + "/" + n, {1, 2, 3}, TokenDtype::kUInt16, 10);
   write_bytes(dir + "/notes.txt", "x");

@@ -40,8 +40,8 @@ TEST(Dist, EnvironmentParsing) {
 }
 
 TEST(Dist, TwoGlooRanksMatchOneProcess) {
+  GQE_SKIP_WITHOUT_BIN();
   RunSetup s = make_setup("dist_equal");
-  if (s.bin.empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
   // One process: micro-batch 2, accumulation 2 (64 tokens per step).
   pid_t one = spawn(train_args(s, "one", "5"), {}, s.dir + "/one.log");
   ASSERT_EQ(wait_for(one, 120), 0) << slurp(s.dir + "/one.log");
@@ -66,8 +66,8 @@ TEST(Dist, TwoGlooRanksMatchOneProcess) {
 }
 
 TEST(Dist, DeadRankStopsTheOthersWithAClearMessage) {
+  GQE_SKIP_WITHOUT_BIN();
   RunSetup s = make_setup("dist_dead");
-  if (s.bin.empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
   const int port = free_port();
   auto args = train_args(s, "run", "100000");
   pid_t r0 = spawn(args, rank_env(0, 2, port), s.dir + "/r0.log");

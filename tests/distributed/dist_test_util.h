@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -47,17 +46,10 @@ struct RunSetup {
 
 inline RunSetup make_setup(const std::string& name) {
   RunSetup s;
-  const char* bin = std::getenv("GQE_BIN");
-  if (!bin || access(bin, X_OK) != 0) return s;
-  s.bin = bin;
-  s.dir = test::scratch_dir(name);
+  s.bin = test::gqe_bin();
+  s.dir = test::train_inputs_dir(name, 300, "And God said, Let there be light: and there was light. ");
   s.data = s.dir + "/text.txt";
-  std::ofstream f(s.data);
-  for (int i = 0; i < 300; ++i) f << "And God said, Let there be light: and there was light. " << i << "\n";
-  auto cfg = test::small_config("gqe", 4, 2);
-  cfg.vocab_size = 256;
   s.config = s.dir + "/model.json";
-  std::ofstream(s.config) << model_config_to_json(cfg);
   return s;
 }
 

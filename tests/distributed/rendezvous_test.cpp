@@ -57,8 +57,8 @@ struct SilentListener {
 }  // namespace
 
 TEST(Rendezvous, RanksThatDisagreeOnTheJobAreRefusedNamingFieldAndRanks) {
+  GQE_SKIP_WITHOUT_BIN();
   RunSetup s = make_setup("dist_mismatch");
-  if (s.bin.empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
   auto cfg = test::small_config("gqe", 4, 2);
   cfg.vocab_size = 256;
   cfg.intermediate_size = 48;
@@ -89,8 +89,8 @@ TEST(Rendezvous, RanksThatDisagreeOnTheJobAreRefusedNamingFieldAndRanks) {
 
 // Data of the same names and sizes is not the same data: the ranks compare its content (data.train_sha256).
 TEST(Rendezvous, RanksWithOtherDataOfTheSameNameAndSizeAreRefused) {
+  GQE_SKIP_WITHOUT_BIN();
   RunSetup s = make_setup("dist_data");
-  if (s.bin.empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
   std::string other = slurp(s.data);
   other[other.find("light")] = 'n';  // "night": one byte differs
   fs::mkdirs(s.dir + "/other");
@@ -109,8 +109,8 @@ TEST(Rendezvous, RanksWithOtherDataOfTheSameNameAndSizeAreRefused) {
 }
 
 TEST(Rendezvous, WorldSizeMismatchIsNamedAsSuch) {
+  GQE_SKIP_WITHOUT_BIN();
   RunSetup s = make_setup("dist_world");
-  if (s.bin.empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
   // 192 tokens per step divide into 2 and into 3 ranks of 2 x 16, so both recipes resolve.
   const auto args = with(train_args(s, "run", "5"), "--global-batch", "192");
   const int port = free_port();
@@ -125,8 +125,8 @@ TEST(Rendezvous, WorldSizeMismatchIsNamedAsSuch) {
 }
 
 TEST(Rendezvous, AnotherJobsStoreIsNeverJoined) {
+  GQE_SKIP_WITHOUT_BIN();
   RunSetup s = make_setup("dist_two_jobs");
-  if (s.bin.empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
   const int port = free_port();
   // Job A's rank 0 hosts the store and waits for its rank 1.
   pid_t a0 = spawn(train_args(s, "a", "3"), rank_env(0, 2, port), s.dir + "/a0.log");
@@ -146,8 +146,8 @@ TEST(Rendezvous, AnotherJobsStoreIsNeverJoined) {
 }
 
 TEST(Rendezvous, ARankAloneStopsWithinTheTimeoutAndSaysHowLongItWaited) {
+  GQE_SKIP_WITHOUT_BIN();
   RunSetup s = make_setup("dist_alone");
-  if (s.bin.empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
   const double timeout = 15;
   const auto args = with(train_args(s, "run", "5"), "--dist-timeout", "15");
   const auto t0 = std::chrono::steady_clock::now();
@@ -170,8 +170,8 @@ TEST(Rendezvous, ARankAloneStopsWithinTheTimeoutAndSaysHowLongItWaited) {
 }
 
 TEST(Rendezvous, ANonStoreListenerOnMasterPortEndsTheRankWithinTheTimeout) {
+  GQE_SKIP_WITHOUT_BIN();
   RunSetup s = make_setup("dist_foreign");
-  if (s.bin.empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
   const int port = free_port();
   SilentListener listener(port);
   ASSERT_GE(listener.fd, 0);

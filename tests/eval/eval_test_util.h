@@ -1,24 +1,11 @@
-// Helpers for the eval tests: a scratch directory under $GQE_TEST_TMP and file writing.
+// Helpers for the eval tests: file writing (in test::scratch_dir folders, test_util.h) and error messages.
 #pragma once
 #include <gtest/gtest.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <fstream>
 #include <string>
 
 namespace gqe::eval::testing {
-
-inline std::string scratch_dir(const std::string& name) {
-  const char* base = std::getenv("GQE_TEST_TMP");
-  std::string dir = std::string(base && *base ? base : "/tmp") + "/eval";
-  ::mkdir(std::string(base && *base ? base : "/tmp").c_str(), 0755);
-  ::mkdir(dir.c_str(), 0755);
-  dir += "/" + name + "." + std::to_string(::getpid());
-  ::mkdir(dir.c_str(), 0755);
-  return dir;
-}
 
 inline std::string write(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary);

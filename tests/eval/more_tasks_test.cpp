@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "eval/eval_test_util.h"
+#include "test_util.h"
 #include "gqe/core/error.h"
 #include "gqe/eval/harness.h"
 #include "gqe/eval/requests.h"
@@ -14,10 +15,11 @@
 
 using namespace gqe::eval;
 using namespace gqe::eval::testing;
+using gqe::test::scratch_dir;
 using gqe::sha256_hex;
 
 TEST(Winogrande, OptionsFillTheContextAndTheContinuationIsShared) {
-  const std::string dir = scratch_dir("wg");
+  const std::string dir = scratch_dir("eval/wg");
   const auto docs = load_winogrande(write(dir + "/validation.jsonl",
       R"({"sentence": "Ann lent Beth a pen because _ had two of them. ", "option1": "Ann", "option2": "Beth", "answer": "1"})" "\n"
       R"({"sentence": "The cup fell off the table, so the _ broke.", "option1": "cup", "option2": "table", "answer": "2"})" "\n"));
@@ -36,7 +38,7 @@ TEST(Winogrande, OptionsFillTheContextAndTheContinuationIsShared) {
 }
 
 TEST(Sciq, SupportQuestionAnswerAndTheCorrectAnswerLast) {
-  const std::string dir = scratch_dir("sciq");
+  const std::string dir = scratch_dir("eval/sciq");
   const auto docs = load_sciq(write(dir + "/validation.jsonl",
       R"({"question": "What do plants make?", "distractor3": "salt", "distractor1": "iron", "distractor2": "sand", "correct_answer": "sugar", "support": " \n Plants make sugar. "})" "\n"
       R"({"question": "Who?", "distractor3": "c", "distractor1": "a", "distractor2": "b", "correct_answer": "d", "support": ""})" "\n"));
@@ -52,7 +54,7 @@ TEST(Sciq, SupportQuestionAnswerAndTheCorrectAnswerLast) {
 }
 
 TEST(Openbookqa, QuestionStemAloneAndTheLabelIndexOfTheStrippedKey) {
-  const std::string dir = scratch_dir("obqa");
+  const std::string dir = scratch_dir("eval/obqa");
   const auto docs = load_openbookqa(write(dir + "/test.jsonl",
       R"({"id": "7-980", "question_stem": "The sun is responsible for", "choices": {"text": ["puppies learning new tricks", "plants sprouting, blooming and wilting"], "label": ["A", "B"]}, "answerKey": " B"})" "\n"));
   ASSERT_EQ(docs.size(), 1u);
@@ -64,7 +66,7 @@ TEST(Openbookqa, QuestionStemAloneAndTheLabelIndexOfTheStrippedKey) {
 }
 
 TEST(Boolq, PassageQuestionMarkAndNoYes) {
-  const std::string dir = scratch_dir("boolq");
+  const std::string dir = scratch_dir("eval/boolq");
   const auto docs = load_boolq(write(dir + "/validation.jsonl",
       R"({"question": "is the sky blue", "passage": "Sky -- The sky is blue by day.", "idx": 3, "label": 1})" "\n"
       R"({"question": "is ice hot", "passage": "Ice -- Ice is cold.", "idx": 4, "label": 0})" "\n"));
@@ -80,7 +82,7 @@ TEST(Boolq, PassageQuestionMarkAndNoYes) {
 }
 
 TEST(Copa, ConnectiveReplacesThePeriodAndChoicesKeepTheirLeadingSpace) {
-  const std::string dir = scratch_dir("copa");
+  const std::string dir = scratch_dir("eval/copa");
   const auto docs = load_copa(write(dir + "/validation.jsonl",
       R"({"premise": "The man turned on the faucet.", "choice1": "The toilet filled with water.", "choice2": "Water flowed from the spout.", "question": "effect", "idx": 0, "label": 1})" "\n"
       R"({"premise": " My body cast a shadow over the grass. ", "choice1": "The sun was rising.", "choice2": "The grass was cut.", "question": "cause", "idx": 1, "label": 0})" "\n"));
@@ -95,7 +97,7 @@ TEST(Copa, ConnectiveReplacesThePeriodAndChoicesKeepTheirLeadingSpace) {
 }
 
 TEST(CommonsenseQa, LetteredChoicesInThePromptAndLettersAsChoices) {
-  const std::string dir = scratch_dir("csqa");
+  const std::string dir = scratch_dir("eval/csqa");
   const auto docs = load_commonsense_qa(write(dir + "/validation.jsonl",
       R"({"id": "1afa", "question": " Where would you keep a pen? ", "question_concept": "pen", "choices": {"label": ["A", "B", "C", "D", "E"], "text": ["desk", "sky", "sea", "moon", "sun"]}, "answerKey": "D"})" "\n"));
   ASSERT_EQ(docs.size(), 1u);
@@ -107,7 +109,7 @@ TEST(CommonsenseQa, LetteredChoicesInThePromptAndLettersAsChoices) {
 }
 
 TEST(SocialIqa, ContextQuestionAndLabelMinusOne) {
-  const std::string dir = scratch_dir("siqa");
+  const std::string dir = scratch_dir("eval/siqa");
   const auto docs = load_social_iqa(write(dir + "/validation.jsonl",
       R"({"context": "Tracy didn't go home that evening.", "question": "What does Tracy need to do before this?", "answerA": "make a new plan", "answerB": "Go home", "answerC": "Find somewhere to go", "label": "3"})" "\n"));
   ASSERT_EQ(docs.size(), 1u);
@@ -118,7 +120,7 @@ TEST(SocialIqa, ContextQuestionAndLabelMinusOne) {
 }
 
 TEST(Mmlu, DescriptionPerSubjectLetteredChoicesAndLimitPerSubject) {
-  const std::string dir = scratch_dir("mmlu");
+  const std::string dir = scratch_dir("eval/mmlu");
   std::string rows;
   for (int i = 0; i < 3; ++i)
     rows += R"({"question": " What is 2+2? ", "subject": "high_school_mathematics", "choices": ["3", "4", "5", "6"], "answer": 1})" "\n";
@@ -142,7 +144,7 @@ TEST(Mmlu, DescriptionPerSubjectLetteredChoicesAndLimitPerSubject) {
 }
 
 TEST(MoreTasks, ErrorsNameTheFileLineFieldAndValue) {
-  const std::string dir = scratch_dir("more_err");
+  const std::string dir = scratch_dir("eval/more_err");
   std::string msg = error_of([&] {
     load_winogrande(write(dir + "/w1.jsonl", R"({"sentence": "no blank", "option1": "a", "option2": "b", "answer": "1"})" "\n"));
   });
@@ -176,7 +178,7 @@ TEST(MoreTasks, ErrorsNameTheFileLineFieldAndValue) {
 }
 
 TEST(MoreTasks, DataDirectoryLookupManifestAndUnknownTask) {
-  const std::string dir = scratch_dir("datadir");
+  const std::string dir = scratch_dir("eval/datadir");
   ::mkdir((dir + "/copa").c_str(), 0755);
   const std::string row = R"({"premise": "It rained.", "choice1": "A", "choice2": "B", "question": "effect", "idx": 0, "label": 0})" "\n";
   const std::string file = write(dir + "/copa/validation.jsonl", row);

@@ -26,6 +26,7 @@
 using namespace gqe;
 using namespace gqe::eval;
 using namespace gqe::eval::testing;
+using gqe::test::scratch_dir;
 
 namespace {
 
@@ -285,7 +286,7 @@ TEST(ValLoss, EqualsCrossEntropyOverNonOverlappingWindows) {
 }
 
 TEST(ValLoss, EvalTokensFromShardsAndText) {
-  const std::string dir = scratch_dir("tokens");
+  const std::string dir = scratch_dir("eval/tokens");
   ByteTokenizer tok;
   // llm.c uint16 shard: 256 int32 header (magic, version, count), then the tokens.
   std::string bin(1024, '\0');
@@ -395,14 +396,14 @@ TEST(Routing, GqaModelIsAnError) {
 }
 
 TEST(Routing, HeatMapIsAPng) {
-  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  if (!test::have_program("gnuplot")) GTEST_SKIP() << "gnuplot not installed";
   auto model = tiny_model("gqe");
   std::vector<int64_t> tokens(40);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int64_t(i * 7 % 256);
   RouteOptions opt;
   opt.seq_len = 20;
   const RouteStats s = collect_routing(*model, tokens, opt);
-  const std::string png = scratch_dir("heat") + "/routes.png";
+  const std::string png = scratch_dir("eval/heat") + "/routes.png";
   ASSERT_TRUE(plot_routing_heatmap(s, png, "test \"title\"", PlotNeed::kRequired));
   const std::string bytes = fs::read_file(png);
   ASSERT_GT(bytes.size(), 100u);

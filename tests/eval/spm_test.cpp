@@ -16,9 +16,10 @@
 using namespace gqe;
 using namespace gqe::eval;
 using namespace gqe::eval::testing;
+using gqe::test::scratch_dir;
 
 TEST(EvalSentencePiece, JointEncodingAndScoring) {
-  const std::string dir = scratch_dir("spm");
+  const std::string dir = scratch_dir("eval/spm");
   std::string text;
   const char* words[] = {"the", "king", "said", "unto", "them", "question", "answer", "light", "water", "land"};
   for (int line = 0; line < 400; ++line) {

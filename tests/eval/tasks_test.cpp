@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include "eval/eval_test_util.h"
+#include "test_util.h"
 #include "gqe/core/error.h"
 #include "gqe/eval/requests.h"
 #include "gqe/eval/tasks.h"
 
 using namespace gqe::eval;
 using namespace gqe::eval::testing;
+using gqe::test::scratch_dir;
 
 namespace {
 
@@ -21,7 +23,7 @@ const char* kHellaswagRows =
 }  // namespace
 
 TEST(Hellaswag, RowanzLayoutRendersAsTheHarness) {
-  const std::string dir = scratch_dir("hs");
+  const std::string dir = scratch_dir("eval/hs");
   const auto docs = load_hellaswag(write(dir + "/hellaswag_val.jsonl", kHellaswagRows));
   ASSERT_EQ(docs.size(), 2u);
   EXPECT_EQ(docs[0].id, "7");
@@ -43,7 +45,7 @@ TEST(Hellaswag, RowanzLayoutRendersAsTheHarness) {
 }
 
 TEST(Hellaswag, HuggingFaceLayoutHasStringLabels) {
-  const std::string dir = scratch_dir("hs_hf");
+  const std::string dir = scratch_dir("eval/hs_hf");
   const std::string row =
       R"({"ind": 24, "activity_label": "Dog walking", "ctx_a": "A woman walks a dog.", "ctx_b": "she", "ctx": "A woman walks a dog. she", "endings": ["a", "b", "c", "d"], "source_id": "x", "split": "validation", "split_type": "indomain", "label": "3"})";
   const auto docs = load_hellaswag(write(dir + "/hf.jsonl", row + "\n"));
@@ -53,7 +55,7 @@ TEST(Hellaswag, HuggingFaceLayoutHasStringLabels) {
 }
 
 TEST(Hellaswag, ErrorsNameFileLineAndField) {
-  const std::string dir = scratch_dir("hs_err");
+  const std::string dir = scratch_dir("eval/hs_err");
   const std::string good = std::string(kHellaswagRows).substr(0, std::string(kHellaswagRows).find('\n') + 1);
   std::string msg = error_of([&] { load_hellaswag(write(dir + "/a.jsonl", good + good + "{\"ind\": 3, \"activity_label\": \n")); });
   EXPECT_NE(msg.find(dir + "/a.jsonl:3: not valid JSON"), std::string::npos) << msg;
@@ -81,7 +83,7 @@ TEST(Hellaswag, ErrorsNameFileLineAndField) {
 }
 
 TEST(Hellaswag, UnlabelledRowsAreNamedAsSuch) {
-  const std::string dir = scratch_dir("hs_unlabelled");
+  const std::string dir = scratch_dir("eval/hs_unlabelled");
   const std::string row = R"({"activity_label": "x", "ctx_a": "a", "ctx_b": "b", "endings": ["p", "q"], "label": )";
   for (const char* label : {"-1", "\"-1\""}) {
     const std::string msg = error_of([&] { load_hellaswag(write(dir + "/t.jsonl", row + label + "}\n")); });
@@ -93,7 +95,7 @@ TEST(Hellaswag, UnlabelledRowsAreNamedAsSuch) {
 }
 
 TEST(Tasks, BrokenLinesGiveShortMessages) {
-  const std::string dir = scratch_dir("tasks_broken");
+  const std::string dir = scratch_dir("eval/tasks_broken");
   // A multi-megabyte line that is not JSON: the message stays one short line, not the line echoed back.
   const std::string huge = "{\"ctx_a\": \"" + std::string(8u << 20, 'x') + "\n";
   std::string msg = error_of([&] { load_hellaswag(write(dir + "/huge.jsonl", huge)); });
@@ -109,7 +111,7 @@ TEST(Tasks, BrokenLinesGiveShortMessages) {
 }
 
 TEST(Hellaswag, CrlfAndByteOrderMarkAreAccepted) {
-  const std::string dir = scratch_dir("hs_crlf");
+  const std::string dir = scratch_dir("eval/hs_crlf");
   std::string rows = kHellaswagRows;
   rows = "\xEF\xBB\xBF" + rows.replace(rows.find('\n'), 1, "\r\n");
   const auto docs = load_hellaswag(write(dir + "/x.jsonl", rows));
@@ -119,7 +121,7 @@ TEST(Hellaswag, CrlfAndByteOrderMarkAreAccepted) {
 
 // Found by fuzz/tasks_fuzz: a number beyond double range escaped the loaders as a JSON library exception.
 TEST(Tasks, NumberBeyondDoubleRangeIsAFormatErrorNamingTheLine) {
-  const std::string dir = scratch_dir("tasks_number_overflow");
+  const std::string dir = scratch_dir("eval/tasks_number_overflow");
   const std::string path = write(dir + "/ARC-Easy-Test.jsonl", "{\"id\": 1e999}\n");
   EXPECT_THROW(load_arc(path), gqe::FormatError);
   const std::string msg = error_of([&] { load_hellaswag(write(dir + "/h.jsonl", "78888888888e888888\n")); });
@@ -127,7 +129,7 @@ TEST(Tasks, NumberBeyondDoubleRangeIsAFormatErrorNamingTheLine) {
 }
 
 TEST(Arc, OriginalNestedLayoutWithLetterAndNumericLabels) {
-  const std::string dir = scratch_dir("arc");
+  const std::string dir = scratch_dir("eval/arc");
   const std::string rows =
       R"({"id": "Q1", "question": {"stem": "Which object is the heaviest?", "choices": [{"text": "a feather", "label": "A"}, {"text": "a brick", "label": "B"}, {"text": "a leaf", "label": "C"}, {"text": "a coin", "label": "D"}]}, "answerKey": "B"})" "\n"
       R"({"id": "Q2", "question": {"stem": "What do plants need to grow?", "choices": [{"text": "light", "label": "1"}, {"text": "noise", "label": "2"}, {"text": "plastic", "label": "3"}]}, "answerKey": "1"})" "\n"
@@ -147,7 +149,7 @@ TEST(Arc, OriginalNestedLayoutWithLetterAndNumericLabels) {
 }
 
 TEST(Arc, HuggingFaceFlatLayout) {
-  const std::string dir = scratch_dir("arc_hf");
+  const std::string dir = scratch_dir("eval/arc_hf");
   const std::string rows =
       R"({"id": "Mercury_1", "question": "Which gas do plants take in?", "choices": {"text": ["oxygen", "carbon dioxide", "helium", "neon"], "label": ["A", "B", "C", "D"]}, "answerKey": "B"})" "\n";
   const auto docs = load_arc(write(dir + "/test.jsonl", rows));
@@ -159,7 +161,7 @@ TEST(Arc, HuggingFaceFlatLayout) {
 
 TEST(Arc, RepeatedLabelsTakeTheFirstMatch) {
   // lm-evaluation-harness: doc_to_target "{{choices.label.index(answerKey)}}", the first index.
-  const std::string dir = scratch_dir("arc_repeat");
+  const std::string dir = scratch_dir("eval/arc_repeat");
   const std::string rows =
       R"({"id": "Q", "question": "q?", "choices": {"text": ["w", "x", "y", "z"], "label": ["A", "B", "A", "B"]}, "answerKey": "B"})" "\n"
       R"({"id": "R", "question": {"stem": "q?", "choices": [{"text": "x", "label": "1"}, {"text": "y", "label": "1"}]}, "answerKey": "1"})" "\n";
@@ -170,7 +172,7 @@ TEST(Arc, RepeatedLabelsTakeTheFirstMatch) {
 }
 
 TEST(Arc, Errors) {
-  const std::string dir = scratch_dir("arc_err");
+  const std::string dir = scratch_dir("eval/arc_err");
   std::string msg = error_of([&] {
     load_arc(write(dir + "/a.jsonl", R"({"id": "Q", "question": "q?", "choices": {"text": ["x", "y"], "label": ["A", "B"]}, "answerKey": "E"})" "\n"));
   });
@@ -188,7 +190,7 @@ TEST(Arc, Errors) {
 }
 
 TEST(Piqa, JsonlWithLineAlignedLabels) {
-  const std::string dir = scratch_dir("piqa");
+  const std::string dir = scratch_dir("eval/piqa");
   const std::string rows =
       R"({"goal": "To open a jar,", "sol1": "twist the lid.", "sol2": "bite the glass."})" "\n"
       R"({"goal": "Dry wet shoes", "sol1": "in the freezer.", "sol2": "with newspaper inside."})" "\n";
@@ -208,13 +210,13 @@ TEST(Piqa, JsonlWithLineAlignedLabels) {
 }
 
 TEST(Piqa, HuggingFaceRowsCarryTheLabel) {
-  const std::string dir = scratch_dir("piqa_hf");
+  const std::string dir = scratch_dir("eval/piqa_hf");
   write(dir + "/validation.jsonl", R"({"goal": "g", "sol1": "a", "sol2": "b", "label": 1})" "\n");
   EXPECT_EQ(load_task("piqa", dir + "/validation.jsonl", "").docs[0].gold, 1);
 }
 
 TEST(Piqa, LabelErrors) {
-  const std::string dir = scratch_dir("piqa_err");
+  const std::string dir = scratch_dir("eval/piqa_err");
   const std::string rows = R"({"goal": "g1", "sol1": "a", "sol2": "b"})" "\n" R"({"goal": "g2", "sol1": "a", "sol2": "b"})" "\n";
   write(dir + "/valid.jsonl", rows);
   write(dir + "/short-labels.lst", "1\n");
@@ -238,7 +240,7 @@ TEST(Piqa, LabelErrors) {
 }
 
 TEST(Tasks, DataDirectoryAndUnknownTask) {
-  const std::string dir = scratch_dir("tasks");
+  const std::string dir = scratch_dir("eval/tasks");
   ::mkdir((dir + "/ARC-Challenge").c_str(), 0755);
   write(dir + "/ARC-Challenge/ARC-Challenge-Test.jsonl",
         R"({"id": "Q", "question": "q?", "choices": {"text": ["x", "y"], "label": ["A", "B"]}, "answerKey": "B"})" "\n");

@@ -92,7 +92,8 @@ std::string hex(const std::string& bytes) {
 constexpr double kLogitTolerance = 1e-4;
 
 TEST(HfExport, TransformersMatchesGqeLogitsCacheAndGreedyGeneration) {
-  if (auto why = python_missing(); !why.empty()) GTEST_SKIP() << why;
+  GQE_SKIP_WITHOUT_BIN();
+  GQE_SKIP_WITHOUT_PYTHON();
   const std::string dir = test::scratch_dir("interop_models");
   const int64_t new_tokens = 40;
   nlohmann::json manifest;
@@ -101,13 +102,13 @@ TEST(HfExport, TransformersMatchesGqeLogitsCacheAndGreedyGeneration) {
   for (const auto& v : variants()) {
     const std::string ckpt = make_checkpoint(dir + "/" + v.name, v.cfg, seed++);
     const std::string hf = dir + "/" + v.name + "_hf";
-    const CommandRun ex = run(gqe_bin() + " export --format hf " + ckpt + " " + hf);
+    const test::CommandRun ex = test::run_gqe({"export", "--format", "hf", ckpt, hf});
     ASSERT_EQ(ex.rc, 0) << v.name << ": " << ex.out;
     write_gqe_logits(ckpt, dir + "/" + v.name + "_logits.safetensors");
     // gqe generate prints the prompt, the new tokens' bytes and a newline.
-    const CommandRun gen = run(gqe_bin() + " generate --checkpoint " + ckpt + " --greedy --threads 1 --max-new-tokens " +
-                            std::to_string(new_tokens) + " --prompt '" + kPrompt + "'",
-                        /*with_stderr=*/false);
+    const test::CommandRun gen = test::run_gqe({"generate", "--checkpoint", ckpt, "--greedy", "--threads", "1",
+                                                "--max-new-tokens", std::to_string(new_tokens), "--prompt", kPrompt},
+                                               test::RunOptions().keep_stderr_apart());
     ASSERT_EQ(gen.rc, 0) << v.name << ": " << gen.out;
     ASSERT_EQ(gen.out.rfind(kPrompt, 0), 0u) << gen.out;
     gqe_generated[v.name] = gen.out.substr(std::string(kPrompt).size(), size_t(new_tokens));
@@ -139,16 +140,16 @@ TEST(HfExport, TransformersMatchesGqeLogitsCacheAndGreedyGeneration) {
 }
 
 TEST(HfExport, ImportOfAnExportIsBitExact) {
-  if (gqe_bin().empty() || ::access(gqe_bin().c_str(), X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set or not built";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("interop_roundtrip");
   uint64_t seed = 31;
   for (const auto& v : variants()) {
     SCOPED_TRACE(v.name);
     const std::string ckpt = make_checkpoint(dir + "/" + v.name, v.cfg, seed++);
     const std::string hf = dir + "/" + v.name + "_hf", back = dir + "/" + v.name + "_back";
-    CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + hf);
+    test::CommandRun r = test::run_gqe({"export", "--format", "hf", ckpt, hf});
     ASSERT_EQ(r.rc, 0) << r.out;
-    r = run(gqe_bin() + " import " + hf + " " + back);
+    r = test::run_gqe({"import", hf, back});
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(fs::read_file(back + "/config.json"), fs::read_file(ckpt + "/config.json"));
     const SafetensorsFile a = load_safetensors(ckpt + "/model.safetensors"), b = load_safetensors(back + "/model.safetensors");
@@ -168,11 +169,11 @@ TEST(HfExport, ImportOfAnExportIsBitExact) {
 }
 
 TEST(HfExport, FolderHasTheFilesTransformersReads) {
-  if (gqe_bin().empty() || ::access(gqe_bin().c_str(), X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set or not built";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("interop_folder");
   const auto v = variants()[2];  // gqe k=2, untied head
   const std::string ckpt = make_checkpoint(dir + "/ckpt", v.cfg, 3), hf = dir + "/hf";
-  const CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + hf);
+  const test::CommandRun r = test::run_gqe({"export", "--format", "hf", ckpt, hf});
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_EQ(fs::list_dir(hf), (std::vector<std::string>{"config.json", "configuration_gqe.py", "model.safetensors",
                                                         "modeling_gqe.py", "tokenizer.json", "tokenizer_config.json"}));
@@ -182,9 +183,10 @@ TEST(HfExport, FolderHasTheFilesTransformersReads) {
   EXPECT_EQ(cfg["top_k_per_group"], 2);
   EXPECT_EQ(cfg["gqe_variant"], "gqe");
   // The embedded Python files are the repository's, byte for byte.
-  EXPECT_EQ(fs::read_file(hf + "/modeling_gqe.py"), fs::read_file(env("GQE_SOURCE_DIR") + "/python/gqe_hf/modeling_gqe.py"));
+  EXPECT_EQ(fs::read_file(hf + "/modeling_gqe.py"),
+            fs::read_file(test::source_dir() + "/python/gqe_hf/modeling_gqe.py"));
   EXPECT_EQ(fs::read_file(hf + "/configuration_gqe.py"),
-            fs::read_file(env("GQE_SOURCE_DIR") + "/python/gqe_hf/configuration_gqe.py"));
+            fs::read_file(test::source_dir() + "/python/gqe_hf/configuration_gqe.py"));
   const SafetensorsFile w = load_safetensors(hf + "/model.safetensors");
   ASSERT_NE(w.find("model.layers.1.self_attn.router.weight"), nullptr);
   ASSERT_NE(w.find("model.layers.0.input_layernorm.bias"), nullptr);
@@ -193,59 +195,50 @@ TEST(HfExport, FolderHasTheFilesTransformersReads) {
 }
 
 TEST(HfExport, BadInputIsAOneLineErrorAndWritesNothing) {
-  if (gqe_bin().empty() || ::access(gqe_bin().c_str(), X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set or not built";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("interop_errors");
   const std::string ckpt = make_checkpoint(dir + "/ckpt", variants()[1].cfg, 5);
-  CommandRun r = run(gqe_bin() + " export --format onnx " + ckpt + " " + dir + "/x");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("--format: expected \"hf\""), std::string::npos) << r.out;
+  test::CommandRun r = test::run_gqe({"export", "--format", "onnx", ckpt, dir + "/x"});
+  EXPECT_TRUE(test::fails_with(r, "--format: expected \"hf\""));
   EXPECT_FALSE(fs::exists(dir + "/x"));
   // An imported folder's tokenizer that is a link to a file outside it is refused, not copied.
-  ASSERT_EQ(run(gqe_bin() + " export --format hf " + ckpt + " " + dir + "/hf_link").rc, 0);
+  ASSERT_EQ(test::run_gqe({"export", "--format", "hf", ckpt, dir + "/hf_link"}).rc, 0);
   ASSERT_EQ(std::rename((dir + "/hf_link/tokenizer.json").c_str(), (dir + "/outside.json").c_str()), 0);
   ASSERT_EQ(::symlink((dir + "/outside.json").c_str(), (dir + "/hf_link/tokenizer.json").c_str()), 0);
-  r = run(gqe_bin() + " import " + dir + "/hf_link " + dir + "/imported");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("tokenizer.json"), std::string::npos) << r.out;
+  r = test::run_gqe({"import", dir + "/hf_link", dir + "/imported"});
+  EXPECT_TRUE(test::fails_with(r, "tokenizer.json"));
   EXPECT_FALSE(fs::exists(dir + "/imported"));
   // A vocabulary smaller than the byte tokenizer's, and no tokenizer beside the checkpoint.
   ModelConfig small = variants()[1].cfg;
   small.vocab_size = 61;
   const std::string small_ckpt = make_checkpoint(dir + "/small", small, 5);
-  r = run(gqe_bin() + " export --format hf " + small_ckpt + " " + dir + "/x");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("the model's vocab_size 61 is not the byte tokenizer's 256: pass --tokenizer"), std::string::npos)
-      << r.out;
+  r = test::run_gqe({"export", "--format", "hf", small_ckpt, dir + "/x"});
+  EXPECT_TRUE(test::fails_with(r, "the model's vocab_size 61 is not the byte tokenizer's 256: pass --tokenizer"));
   EXPECT_FALSE(fs::exists(dir + "/x"));
   // Asked for bytes anyway: the vocabulary cannot hold them.
-  r = run(gqe_bin() + " export --format hf --tokenizer bytes " + small_ckpt + " " + dir + "/x");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("vocab_size is 61, too small for the byte tokenizer"), std::string::npos) << r.out;
+  r = test::run_gqe({"export", "--format", "hf", "--tokenizer", "bytes", small_ckpt, dir + "/x"});
+  EXPECT_TRUE(test::fails_with(r, "vocab_size is 61, too small for the byte tokenizer"));
   EXPECT_FALSE(fs::exists(dir + "/x"));
   // An existing non-empty folder is never overwritten.
   fs::mkdirs(dir + "/full");
   fs::write_file_atomic(dir + "/full/keep.txt", "x");
-  r = run(gqe_bin() + " export --format hf " + ckpt + " " + dir + "/full");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("already exists and is not an empty folder"), std::string::npos) << r.out;
+  r = test::run_gqe({"export", "--format", "hf", ckpt, dir + "/full"});
+  EXPECT_TRUE(test::fails_with(r, "already exists and is not an empty folder"));
   EXPECT_EQ(fs::list_dir(dir + "/full"), std::vector<std::string>{"keep.txt"});
   // A damaged export: a tensor renamed to something a gqe model does not have; nothing is written.
-  r = run(gqe_bin() + " export --format hf " + ckpt + " " + dir + "/hf");
+  r = test::run_gqe({"export", "--format", "hf", ckpt, dir + "/hf"});
   ASSERT_EQ(r.rc, 0) << r.out;
   SafetensorsFile w = load_safetensors(dir + "/hf/model.safetensors");
   w.tensors[1].first = "model.vision_tower.weight";
   save_safetensors(dir + "/hf/model.safetensors", w.tensors, w.metadata);
-  r = run(gqe_bin() + " import " + dir + "/hf " + dir + "/back");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("tensor 'model.vision_tower.weight': not a parameter of a gqe model"), std::string::npos)
-      << r.out;
+  r = test::run_gqe({"import", dir + "/hf", dir + "/back"});
+  EXPECT_TRUE(test::fails_with(r, "tensor 'model.vision_tower.weight': not a parameter of a gqe model"));
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   EXPECT_FALSE(fs::exists(dir + "/back"));
   // A folder of another model type.
   fs::write_file_atomic(dir + "/hf/config.json", R"({"model_type": "llama", "hidden_size": 32})");
-  r = run(gqe_bin() + " import " + dir + "/hf " + dir + "/back");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("field 'model_type': expected \"gqe\""), std::string::npos) << r.out;
+  r = test::run_gqe({"import", dir + "/hf", dir + "/back"});
+  EXPECT_TRUE(test::fails_with(r, "field 'model_type': expected \"gqe\""));
   EXPECT_FALSE(fs::exists(dir + "/back"));
 }
 
@@ -288,13 +281,14 @@ TEST(HfExport, ConfigRoundTripsThroughTheFlatHuggingFaceFields) {
 // than the model's context, so both sides truncate it from the left. (scripts/check-eval-vs-lm-eval.sh
 // does the same on the real sets.)
 TEST(HfExport, LmEvalHarnessScoresEveryRequestAsGqeEval) {
-  if (auto why = python_missing(); !why.empty()) GTEST_SKIP() << why;
+  GQE_SKIP_WITHOUT_BIN();
+  GQE_SKIP_WITHOUT_PYTHON();
   const std::string dir = test::scratch_dir("interop_harness");
-  const std::string tasks = env("GQE_SOURCE_DIR") + "/tests/interop/tasks";
+  const std::string tasks = test::source_dir() + "/tests/interop/tasks";
   // Small embeddings: N(0, 1) ones make a confidently wrong model whose log-likelihoods reach hundreds of
   // nats, and the float32 rounding of those alone comes near 1e-4 (seen: 1.0e-4 at N(0, 1), 4e-5 at 0.3).
   const std::string ckpt = make_checkpoint(dir + "/ckpt", variants()[1].cfg, 7, 0.1), hf = dir + "/hf";
-  CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + hf);
+  test::CommandRun r = test::run_gqe({"export", "--format", "hf", ckpt, hf});
   ASSERT_EQ(r.rc, 0) << r.out;
   // task, file under tests/interop/tasks, docs, requests
   const std::vector<std::tuple<std::string, std::string, int, int>> expect = {
@@ -317,8 +311,9 @@ TEST(HfExport, LmEvalHarnessScoresEveryRequestAsGqeEval) {
     files[t] = tasks + "/" + f;
     requests += reqs;
   }
-  r = run(gqe_bin() + " eval --checkpoint " + ckpt + " --task " + names + " --data-dir " + tasks + " --out " + dir +
-          "/gqe_results.json --dump-requests " + dir + "/gqe_requests.jsonl --batch-size 4 --threads 1 --no-progress");
+  r = test::run_gqe({"eval", "--checkpoint", ckpt, "--task", names, "--data-dir", tasks, "--out",
+                     dir + "/gqe_results.json", "--dump-requests", dir + "/gqe_requests.jsonl", "--batch-size", "4",
+                     "--threads", "1", "--no-progress"});
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("requests cut from the left"), std::string::npos) << "no item exercises truncation:\n" << r.out;
   const nlohmann::json res = run_python("harness", dir,
@@ -355,7 +350,8 @@ TEST(HfExport, LmEvalHarnessScoresEveryRequestAsGqeEval) {
 // gqe's SentencePiece encoding gives, and decodes them to gqe's text (the text itself, except that SentencePiece
 // reads a literal U+2581 as a space).
 TEST(HfExport, SentencePieceTokenizerJsonEncodesAsSentencePiece) {
-  if (auto why = python_missing(); !why.empty()) GTEST_SKIP() << why;
+  GQE_SKIP_WITHOUT_BIN();
+  GQE_SKIP_WITHOUT_PYTHON();
   const std::string dir = test::scratch_dir("interop_spm");
   // Pseudo-words from syllables (enough distinct pieces for 600 merges), some real words and contractions,
   // non-ASCII letters, numbers, punctuation, double spaces and blank lines.
@@ -380,7 +376,7 @@ TEST(HfExport, SentencePieceTokenizerJsonEncodesAsSentencePiece) {
   ModelConfig cfg = variants()[1].cfg;
   cfg.vocab_size = 600;
   const std::string ckpt = make_checkpoint(dir + "/ckpt", cfg, 5), hf = dir + "/hf";
-  const CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + hf + " --tokenizer " + dir + "/tok.model");
+  const test::CommandRun r = test::run_gqe({"export", "--format", "hf", ckpt, hf, "--tokenizer", dir + "/tok.model"});
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_TRUE(fs::is_file(hf + "/tokenizer.model"));
   EXPECT_EQ(nlohmann::json::parse(fs::read_file(hf + "/tokenizer_config.json"))["tokenizer_class"],

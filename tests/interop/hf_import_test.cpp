@@ -39,9 +39,10 @@ std::vector<std::pair<std::string, std::string>> tokenizer_files(const std::stri
   return out;
 }
 
-std::string gqe_out(const std::string& args) {
-  const CommandRun r = run(gqe_bin() + " " + args, /*with_stderr=*/false);
-  if (r.rc != 0) return "FAILED (rc " + std::to_string(r.rc) + "): " + run(gqe_bin() + " " + args).out;
+// gqe's stdout, or "FAILED (rc N): " and both its outputs.
+std::string gqe_out(const test::Args& args) {
+  const test::CommandRun r = test::run_gqe(args, test::RunOptions().keep_stderr_apart());
+  if (r.rc != 0) return "FAILED (rc " + std::to_string(r.rc) + "): " + r.out + r.err;
   return r.out;
 }
 
@@ -51,9 +52,9 @@ std::string gqe_out(const std::string& args) {
 // imported run records it too (tokenizer_info.json and its file), generates and evaluates exactly as the
 // original, and exporting it again gives the first export's files, byte for byte.
 TEST(HfImport, ExportImportExportKeepsTheTokenizer) {
-  if (!have_gqe_bin()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("interop_import_tokenizer");
-  const std::string tasks = env("GQE_SOURCE_DIR") + "/tests/interop/tasks";
+  const std::string tasks = test::source_dir() + "/tests/interop/tasks";
   struct Case {
     std::string name, kind, file;  // the recorded kind, and the tokenizer file in the run ("" for bytes)
     int64_t vocab;
@@ -70,9 +71,9 @@ TEST(HfImport, ExportImportExportKeepsTheTokenizer) {
     const std::string ckpt = dir + "/" + c.name, hf = ckpt + "_hf", back = ckpt + "_back", hf2 = ckpt + "_hf2";
     make_checkpoint(ckpt, model_config(c.vocab), seed++, 0.3);
     record_run_tokenizer(ckpt, c.spec);
-    CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + hf);
+    test::CommandRun r = test::run_gqe({"export", "--format", "hf", ckpt, hf});
     ASSERT_EQ(r.rc, 0) << r.out;
-    r = run(gqe_bin() + " import " + hf + " " + back);
+    r = test::run_gqe({"import", hf, back});
     ASSERT_EQ(r.rc, 0) << r.out;
     const auto rec = nlohmann::json::parse(fs::read_file(back + "/tokenizer_info.json"));
     EXPECT_EQ(rec["kind"], c.kind);
@@ -82,18 +83,20 @@ TEST(HfImport, ExportImportExportKeepsTheTokenizer) {
     }
     EXPECT_EQ(rec["vocab_size"], nlohmann::json::parse(fs::read_file(ckpt + "/tokenizer_info.json"))["vocab_size"]);
     // generate and eval find the tokenizer and give the original's output.
-    const std::string gen = " generate --greedy --threads 1 --max-new-tokens 12 --prompt 'And God said' --checkpoint ";
-    const std::string original = gqe_out(gen + ckpt);
+    const test::Args gen = {"generate", "--greedy", "--threads",    "1",           "--max-new-tokens",
+                            "12",       "--prompt", "And God said", "--checkpoint"};
+    const std::string original = gqe_out(test::concat(gen, {ckpt}));
     EXPECT_EQ(original.find("FAILED"), std::string::npos) << original;
-    EXPECT_EQ(gqe_out(gen + back), original);
-    const std::string ev = " eval --task piqa --data-dir " + tasks + " --limit 3 --threads 1 --no-progress --checkpoint ";
-    ASSERT_EQ(gqe_out(ev + ckpt + " --out " + ckpt + "_eval.json").find("FAILED"), std::string::npos);
-    const std::string back_eval = gqe_out(ev + back + " --out " + back + "_eval.json");
+    EXPECT_EQ(gqe_out(test::concat(gen, {back})), original);
+    const test::Args ev = {"eval", "--task",    "piqa", "--data-dir",    tasks,         "--limit",
+                           "3",    "--threads", "1",    "--no-progress", "--checkpoint"};
+    ASSERT_EQ(gqe_out(test::concat(ev, {ckpt, "--out", ckpt + "_eval.json"})).find("FAILED"), std::string::npos);
+    const std::string back_eval = gqe_out(test::concat(ev, {back, "--out", back + "_eval.json"}));
     ASSERT_EQ(back_eval.find("FAILED"), std::string::npos) << back_eval;
     EXPECT_EQ(nlohmann::json::parse(fs::read_file(back + "_eval.json"))["results"],
               nlohmann::json::parse(fs::read_file(ckpt + "_eval.json"))["results"]);
     // Export again: the same folder.
-    r = run(gqe_bin() + " export --format hf " + back + " " + hf2);
+    r = test::run_gqe({"export", "--format", "hf", back, hf2});
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_EQ(fs::list_dir(hf2), fs::list_dir(hf));
     EXPECT_EQ(tokenizer_files(hf2), tokenizer_files(hf));
@@ -106,23 +109,22 @@ TEST(HfImport, ExportImportExportKeepsTheTokenizer) {
 // A byte-tokenizer folder from an earlier export (its tokenizer.json had "<|endoftext|>" at id 256) still
 // imports as the byte tokenizer, and a tokenizer file gqe cannot read is an error naming it.
 TEST(HfImport, EarlierByteExportsAndBrokenTokenizers) {
-  if (!have_gqe_bin()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("interop_import_tokenizer_files");
   const std::string ckpt = make_checkpoint(dir + "/ckpt", model_config(256), 7), hf = dir + "/hf";
-  ASSERT_EQ(run(gqe_bin() + " export --format hf " + ckpt + " " + hf).rc, 0);
+  ASSERT_EQ(test::run_gqe({"export", "--format", "hf", ckpt, hf}).rc, 0);
   auto tj = nlohmann::ordered_json::parse(fs::read_file(hf + "/tokenizer.json"));
   tj["added_tokens"] = {{{"id", 256}, {"content", "<|endoftext|>"}, {"single_word", false}, {"lstrip", false},
                          {"rstrip", false}, {"normalized", false}, {"special", true}}};
   fs::write_file_atomic(hf + "/tokenizer.json", tj.dump(2) + "\n");
-  CommandRun r = run(gqe_bin() + " import " + hf + " " + dir + "/back");
+  test::CommandRun r = test::run_gqe({"import", hf, dir + "/back"});
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_EQ(nlohmann::json::parse(fs::read_file(dir + "/back/tokenizer_info.json"))["kind"], "bytes");
   EXPECT_FALSE(fs::exists(dir + "/back/tokenizer.json"));
 
   fs::write_file_atomic(hf + "/tokenizer.json", R"({"model": {"type": "WordPiece", "vocab": {}}})");
-  r = run(gqe_bin() + " import " + hf + " " + dir + "/broken");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("tokenizer.json"), std::string::npos) << r.out;
+  r = test::run_gqe({"import", hf, dir + "/broken"});
+  EXPECT_TRUE(test::fails_with(r, "tokenizer.json"));
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   EXPECT_FALSE(fs::exists(dir + "/broken"));
 }
@@ -131,12 +133,12 @@ TEST(HfImport, EarlierByteExportsAndBrokenTokenizers) {
 // .to(torch.bfloat16): the tensors in that dtype, config.json's "dtype" naming it) imports as float32 weights
 // holding exactly the saved values, and the command says so; float64 is rounded; integers are refused.
 TEST(HfImport, HalfPrecisionFoldersBecomeFloat32) {
-  if (!have_gqe_bin()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("interop_import_dtype");
   ModelConfig cfg = model_config(256);
   cfg.tie_word_embeddings = false;
   const std::string ckpt = make_checkpoint(dir + "/ckpt", cfg, 9), hf = dir + "/hf";
-  ASSERT_EQ(run(gqe_bin() + " export --format hf " + ckpt + " " + hf).rc, 0);
+  ASSERT_EQ(test::run_gqe({"export", "--format", "hf", ckpt, hf}).rc, 0);
   const SafetensorsFile exported = load_safetensors(hf + "/model.safetensors");
   const SafetensorsFile original = load_safetensors(ckpt + "/model.safetensors");
   struct Case {
@@ -159,7 +161,7 @@ TEST(HfImport, HalfPrecisionFoldersBecomeFloat32) {
     std::vector<std::pair<std::string, at::Tensor>> tensors;
     for (const auto& [name, t] : exported.tensors) tensors.emplace_back(name, t.to(c.type));
     save_safetensors(folder + "/model.safetensors", tensors, {{"format", "pt"}});
-    const CommandRun r = run(gqe_bin() + " import " + folder + " " + back);
+    const test::CommandRun r = test::run_gqe({"import", folder, back});
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find(c.said + std::to_string(tensors.size()) + " " + c.name + " tensors to float32"),
               std::string::npos)
@@ -178,26 +180,25 @@ TEST(HfImport, HalfPrecisionFoldersBecomeFloat32) {
   std::vector<std::pair<std::string, at::Tensor>> tensors = exported.tensors;
   tensors[0].second = tensors[0].second.to(at::kInt);
   save_safetensors(dir + "/hf_float16/model.safetensors", tensors, {{"format", "pt"}});
-  const CommandRun r = run(gqe_bin() + " import " + dir + "/hf_float16 " + dir + "/back_int");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("model.safetensors: tensor '" + original.tensors[0].first + "' has dtype Int"), std::string::npos)
-      << r.out;
+  const test::CommandRun r = test::run_gqe({"import", dir + "/hf_float16", dir + "/back_int"});
+  EXPECT_TRUE(test::fails_with(r, "model.safetensors: tensor '" + original.tensors[0].first + "' has dtype Int"));
   EXPECT_FALSE(fs::exists(dir + "/back_int"));
 }
 
 // The same with folders transformers itself saved (save_pretrained after casting the loaded model).
 TEST(HfImport, FoldersTransformersSavedInHalfPrecision) {
-  if (auto why = python_missing(); !why.empty()) GTEST_SKIP() << why;
+  GQE_SKIP_WITHOUT_BIN();
+  GQE_SKIP_WITHOUT_PYTHON();
   const std::string dir = test::scratch_dir("interop_import_dtype_hf");
   const std::string ckpt = make_checkpoint(dir + "/ckpt", model_config(256), 10), hf = dir + "/hf";
-  ASSERT_EQ(run(gqe_bin() + " export --format hf " + ckpt + " " + hf).rc, 0);
+  ASSERT_EQ(test::run_gqe({"export", "--format", "hf", ckpt, hf}).rc, 0);
   const SafetensorsFile original = load_safetensors(ckpt + "/model.safetensors");
   for (const auto& [name, type] : {std::pair{"float16", at::kHalf}, {"bfloat16", at::kBFloat16}}) {
     SCOPED_TRACE(name);
     const std::string saved = dir + "/saved_" + name, back = dir + "/back_" + name;
     const nlohmann::json res = run_python("save", dir, {{"hf_dir", hf}, {"out_dir", saved}, {"dtype", name}});
     EXPECT_EQ(res["dtypes"], nlohmann::json::array({type == at::kHalf ? "F16" : "BF16"}));
-    const CommandRun r = run(gqe_bin() + " import " + saved + " " + back);
+    const test::CommandRun r = test::run_gqe({"import", saved, back});
     ASSERT_EQ(r.rc, 0) << r.out;
     EXPECT_NE(r.out.find(std::string(" ") + name + " tensors to float32"), std::string::npos) << r.out;
     const SafetensorsFile got = load_safetensors(back + "/model.safetensors");

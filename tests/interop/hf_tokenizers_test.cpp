@@ -43,10 +43,10 @@ nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse
 }  // namespace
 
 TEST(HfTokenizers, ByteLevelExportNamesOnlyIdsInsideTheEmbedding) {
-  if (!have_gqe_bin()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("interop_tok_bytes");
   const std::string ckpt = make_checkpoint(dir + "/ckpt", model_config(256), 3), hf = dir + "/hf";
-  const CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + hf);
+  const test::CommandRun r = test::run_gqe({"export", "--format", "hf", ckpt, hf});
   ASSERT_EQ(r.rc, 0) << r.out;
   const auto tj = read_json(hf + "/tokenizer.json");
   EXPECT_TRUE(tj["added_tokens"].empty()) << tj["added_tokens"].dump();
@@ -62,11 +62,11 @@ TEST(HfTokenizers, ByteLevelExportNamesOnlyIdsInsideTheEmbedding) {
 }
 
 TEST(HfTokenizers, BpeExportNamesItsEndOfTextToken) {
-  if (!have_gqe_bin()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("interop_tok_bpe");
   // The tokenizer's <|endoftext|>, as gqe finds it, is eos and pad.
   const std::string ckpt = run_with_tokenizer(dir + "/ckpt", 320, write_bpe_tokenizer(dir + "/tokenizer.json", true), 4);
-  CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + dir + "/hf");
+  test::CommandRun r = test::run_gqe({"export", "--format", "hf", ckpt, dir + "/hf"});
   ASSERT_EQ(r.rc, 0) << r.out;
   auto tc = read_json(dir + "/hf/tokenizer_config.json");
   EXPECT_EQ(tc["eos_token"], "<|endoftext|>");
@@ -77,7 +77,7 @@ TEST(HfTokenizers, BpeExportNamesItsEndOfTextToken) {
   // No end-of-text token: id 0 stands in, kept an ordinary token in text, and the export says so.
   fs::mkdirs(dir + "/noeot");
   const std::string noeot = run_with_tokenizer(dir + "/noeot/ckpt", 300, write_bpe_tokenizer(dir + "/noeot/t.json", false), 4);
-  r = run(gqe_bin() + " export --format hf " + noeot + " " + dir + "/hf_noeot");
+  r = test::run_gqe({"export", "--format", "hf", noeot, dir + "/hf_noeot"});
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("has no end-of-text token"), std::string::npos) << r.out;
   tc = read_json(dir + "/hf_noeot/tokenizer_config.json");
@@ -87,24 +87,22 @@ TEST(HfTokenizers, BpeExportNamesItsEndOfTextToken) {
 
   // An end-of-text id past the model's embedding: refused, naming the file, and nothing is written.
   const std::string small = make_checkpoint(dir + "/small", model_config(260), 4);
-  r = run(gqe_bin() + " export --format hf " + small + " " + dir + "/x --tokenizer " + ckpt + "/tokenizer.json");
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("tokenizer.json: its eos token '<|endoftext|>' has id " + std::to_string(kBpeEndOfText) +
-                       ", outside the model's vocab_size 260"),
-            std::string::npos)
-      << r.out;
+  r = test::run_gqe({"export", "--format", "hf", small, dir + "/x", "--tokenizer", ckpt + "/tokenizer.json"});
+  EXPECT_TRUE(test::fails_with(r, "tokenizer.json: its eos token '<|endoftext|>' has id " +
+                                      std::to_string(kBpeEndOfText) + ", outside the model's vocab_size 260"));
   EXPECT_FALSE(fs::exists(dir + "/x"));
 }
 
 // A SentencePiece model without an eos piece (trainer_spec.eos_id = -1): piece 0 stands in as eos and pad,
 // and the export says so.
 TEST(HfTokenizers, SentencePieceWithoutEosNamesPieceZero) {
-  if (!have_gqe_bin()) GTEST_SKIP() << "GQE_BIN not set or not built";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("interop_tok_spm_noeos");
   // A second trainer_spec merges into the first, as protobuf does: eos_id = -1 (int32, sign-extended).
   fs::write_file_atomic(dir + "/noeos.model", test::crafted_spm_model("") + test::proto_bytes(2, test::proto_uint(42, ~0ull)));
   const std::string ckpt = make_checkpoint(dir + "/ckpt", model_config(256), 5);
-  const CommandRun r = run(gqe_bin() + " export --format hf " + ckpt + " " + dir + "/hf --tokenizer " + dir + "/noeos.model");
+  const test::CommandRun r =
+      test::run_gqe({"export", "--format", "hf", ckpt, dir + "/hf", "--tokenizer", dir + "/noeos.model"});
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("noeos.model has no eos piece"), std::string::npos) << r.out;
   const auto tc = read_json(dir + "/hf/tokenizer_config.json");
@@ -118,7 +116,8 @@ TEST(HfTokenizers, SentencePieceWithoutEosNamesPieceZero) {
 // batches of prompts of different lengths; and transformers' generate() on a left-padded batch gives each
 // row what it gives alone.
 TEST(HfTokenizers, EveryExportServesEveryHarnessRequestType) {
-  if (auto why = python_missing(); !why.empty()) GTEST_SKIP() << why;
+  GQE_SKIP_WITHOUT_BIN();
+  GQE_SKIP_WITHOUT_PYTHON();
   const std::string dir = test::scratch_dir("interop_tok_requests");
   struct Case {
     std::string name, ckpt;
@@ -130,7 +129,7 @@ TEST(HfTokenizers, EveryExportServesEveryHarnessRequestType) {
       {"bpe", run_with_tokenizer(dir + "/bpe", 320, write_bpe_tokenizer(dir + "/tokenizer.json", true), 23)}};
   nlohmann::json folders = nlohmann::json::object();
   for (const auto& c : cases) {
-    const CommandRun r = run(gqe_bin() + " export --format hf " + c.ckpt + " " + dir + "/" + c.name + "_hf");
+    const test::CommandRun r = test::run_gqe({"export", "--format", "hf", c.ckpt, dir + "/" + c.name + "_hf"});
     ASSERT_EQ(r.rc, 0) << c.name << ": " << r.out;
     folders[c.name] = dir + "/" + c.name + "_hf";
   }

@@ -1,14 +1,13 @@
 // The safetensors reader against the reference implementation (the Python `safetensors` package, run
 // through GQE_PYTHON): on hand-made files, valid and damaged, both accept or both refuse.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <fstream>
 
 #include "gqe/core/error.h"
 #include "gqe/io/safetensors.h"
+#include "process_util.h"
 #include "test_util.h"
 
 namespace gqe {
@@ -20,8 +19,7 @@ std::string file_bytes(const std::string& header, const std::string& data, uint6
 }
 
 TEST(SafetensorsReference, AcceptsAndRefusesWhatTheReferenceDoes) {
-  const char* py = std::getenv("GQE_PYTHON");
-  if (!py || !*py) GTEST_SKIP() << "GQE_PYTHON not set (the reference safetensors package runs in it)";
+  GQE_SKIP_WITHOUT_PYTHON() << " (the reference safetensors package runs in it)";
   const std::string dir = test::scratch_dir("safetensors_reference");
   const std::string one = R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})";
   const std::string two = R"({"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})";
@@ -61,11 +59,10 @@ TEST(SafetensorsReference, AcceptsAndRefusesWhatTheReferenceDoes) {
       gqe_accepts = false;
       why = e.what();
     }
-    const std::string cmd = std::string("'") + py + "' -c 'import sys; from safetensors.numpy import load_file; " +
-                            "load_file(sys.argv[1])' '" + path + "' > /dev/null 2>&1";
-    const int rc = std::system(cmd.c_str());
-    ASSERT_TRUE(WIFEXITED(rc)) << c.name;
-    const bool reference_accepts = WEXITSTATUS(rc) == 0;
+    const test::CommandRun ref = test::run(
+        {test::python(), "-c", "import sys; from safetensors.numpy import load_file; load_file(sys.argv[1])", path});
+    ASSERT_TRUE(ref.rc >= 0 && ref.signal == 0) << c.name << ": " << test::describe(ref);
+    const bool reference_accepts = ref.rc == 0;
     EXPECT_EQ(gqe_accepts, reference_accepts) << c.name << ": gqe " << (gqe_accepts ? "accepts" : "refuses: " + why);
   }
 }

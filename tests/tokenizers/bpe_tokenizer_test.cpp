@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -18,6 +20,7 @@
 #include "gqe/core/fs.h"
 #include "gqe/tokenizers/stream_decoder.h"
 
+#include "process_util.h"
 #include "test_util.h"
 
 namespace gqe {
@@ -52,7 +55,7 @@ std::string write_json(const std::string& dir, const std::string& name, const st
 }
 
 TEST(BpeTokenizer, MergesByRankAddedTokensAndDecode) {
-  const std::string dir = datatest::scratch("bpe-tiny");
+  const std::string dir = test::scratch_dir("data/bpe-tiny");
   // Ranks: "t"+"h", "th"+"e", " "+"the", "a"+"a".
   const std::string path = write_json(
       dir, "tokenizer.json", tiny_tokenizer_json({{"t", "h"}, {"th", "e"}, {" ", "the"}, {"a", "a"}}, kByteLevel));
@@ -80,7 +83,7 @@ TEST(BpeTokenizer, MergesByRankAddedTokensAndDecode) {
 }
 
 TEST(BpeTokenizer, SplitBehaviorsAndPrefixSpace) {
-  const std::string dir = datatest::scratch("bpe-split");
+  const std::string dir = test::scratch_dir("data/bpe-split");
   auto make = [&](const std::string& pre) {
     return BpeTokenizer::from_tokenizer_json(write_json(dir, "t.json", tiny_tokenizer_json({{"a", "b"}}, pre, true, "[]")));
   };
@@ -108,7 +111,7 @@ TEST(BpeTokenizer, SplitBehaviorsAndPrefixSpace) {
 }
 
 TEST(BpeTokenizer, BadFilesNameFileAndField) {
-  const std::string dir = datatest::scratch("bpe-bad");
+  const std::string dir = test::scratch_dir("data/bpe-bad");
   auto err = [&](const std::string& json) {
     const std::string p = write_json(dir, "bad.json", json);
     return error_of([&] { BpeTokenizer::from_tokenizer_json(p); });
@@ -164,7 +167,7 @@ TEST(BpeTokenizer, BadFilesNameFileAndField) {
 TEST(BpeTokenizer, IdsFarBeyondTheVocabularyAreRefusedNamingTheToken) {
   // Tables (and the embedding of a model trained with the tokenizer) are sized by the largest id: an id
   // far past the number of tokens the file defines is an error, before anything is allocated for it.
-  const std::string dir = datatest::scratch("bpe-ids");
+  const std::string dir = test::scratch_dir("data/bpe-ids");
   const std::string good = tiny_tokenizer_json({{"a", "b"}}, kByteLevel);  // 257 tokens + <|endoftext|> at 300
   auto err = [&](const std::string& json) {
     const std::string p = write_json(dir, "t.json", json);
@@ -187,7 +190,7 @@ TEST(BpeTokenizer, IdsFarBeyondTheVocabularyAreRefusedNamingTheToken) {
 TEST(BpeTokenizer, SplitPatternThatRescansTheLineIsAnErrorNotAHang) {
   // Each match of this pattern rescans the rest of the line in its lookahead: cheap per match for PCRE2's
   // own limits, quadratic per text (80 kB would take about 5 s of CPU time, 200 kB half a minute). The budget per text ends it.
-  const std::string dir = datatest::scratch("bpe-slow-regex");
+  const std::string dir = test::scratch_dir("data/bpe-slow-regex");
   const std::string split = R"({"type": "Split", "pattern": {"Regex": "\\p{L}(?=\\p{L}*\\d)|\\p{L}"}, "behavior": "Isolated"})";
   const std::string pre = R"({"type": "Sequence", "pretokenizers": [)" + split +
                           R"(, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]})";
@@ -216,7 +219,7 @@ TEST(BpeTokenizer, LongAddedTokensThatStartAlikeAreAnErrorNotAHang) {
   // 64 added tokens of 64 KiB that differ only at their end: at each position of a text of that
   // letter each is compared almost to its end, 4 MB of comparisons per byte of text (100 kB took about
   // 7 s; larger files and texts, hours). The text's budget (1 s of CPU time here) ends it.
-  const std::string dir = datatest::scratch("bpe-long-added");
+  const std::string dir = test::scratch_dir("data/bpe-long-added");
   std::string added = "[";
   for (int i = 0; i < 64; ++i)
     added += std::string(i ? ", " : "") + R"({"id": )" + std::to_string(256 + i) + R"(, "content": ")" +
@@ -233,7 +236,7 @@ TEST(BpeTokenizer, LongAddedTokensThatStartAlikeAreAnErrorNotAHang) {
 }
 
 TEST(StreamDecoder, ReleasesWholeCharactersOnly) {
-  const std::string dir = datatest::scratch("bpe-stream");
+  const std::string dir = test::scratch_dir("data/bpe-stream");
   auto tok = BpeTokenizer::from_tokenizer_json(write_json(dir, "t.json", tiny_tokenizer_json({}, kByteLevel)));
   StreamDecoder d(*tok);
   const std::string euro = "\xE2\x82\xAC";  // three byte tokens
@@ -275,12 +278,20 @@ std::string varied_text() {
 
 // The corpus the tests use: the King James Bible from Debian's bible-kjv (as scripts/prepare-corpus.sh
 // makes it), or, without it, a generated English-like text.
-std::string kjv_or_generated(const std::string& dir) {
-  const std::string path = dir + "/kjv.txt";
-  if (std::system(("command -v bible >/dev/null 2>&1 && bible 'Genesis1:1-Revelation22:21' | sed -E 's/^ +[0-9]+ //' > '" +
-                   path + "'").c_str()) == 0 &&
-      fs::is_file(path) && fs::read_file(path).size() > 1000000)
-    return fs::read_file(path);
+std::string kjv_or_generated() {
+  if (test::have_program("bible")) {
+    const test::CommandRun kjv = test::run({"bible", "Genesis1:1-Revelation22:21"});
+    std::string text;  // each line without the verse number that starts it (sed -E 's/^ +[0-9]+ //')
+    for (size_t at = 0; at < kjv.out.size();) {
+      const size_t end = std::min(kjv.out.find('\n', at), kjv.out.size() - 1) + 1;
+      size_t digits = kjv.out.find_first_not_of(' ', at), after = digits;
+      while (after < end && std::isdigit(static_cast<unsigned char>(kjv.out[after]))) ++after;
+      const bool numbered = digits > at && after > digits && after < end && kjv.out[after] == ' ';
+      text.append(kjv.out, numbered ? after + 1 : at, end - (numbered ? after + 1 : at));
+      at = end;
+    }
+    if (kjv.rc == 0 && text.size() > 1000000) return text;
+  }
   std::string text;
   const char* words[] = {"the", "king", "said", "unto", "them", "and", "light", "was", "good", "earth", "I'll", "we've"};
   uint64_t x = 7;
@@ -296,34 +307,27 @@ std::string kjv_or_generated(const std::string& dir) {
 class BpeVsHuggingFace : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const char* py = std::getenv("GQE_PYTHON");
-    const char* src = std::getenv("GQE_SOURCE_DIR");
-    if (!py || !*py || !src) return;
-    python_ = new std::string(py);
-    script_ = new std::string(std::string(src) + "/tests/tokenizers/bpe_reference.py");
-    dir_ = new std::string(datatest::scratch("bpe-hf"));
-    text_ = new std::string(kjv_or_generated(*dir_) + varied_text());
+    if (test::python().empty()) return;
+    dir_ = new std::string(test::scratch_dir("data/bpe-hf"));
+    text_ = new std::string(kjv_or_generated() + varied_text());
     datatest::write_bytes(*dir_ + "/text.txt", *text_);
     for (const char* style : {"gpt2", "llama3"})
-      python("train " + std::string(style) + " " + *dir_ + "/text.txt 2000 " + *dir_ + "/" + style);
+      python({"train", style, *dir_ + "/text.txt", "2000", *dir_ + "/" + style});
   }
   static void TearDownTestSuite() {
-    delete python_;
-    delete script_;
     delete dir_;
     delete text_;
   }
-  void SetUp() override {
-    if (!python_) GTEST_SKIP() << "GQE_PYTHON is not set (configure with -DGQE_PYTHON=... a Python with tokenizers)";
-  }
-  static void python(const std::string& args) {
-    const std::string cmd = "'" + *python_ + "' '" + *script_ + "' " + args + " 2>&1";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  void SetUp() override { GQE_SKIP_WITHOUT_PYTHON(); }
+  // tests/tokenizers/bpe_reference.py ARGS.
+  static void python(const test::Args& args) {
+    ASSERT_TRUE(test::exited(
+        test::run(test::concat({test::python(), test::source_dir() + "/tests/tokenizers/bpe_reference.py"}, args)), 0));
   }
   // Hugging Face's ids for the test text.
   static std::vector<int64_t> hf_ids(const std::string& tokenizer_json) {
     const std::string out = tokenizer_json + ".ids";
-    python("encode " + tokenizer_json + " " + *dir_ + "/text.txt " + out);
+    python({"encode", tokenizer_json, *dir_ + "/text.txt", out});
     const std::string raw = fs::read_file(out);
     std::vector<int64_t> ids(raw.size() / 4);
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -347,10 +351,9 @@ class BpeVsHuggingFace : public ::testing::Test {
     }
     EXPECT_EQ(tok.decode(got), *text_);
   }
-  static std::string *python_, *script_, *dir_, *text_;
+  static std::string *dir_, *text_;
 };
-std::string *BpeVsHuggingFace::python_ = nullptr, *BpeVsHuggingFace::script_ = nullptr,
-            *BpeVsHuggingFace::dir_ = nullptr, *BpeVsHuggingFace::text_ = nullptr;
+std::string *BpeVsHuggingFace::dir_ = nullptr, *BpeVsHuggingFace::text_ = nullptr;
 
 TEST_F(BpeVsHuggingFace, Gpt2StyleTokenForToken) {
   const std::string d = *dir_ + "/gpt2";

@@ -37,7 +37,7 @@ std::string tokenizer_json_from_pair(const std::string& vocab_path) {
 }
 
 TEST(RunTokenizer, SpecsNameFilesOrDirectories) {
-  const std::string dir = datatest::scratch("runtok-specs");
+  const std::string dir = test::scratch_dir("data/runtok-specs");
   EXPECT_EQ(resolve_tokenizer_files("bytes").kind, TokenizerKind::kBytes);
   EXPECT_EQ(resolve_tokenizer_files("").kind, TokenizerKind::kBytes);
   fs::mkdirs(dir + "/gpt2");
@@ -69,7 +69,7 @@ TEST(RunTokenizer, SpecsNameFilesOrDirectories) {
 }
 
 TEST(RunTokenizer, RecordedBesideTheRunAndFoundFromCheckpoints) {
-  const std::string dir = datatest::scratch("runtok-record");
+  const std::string dir = test::scratch_dir("data/runtok-record");
   write_gpt2_pair(dir + "/vocab.json", dir + "/merges.txt");
   datatest::write_bytes(dir + "/src.json", tokenizer_json_from_pair(dir + "/vocab.json"));
   const std::string run = dir + "/run";
@@ -116,7 +116,7 @@ TEST(RunTokenizer, RecordedBesideTheRunAndFoundFromCheckpoints) {
 TEST(RunTokenizer, RecordedFilesMustLieInsideTheRunFolder) {
   // A run folder may come from elsewhere (a downloaded checkpoint): a link in it must not make another
   // file of this machine the tokenizer.
-  const std::string dir = datatest::scratch("runtok-links");
+  const std::string dir = test::scratch_dir("data/runtok-links");
   write_gpt2_pair(dir + "/vocab.json", dir + "/merges.txt");
   datatest::write_bytes(dir + "/src.json", tokenizer_json_from_pair(dir + "/vocab.json"));
   const std::string run = dir + "/run";
@@ -135,7 +135,7 @@ TEST(RunTokenizer, RecordedFilesMustLieInsideTheRunFolder) {
 }
 
 TEST(RunTokenizer, UnrecordedRuns) {
-  const std::string dir = datatest::scratch("runtok-none");
+  const std::string dir = test::scratch_dir("data/runtok-none");
   // A byte-vocabulary model without a record: bytes (runs from before the record).
   EXPECT_EQ(load_run_tokenizer(dir, 256)->name(), "bytes");
   // Any other vocabulary without a record: the bytes would be garbage, so ask for --tokenizer.

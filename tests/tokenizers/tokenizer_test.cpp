@@ -9,6 +9,7 @@
 #include "gqe/tokenizers/run_tokenizer.h"
 #include "gqe/tokenizers/spm_model.h"
 #include "spm_test_util.h"
+#include "test_util.h"
 
 namespace gqe {
 namespace {
@@ -36,7 +37,7 @@ std::string make_corpus() {
 class SentencePieceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(datatest::scratch("spm"));
+    dir_ = new std::string(test::scratch_dir("data/spm"));
     test::train_test_sentencepiece(*dir_, make_corpus(), 400);
   }
   static void TearDownTestSuite() { delete dir_; }
@@ -90,7 +91,7 @@ TEST_F(SentencePieceTest, LoadTokenizerSpec) {
 }
 
 TEST(SentencePiece, TrainErrorsAreReported) {
-  const std::string dir = datatest::scratch("spm-bad");
+  const std::string dir = test::scratch_dir("data/spm-bad");
   SpmTrainOptions o;
   o.inputs = {dir + "/missing.txt"};
   o.model_prefix = dir + "/x";
@@ -115,7 +116,7 @@ TEST(SentencePiece, TrainErrorsAreReported) {
 // A model trained with gqe's settings is read back from its bytes (io/spm_model.h): the settings it was trained with, and
 // every piece as the SentencePiece library itself decodes it.
 TEST(SentencePiece, TrainedModelFileReadsBackWithGqesSettings) {
-  const std::string dir = datatest::scratch("spm_model");
+  const std::string dir = test::scratch_dir("data/spm_model");
   std::string text;
   for (int i = 0; i < 400; ++i)
     text += "in the beginning " + std::to_string(i) + " God created the heaven and the earth, caf\xC3\xA9\n";

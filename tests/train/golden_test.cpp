@@ -3,7 +3,6 @@
 // Any change to training numerics fails here and has to update the pinned values on purpose.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "gqe/core/fs.h"
+#include "process_util.h"
 #include "test_util.h"
 
 namespace gqe {
@@ -37,19 +37,17 @@ std::string golden_text() {
 }
 
 std::vector<double> train_losses(const std::string& implementation) {
-  const char* bin = std::getenv("GQE_BIN");
-  const char* src = std::getenv("GQE_SOURCE_DIR");
-  if (!bin || !src) return {};
   const std::string dir = test::scratch_dir("golden-" + implementation);
-  nlohmann::json cfg = nlohmann::json::parse(fs::read_file(std::string(src) + "/configs/tiny-gqe.json"));
+  nlohmann::json cfg = nlohmann::json::parse(fs::read_file(test::source_dir() + "/configs/tiny-gqe.json"));
   cfg["attention"]["implementation"] = implementation;
   std::ofstream(dir + "/config.json") << cfg.dump(2);
   std::ofstream(dir + "/text.txt") << golden_text();
-  const std::string cmd = std::string(bin) + " train --config " + dir + "/config.json --data " + dir +
-                          "/text.txt --out " + dir + "/run --steps 10 --batch 4 --seq 64 --threads 1 --seed 1234 " +
-                          "--eval-every 0 --eval-batches 0 --log-every 10 --sample-tokens 0 > " + dir + "/log 2>&1";
-  if (std::system(cmd.c_str()) != 0) {
-    ADD_FAILURE() << cmd << "\n" << fs::read_file(dir + "/log");
+  const test::CommandRun r = test::run_gqe({"train", "--config", dir + "/config.json", "--data", dir + "/text.txt",
+                                            "--out", dir + "/run", "--steps", "10", "--batch", "4", "--seq", "64",
+                                            "--threads", "1", "--seed", "1234", "--eval-every", "0", "--eval-batches",
+                                            "0", "--log-every", "10", "--sample-tokens", "0"});
+  if (r.rc != 0) {
+    ADD_FAILURE() << test::describe(r);
     return {};
   }
   std::vector<double> losses;
@@ -62,7 +60,7 @@ std::vector<double> train_losses(const std::string& implementation) {
 }
 
 void check(const std::string& implementation, const std::vector<double>& want) {
-  if (!std::getenv("GQE_BIN")) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
+  GQE_SKIP_WITHOUT_BIN();
   const std::vector<double> got = train_losses(implementation);
   std::ostringstream printed;
   printed.precision(10);

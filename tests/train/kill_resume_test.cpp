@@ -34,8 +34,8 @@ namespace {
 constexpr int kSteps = 8;
 
 uint64_t env_or(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
+  const std::string v = test::env_var(name);
+  return v.empty() ? fallback : std::strtoull(v.c_str(), nullptr, 10);
 }
 
 struct Job {
@@ -55,16 +55,10 @@ struct Job {
 Job make_job(const std::string& name, int world) {
   Job j;
   j.bin = test::gqe_bin();
-  if (j.bin.empty()) return j;
   j.world = world;
-  j.dir = test::scratch_dir(name);
+  j.dir = test::train_inputs_dir(name, 200, "And God said, Let there be light: and there was light. ");
   j.data = j.dir + "/text.txt";
-  std::ofstream f(j.data);
-  for (int i = 0; i < 200; ++i) f << "And God said, Let there be light: and there was light. " << i << "\n";
-  auto cfg = test::small_config("gqe", 4, 2);
-  cfg.vocab_size = 256;
   j.config = j.dir + "/model.json";
-  std::ofstream(j.config) << model_config_to_json(cfg);
   return j;
 }
 
@@ -141,8 +135,8 @@ double step_ms(const std::string& metrics_path) {
 }
 
 void check_kills_resume_bit_exactly(int world) {
+  GQE_SKIP_WITHOUT_BIN();
   Job j = make_job("kill_resume_" + std::to_string(world), world);
-  if (j.bin.empty()) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
   const uint64_t seed = env_or("GQE_KILL_RESUME_SEED", 1);
   const int attempts = int(env_or("GQE_KILL_RESUME_ATTEMPTS", 5));
 

@@ -19,6 +19,7 @@
 #include "gqe/io/safetensors.h"
 #include "gqe/train/train_checkpoint.h"
 #include "gqe/train/trainer.h"
+#include "process_util.h"
 #include "test_util.h"
 
 namespace gqe {
@@ -243,8 +244,7 @@ TEST(Trainer, CheckpointIsPublishedAfterThePlainModel) {
 
 // kill -9 while a checkpoint is being written: the previous checkpoint stays complete and loadable.
 TEST(Trainer, KillDuringCheckpointWriteLeavesThePreviousOneLoadable) {
-  const char* bin = std::getenv("GQE_BIN");
-  if (!bin || access(bin, X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
+  GQE_SKIP_WITHOUT_BIN();
   const std::string dir = test::scratch_dir("train_kill");
   {
     std::ofstream f(dir + "/text.txt");
@@ -257,11 +257,12 @@ TEST(Trainer, KillDuringCheckpointWriteLeavesThePreviousOneLoadable) {
     f << model_config_to_json(cfg);
   }
   // The third checkpoint write SIGKILLs itself after the weights and before the optimizer state.
-  const std::string cmd = "GQE_TEST_KILL_IN_CHECKPOINT=3 '" + std::string(bin) + "' train --config " + dir +
-                          "/model.json --data " + dir + "/text.txt --out " + dir + "/run --steps 6 --batch 2 --seq 16 " +
-                          "--save-every 1 --threads 1 --sample-tokens 0 --eval-every 0 > " + dir + "/log.txt 2>&1";
-  const int rc = std::system(cmd.c_str());
-  ASSERT_TRUE(WIFSIGNALED(rc) || (WIFEXITED(rc) && WEXITSTATUS(rc) == 128 + SIGKILL)) << "rc " << rc;
+  const test::Args train = {"train", "--config", dir + "/model.json", "--data", dir + "/text.txt", "--batch", "2",
+                            "--seq", "16", "--save-every", "1", "--threads", "1", "--sample-tokens", "0",
+                            "--eval-every", "0"};
+  ASSERT_TRUE(test::exited(test::run_gqe(test::concat(train, {"--out", dir + "/run", "--steps", "6"}),
+                                         test::RunOptions().with_env("GQE_TEST_KILL_IN_CHECKPOINT", "3")),
+                           128 + SIGKILL));
   const std::string ck = find_train_checkpoint(dir + "/run");
   EXPECT_NE(ck.find("step-00000002"), std::string::npos) << ck;
   LanguageModel m(cfg);
@@ -270,17 +271,10 @@ TEST(Trainer, KillDuringCheckpointWriteLeavesThePreviousOneLoadable) {
   EXPECT_FALSE(c.optimizer_tensors.empty());
   // And a real external kill -9 at an arbitrary moment of a run that checkpoints every step.
   const std::string run2 = dir + "/run2";
-  pid_t pid = fork();
+  const pid_t pid =
+      test::spawn(test::concat({test::gqe_bin()}, test::concat(train, {"--out", run2, "--steps", "400"})), {},
+                  dir + "/log2.txt");
   ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    const std::string out = dir + "/log2.txt";
-    freopen(out.c_str(), "w", stdout);
-    freopen(out.c_str(), "a", stderr);
-    execl(bin, bin, "train", "--config", (dir + "/model.json").c_str(), "--data", (dir + "/text.txt").c_str(), "--out",
-          run2.c_str(), "--steps", "400", "--batch", "2", "--seq", "16", "--save-every", "1", "--threads", "1",
-          "--sample-tokens", "0", "--eval-every", "0", (char*)nullptr);
-    _exit(127);
-  }
   // Wait for a first checkpoint, then kill at a moment unrelated to the writer's progress.
   for (int i = 0; i < 600 && access((run2 + "/checkpoints/latest").c_str(), F_OK) != 0; ++i) usleep(50000);
   usleep(137000);
@@ -299,26 +293,19 @@ namespace gqe {
 // Across processes: `gqe train --stop-at 3` then `gqe train --resume auto` logs exactly the losses of
 // one uninterrupted `gqe train` (the JSON log keeps doubles to the last bit).
 TEST(Trainer, ResumeAcrossProcessesIsBitExact) {
-  const char* bin = std::getenv("GQE_BIN");
-  if (!bin || access(bin, X_OK) != 0) GTEST_SKIP() << "GQE_BIN not set to the gqe executable";
-  const std::string dir = test::scratch_dir("train_resume_cli");
-  {
-    std::ofstream f(dir + "/text.txt");
-    for (int i = 0; i < 300; ++i) f << "And the evening and the morning were the " << i << " day.\n";
-  }
-  auto cfg = test::small_config("gqe", 4, 2);
-  cfg.vocab_size = 256;
-  std::ofstream(dir + "/model.json") << model_config_to_json(cfg);
-  auto gqe = [&](const std::string& out, const std::string& extra) {
-    const std::string cmd = "'" + std::string(bin) + "' train --config " + dir + "/model.json --data " + dir +
-                            "/text.txt --out " + dir + "/" + out + " --steps 6 --batch 2 --seq 16 --global-batch 64" +
-                            " --threads 1 --sample-tokens 0 --eval-every 2 --lr 1e-2 " + extra + " >> " + dir +
-                            "/log.txt 2>&1";
-    return std::system(cmd.c_str());
+  GQE_SKIP_WITHOUT_BIN();
+  const std::string dir =
+      test::train_inputs_dir("train_resume_cli", 300, "And the evening and the morning were the ", " day.\n");
+  auto gqe = [&](const std::string& out, const test::Args& extra) {
+    return test::run_gqe(test::concat({"train", "--config", dir + "/model.json", "--data", dir + "/text.txt", "--out",
+                                       dir + "/" + out, "--steps", "6", "--batch", "2", "--seq", "16", "--global-batch",
+                                       "64", "--threads", "1", "--sample-tokens", "0", "--eval-every", "2", "--lr",
+                                       "1e-2"},
+                                      extra));
   };
-  ASSERT_EQ(gqe("straight", ""), 0);
-  ASSERT_EQ(gqe("split", "--stop-at 3"), 0);
-  ASSERT_EQ(gqe("split", "--resume auto"), 0);
+  ASSERT_TRUE(test::exited(gqe("straight", {}), 0));
+  ASSERT_TRUE(test::exited(gqe("split", {"--stop-at", "3"}), 0));
+  ASSERT_TRUE(test::exited(gqe("split", {"--resume", "auto"}), 0));
   auto losses = [&](const std::string& run) {
     std::map<int64_t, std::string> by_step;  // the raw JSON number text, for a bit-exact comparison
     std::ifstream f(dir + "/" + run + "/metrics.jsonl");
