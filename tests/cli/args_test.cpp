@@ -131,7 +131,7 @@ TEST(Args, ClosedSetsListTheValidValues) {
 }
 
 // Through the executable: the commands declare what they take.
-TEST(ArgsCommands, TrainAndExperimentRefuseSwallowedValuesPositionalsAndNaN) {
+TEST(ArgsCommands, TrainRefusesSwallowedValuesPositionalsAndNaN) {
   GQE_SKIP_WITHOUT_BIN();
   const std::string dir = gqe::test::scratch_dir("args_train");
   const auto in_dir = gqe::test::RunOptions().in(dir);
@@ -149,8 +149,15 @@ TEST(ArgsCommands, TrainAndExperimentRefuseSwallowedValuesPositionalsAndNaN) {
     r = gqe::test::run_gqe({"train", "--config", cfg, "--data", "d.txt", "--out", "o", flag, value}, in_dir);
     EXPECT_TRUE(gqe::test::fails_with(r, flag)) << flag << " " << value;
   }
-  r = gqe::test::run_gqe({"experiment", "--config", "c.json", "--out", "o", "--eval-limit", "nan"}, in_dir);
-  EXPECT_TRUE(gqe::test::fails_with(r, "--eval-limit expects a number >= 0, got 'nan'"));
+  r = gqe::test::run_gqe({"train", "--config", "c.json", "--data", "d.txt", "--out", "o", "--lr", "nan"}, in_dir);
+  EXPECT_TRUE(gqe::test::fails_with(r, "--lr expects a finite number, got 'nan'"));
+}
+
+// The experiment driver is the study script now: the old command says where it went.
+TEST(ArgsCommands, ExperimentNamesTheStudyThatReplacedIt) {
+  GQE_SKIP_WITHOUT_BIN();
+  const auto r = gqe::test::run_gqe({"experiment", "--config", "c.json", "--out", "o"});
+  EXPECT_TRUE(gqe::test::fails_with(r, "replaced by the study scripts: python3 scripts/study.py", 2));
 }
 
 TEST(ArgsCommands, BenchListsTheValidShapesLevelsAndImplementations) {

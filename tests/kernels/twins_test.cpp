@@ -7,13 +7,13 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "gqe/core/fs.h"
+#include "test_util.h"
 
 namespace gqe {
 namespace {
@@ -22,10 +22,7 @@ using kernels::KernelDevice;
 using kernels::KernelTwin;
 
 // The source root: CTest sets GQE_SOURCE_DIR; the sanitizer and portable scripts run from the root.
-std::string source_dir() {
-  const char* dir = std::getenv("GQE_SOURCE_DIR");
-  return dir && *dir ? dir : ".";
-}
+using test::source_dir;
 
 std::string read_source(const std::string& relative) { return fs::read_file(source_dir() + "/" + relative); }
 

@@ -3,7 +3,10 @@
 // Any change to training numerics fails here and has to update the pinned values on purpose.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -59,6 +62,12 @@ std::vector<double> train_losses(const std::string& implementation) {
   return losses;
 }
 
+// The losses are float32 (about 4.8e-7 apart near 5). The instruction set the kernels are compiled for
+// (native AVX-512, AVX2, scalar) and the BLAS kernels OpenBLAS picks for the CPU move them by up to two of
+// those steps (scripts/check-golden-portability.sh measures it); any change of method or recipe moves them
+// by far more. 1e-5 holds the first on every x86 CPU and catches the second.
+constexpr double kTolerance = 1e-5;
+
 void check(const std::string& implementation, const std::vector<double>& want) {
   GQE_SKIP_WITHOUT_BIN();
   const std::vector<double> got = train_losses(implementation);
@@ -66,8 +75,13 @@ void check(const std::string& implementation, const std::vector<double>& want) {
   printed.precision(10);
   for (double v : got) printed << v << ", ";
   ASSERT_EQ(got.size(), want.size()) << implementation << " losses: {" << printed.str() << "}";
-  for (size_t i = 0; i < want.size(); ++i)
-    EXPECT_NEAR(got[i], want[i], 1e-5) << implementation << " step " << i + 1 << "; all: {" << printed.str() << "}";
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    worst = std::max(worst, std::abs(got[i] - want[i]));
+    EXPECT_NEAR(got[i], want[i], kTolerance) << implementation << " step " << i + 1 << "; all: {" << printed.str() << "}";
+  }
+  // What scripts/check-golden-portability.sh collects from each build and BLAS core type.
+  std::cout << "golden " << implementation << ": max |loss - pinned| " << worst << "\n";
 }
 
 TEST(GoldenRun, FastPathLossesArePinned) { check("fast", kFastLosses); }
