@@ -7,6 +7,7 @@
 
 #include "gqe/cli/args.h"
 #include "gqe/cli/commands.h"
+#include "gqe/cli/schedule_flags.h"
 #include "gqe/core/config.h"
 #include "gqe/core/error.h"
 #include "gqe/core/format.h"
@@ -28,12 +29,7 @@ int print_schedule(const Args& args) {
   if (!args.has("steps")) throw Error("gqe info: --schedule needs --steps T");
   TrainRecipe r;
   r.schedule.total_steps = args.get_int("steps", 0, 1);
-  if (args.has("warmup")) r.schedule.warmup_steps = args.get_int("warmup", 0, 0);
-  r.schedule.peak_lr = args.get_double("lr", r.schedule.peak_lr);
-  if (args.has("min-lr")) r.schedule.min_lr = args.get_double("min-lr", 0);
-  else if (args.has("lr")) r.schedule.min_lr = r.schedule.peak_lr / 10;  // gqe train's default with --lr
-  r.schedule.decay_fraction = args.get_double("decay-fraction", r.schedule.decay_fraction);
-  r.schedule.decay_shape = args.get_enum("decay-shape", r.schedule.decay_shape);
+  apply_schedule_flags(args, r, false);
   resolve_recipe(r, 1, "command line");  // the warmup default (10% of the steps) and every check, as gqe train
   const ScheduleOptions& s = r.schedule;
   const int64_t decay = decay_steps(s);
@@ -53,7 +49,8 @@ int print_schedule(const Args& args) {
 }  // namespace
 
 int cmd_info(int argc, char** argv) {
-  const std::set<std::string> schedule_options = {"steps", "warmup", "lr", "min-lr", "decay-fraction", "decay-shape"};
+  std::set<std::string> schedule_options = schedule_flag_names();
+  schedule_options.insert("steps");
   std::set<std::string> options = schedule_options;
   options.insert("context");
   Args args("info", argc, argv, options, {"help", "schedule"}, Positionals::any("CONFIG"));

@@ -4,6 +4,7 @@
 
 #include "gqe/cli/args.h"
 #include "gqe/cli/commands.h"
+#include "gqe/cli/schedule_flags.h"
 #include "gqe/train/job.h"
 #include "gqe/train/recipe.h"
 
@@ -78,15 +79,7 @@ int cmd_train(int argc, char** argv) {
   r.micro_batch = args.get_int("batch", r.micro_batch);
   r.seq_len = args.get_int("seq", r.seq_len);
   r.global_batch_tokens = args.get_int("global-batch", r.global_batch_tokens);
-  r.schedule.peak_lr = args.get_double("lr", r.schedule.peak_lr);
-  if (args.has("min-lr")) r.schedule.min_lr = args.get_double("min-lr", 0);
-  else if (args.has("lr") && !args.has("recipe")) r.schedule.min_lr = r.schedule.peak_lr / 10;
-  if (args.has("warmup")) {
-    r.schedule.warmup_steps = args.get_int("warmup", 0, 0);
-    r.warmup_tokens = -1;
-  }
-  r.schedule.decay_fraction = args.get_double("decay-fraction", r.schedule.decay_fraction);
-  r.schedule.decay_shape = args.get_enum("decay-shape", r.schedule.decay_shape);
+  apply_schedule_flags(args, r, args.has("recipe"));
   r.adamw.weight_decay = args.get_double("weight-decay", r.adamw.weight_decay);
   r.zclip.max_norm = args.get_double("clip", r.zclip.max_norm);
   if (args.flag("no-zclip")) r.zclip.enabled = false;
