@@ -1,0 +1,192 @@
+"""GQA and GQE attention blocks as nn.Modules over the torch.ops.gqe ops.
+
+Constructor arguments are the fields of a gqe model config's "attention" object (configs/*.json, docs in
+README.md "Model config") plus the three model-level fields attention reads (hidden_size, rope_theta,
+position_embedding); `from_config` takes a whole config dict. Parameter names are those of gqe's checkpoints
+(docs/checkpoints.md, `layers.{i}.attn.*`), so a checkpoint's layer tensors load with load_state_dict.
+
+Both blocks take x [B, T, d] (after the pre-norm; a full causal forward, no KV cache) and return
+(y [B, T, d], aux_loss): the load-balancing loss of the layer, unweighted (the model multiplies it by
+aux_loss_weight), zero for GQA, as gqe's C++ blocks do.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import ops
+
+_VARIANTS = ("gqe", "hard_concat", "weighted_concat")
+_IMPLEMENTATIONS = ("fast", "reference")
+
+
+def _linear(d_in, d_out):
+    layer = nn.Linear(d_in, d_out, bias=False)
+    nn.init.xavier_uniform_(layer.weight)  # gqe's init for Q/K/V/O and the shared query (attention.cpp)
+    return layer
+
+
+class _Kernels:
+    """The pieces an attention block computes, fast (gqe's CPU kernels) or reference (aten ops); the same
+    choice as gqe's attention_path_for: fast when asked and the input is an fp32 CPU tensor."""
+
+    def __init__(self, fast: bool):
+        self.fast = fast
+
+    def attend(self, q, k, v):
+        return ops.flash_attention(q, k, v, 0) if self.fast else ops.flash_attention_reference(q, k, v, 0)
+
+    def rope(self, x, theta):
+        return ops.rope(x, 0, theta) if self.fast else ops.rope_reference(x, 0, theta)
+
+    def routed_queries(self, x, weight, selected, experts_per_group, head_dim):
+        fn = ops.routed_query_projection if self.fast else ops.routed_query_projection_reference
+        return fn(x, weight, selected, experts_per_group, head_dim)
+
+    def route(self, logits, k, eps):
+        return ops.fused_routing(logits, k, eps) if self.fast else ops.route_reference(logits, k, eps)
+
+    def gqe_slots(self, slots, weights, shared):
+        return ops.gqe_slots(slots, weights, shared) if self.fast else ops.gqe_slots_reference(slots, weights, shared)
+
+
+class _AttentionBase(nn.Module):
+    def __init__(self, hidden_size, num_attention_heads, num_key_value_heads, head_dim, rope_theta,
+                 position_embedding, implementation):
+        super().__init__()
+        if head_dim is None:
+            if hidden_size % num_attention_heads:
+                raise ValueError("attention.head_dim: hidden_size is not divisible by num_attention_heads; give head_dim")
+            head_dim = hidden_size // num_attention_heads
+        if min(hidden_size, num_attention_heads, num_key_value_heads, head_dim) <= 0:
+            raise ValueError("attention: sizes must be positive")
+        if num_attention_heads % num_key_value_heads:
+            raise ValueError("attention.num_attention_heads must be divisible by num_key_value_heads")
+        if position_embedding not in ("rope", "none"):
+            raise ValueError(f"position_embedding: unknown value {position_embedding!r} (rope, none)")
+        if position_embedding == "rope" and head_dim % 2:
+            raise ValueError("attention.head_dim must be even with RoPE")
+        if implementation not in _IMPLEMENTATIONS:
+            raise ValueError(f"attention.implementation: unknown value {implementation!r} (fast, reference)")
+        self.hidden_size = hidden_size
+        self.num_heads = num_attention_heads
+        self.num_kv_heads = num_key_value_heads
+        self.head_dim = head_dim
+        self.rope_theta = float(rope_theta)
+        self.use_rope = position_embedding == "rope"
+        self.implementation = implementation
+        self.q_proj = _linear(hidden_size, self._q_rows())
+        self.k_proj = _linear(hidden_size, num_key_value_heads * head_dim)
+        self.v_proj = _linear(hidden_size, num_key_value_heads * head_dim)
+
+    def _q_rows(self):
+        return self.num_heads * self.head_dim
+
+    def _kernels(self, x):
+        return _Kernels(self.implementation == "fast" and x.device.type == "cpu" and x.dtype == torch.float32)
+
+    def _keys_values(self, x, kernels):
+        B, T, _ = x.shape
+        k = self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim)
+        if self.use_rope:
+            k = kernels.rope(k, self.rope_theta)
+        return k, v
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """A block from a gqe model config (the dict of a config.json: hidden_size, rope_theta,
+        position_embedding and the "attention" object)."""
+        a = dict(config["attention"])
+        kind = a.pop("kind", "gqe")
+        expected = "gqe" if cls is GQEAttention else "gqa"
+        if kind != expected:
+            raise ValueError(f"attention.kind is {kind!r}; {cls.__name__} needs {expected!r}")
+        if cls is GQAAttention:
+            for gqe_only in ("top_k", "variant", "aux_loss_weight", "router_denominator_eps"):
+                a.pop(gqe_only, None)
+        return cls(hidden_size=config["hidden_size"], rope_theta=config.get("rope_theta", 10000.0),
+                   position_embedding=config.get("position_embedding", "rope"), **a)
+
+
+class GQAAttention(_AttentionBase):
+    """Grouped-query attention: N query heads over G KV heads (head h uses KV head h // (N/G))."""
+
+    def __init__(self, hidden_size, num_attention_heads, num_key_value_heads, head_dim=None,
+                 implementation="fast", rope_theta=10000.0, position_embedding="rope"):
+        super().__init__(hidden_size, num_attention_heads, num_key_value_heads, head_dim, rope_theta,
+                         position_embedding, implementation)
+        self.o_proj = _linear(self.num_heads * self.head_dim, hidden_size)
+
+    def forward(self, x):
+        B, T, _ = x.shape
+        kernels = self._kernels(x)
+        k, v = self._keys_values(x, kernels)
+        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim)
+        if self.use_rope:
+            q = kernels.rope(q, self.rope_theta)
+        o = kernels.attend(q, k, v)
+        return self.o_proj(o.reshape(B, T, self.num_heads * self.head_dim)), x.new_zeros(())
+
+
+class GQEAttention(_AttentionBase):
+    """Grouped Query Experts: in each of the G groups a router picks top_k of the M = N/G query-head experts
+    per token; the slots W_O reads depend on `variant` (docs/method.md)."""
+
+    def __init__(self, hidden_size, num_attention_heads, num_key_value_heads, head_dim=None, top_k=1,
+                 variant="gqe", aux_loss_weight=0.01, router_denominator_eps=1e-9, implementation="fast",
+                 rope_theta=10000.0, position_embedding="rope"):
+        super().__init__(hidden_size, num_attention_heads, num_key_value_heads, head_dim, rope_theta,
+                         position_embedding, implementation)
+        self.experts_per_group = self.num_heads // self.num_kv_heads
+        if not 1 <= top_k <= self.experts_per_group:
+            raise ValueError(f"attention.top_k must be in 1..{self.experts_per_group} (experts per group)")
+        if variant not in _VARIANTS:
+            raise ValueError(f"attention.variant: unknown value {variant!r} ({', '.join(_VARIANTS)})")
+        self.top_k = top_k
+        self.variant = variant
+        self.aux_loss_weight = float(aux_loss_weight)  # for the model's loss; the block returns aux_loss unweighted
+        self.router_denominator_eps = float(router_denominator_eps)
+        self.router = nn.Linear(hidden_size, self.num_heads, bias=False)
+        nn.init.zeros_(self.router.weight)  # routing starts uniform, as in gqe
+        if variant == "gqe":
+            self.shared_q_proj = _linear(hidden_size, self.head_dim)
+        self.o_proj = _linear(self.num_slots * self.head_dim, hidden_size)
+
+    @property
+    def num_slots(self):
+        hard = self.top_k * self.num_kv_heads
+        return hard + 2 if self.variant == "gqe" else hard
+
+    def forward(self, x):
+        B, T, _ = x.shape
+        G, M, k, d_h = self.num_kv_heads, self.experts_per_group, self.top_k, self.head_dim
+        kernels = self._kernels(x)
+        keys, values = self._keys_values(x, kernels)
+
+        # 1. Route (in at least fp32, as gqe does, so that low-precision logits do not flip near-ties).
+        logit_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        logits = F.linear(x.to(logit_dtype), self.router.weight.to(logit_dtype)).view(B, T, G, M)
+        _, selected, selected_probs, weights, aux_loss = kernels.route(logits, k, self.router_denominator_eps)
+
+        # 2. Project only the selected experts and attend: slot head g*k + r is the token's r-th choice in
+        #    group g, so this is GQA with k query heads per KV head.
+        q = kernels.routed_queries(x, self.q_proj.weight, selected, M, d_h)
+        if self.use_rope:
+            q = kernels.rope(q, self.rope_theta)
+        o = kernels.attend(q, keys, values)
+
+        # 3. The slots W_O reads.
+        if self.variant == "weighted_concat":
+            slots = (selected_probs.unsqueeze(-1).to(o.dtype) * o.view(B, T, G, k, d_h)).reshape(B, T, G * k * d_h)
+        elif self.variant == "hard_concat":
+            slots = o.reshape(B, T, G * k * d_h)
+        else:
+            # The shared head attends against the mean of the G KV heads (keys averaged after RoPE).
+            qs = self.shared_q_proj(x).view(B, T, 1, d_h)
+            if self.use_rope:
+                qs = kernels.rope(qs, self.rope_theta)
+            shared = kernels.attend(qs, keys.mean(2, keepdim=True), values.mean(2, keepdim=True))
+            slots = kernels.gqe_slots(o, weights.to(o.dtype), shared)
+        return self.o_proj(slots), aux_loss

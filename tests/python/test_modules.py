@@ -1,0 +1,142 @@
+"""The modules: against the attention block the `gqe` command trains (same weights: outputs, load-balancing
+loss and every gradient), fast path against reference path, float64 gradcheck of the whole block on the
+reference path, torch.compile(fullgraph=True) against eager, parameter names against gqe's checkpoints."""
+import json
+
+import pytest
+import torch
+
+import gqe
+
+
+def model_config(kind, variant="gqe", top_k=1, implementation="fast", heads=8, kv_heads=4, head_dim=16,
+                 hidden=48):
+    attention = {"kind": kind, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+                 "head_dim": head_dim, "implementation": implementation}
+    if kind == "gqe":
+        attention.update(top_k=top_k, variant=variant, aux_loss_weight=0.01)
+    return {"vocab_size": 64, "hidden_size": hidden, "num_hidden_layers": 1, "intermediate_size": 64,
+            "max_position_embeddings": 128, "rope_theta": 10000.0, "attention": attention}
+
+
+def module_for(config):
+    cls = gqe.GQEAttention if config["attention"]["kind"] == "gqe" else gqe.GQAAttention
+    block = cls.from_config(config)
+    if isinstance(block, gqe.GQEAttention):
+        # A zero router routes every token to expert 0: give it weights so that the routing is exercised.
+        with torch.no_grad():
+            block.router.weight.normal_(0, 0.5)
+    return block
+
+
+CASES = [
+    model_config("gqa"),
+    model_config("gqa", heads=6, kv_heads=2, head_dim=10, hidden=30),
+    model_config("gqe"),
+    model_config("gqe", top_k=2),
+    model_config("gqe", variant="hard_concat"),
+    model_config("gqe", variant="weighted_concat", top_k=2),
+    model_config("gqe", heads=6, kv_heads=2, head_dim=10, hidden=30),
+    model_config("gqe", implementation="reference"),
+]
+
+
+def case_id(c):
+    a = c["attention"]
+    return f"{a['kind']}-{a.get('variant', '')}-k{a.get('top_k', '')}-{a['num_attention_heads']}x{a['num_key_value_heads']}-{a['implementation']}"
+
+
+@pytest.mark.parametrize("config", CASES, ids=case_id)
+def test_module_matches_the_cli_block(config):
+    """Same weights, same input: the Python module and gqe's C++ block (gqe::make_attention, what gqe train
+    runs) agree in output, aux loss and every gradient. Both run the same kernels; the bound covers the
+    different order of a few reductions (e.g. a BLAS product where the CLI uses its own narrow projection)."""
+    block = module_for(config)
+    B, T = 2, 21
+    x = torch.randn(B, T, config["hidden_size"])
+    grad_y = torch.randn(B, T, config["hidden_size"])
+    names = [n for n, _ in block.named_parameters()]
+    y_cli, aux_cli, gx_cli, gw_cli = torch.ops.gqe.cli_attention_block(
+        json.dumps(config), names, [p.detach() for p in block.parameters()], x, grad_y, 0.7)
+    xin = x.clone().requires_grad_()
+    y, aux = block(xin)
+    ((y * grad_y).sum() + 0.7 * aux).backward()
+    tol = dict(atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(y, y_cli, **tol)
+    torch.testing.assert_close(aux, aux_cli, **tol)
+    torch.testing.assert_close(xin.grad, gx_cli, **tol)
+    for name, p, g in zip(names, block.parameters(), gw_cli):
+        torch.testing.assert_close(p.grad, g, **tol, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("config", [c for c in CASES if c["attention"]["implementation"] == "fast"], ids=case_id)
+def test_fast_path_matches_float64_reference_path(config):
+    fast = module_for(config)
+    config_ref = json.loads(json.dumps(config))
+    config_ref["attention"]["implementation"] = "reference"
+    ref = module_for(config_ref).double()
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 19, config["hidden_size"])
+    y32, aux32 = fast(x)
+    y64, aux64 = ref(x.double())
+    torch.testing.assert_close(y32.double(), y64, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(aux32.double(), aux64, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind,variant", [("gqa", None), ("gqe", "gqe"), ("gqe", "weighted_concat")])
+def test_block_gradcheck_float64_reference_path(kind, variant):
+    config = model_config(kind, variant=variant or "gqe", top_k=2 if variant == "weighted_concat" else 1,
+                          implementation="reference", heads=4, kv_heads=2, head_dim=4, hidden=8)
+    block = module_for(config).double()
+    x = torch.randn(1, 5, 8, dtype=torch.float64, requires_grad=True)
+    names = [n for n, _ in block.named_parameters()]
+
+    def run(x, *weights):
+        return torch.func.functional_call(block, dict(zip(names, weights)), (x,))
+
+    weights = [p.detach().clone().requires_grad_() for p in block.parameters()]
+    assert torch.autograd.gradcheck(run, (x, *weights))
+
+
+@pytest.mark.parametrize("config", [model_config("gqa"), model_config("gqe"), model_config("gqe", top_k=2)],
+                         ids=case_id)
+def test_compile_fullgraph_matches_eager(config):
+    torch._dynamo.reset()
+    block = module_for(config)
+    compiled = torch.compile(block, fullgraph=True)
+    x = torch.randn(2, 17, config["hidden_size"])
+    x_eager, x_comp = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y, aux = block(x_eager)
+    (y.square().sum() + aux).backward()
+    grads_eager = [p.grad.clone() for p in block.parameters()]
+    block.zero_grad()
+    yc, auxc = compiled(x_comp)
+    (yc.square().sum() + auxc).backward()
+    tol = dict(atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(yc, y, **tol)
+    torch.testing.assert_close(auxc, aux, **tol)
+    torch.testing.assert_close(x_comp.grad, x_eager.grad, **tol)
+    for p, g in zip(block.parameters(), grads_eager):
+        torch.testing.assert_close(p.grad, g, **tol)
+
+
+def test_parameter_names_are_gqes_checkpoint_names():
+    gqe_block = module_for(model_config("gqe"))
+    assert sorted(n for n, _ in gqe_block.named_parameters()) == sorted(
+        ["q_proj.weight", "k_proj.weight", "v_proj.weight", "router.weight", "shared_q_proj.weight", "o_proj.weight"])
+    # docs/checkpoints.md: q [N*d_h, d], k/v [G*d_h, d], router [G*M, d], shared [d_h, d], o [d, (kG+2)*d_h]
+    shapes = {n: tuple(p.shape) for n, p in gqe_block.named_parameters()}
+    assert shapes == {"q_proj.weight": (128, 48), "k_proj.weight": (64, 48), "v_proj.weight": (64, 48),
+                      "router.weight": (8, 48), "shared_q_proj.weight": (16, 48), "o_proj.weight": (48, 96)}
+    gqa_block = module_for(model_config("gqa"))
+    assert sorted(n for n, _ in gqa_block.named_parameters()) == sorted(
+        ["q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight"])
+
+
+def test_invalid_configs_are_refused_naming_the_field():
+    with pytest.raises(ValueError, match="top_k"):
+        gqe.GQEAttention(hidden_size=32, num_attention_heads=8, num_key_value_heads=4, head_dim=8, top_k=3)
+    with pytest.raises(ValueError, match="divisible"):
+        gqe.GQAAttention(hidden_size=32, num_attention_heads=6, num_key_value_heads=4, head_dim=8)
+    with pytest.raises(ValueError, match="variant"):
+        gqe.GQEAttention(hidden_size=32, num_attention_heads=8, num_key_value_heads=4, variant="soft")
