@@ -49,8 +49,9 @@ def case_id(c):
 @pytest.mark.parametrize("config", CASES, ids=case_id)
 def test_module_matches_the_cli_block(config):
     """Same weights, same input: the Python module and gqe's C++ block (gqe::make_attention, what gqe train
-    runs) agree in output, aux loss and every gradient. Both run the same kernels; the bound covers the
-    different order of a few reductions (e.g. a BLAS product where the CLI uses its own narrow projection)."""
+    runs) agree in output, aux loss and every gradient. Both run the same kernels: GQA, the ablations and
+    the reference path agree bitwise; variant gqe differs by at most 2e-6 (measured), as the module
+    projects the shared head's query with a BLAS product where the CLI uses its narrow-projection kernel."""
     block = module_for(config)
     B, T = 2, 21
     x = torch.randn(B, T, config["hidden_size"])
@@ -61,7 +62,7 @@ def test_module_matches_the_cli_block(config):
     xin = x.clone().requires_grad_()
     y, aux = block(xin)
     ((y * grad_y).sum() + 0.7 * aux).backward()
-    tol = dict(atol=2e-5, rtol=1e-4)
+    tol = dict(atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(y, y_cli, **tol)
     torch.testing.assert_close(aux, aux_cli, **tol)
     torch.testing.assert_close(xin.grad, gx_cli, **tol)
@@ -118,6 +119,16 @@ def test_compile_fullgraph_matches_eager(config):
     torch.testing.assert_close(x_comp.grad, x_eager.grad, **tol)
     for p, g in zip(block.parameters(), grads_eager):
         torch.testing.assert_close(p.grad, g, **tol)
+
+
+def test_compile_dynamic_shapes_matches_eager():
+    """One compiled graph for several batch sizes and lengths: the fake implementations take symbolic sizes."""
+    torch._dynamo.reset()
+    block = module_for(model_config("gqe", top_k=2))
+    compiled = torch.compile(block, dynamic=True, fullgraph=True)
+    for B, T in ((2, 9), (3, 14), (1, 31)):
+        x = torch.randn(B, T, 48)
+        torch.testing.assert_close(compiled(x)[0], block(x)[0], atol=1e-5, rtol=1e-4)
 
 
 def test_parameter_names_are_gqes_checkpoint_names():
