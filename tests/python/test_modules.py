@@ -99,8 +99,8 @@ def test_block_gradcheck_float64_reference_path(kind, variant):
     assert torch.autograd.gradcheck(run, (x, *weights))
 
 
-@pytest.mark.parametrize("config", [model_config("gqa"), model_config("gqe"), model_config("gqe", top_k=2)],
-                         ids=case_id)
+@pytest.mark.parametrize("config", [model_config("gqa"), model_config("gqe"), model_config("gqe", top_k=2),
+                                    model_config("gqe", implementation="reference")], ids=case_id)
 def test_compile_fullgraph_matches_eager(config):
     torch._dynamo.reset()
     block = module_for(config)
