@@ -10,13 +10,14 @@ import gqe
 
 
 def model_config(kind, variant="gqe", top_k=1, implementation="fast", heads=8, kv_heads=4, head_dim=16,
-                 hidden=48):
+                 hidden=48, position_embedding="rope"):
     attention = {"kind": kind, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
                  "head_dim": head_dim, "implementation": implementation}
     if kind == "gqe":
         attention.update(top_k=top_k, variant=variant, aux_loss_weight=0.01)
     return {"vocab_size": 64, "hidden_size": hidden, "num_hidden_layers": 1, "intermediate_size": 64,
-            "max_position_embeddings": 128, "rope_theta": 10000.0, "attention": attention}
+            "max_position_embeddings": 128, "rope_theta": 10000.0, "position_embedding": position_embedding,
+            "attention": attention}
 
 
 def module_for(config):
@@ -38,12 +39,14 @@ CASES = [
     model_config("gqe", variant="weighted_concat", top_k=2),
     model_config("gqe", heads=6, kv_heads=2, head_dim=10, hidden=30),
     model_config("gqe", implementation="reference"),
+    model_config("gqe", position_embedding="none", heads=4, kv_heads=2, head_dim=7, hidden=20),
 ]
 
 
 def case_id(c):
     a = c["attention"]
-    return f"{a['kind']}-{a.get('variant', '')}-k{a.get('top_k', '')}-{a['num_attention_heads']}x{a['num_key_value_heads']}-{a['implementation']}"
+    return (f"{a['kind']}-{a.get('variant', '')}-k{a.get('top_k', '')}-{a['num_attention_heads']}x"
+            f"{a['num_key_value_heads']}x{a['head_dim']}-{c['position_embedding']}-{a['implementation']}")
 
 
 @pytest.mark.parametrize("config", CASES, ids=case_id)
