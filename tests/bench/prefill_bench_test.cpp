@@ -30,6 +30,25 @@ TEST(BenchTable, NamesThePeakItsSharesAreOfAndTheBackend) {
   EXPECT_EQ(bench::rows_to_table({}, 0).find("GF/s in parentheses"), std::string::npos);
 }
 
+// A value wider than its column (a long model run at 16k tokens) stays apart from its neighbours, and the rows
+// line up with the header.
+TEST(BenchTable, WideValuesNeverRunIntoTheNextColumn) {
+  bench::BenchRow r;
+  r.section = "prefill", r.shape = "paper", r.level = "model", r.n = 16384, r.runs = 3;
+  r.gqa_ms = 123456.78, r.gqa_min_ms = 123000.5, r.gqa_max_ms = 130000.25;
+  r.gqe_ms = 98765.43, r.gqe_min_ms = 98000.5, r.gqe_max_ms = 99999.75;
+  r.ratio = 1.25, r.gqa_tok_s = 1234567.8, r.gqe_tok_s = 2345678.9, r.peak_rss_mb = 123456;
+  const std::string row = bench::rows_to_table({r});
+  EXPECT_NE(row.find(" 16384 123456.78 (123000.50..130000.25) 98765.43"), std::string::npos) << row;
+  EXPECT_NE(row.find(" 1234567.8 2345678.9 "), std::string::npos) << row;
+  // A row whose values fit puts each column's last character where the header's is.
+  r.gqa_ms = 2, r.gqa_min_ms = 1, r.gqa_max_ms = 3, r.gqa_tok_s = 0, r.gqe_tok_s = 0, r.peak_rss_mb = 12;
+  r.gqe_ms = 1, r.gqe_min_ms = 1, r.gqe_max_ms = 1;
+  const std::string header = bench::rows_to_table({});
+  const std::string fitted = bench::rows_to_table({r});
+  EXPECT_EQ(header.find('\n'), fitted.find('\n')) << header << fitted;
+}
+
 TEST(BenchLimits, GqeCoreLimitIsNineSixteenthsOfGqa) {
   const ModelConfig gqa = bench::shape_config(bench::BenchShape::paper, AttentionKind::gqa);
   const ModelConfig gqe = bench::shape_config(bench::BenchShape::paper, AttentionKind::gqe);

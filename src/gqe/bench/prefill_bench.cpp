@@ -383,6 +383,33 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
   return rows;
 }
 
+namespace {
+
+// The table's columns: labels left-aligned, numbers right-aligned, and every cell followed or preceded by at
+// least one space, so that a value wider than its column (a long run's milliseconds) never runs into its
+// neighbour's. Rows are printed as each shape finishes, so widths are fixed rather than fitted to the values.
+struct TableColumn {
+  const char* header;
+  int width;
+  bool left;
+};
+constexpr TableColumn kTableColumns[] = {
+    {"section", 8, true},    {"shape", 7, true},     {"level", 10, true},     {"n", 7, false},
+    {"GQA ms (min..max)", 28, false}, {"GQE ms (min..max)", 28, false}, {"ratio", 7, false},
+    {"limit", 7, false},     {"%limit", 7, false},   {"GQA GF/s", 14, false}, {"GQE GF/s", 14, false},
+    {"GQA tok/s", 10, false}, {"GQE tok/s", 10, false}, {"runs", 5, false},    {"RSS MB", 8, false}};
+
+void write_table_line(std::ostream& o, const std::vector<std::string>& cells) {
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const TableColumn& c = kTableColumns[i];
+    if (c.left) o << std::left << std::setw(c.width - 1) << cells[i] << ' ';
+    else o << ' ' << std::right << std::setw(c.width - 1) << cells[i];
+  }
+  o << "\n";
+}
+
+}  // namespace
+
 std::string rows_to_table(const std::vector<BenchRow>& rows, double fma_peak_gflops, const std::string& peak_label) {
   std::ostringstream o;
   auto spread = [](double med, double lo, double hi) {
@@ -393,24 +420,21 @@ std::string rows_to_table(const std::vector<BenchRow>& rows, double fma_peak_gfl
     return fixed_point(g, 1) + (fma_peak_gflops > 0 ? " (" + fixed_point(100 * g / fma_peak_gflops, 0) + "%)" : "");
   };
   if (rows.empty()) {
-    o << std::left << std::setw(8) << "section" << std::setw(7) << "shape" << std::setw(10) << "level" << std::right
-      << std::setw(7) << "n" << std::setw(28) << "GQA ms (min..max)" << std::setw(28) << "GQE ms (min..max)"
-      << std::setw(7) << "ratio" << std::setw(7) << "limit" << std::setw(7) << "%limit" << std::setw(14)
-      << "GQA GF/s" << std::setw(14) << "GQE GF/s" << std::setw(10) << "GQA tok/s" << std::setw(10) << "GQE tok/s"
-      << std::setw(5) << "runs" << std::setw(8) << "RSS MB" << "\n";
+    std::vector<std::string> headers;
+    for (const TableColumn& c : kTableColumns) headers.push_back(c.header);
+    write_table_line(o, headers);
     if (fma_peak_gflops > 0)
       o << "(GF/s in parentheses: % of " << peak_label << ", " << fixed_point(fma_peak_gflops, 1) << " GFLOP/s)\n";
     return o.str();
   }
   for (const BenchRow& r : rows) {
-    o << std::left << std::setw(8) << r.section << std::setw(7) << r.shape << std::setw(10) << r.level << std::right
-      << std::setw(7) << r.n << std::setw(28) << spread(r.gqa_ms, r.gqa_min_ms, r.gqa_max_ms) << std::setw(28)
-      << spread(r.gqe_ms, r.gqe_min_ms, r.gqe_max_ms) << std::setw(7) << fixed_point(r.ratio) << std::setw(7)
-      << (r.flop_limit > 0 ? fixed_point(r.flop_limit) : "-") << std::setw(7)
-      << (r.flop_limit > 0 ? fixed_point(100 * r.ratio / r.flop_limit, 0) : "-") << std::setw(14) << gflops(r.gqa_gflops)
-      << std::setw(14) << gflops(r.gqe_gflops) << std::setw(10) << (r.gqa_tok_s > 0 ? fixed_point(r.gqa_tok_s, 1) : "-")
-      << std::setw(10) << (r.gqe_tok_s > 0 ? fixed_point(r.gqe_tok_s, 1) : "-") << std::setw(5) << r.runs << std::setw(8)
-      << fixed_point(r.peak_rss_mb, 0) << "\n";
+    write_table_line(o, {r.section, r.shape, r.level, std::to_string(r.n), spread(r.gqa_ms, r.gqa_min_ms, r.gqa_max_ms),
+                         spread(r.gqe_ms, r.gqe_min_ms, r.gqe_max_ms), fixed_point(r.ratio),
+                         r.flop_limit > 0 ? fixed_point(r.flop_limit) : "-",
+                         r.flop_limit > 0 ? fixed_point(100 * r.ratio / r.flop_limit, 0) : "-", gflops(r.gqa_gflops),
+                         gflops(r.gqe_gflops), r.gqa_tok_s > 0 ? fixed_point(r.gqa_tok_s, 1) : "-",
+                         r.gqe_tok_s > 0 ? fixed_point(r.gqe_tok_s, 1) : "-", std::to_string(r.runs),
+                         fixed_point(r.peak_rss_mb, 0)});
     if (!r.backend.empty()) o << "  SDPA backend: " << r.backend << "\n";
   }
   return o.str();
