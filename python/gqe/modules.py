@@ -44,6 +44,9 @@ class _Kernels:
         fn = ops.routed_query_projection if self.fast else ops.routed_query_projection_reference
         return fn(x, weight, selected, experts_per_group, head_dim)
 
+    def shared_query(self, x, weight):
+        return ops.narrow_projection(x, weight) if self.fast else ops.narrow_projection_reference(x, weight)
+
     def route(self, logits, k, eps):
         return ops.fused_routing(logits, k, eps) if self.fast else ops.route_reference(logits, k, eps)
 
@@ -184,7 +187,7 @@ class GQEAttention(_AttentionBase):
             slots = o.reshape(B, T, G * k * d_h)
         else:
             # The shared head attends against the mean of the G KV heads (keys averaged after RoPE).
-            qs = self.shared_q_proj(x).view(B, T, 1, d_h)
+            qs = kernels.shared_query(x, self.shared_q_proj.weight)
             if self.use_rope:
                 qs = kernels.rope(qs, self.rope_theta)
             shared = kernels.attend(qs, keys.mean(2, keepdim=True), values.mean(2, keepdim=True))

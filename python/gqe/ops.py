@@ -40,6 +40,17 @@ def _(x, weight, selected, experts_per_group, head_dim, grad_out):
     return x.new_empty(x.shape), weight.new_empty(weight.shape)
 
 
+@torch.library.register_fake("gqe::narrow_projection")
+def _(x, weight):
+    B, T, _ = x.shape
+    return x.new_empty((B, T, 1, weight.shape[0]))
+
+
+@torch.library.register_fake("gqe::narrow_projection_backward")
+def _(x, weight, grad_out):
+    return x.new_empty(x.shape), weight.new_empty(weight.shape)
+
+
 @torch.library.register_fake("gqe::gqe_slots")
 def _(slots, weights, shared):
     B, T, S, d_h = slots.shape
@@ -111,6 +122,18 @@ def _routed_backward(ctx, grad):
 torch.library.register_autograd("gqe::routed_query_projection", _routed_backward, setup_context=_routed_setup)
 
 
+def _narrow_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _narrow_backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    return _ops.narrow_projection_backward(x, weight, grad)
+
+
+torch.library.register_autograd("gqe::narrow_projection", _narrow_backward, setup_context=_narrow_setup)
+
+
 def _slots_setup(ctx, inputs, output):
     slots, weights, _ = inputs
     ctx.save_for_backward(slots, weights)
@@ -165,6 +188,8 @@ rope = _ops.rope
 rope_reference = _ops.rope_reference
 routed_query_projection = _ops.routed_query_projection
 routed_query_projection_reference = _ops.routed_query_projection_reference
+narrow_projection = _ops.narrow_projection
+narrow_projection_reference = _ops.narrow_projection_reference
 gqe_slots = _ops.gqe_slots
 gqe_slots_reference = _ops.gqe_slots_reference
 fused_routing = _ops.fused_routing

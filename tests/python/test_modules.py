@@ -52,9 +52,10 @@ def case_id(c):
 @pytest.mark.parametrize("config", CASES, ids=case_id)
 def test_module_matches_the_cli_block(config):
     """Same weights, same input: the Python module and gqe's C++ block (gqe::make_attention, what gqe train
-    runs) agree in output, aux loss and every gradient. Both run the same kernels: GQA, the ablations and
-    the reference path agree bitwise; variant gqe differs by at most 2e-6 (measured), as the module
-    projects the shared head's query with a BLAS product where the CLI uses its narrow-projection kernel."""
+    runs) agree in output, aux loss and every gradient. Both run the same kernels: outputs agree bitwise,
+    and so do all gradients except variant gqe's, which differ by at most 2e-6 (measured): the package's
+    backward of gqe_slots is written in aten ops (the kernel keeps its own inside its C++ autograd
+    function), which sums in another order."""
     block = module_for(config)
     B, T = 2, 21
     x = torch.randn(B, T, config["hidden_size"])

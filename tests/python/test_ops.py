@@ -80,6 +80,19 @@ def test_routed_query_projection_fast_matches_float64_reference():
     torch.testing.assert_close(w32.grad.double(), w64.grad, atol=FP32_ATOL, rtol=FP32_RTOL)
 
 
+def test_narrow_projection_fast_matches_float64_reference():
+    x, weight, dout = rand(2, 13, 40), rand(12, 40) * 0.2, rand(2, 13, 1, 12)
+    x64, w64 = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    ref = ops.narrow_projection_reference(x64, w64)
+    ref.backward(dout)
+    x32, w32 = x.float().requires_grad_(), weight.float().requires_grad_()
+    out = ops.narrow_projection(x32, w32)
+    out.backward(dout.float())
+    torch.testing.assert_close(out.double(), ref.detach(), atol=FP32_ATOL, rtol=FP32_RTOL)
+    torch.testing.assert_close(x32.grad.double(), x64.grad, atol=FP32_ATOL, rtol=FP32_RTOL)
+    torch.testing.assert_close(w32.grad.double(), w64.grad, atol=FP32_ATOL, rtol=FP32_RTOL)
+
+
 def test_gqe_slots_fast_matches_float64_reference():
     B, T, G, k, d_h = 2, 9, 3, 2, 14
     slots, weights, shared = rand(B, T, G * k, d_h), rand(B, T, G, k).softmax(-1), rand(B, T, 1, d_h)
@@ -120,6 +133,8 @@ def test_reference_ops_gradcheck_float64():
     xr.requires_grad_(), weight.requires_grad_()
     assert torch.autograd.gradcheck(
         lambda x, w: ops.routed_query_projection_reference(x, w, selected, M, d_h), (xr, weight))
+    xn, wn = rand(1, 4, 6, requires_grad=True), rand(3, 6, requires_grad=True)
+    assert torch.autograd.gradcheck(ops.narrow_projection_reference, (xn, wn))
     s, w, sh = rand(1, 3, 4, 5, requires_grad=True), rand(1, 3, 2, 2, requires_grad=True), rand(1, 3, 1, 5, requires_grad=True)
     assert torch.autograd.gradcheck(ops.gqe_slots_reference, (s, w, sh))
     logits = rand(1, 5, 2, 3, requires_grad=True)
@@ -138,6 +153,8 @@ def test_fast_ops_pass_opcheck():
     x, weight, selected, M, d_h = routed_inputs(B=1, T=5, d=8, G=2, M=2, k=1, d_h=4)
     torch.library.opcheck(torch.ops.gqe.routed_query_projection,
                           (x.float().requires_grad_(), weight.float().requires_grad_(), selected, M, d_h))
+    torch.library.opcheck(torch.ops.gqe.narrow_projection, (rand(1, 5, 8, dtype=f, requires_grad=True),
+                                                            rand(4, 8, dtype=f, requires_grad=True)))
     torch.library.opcheck(torch.ops.gqe.gqe_slots, (rand(1, 3, 4, 5, dtype=f, requires_grad=True),
                                                     rand(1, 3, 2, 2, dtype=f, requires_grad=True),
                                                     rand(1, 3, 1, 5, dtype=f, requires_grad=True)))

@@ -116,6 +116,22 @@ std::tuple<Tensor, Tensor> routed_query_projection_backward(const Tensor& x, con
   return {g[0], g[1]};
 }
 
+Tensor narrow_projection(const Tensor& x, const Tensor& weight) {
+  check_fast_inputs("narrow_projection", {&x, &weight});
+  at::NoGradGuard no_grad;
+  return gqe::kernels::narrow_projection(x.contiguous(), weight.contiguous());
+}
+
+std::tuple<Tensor, Tensor> narrow_projection_backward(const Tensor& x, const Tensor& weight, const Tensor& grad_out) {
+  check_fast_inputs("narrow_projection_backward", {&x, &weight, &grad_out});
+  auto g = grads_by_recompute(
+      [](const std::vector<Tensor>& in) {
+        return std::vector<Tensor>{gqe::kernels::narrow_projection(in[0], in[1])};
+      },
+      {x, weight}, {grad_out});
+  return {g[0], g[1]};
+}
+
 Tensor gqe_slots(const Tensor& slots, const Tensor& weights, const Tensor& shared) {
   check_fast_inputs("gqe_slots", {&slots, &weights, &shared});
   at::NoGradGuard no_grad;
@@ -198,6 +214,10 @@ TORCH_LIBRARY(gqe, m) {
         "int head_dim, Tensor grad_out) -> (Tensor grad_x, Tensor grad_weight)");
   m.def("routed_query_projection_reference(Tensor x, Tensor weight, Tensor selected, int experts_per_group, "
         "int head_dim) -> Tensor");
+  // The shared head's query: x [B, T, d] times a narrow weight [d_h, d] transposed -> [B, T, 1, d_h].
+  m.def("narrow_projection(Tensor x, Tensor weight) -> Tensor");
+  m.def("narrow_projection_backward(Tensor x, Tensor weight, Tensor grad_out) -> (Tensor grad_x, Tensor grad_weight)");
+  m.def("narrow_projection_reference(Tensor x, Tensor weight) -> Tensor");
   // W_O's input for variant gqe: slots [B, T, G*k, d_h], weights [B, T, G, k], shared [B, T, 1, d_h].
   m.def("gqe_slots(Tensor slots, Tensor weights, Tensor shared) -> Tensor");
   m.def("gqe_slots_reference(Tensor slots, Tensor weights, Tensor shared) -> Tensor");
@@ -220,6 +240,8 @@ TORCH_LIBRARY_IMPL(gqe, CPU, m) {
   m.impl("rope", &rope);
   m.impl("routed_query_projection", &routed_query_projection);
   m.impl("routed_query_projection_backward", &routed_query_projection_backward);
+  m.impl("narrow_projection", &narrow_projection);
+  m.impl("narrow_projection_backward", &narrow_projection_backward);
   m.impl("gqe_slots", &gqe_slots);
   m.impl("fused_routing", &fused_routing);
   m.impl("fused_routing_backward", &fused_routing_backward);
@@ -230,6 +252,7 @@ TORCH_LIBRARY_IMPL(gqe, CompositeImplicitAutograd, m) {
   m.impl("flash_attention_reference", &gqe::kernels::flash_attention_reference);
   m.impl("rope_reference", &gqe::kernels::rope_reference);
   m.impl("routed_query_projection_reference", &gqe::kernels::routed_query_projection_reference);
+  m.impl("narrow_projection_reference", &gqe::kernels::narrow_projection_reference);
   m.impl("gqe_slots_reference", &gqe::kernels::gqe_slots_reference);
   m.impl("route_reference", [](const Tensor& logits, int64_t k, double eps) {
     gqe::Routing r = gqe::weigh_routing(gqe::route_tokens(logits, k), eps);
