@@ -9,7 +9,6 @@ Both blocks take x [B, T, d] (after the pre-norm; a full causal forward, no KV c
 (y [B, T, d], aux_loss): the load-balancing loss of the layer, unweighted (the model multiplies it by
 aux_loss_weight), zero for GQA, as gqe's C++ blocks do.
 """
-import math
 
 import torch
 import torch.nn.functional as F

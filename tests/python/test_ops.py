@@ -4,7 +4,6 @@ fake implementation, autograd registration, tracing by AOTAutograd)."""
 import pytest
 import torch
 
-import gqe
 from gqe import ops
 
 # The fast kernels compute in fp32; the reference runs in float64 on the same (fp32-representable) unit-normal
