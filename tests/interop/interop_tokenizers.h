@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gqe/core/fs.h"
+#include "gqe/interop/hf_export.h"
 #include "gqe/tokenizers/bpe_tokenizer.h"
 #include "gqe/tokenizers/run_tokenizer.h"
 #include "spm_test_util.h"
@@ -21,7 +22,7 @@ inline std::string write_bpe_tokenizer(const std::string& path, bool with_end_of
   const int64_t eot_id = with_end_of_text ? kBpeEndOfText : -1;
   nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
   for (int b = 0; b < 256; ++b) vocab[bytes_to_byte_level(std::string(1, char(b)))] = b;
-  nlohmann::json merges = nlohmann::json::array();
+  nlohmann::ordered_json merges = nlohmann::ordered_json::array();
   auto add = [&](const std::string& a, const std::string& b) {
     const std::string A = bytes_to_byte_level(a), B = bytes_to_byte_level(b);
     if (!vocab.contains(A + B)) vocab[A + B] = int64_t(vocab.size());
@@ -34,33 +35,13 @@ inline std::string write_bpe_tokenizer(const std::string& path, bool with_end_of
       cur += c;
     }
   }
-  // Every field the Hugging Face tokenizers library requires, as it saves a GPT-2 tokenizer.
   if (int64_t(vocab.size()) != kBpeEndOfText) throw std::logic_error("write_bpe_tokenizer: kBpeEndOfText is out of date");
-  nlohmann::json added = nlohmann::json::array();
+  nlohmann::ordered_json added = nlohmann::ordered_json::array();
   if (eot_id >= 0)
     added.push_back({{"id", eot_id}, {"content", "<|endoftext|>"}, {"single_word", false}, {"lstrip", false},
                      {"rstrip", false}, {"normalized", false}, {"special", true}});
-  const nlohmann::json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
-                                     {"use_regex", true}};
-  const nlohmann::json j = {{"version", "1.0"},
-                            {"truncation", nullptr},
-                            {"padding", nullptr},
-                            {"added_tokens", added},
-                            {"normalizer", nullptr},
-                            {"pre_tokenizer", byte_level},
-                            {"post_processor", nullptr},
-                            {"decoder", byte_level},
-                            {"model",
-                             {{"type", "BPE"},
-                              {"dropout", nullptr},
-                              {"unk_token", nullptr},
-                              {"continuing_subword_prefix", nullptr},
-                              {"end_of_word_suffix", nullptr},
-                              {"fuse_unk", false},
-                              {"byte_fallback", false},
-                              {"ignore_merges", false},
-                              {"vocab", vocab},
-                              {"merges", merges}}}};
+  // Every field the Hugging Face tokenizers library requires, as it saves a GPT-2 tokenizer.
+  const nlohmann::ordered_json j = byte_level_bpe_tokenizer_json(vocab, merges, added, true);
   fs::write_file_atomic(path, j.dump() + "\n");
   return path;
 }

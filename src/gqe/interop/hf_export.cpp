@@ -278,33 +278,37 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& so
   return parse_model_config(g.dump(), source + " (read as a gqe config)");
 }
 
+ojson byte_level_bpe_tokenizer_json(const ojson& vocab, const ojson& merges, const ojson& added_tokens, bool gpt2_style) {
+  const ojson byte_level = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", gpt2_style}, {"use_regex", gpt2_style}};
+  return {{"version", "1.0"},
+          {"truncation", nullptr},
+          {"padding", nullptr},
+          {"added_tokens", added_tokens},
+          {"normalizer", nullptr},
+          {"pre_tokenizer", byte_level},
+          {"post_processor", nullptr},
+          {"decoder", byte_level},
+          {"model",
+           {{"type", "BPE"},
+            {"dropout", nullptr},
+            {"unk_token", nullptr},
+            {"continuing_subword_prefix", nullptr},
+            {"end_of_word_suffix", nullptr},
+            {"fuse_unk", false},
+            {"byte_fallback", false},
+            {"ignore_merges", false},
+            {"vocab", vocab},
+            {"merges", merges}}}};
+}
+
 namespace {
 
 // The byte tokenizer's tokenizer.json with the given added tokens.
 std::string byte_level_tokenizer_json_with(const ojson& added_tokens) {
-  const ojson byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
   ojson vocab = ojson::object();
   for (int b = 0; b < 256; ++b) vocab[byte_character(b)] = b;
-  const ojson j = {{"version", "1.0"},
-                   {"truncation", nullptr},
-                   {"padding", nullptr},
-                   {"added_tokens", added_tokens},
-                   {"normalizer", nullptr},
-                   {"pre_tokenizer", byte_level},
-                   {"post_processor", nullptr},
-                   {"decoder", byte_level},
-                   {"model",
-                    {{"type", "BPE"},
-                     {"dropout", nullptr},
-                     {"unk_token", nullptr},
-                     {"continuing_subword_prefix", nullptr},
-                     {"end_of_word_suffix", nullptr},
-                     {"fuse_unk", false},
-                     {"byte_fallback", false},
-                     {"ignore_merges", false},
-                     {"vocab", vocab},
-                     {"merges", ojson::array()}}}};
-  return j.dump(2) + "\n";
+  return byte_level_bpe_tokenizer_json(vocab, ojson::array(), added_tokens, false).dump(2) + "\n";
 }
 
 }  // namespace

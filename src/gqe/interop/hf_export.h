@@ -51,6 +51,13 @@ struct HfTokenizerSource {
   int64_t eos_id = -1;  // tokenizer_json: the end-of-text id gqe's tokenizer finds in it (-1: none)
 };
 
+// A byte-level BPE tokenizer.json as the Hugging Face tokenizers library saves one: the ByteLevel
+// pre-tokenizer and decoder (`gpt2_style`: with GPT-2's split regex and offset trimming; else neither, as
+// gqe's byte tokenizer), `vocab` (byte-level strings -> ids), `merges` (pairs) and `added_tokens`.
+nlohmann::ordered_json byte_level_bpe_tokenizer_json(const nlohmann::ordered_json& vocab,
+                                                     const nlohmann::ordered_json& merges,
+                                                     const nlohmann::ordered_json& added_tokens, bool gpt2_style);
+
 // The tokenizer.json of gqe's byte tokenizer: ids 0..255 are the bytes (in GPT-2's byte-to-character
 // alphabet, no merges) and nothing else, so that every id is a row of the model's 256-entry embedding.
 // Its tokenizer_config.json names byte 0 (NUL, never in text) as the eos and pad token: the harness needs
