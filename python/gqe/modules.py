@@ -192,3 +192,12 @@ class GQEAttention(_AttentionBase):
             shared = kernels.attend(qs, keys.mean(2, keepdim=True), values.mean(2, keepdim=True))
             slots = kernels.gqe_slots(o, weights.to(o.dtype), shared)
         return self.o_proj(slots), aux_loss
+
+
+def attention_from_config(config: dict):
+    """The attention block a gqe model config names: GQEAttention for attention.kind "gqe" (the default),
+    GQAAttention for "gqa"."""
+    kind = config["attention"].get("kind", "gqe")
+    if kind not in ("gqe", "gqa"):
+        raise ValueError(f"attention.kind: unknown value {kind!r} (gqe, gqa)")
+    return (GQEAttention if kind == "gqe" else GQAAttention).from_config(config)

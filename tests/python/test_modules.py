@@ -21,8 +21,7 @@ def model_config(kind, variant="gqe", top_k=1, implementation="fast", heads=8, k
 
 
 def module_for(config):
-    cls = gqe.GQEAttention if config["attention"]["kind"] == "gqe" else gqe.GQAAttention
-    block = cls.from_config(config)
+    block = gqe.attention_from_config(config)
     if isinstance(block, gqe.GQEAttention):
         # A zero router routes every token to expert 0: give it weights so that the routing is exercised.
         with torch.no_grad():
@@ -157,37 +156,18 @@ def test_invalid_configs_are_refused_naming_the_field():
         gqe.GQEAttention(hidden_size=32, num_attention_heads=8, num_key_value_heads=4, variant="soft")
 
 
-def gqe_command():
-    """The gqe executable named by GQE_BIN (the CTest suites' variable), else the default build's, else None."""
-    import os
-    from pathlib import Path
-    candidate = os.environ.get("GQE_BIN") or str(Path(__file__).resolve().parents[2] / "build" / "gqe")
-    return candidate if Path(candidate).is_file() else None
-
-
 @pytest.mark.parametrize("config_name", ["tiny-gqe.json", "tiny-gqa.json"])
-def test_a_gqe_run_loads_into_the_modules(config_name, tmp_path):
+def test_a_gqe_run_loads_into_the_modules(config_name, trained_run):
     """A run `gqe train` wrote: its config builds the module and each layer's attention tensors load into it
     strictly (every name and shape as in the checkpoint), and the module then equals the CLI's block."""
-    import subprocess
-    from pathlib import Path
     from safetensors.torch import load_file
 
-    gqe_bin = gqe_command()
-    if gqe_bin is None:
-        pytest.skip("no gqe executable (set GQE_BIN or build build/gqe)")
-    repo = Path(__file__).resolve().parents[2]
-    text = tmp_path / "text.txt"
-    text.write_text("In the beginning God created the heaven and the earth. " * 100)
-    run = tmp_path / "run"
-    subprocess.run([gqe_bin, "train", "--config", str(repo / "configs" / config_name), "--data", str(text),
-                    "--out", str(run), "--steps", "2", "--threads", "1"], check=True, capture_output=True, timeout=300)
+    run, _ = trained_run(config_name)
     config = json.loads((run / "config.json").read_text())
     weights = load_file(str(run / "model.safetensors"))
-    cls = gqe.GQEAttention if config["attention"]["kind"] == "gqe" else gqe.GQAAttention
     for layer in range(config["num_hidden_layers"]):
         prefix = f"layers.{layer}.attn."
-        block = cls.from_config(config)
+        block = gqe.attention_from_config(config)
         block.load_state_dict({n[len(prefix):]: t for n, t in weights.items() if n.startswith(prefix)}, strict=True)
         x = torch.randn(1, 12, config["hidden_size"])
         names = [n for n, _ in block.named_parameters()]
