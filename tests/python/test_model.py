@@ -163,3 +163,16 @@ def test_compile_fullgraph_matches_eager(trained_run):
     torch.testing.assert_close(results[1][0], results[0][0], atol=1e-5, rtol=1e-5)
     for compiled_grad, eager_grad in zip(results[1][1], results[0][1]):
         torch.testing.assert_close(compiled_grad, eager_grad, atol=1e-5, rtol=1e-4)
+
+
+def test_layernorm_gelu_untied_config_has_the_checkpoint_names():
+    config = dict(json.loads((REPO / "configs" / "tiny-gqa.json").read_text()), norm_type="layernorm",
+                  mlp_type="gelu", tie_word_embeddings=False, num_hidden_layers=1)
+    names = set(gqe.GQEForCausalLM(config).state_dict())
+    assert {"layers.0.attn_norm.bias", "layers.0.mlp_norm.bias", "norm.bias", "lm_head.weight",
+            "layers.0.mlp.up_proj.weight", "layers.0.mlp.down_proj.weight"} <= names
+    assert "layers.0.mlp.gate_proj.weight" not in names
+    with pytest.raises(ValueError, match="norm_type"):
+        gqe.GQEForCausalLM(dict(config, norm_type="batchnorm"))
+    with pytest.raises(ValueError, match="mlp_type"):
+        gqe.GQEForCausalLM(dict(config, mlp_type="relu"))
