@@ -32,12 +32,11 @@ int print_schedule(const Args& args) {
   apply_schedule_flags(args, r, false);
   resolve_recipe(r, 1, "command line");  // the warmup default (10% of the steps) and every check, as gqe train
   const ScheduleOptions& s = r.schedule;
-  const int64_t decay = decay_steps(s);
   nlohmann::ordered_json j = {{"total_steps", s.total_steps},
                               {"warmup_steps", s.warmup_steps},
-                              {"stable_steps", s.total_steps - decay - s.warmup_steps},
-                              {"decay_start", s.total_steps - decay},
-                              {"decay_steps", decay},
+                              {"stable_steps", decay_start(s) - s.warmup_steps},
+                              {"decay_start", decay_start(s)},
+                              {"decay_steps", decay_steps(s)},
                               {"peak_lr", s.peak_lr},
                               {"min_lr", s.min_lr},
                               {"decay_fraction", s.decay_fraction},

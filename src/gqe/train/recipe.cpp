@@ -204,7 +204,7 @@ void resolve_recipe(TrainRecipe& r, int world_size, const std::string& source) {
   if (r.schedule.warmup_steps < 0)  // auto: 10% of the run, leaving room for the decay
     r.schedule.warmup_steps = std::max<int64_t>(
         0, std::min<int64_t>(std::max<int64_t>(1, std::llround(0.1 * double(r.schedule.total_steps))),
-                             r.schedule.total_steps - decay_steps(r.schedule)));
+                             decay_start(r.schedule)));
   validate_schedule(r.schedule, source);
   if (!(r.adamw.beta1 >= 0 && r.adamw.beta1 < 1)) fail("beta1", "expected [0, 1)");
   if (!(r.adamw.beta2 >= 0 && r.adamw.beta2 < 1)) fail("beta2", "expected [0, 1)");

@@ -11,15 +11,17 @@ int64_t decay_steps(const ScheduleOptions& s) {
   return std::clamp<int64_t>(int64_t(std::llround(s.decay_fraction * double(s.total_steps))), 0, s.total_steps);
 }
 
+int64_t decay_start(const ScheduleOptions& s) { return s.total_steps - decay_steps(s); }
+
 double wsd_learning_rate(const ScheduleOptions& s, int64_t step) {
   if (step < 0) step = 0;
   if (step < s.warmup_steps) return s.peak_lr * double(step + 1) / double(s.warmup_steps);
   const int64_t n_decay = decay_steps(s);
-  const int64_t decay_start = s.total_steps - n_decay;
-  if (step < decay_start) return s.peak_lr;
+  const int64_t first_decay_step = decay_start(s);
+  if (step < first_decay_step) return s.peak_lr;
   if (step >= s.total_steps || n_decay == 0) return n_decay == 0 && step < s.total_steps ? s.peak_lr : s.min_lr;
   // t in (0, 1]: 1 at the last step, so the run ends exactly on the floor.
-  const double t = double(step - decay_start + 1) / double(n_decay);
+  const double t = double(step - first_decay_step + 1) / double(n_decay);
   const double span = s.peak_lr - s.min_lr;
   switch (s.decay_shape) {
     case DecayShape::cosine: return s.min_lr + 0.5 * span * (1.0 + std::cos(M_PI * t));

@@ -27,6 +27,8 @@ struct ScheduleOptions {
 };
 
 int64_t decay_steps(const ScheduleOptions& s);
+// The first step of the decay: total_steps - decay_steps (the study branches its budgets here).
+int64_t decay_start(const ScheduleOptions& s);
 double wsd_learning_rate(const ScheduleOptions& s, int64_t step);
 // Throws gqe::ConfigError (naming `source` and the field) when the schedule is not well formed.
 void validate_schedule(const ScheduleOptions& s, const std::string& source);
