@@ -37,6 +37,19 @@ TEST(RopeKernel, NonContiguousInputIsRotatedLikeItsContiguousCopy) {
   EXPECT_LT(test::max_rel_diff(kernels::rope(x, 3, 10000.0), kernels::rope_reference(x, 3, 10000.0)), 1e-5);
 }
 
+TEST(RopeKernel, TableFirstFormedInInferenceModeServesATrainingStepLater) {
+  // The kernel keeps its angle tables between calls; one made during inference (evaluation, generation from
+  // Python) must still be savable for a backward pass when training follows.
+  const double theta = 4321.0;  // a table no other test forms
+  {
+    c10::InferenceMode inference;
+    kernels::rope(at::randn({1, 9, 2, 8}), 0, theta);
+  }
+  at::Tensor x = at::randn({1, 9, 2, 8}).requires_grad_();
+  kernels::rope(x, 0, theta).sum().backward();
+  EXPECT_TRUE(x.grad().defined());
+}
+
 TEST(RopeKernel, RejectsOddHeadDimAndOtherDtypes) {
   EXPECT_THROW(kernels::rope(at::randn({1, 2, 1, 5}), 0, 10000.0), c10::Error);
   EXPECT_THROW(kernels::rope(at::randn({1, 2, 1, 4}, at::kDouble), 0, 10000.0), c10::Error);

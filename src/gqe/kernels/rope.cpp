@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
@@ -25,6 +26,9 @@ at::Tensor angle_table(int64_t end, int64_t dh, double theta) {
   std::lock_guard<std::mutex> lock(mu);
   at::Tensor& table = tables[{dh, theta}];
   if (!table.defined() || table.size(1) < end) {
+    // A table first formed under inference mode (Python's torch.inference_mode) would be an inference
+    // tensor, and a later training step could not save it for its backward: form it as a normal tensor.
+    c10::InferenceMode normal_tensors(false);
     const int64_t cap = std::max<int64_t>({end, table.defined() ? 2 * table.size(1) : 0, 256});
     auto opts = at::TensorOptions().dtype(at::kDouble);
     at::Tensor inv_freq = at::pow(theta, -at::arange(0, dh / 2, opts) * (2.0 / double(dh)));
