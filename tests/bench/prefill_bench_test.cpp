@@ -57,5 +57,26 @@ TEST(BenchLimits, GqeCoreLimitIsNineSixteenthsOfGqa) {
             bench::flop_limit(gqa, gqe, bench::PrefillLevel::layer, 4096));
 }
 
+// Each training level gives one row that ran forward and backward for both models (timings not checked).
+TEST(BenchTrain, OneRowPerTrainingLevel) {
+  bench::BenchOptions opt;
+  opt.shapes = {bench::BenchShape::small};
+  opt.levels = {};
+  opt.decode = false;
+  opt.train_length = 16;
+  opt.train_levels = {bench::PrefillLevel::layer, bench::PrefillLevel::block, bench::PrefillLevel::model};
+  opt.repeats = 1;
+  const std::vector<bench::BenchRow> rows = bench::run_bench(opt, nullptr);
+  ASSERT_EQ(rows.size(), 3u);
+  const char* levels[] = {"layer", "block", "lm-2layer"};
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i].section, "train");
+    EXPECT_EQ(rows[i].level, levels[i]);
+    EXPECT_EQ(rows[i].n, 16);
+    EXPECT_GT(rows[i].gqa_ms, 0);
+    EXPECT_GT(rows[i].gqe_ms, 0);
+  }
+}
+
 }  // namespace
 }  // namespace gqe

@@ -314,31 +314,53 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
     }
 
     if (opt.train) {
-      // Forward + backward of a 2-layer LM of this shape on one sequence (no optimizer step).
-      BenchRow r;
-      r.load_before = load_average_1min();
-      r.section = "train", r.shape = shape, r.level = "lm-2layer", r.n = opt.train_length;
+      // Forward + backward on one sequence (no optimizer step): the 2-layer LM with its loss, or one layer or
+      // block with a random probe standing in for the gradient from above.
       torch::AutoGradMode grad_on(true);
-      std::shared_ptr<LanguageModel> m[2];
-      std::function<void()> f[2];
       at::Tensor tok = at::randint(0, cfg[0].vocab_size, {1, opt.train_length + 1}, dev.long_options());
       at::Tensor in = tok.narrow(1, 0, opt.train_length), target = tok.narrow(1, 1, opt.train_length);
-      for (int i = 0; i < 2; ++i) {
-        m[i] = std::make_shared<LanguageModel>(cfg[i]);
-        randomise_router(*m[i]);
-        m[i]->to(dev.device);
-        f[i] = [model = m[i], in, target, w = cfg[i].attention.aux_loss_weight] {
-          model->zero_grad();
-          LMOutput o = model->forward(in);
-          (LanguageModel::lm_loss(o.logits.to(at::kFloat), target) + w * o.aux_loss.to(at::kFloat)).backward();
-        };
+      at::Tensor x = at::randn({1, opt.train_length, d}, at::TensorOptions(dev.device)), probe = at::randn_like(x);
+      for (const PrefillLevel level : opt.train_levels) {
+        BenchRow r;
+        r.load_before = load_average_1min();
+        r.section = "train", r.shape = shape, r.n = opt.train_length;
+        r.level = level == PrefillLevel::model ? std::string("lm-2layer") : std::string(to_string(level));
+        std::function<void()> f[2];
+        for (int i = 0; i < 2; ++i) {
+          const double w = cfg[i].attention.aux_loss_weight;
+          if (level == PrefillLevel::model) {
+            auto m = std::make_shared<LanguageModel>(cfg[i]);
+            randomise_router(*m), m->to(dev.device);
+            f[i] = [m, in, target, w] {
+              m->zero_grad();
+              LMOutput o = m->forward(in);
+              (LanguageModel::lm_loss(o.logits.to(at::kFloat), target) + w * o.aux_loss.to(at::kFloat)).backward();
+            };
+          } else if (level == PrefillLevel::layer) {
+            auto a = make_attention(cfg[i]);
+            randomise_router(*a), a->to(dev.device);
+            f[i] = [a, x, probe, w] {
+              a->zero_grad();
+              AttentionResult o = a->forward(x, nullptr);
+              ((o.y * probe).sum() + w * o.aux_loss).backward();
+            };
+          } else {
+            auto b = std::make_shared<DecoderLayer>(cfg[i]);
+            randomise_router(*b), b->to(dev.device);
+            f[i] = [b, x, probe, w] {
+              b->zero_grad();
+              AttentionResult o = b->forward(x, nullptr);
+              ((o.y * probe).sum() + w * o.aux_loss).backward();
+            };
+          }
+        }
+        const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), std::max(1, opt.repeats / 2), opt.seconds_per_point);
+        set_latency(r, t);
+        r.gqa_tok_s = double(opt.train_length) / t[0].median_s, r.gqe_tok_s = double(opt.train_length) / t[1].median_s;
+        // Training FLOPs are ~3x forward for both; the forward FLOP ratio at the level bounds it.
+        r.flop_limit = flop_limit(cfg[0], cfg[1], level, opt.train_length);
+        emit(r);
       }
-      const auto t = time_pair(dev.timed(f[0]), dev.timed(f[1]), std::max(1, opt.repeats / 2), opt.seconds_per_point);
-      set_latency(r, t);
-      r.gqa_tok_s = double(opt.train_length) / t[0].median_s, r.gqe_tok_s = double(opt.train_length) / t[1].median_s;
-      // Training FLOPs are ~3x forward for both; the forward FLOP ratio of the whole model bounds it.
-      r.flop_limit = flop_limit(cfg[0], cfg[1], PrefillLevel::model, opt.train_length);
-      emit(r);
     }
 
     if (opt.decode) {

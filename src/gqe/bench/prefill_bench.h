@@ -38,6 +38,10 @@ struct BenchOptions {
   double seconds_per_point = 20;   // cap on timed seconds per (shape, level, length, model)
   bool train = true;               // training step at train_length
   int64_t train_length = 2048;
+  // What a training row runs forward and backward: model = the 2-layer LM with its loss (level "lm-2layer");
+  // layer / block = one attention layer / transformer block on a random input, loss = sum(y * probe) plus
+  // the weighted aux loss (what a framework around the layer sees of it).
+  std::vector<PrefillLevel> train_levels = {PrefillLevel::model};
   bool decode = true;              // decode tokens/s at decode_lengths of context
   std::vector<int64_t> decode_lengths = {1024, 4096, 16384};
   // Sequences decoded together, one step each: level "layer" at 1 (context L), "layer-bB" above (a ragged

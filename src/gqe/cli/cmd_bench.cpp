@@ -22,6 +22,7 @@ namespace gqe::cli {
 int cmd_bench(int argc, char** argv) {
   Args args("bench", argc, argv,
             {"shapes", "levels", "lengths", "repeats", "seconds-per-point", "threads", "out", "train-length",
+             "train-levels",
              "decode-lengths", "decode-batches", "prefill-batches", "decode-tokens", "implementation", "device",
              "sdpa-backend"},
             {"help", "no-train", "no-decode", "no-plot"});
@@ -39,6 +40,8 @@ int cmd_bench(int argc, char** argv) {
            "  --seconds-per-point 20      stop repeating a point after this many timed seconds\n"
            "  --threads N                 intra-op threads (default: all cores)\n"
            "  --train-length 2048         training step (fwd+bwd, 2-layer LM) length; --no-train to skip\n"
+           "  --train-levels model        what the training rows run: model (the 2-layer LM and its loss),\n"
+           "                              layer, block (one attention layer / block, loss sum(y * probe))\n"
            "  --decode-lengths 1024,4096,16384  KV-cache context for decode tokens/s; --no-decode to skip\n"
            "  --decode-batches 1          sequences per decode step, e.g. 1,4,16 (level layer-bB for B > 1:\n"
            "                              contexts of unequal lengths, spread over L/2..L)\n"
@@ -61,6 +64,10 @@ int cmd_bench(int argc, char** argv) {
   opt.repeats = int(args.get_int("repeats", opt.repeats));
   opt.seconds_per_point = args.get_double("seconds-per-point", opt.seconds_per_point);
   opt.train_length = args.get_int("train-length", opt.train_length);
+  opt.train_levels = args.get_enum_list("train-levels", opt.train_levels);
+  for (const bench::PrefillLevel level : opt.train_levels)
+    if (level == bench::PrefillLevel::core)
+      throw Error("gqe bench: --train-levels: expected layer, block or model (core has no training row), got 'core'");
   opt.decode_tokens = int(args.get_int("decode-tokens", opt.decode_tokens));
   opt.implementation = args.get_enum("implementation", opt.implementation);
   opt.device = args.get("device", opt.device);
