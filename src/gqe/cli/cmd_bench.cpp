@@ -25,7 +25,7 @@ int cmd_bench(int argc, char** argv) {
              "train-levels",
              "decode-lengths", "decode-batches", "prefill-batches", "decode-tokens", "implementation", "device",
              "sdpa-backend"},
-            {"help", "no-train", "no-decode", "no-plot"});
+            {"help", "no-prefill", "no-train", "no-decode", "no-plot"});
   if (args.flag("help")) {
     std::cout
         << "usage: gqe bench [options]\n"
@@ -34,7 +34,8 @@ int cmd_bench(int argc, char** argv) {
            "  (gnuplot) OUT.png of the prefill speedup vs sequence length.\n"
            "  --shapes paper,small        paper: d 1024, d_h 64, N 16, G 8, k 1; small: d 256, d_h 32, N 8, G 4\n"
            "  --levels core,layer,block   attention core / attention layer / transformer block / model (the\n"
-           "                              bench shape's 2-layer LM with its vocab-256 head), prefill\n"
+           "                              bench shape's 2-layer LM with its vocab-256 head), prefill;\n"
+           "                              --no-prefill to skip\n"
            "  --lengths 1024,2048,4096,8192   prefill lengths\n"
            "  --repeats 5                 timed runs per point after one warm-up (median reported)\n"
            "  --seconds-per-point 20      stop repeating a point after this many timed seconds\n"
@@ -57,6 +58,7 @@ int cmd_bench(int argc, char** argv) {
   bench::BenchOptions opt;
   opt.shapes = args.get_enum_list("shapes", opt.shapes);
   opt.levels = args.get_enum_list("levels", opt.levels);
+  if (args.flag("no-prefill")) opt.levels.clear();
   opt.lengths = args.get_positive_ints("lengths", opt.lengths);
   opt.decode_lengths = args.get_positive_ints("decode-lengths", opt.decode_lengths);
   opt.decode_batches = args.get_positive_ints("decode-batches", opt.decode_batches);
