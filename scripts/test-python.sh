@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The gqe Python package (python/gqe/, docs/python.md): builds it with the project's CMake against the torch
+# of .venv-torch/ (scripts/setup-torch.sh, torch 2.x), installs it there and runs tests/python with pytest:
+# the ops against float64 references and gradcheck, the modules against the gqe command's own blocks, the
+# whole model against `gqe train` runs (GQE_BIN, else build/gqe), torch.compile, DDP over Gloo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/setup-torch.sh >/dev/null
+start=$(date +%s)
+# The build backend and the test runner (pinned in scripts/python-requirements.txt, installed by setup-torch.sh).
+.venv-torch/bin/pip install -q --disable-pip-version-check --no-build-isolation .
+echo "[gqe] test-python: package built and installed in $(( $(date +%s) - start )) s"
+# A hung test (a DDP rank waiting for its peer) must not hold CI: the whole run is bounded.
+timeout 1200 .venv-torch/bin/python -m pytest -q -p no:cacheprovider tests/python
