@@ -5,9 +5,10 @@ README.md "Model config") plus the three model-level fields attention reads (hid
 position_embedding); `from_config` takes a whole config dict. Parameter names are those of gqe's checkpoints
 (docs/checkpoints.md, `layers.{i}.attn.*`), so a checkpoint's layer tensors load with load_state_dict.
 
-Both blocks take x [B, T, d] (after the pre-norm; a full causal forward, no KV cache) and return
-(y [B, T, d], aux_loss): the load-balancing loss of the layer, unweighted (the model multiplies it by
-aux_loss_weight), zero for GQA, as gqe's C++ blocks do.
+Both blocks take x [B, T, d] (after the pre-norm) and return (y [B, T, d], aux_loss): the load-balancing
+loss of the layer over x's tokens, unweighted (the model multiplies it by aux_loss_weight), zero for GQA, as
+gqe's C++ blocks do. By default a full causal pass from position 0; `start` and `cache_update` let a caller
+that keeps a KV cache (the Hugging Face model, python/gqe_hf/modeling_gqe.py) run a chunk or one token.
 """
 
 import torch
@@ -33,11 +34,11 @@ class _Kernels:
     def __init__(self, fast: bool):
         self.fast = fast
 
-    def attend(self, q, k, v):
-        return ops.flash_attention(q, k, v, 0) if self.fast else ops.flash_attention_reference(q, k, v, 0)
+    def attend(self, q, k, v, start):
+        return ops.flash_attention(q, k, v, start) if self.fast else ops.flash_attention_reference(q, k, v, start)
 
-    def rope(self, x, theta):
-        return ops.rope(x, 0, theta) if self.fast else ops.rope_reference(x, 0, theta)
+    def rope(self, x, start, theta):
+        return ops.rope(x, start, theta) if self.fast else ops.rope_reference(x, start, theta)
 
     def routed_queries(self, x, weight, selected, experts_per_group, head_dim):
         fn = ops.routed_query_projection if self.fast else ops.routed_query_projection_reference
@@ -88,12 +89,19 @@ class _AttentionBase(nn.Module):
     def _kernels(self, x):
         return _Kernels(self.implementation == "fast" and x.device.type == "cpu" and x.dtype == torch.float32)
 
-    def _keys_values(self, x, kernels):
+    def _keys_values(self, x, kernels, start, cache_update):
+        """The keys (after RoPE) and values the queries attend to, [B, Tk, G, d_h]: x's own, or with a cache
+        all start + T of them."""
         B, T, _ = x.shape
         k = self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim)
         v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim)
         if self.use_rope:
-            k = kernels.rope(k, self.rope_theta)
+            k = kernels.rope(k, start, self.rope_theta)
+        if cache_update is not None:
+            k, v = cache_update(k, v)
+        if k.shape[1] != start + T:
+            raise ValueError(f"attention: {k.shape[1]} keys for {T} tokens at position {start}; a full pass "
+                             "starts at 0, and a cache must hold the start earlier tokens' keys")
         return k, v
 
     @classmethod
@@ -121,14 +129,17 @@ class GQAAttention(_AttentionBase):
                          position_embedding, implementation)
         self.o_proj = _linear(self.num_heads * self.head_dim, hidden_size)
 
-    def forward(self, x):
+    def forward(self, x, start: int = 0, cache_update=None):
+        """x [B, T, d]: the tokens at positions start .. start+T-1. Without cache_update, a full causal pass
+        (start 0). With it, cache_update(keys, values) takes x's keys (after RoPE) and values [B, T, G, d_h]
+        and returns them after the start earlier ones, [B, start+T, G, d_h] (a KV cache's append)."""
         B, T, _ = x.shape
         kernels = self._kernels(x)
-        k, v = self._keys_values(x, kernels)
+        k, v = self._keys_values(x, kernels, start, cache_update)
         q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim)
         if self.use_rope:
-            q = kernels.rope(q, self.rope_theta)
-        o = kernels.attend(q, k, v)
+            q = kernels.rope(q, start, self.rope_theta)
+        o = kernels.attend(q, k, v, start)
         return self.o_proj(o.reshape(B, T, self.num_heads * self.head_dim)), x.new_zeros(())
 
 
@@ -161,11 +172,12 @@ class GQEAttention(_AttentionBase):
         hard = self.top_k * self.num_kv_heads
         return hard + 2 if self.variant == "gqe" else hard
 
-    def forward(self, x):
+    def forward(self, x, start: int = 0, cache_update=None):
+        """As GQAAttention.forward; the load-balancing loss is over x's tokens."""
         B, T, _ = x.shape
         G, M, k, d_h = self.num_kv_heads, self.experts_per_group, self.top_k, self.head_dim
         kernels = self._kernels(x)
-        keys, values = self._keys_values(x, kernels)
+        keys, values = self._keys_values(x, kernels, start, cache_update)
 
         # 1. Route (in at least fp32, as gqe does, so that low-precision logits do not flip near-ties).
         logit_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -176,8 +188,8 @@ class GQEAttention(_AttentionBase):
         #    group g, so this is GQA with k query heads per KV head.
         q = kernels.routed_queries(x, self.q_proj.weight, selected, M, d_h)
         if self.use_rope:
-            q = kernels.rope(q, self.rope_theta)
-        o = kernels.attend(q, keys, values)
+            q = kernels.rope(q, start, self.rope_theta)
+        o = kernels.attend(q, keys, values, start)
 
         # 3. The slots W_O reads.
         if self.variant == "weighted_concat":
@@ -188,8 +200,8 @@ class GQEAttention(_AttentionBase):
             # The shared head attends against the mean of the G KV heads (keys averaged after RoPE).
             qs = kernels.shared_query(x, self.shared_q_proj.weight)
             if self.use_rope:
-                qs = kernels.rope(qs, self.rope_theta)
-            shared = kernels.attend(qs, keys.mean(2, keepdim=True), values.mean(2, keepdim=True))
+                qs = kernels.rope(qs, start, self.rope_theta)
+            shared = kernels.attend(qs, keys.mean(2, keepdim=True), values.mean(2, keepdim=True), start)
             slots = kernels.gqe_slots(o, weights.to(o.dtype), shared)
         return self.o_proj(slots), aux_loss
 
