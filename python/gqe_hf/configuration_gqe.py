@@ -30,7 +30,11 @@ class GqeConfig(PretrainedConfig):
         gqe_variant="gqe",  # "gqe" | "hard_concat" | "weighted_concat"
         aux_loss_weight=0.01,
         router_denominator_eps=1e-9,
-        attention_kernels="fast",  # gqe's attention.implementation; no effect here (one plain path)
+        attention_kernels="fast",  # gqe's attention.implementation (kept for gqe import); no effect here
+        # Which path modeling_gqe.py's attention takes: "eager" (plain PyTorch, the reference), "gqe_ops" (the
+        # gqe package's blocks over gqe's kernels; an error without the package) or "auto" (gqe_ops when the
+        # package imports and the call is fp32 on the CPU, without padding or autocast; else eager).
+        attention_implementation="auto",
         use_cache=True,
         **kwargs,
     ):
@@ -54,6 +58,10 @@ class GqeConfig(PretrainedConfig):
         self.aux_loss_weight = aux_loss_weight
         self.router_denominator_eps = router_denominator_eps
         self.attention_kernels = attention_kernels
+        if attention_implementation not in ("auto", "gqe_ops", "eager"):
+            raise ValueError(f"attention_implementation: unknown value {attention_implementation!r} "
+                             "(auto, gqe_ops, eager)")
+        self.attention_implementation = attention_implementation
         self.use_cache = use_cache
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
 

@@ -5,6 +5,11 @@
 # softmax attention scaled by 1/sqrt(d_h), and for GQE the router (softmax within each group, then top-k,
 # ties to the lower expert index), kG hard slots, the renormalised weighted slot and the shared head over the
 # mean K/V. Clear rather than fast: every selected query head is computed from all N projections.
+#
+# That plain path ("eager") is the reference. When the `gqe` Python package is installed, the attention
+# blocks can instead run through the package's blocks (gqe.GQEAttention / gqe.GQAAttention over gqe's
+# kernels, "gqe_ops"); config.attention_implementation chooses: "auto" (the default), "gqe_ops" or "eager".
+# This file must keep working without the package: `gqe export` copies it into folders used anywhere.
 import math
 
 import torch
@@ -23,6 +28,36 @@ try:
     from .configuration_gqe import GqeConfig
 except ImportError:  # loaded as a top-level module (tests, or the files copied elsewhere)
     from configuration_gqe import GqeConfig
+
+ATTENTION_IMPLEMENTATIONS = ("auto", "gqe_ops", "eager")
+
+_NOT_LOOKED_UP = object()
+_gqe = _NOT_LOOKED_UP  # the gqe package once looked up: the module, or None
+_gqe_error = None  # why it could not be imported
+
+
+def gqe_package():
+    """The installed gqe package (its ops library loaded), or None when it cannot be imported. Looked up
+    once, at the first forward pass that could use it."""
+    global _gqe, _gqe_error
+    if _gqe is _NOT_LOOKED_UP:
+        try:
+            import gqe
+
+            if not hasattr(gqe, "GQEAttention"):
+                raise ImportError(f"the module gqe at {getattr(gqe, '__file__', '?')} is not gqe's package")
+            _gqe, _gqe_error = gqe, None
+        except Exception as e:  # noqa: BLE001 - also an ops library that fails to load (built for another torch)
+            _gqe, _gqe_error = None, e
+    return _gqe
+
+
+def _autocast_enabled(device_type):
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch before 2.4: no device argument
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
 
 # transformers 5 names the KV cache argument and output field `cache`; earlier versions `past_key_values`.
 _CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
@@ -108,6 +143,7 @@ class GqeAttention(nn.Module):
     def __init__(self, config, layer_idx):
         super().__init__()
         self.layer_idx = layer_idx
+        self.config = config
         self.kind = config.attention_kind
         self.variant = config.gqe_variant
         self.N, self.G, self.dh = config.num_attention_heads, config.num_key_value_heads, config.head_dim
@@ -115,6 +151,7 @@ class GqeAttention(nn.Module):
         self.rope = config.position_embedding == "rope"
         self.theta = config.rope_theta
         self.eps = config.router_denominator_eps
+        self._gqe_block = None  # the package's block for the gqe_ops path, built on first use
         d = config.hidden_size
         self.q_proj = nn.Linear(d, self.N * self.dh, bias=False)
         self.k_proj = nn.Linear(d, self.G * self.dh, bias=False)
@@ -138,7 +175,42 @@ class GqeAttention(nn.Module):
         selected = torch.sort(probs.detach(), dim=-1, descending=True, stable=True)[1][..., : self.k]
         return probs, selected, probs.gather(-1, selected)
 
-    def forward(self, x, positions, start, cache, key_mask):
+    def gqe_block(self):
+        """The gqe package's block with this layer's configuration; its own parameters are placeholders (on
+        the meta device, never computed with): forward_gqe_ops calls it with this module's parameters, which
+        have the same names."""
+        if self._gqe_block is None:
+            gqe = gqe_package()
+            c = self.config
+            # implementation "fast": the package's own rule, its kernels for fp32 CPU, else its reference ops.
+            common = dict(hidden_size=c.hidden_size, num_attention_heads=self.N, num_key_value_heads=self.G,
+                          head_dim=self.dh, rope_theta=self.theta, position_embedding=c.position_embedding,
+                          implementation="fast")
+            with torch.device("meta"):
+                if self.kind == "gqa":
+                    block = gqe.GQAAttention(**common)
+                else:
+                    block = gqe.GQEAttention(top_k=self.k, variant=self.variant, aux_loss_weight=c.aux_loss_weight,
+                                             router_denominator_eps=self.eps, **common)
+            # Kept out of the module tree: the model's parameter names (the checkpoint's) stay as they are.
+            self.__dict__["_gqe_block"] = block
+        return self._gqe_block
+
+    def forward_gqe_ops(self, x, start, cache):
+        """The gqe_ops path: the package's block on this module's parameters; the cache (if any) gets the
+        same keys and values, in the same layout, as on the eager path."""
+        update = None
+        if cache is not None:
+            def update(k, v):  # the package's [B, T, G, d_h] <-> the cache's [B, G, T, d_h]
+                k, v = cache.update(k.transpose(1, 2), v.transpose(1, 2), self.layer_idx)
+                return k.transpose(1, 2), v.transpose(1, 2)
+        params = dict(self.named_parameters())
+        return torch.func.functional_call(self.gqe_block(), params, (x,), {"start": start, "cache_update": update},
+                                          strict=True)
+
+    def forward(self, x, positions, start, cache, key_mask, use_gqe_ops=False):
+        if use_gqe_ops:
+            return self.forward_gqe_ops(x, start, cache)
         B, T, _ = x.shape
         G, dh = self.G, self.dh
         k = self.k_proj(x).view(B, T, G, dh)
@@ -203,8 +275,8 @@ class GqeDecoderLayer(nn.Module):
         self.post_attention_layernorm = GqeNorm(config.hidden_size, config.rms_norm_eps, ln)
         self.mlp = GqeMLP(config)
 
-    def forward(self, h, positions, start, cache, key_mask):
-        a, aux = self.self_attn(self.input_layernorm(h), positions, start, cache, key_mask)
+    def forward(self, h, positions, start, cache, key_mask, use_gqe_ops=False):
+        a, aux = self.self_attn(self.input_layernorm(h), positions, start, cache, key_mask, use_gqe_ops)
         h = h + a
         return h + self.mlp(self.post_attention_layernorm(h)), aux
 
@@ -240,6 +312,36 @@ class GqeModel(GqePreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
+    def attention_path(self, h, position_ids, start, key_mask):
+        """Which path the attention blocks take for this call: "gqe_ops" or "eager", by
+        config.attention_implementation. The package's blocks run one causal sequence per row at the
+        positions start.., with no padding mask; "auto" takes them when the package imports and h is fp32
+        on the CPU outside autocast (where gqe's kernels run), and "gqe_ops" refuses a call they cannot run
+        rather than fall back."""
+        impl = self.config.attention_implementation
+        if impl not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attention_implementation: unknown value {impl!r} "
+                             f"({', '.join(ATTENTION_IMPLEMENTATIONS)})")
+        if impl == "eager":
+            return "eager"
+        B, T, _ = h.shape
+        unsupported = None
+        if key_mask is not None:
+            unsupported = "a padding attention_mask"
+        elif position_ids is not None and not torch.equal(
+                position_ids.expand(B, T), torch.arange(start, start + T, device=h.device).expand(B, T)):
+            unsupported = "position_ids other than the cache position onwards in every row"
+        elif _autocast_enabled(h.device.type):
+            unsupported = "autocast"
+        if impl == "gqe_ops":
+            if unsupported:
+                raise ValueError(f"attention_implementation 'gqe_ops' cannot run {unsupported}; use 'auto' or 'eager'")
+            if gqe_package() is None:
+                raise ImportError(f"attention_implementation 'gqe_ops' needs the gqe package: {_gqe_error}")
+            return "gqe_ops"
+        fast = h.device.type == "cpu" and h.dtype == torch.float32
+        return "gqe_ops" if not unsupported and fast and gqe_package() is not None else "eager"
+
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None, inputs_embeds=None,
                 use_cache=None, **kwargs):
         if cache is None:
@@ -259,9 +361,10 @@ class GqeModel(GqePreTrainedModel):
         if attention_mask is not None and attention_mask.dim() == 2 and not bool(attention_mask.all()):
             key_mask = attention_mask.bool()[:, -(start + T):]
         h = inputs_embeds
+        use_gqe_ops = self.attention_path(h, position_ids, start, key_mask) == "gqe_ops"
         aux = h.new_zeros(())
         for layer in self.layers:
-            h, a = layer(h, position_ids, start, cache, key_mask)
+            h, a = layer(h, position_ids, start, cache, key_mask, use_gqe_ops)
             aux = aux + a
         out = BaseModelOutputWithPast(last_hidden_state=self.norm(h), **{_CACHE_FIELD: cache})
         out.aux_loss = aux  # the load-balancing loss summed over layers (unweighted), as gqe's LMOutput
