@@ -25,6 +25,21 @@ from safetensors.torch import load_file  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+# The Hugging Face model's attention path these checks compare with gqe: the plain-PyTorch reference
+# ("eager"), pinned, so that a gqe package installed in this Python cannot change what is compared (its
+# "auto" default would run the package's kernels; docs/interop.md). Every load below that computes passes it
+# (transformers and the harness hand it to the model's config).
+PINNED = {"attention_implementation": "eager"}
+
+
+def pinned(model):
+    """The model, once it is sure that the pin reached its config (a folder whose code lacks the field would
+    otherwise run whatever it runs)."""
+    got = getattr(model.config, "attention_implementation", None)
+    if got != PINNED["attention_implementation"]:
+        raise RuntimeError(f"the model's attention_implementation is {got!r}, not the pinned 'eager'")
+    return model
+
 
 def max_rel_diff(a, b):
     return float((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30))
@@ -35,7 +50,8 @@ def check_model(v):
     "prompt", "max_new_tokens"}."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(v["hf_dir"], trust_remote_code=True, dtype=torch.float32).eval()
+    model = pinned(AutoModelForCausalLM.from_pretrained(v["hf_dir"], trust_remote_code=True, dtype=torch.float32,
+                                                        **PINNED).eval())
     # As a user would first try it: without trust_remote_code (transformers then asks whether to run the
     # folder's code, for the model config it reads first; unanswered, it goes on without it).
     tok = AutoTokenizer.from_pretrained(v["hf_dir"])
@@ -206,7 +222,8 @@ def cmd_harness(manifest, out_path):
         names[name] = t
         subtasks[name] = subs
     lm = HFLM(pretrained=manifest["hf_dir"], trust_remote_code=True, batch_size=manifest["batch_size"], device="cpu",
-              dtype="float32")
+              dtype="float32", **PINNED)
+    pinned(lm.model)
     tm = TaskManager(include_path=yaml_dir)
     # simple_evaluate takes one limit: one call per distinct limit, on the same loaded model.
     by_limit = {}
@@ -355,7 +372,8 @@ def check_requests(hf_dir, prompts, rolling_texts):
     from lm_eval.models.huggingface import HFLM
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    lm = HFLM(pretrained=hf_dir, trust_remote_code=True, batch_size=2, device="cpu")
+    lm = HFLM(pretrained=hf_dir, trust_remote_code=True, batch_size=2, device="cpu", **PINNED)
+    pinned(lm.model)
     vocab = lm.model.config.vocab_size
     out = {"vocab_size": vocab, "prefix_token_id": lm.prefix_token_id, "eot_token_id": lm.eot_token_id,
            "pad_token_id": lm.tokenizer.pad_token_id}
@@ -376,7 +394,8 @@ def check_requests(hf_dir, prompts, rolling_texts):
     out["generate_until"] = gen
     # transformers itself, as a user batches prompts: left padding with the pad token and the attention
     # mask give each row the tokens it gets alone.
-    model = AutoModelForCausalLM.from_pretrained(hf_dir, trust_remote_code=True, dtype=torch.float32).eval()
+    model = pinned(AutoModelForCausalLM.from_pretrained(hf_dir, trust_remote_code=True, dtype=torch.float32,
+                                                        **PINNED).eval())
     tok = AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=True, padding_side="left")
     batch = tok(prompts, return_tensors="pt", padding=True)
     out["padded"] = bool((batch.attention_mask == 0).any())
