@@ -10,6 +10,7 @@
 # blocks can instead run through the package's blocks (gqe.GQEAttention / gqe.GQAAttention over gqe's
 # kernels, "gqe_ops"); config.attention_implementation chooses: "auto" (the default), "gqe_ops" or "eager".
 # This file must keep working without the package: `gqe export` copies it into folders used anywhere.
+import inspect
 import math
 
 import torch
@@ -44,8 +45,13 @@ def gqe_package():
         try:
             import gqe
 
+            where = getattr(gqe, "__file__", "?")
             if not hasattr(gqe, "GQEAttention"):
-                raise ImportError(f"the module gqe at {getattr(gqe, '__file__', '?')} is not gqe's package")
+                raise ImportError(f"the module gqe at {where} is not gqe's package")
+            # A folder outlives the package it was exported beside: an older one, whose blocks take no
+            # cache, counts as absent.
+            if "cache_update" not in inspect.signature(gqe.GQEAttention.forward).parameters:
+                raise ImportError(f"the gqe package at {where} is too old (its blocks take no cache_update)")
             _gqe, _gqe_error = gqe, None
         except Exception as e:  # noqa: BLE001 - also an ops library that fails to load (built for another torch)
             _gqe, _gqe_error = None, e

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -164,6 +165,16 @@ def test_without_the_package_auto_runs_eager(monkeypatch):
     model.config.attention_implementation = "gqe_ops"
     with pytest.raises(ImportError, match="needs the gqe package"):
         model(ids)
+    # A package too old for this file (blocks without a cache) counts as absent.
+    class OldAttention(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    monkeypatch.setitem(sys.modules, "gqe", types.SimpleNamespace(GQEAttention=OldAttention, __file__="old"))
+    monkeypatch.setattr(modeling_gqe, "_gqe", modeling_gqe._NOT_LOOKED_UP)
+    assert modeling_gqe.gqe_package() is None and "too old" in str(modeling_gqe._gqe_error)
+    model.config.attention_implementation = "auto"
+    assert torch.equal(model(ids).logits.detach(), want)
     monkeypatch.undo()
     modeling_gqe._gqe = modeling_gqe._NOT_LOOKED_UP
     assert modeling_gqe.gqe_package() is not None
