@@ -27,31 +27,91 @@ def _linear(d_in, d_out):
     return layer
 
 
-class _Kernels:
-    """The pieces an attention block computes, fast (gqe's CPU kernels) or reference (aten ops); the same
-    choice as gqe's attention_path_for: fast when asked and the input is an fp32 CPU tensor."""
-
-    def __init__(self, fast: bool):
-        self.fast = fast
+class _ReferenceKernels:
+    """The pieces an attention block computes, in plain aten ops (the reference twins): any device and dtype.
+    The other paths replace some of them; which path runs is _kernels_for's choice."""
 
     def attend(self, q, k, v, start):
-        return ops.flash_attention(q, k, v, start) if self.fast else ops.flash_attention_reference(q, k, v, start)
+        return ops.flash_attention_reference(q, k, v, start)
+
+    def attend_slots_and_shared(self, q, q_shared, keys, values, start):
+        """GQE's slot heads over the G KV heads and its shared head over their mean (keys after RoPE)."""
+        return (self.attend(q, keys, values, start),
+                self.attend(q_shared, keys.mean(2, keepdim=True), values.mean(2, keepdim=True), start))
 
     def rope(self, x, start, theta):
-        return ops.rope(x, start, theta) if self.fast else ops.rope_reference(x, start, theta)
+        return ops.rope_reference(x, start, theta)
 
     def routed_queries(self, x, weight, selected, experts_per_group, head_dim):
-        fn = ops.routed_query_projection if self.fast else ops.routed_query_projection_reference
-        return fn(x, weight, selected, experts_per_group, head_dim)
+        return ops.routed_query_projection_reference(x, weight, selected, experts_per_group, head_dim)
 
     def shared_query(self, x, weight):
-        return ops.narrow_projection(x, weight) if self.fast else ops.narrow_projection_reference(x, weight)
+        return ops.narrow_projection_reference(x, weight)
 
     def route(self, logits, k, eps):
-        return ops.fused_routing(logits, k, eps) if self.fast else ops.route_reference(logits, k, eps)
+        return ops.route_reference(logits, k, eps)
 
     def gqe_slots(self, slots, weights, shared):
-        return ops.gqe_slots(slots, weights, shared) if self.fast else ops.gqe_slots_reference(slots, weights, shared)
+        return ops.gqe_slots_reference(slots, weights, shared)
+
+
+class _CpuKernels(_ReferenceKernels):
+    """gqe's fp32 CPU kernels (src/gqe/kernels/), every piece."""
+
+    def attend(self, q, k, v, start):
+        return ops.flash_attention(q, k, v, start)
+
+    def rope(self, x, start, theta):
+        return ops.rope(x, start, theta)
+
+    def routed_queries(self, x, weight, selected, experts_per_group, head_dim):
+        return ops.routed_query_projection(x, weight, selected, experts_per_group, head_dim)
+
+    def shared_query(self, x, weight):
+        return ops.narrow_projection(x, weight)
+
+    def route(self, logits, k, eps):
+        return ops.fused_routing(logits, k, eps)
+
+    def gqe_slots(self, slots, weights, shared):
+        return ops.gqe_slots(slots, weights, shared)
+
+
+class _CudaPathKernels(_ReferenceKernels):
+    """The gqe command's CUDA attention path (src/gqe/attention/cuda/): SDPA, GQE's slot and shared heads in
+    one SDPA call, gqe's top-k kernel in routing; the projections, RoPE and slots as aten ops (dense routed
+    projection: the path's choice at M / k < 4, docs/gpu.md). Any dtype; aten around SDPA, so it also runs on
+    CPU tensors (the tests)."""
+
+    def attend(self, q, k, v, start):
+        return ops.sdpa_attention(q, k, v, start)
+
+    def attend_slots_and_shared(self, q, q_shared, keys, values, start):
+        return ops.sdpa_slots_and_shared(q, q_shared, keys, values, start)
+
+    def route(self, logits, k, eps):
+        return ops.route(logits, k, eps)
+
+
+_REFERENCE, _CPU = _ReferenceKernels(), _CpuKernels()
+_CUDA_PATH = _CudaPathKernels() if ops.has_cuda_path() else None
+
+# None: each input picks its path. "cuda": the CUDA path whatever the device (as the gqe command's
+# GQE_ATTENTION_PATH=cuda; the tests run it on CPU tensors).
+attention_path_override = None
+
+
+def _kernels_for(implementation, x):
+    """gqe's attention_path_for: the reference ops when asked for; else the CPU kernels for an fp32 CPU
+    input, the CUDA path for a CUDA input when the package was built with it, the reference ops otherwise."""
+    if implementation == "reference":
+        return _REFERENCE
+    if attention_path_override == "cuda" or x.is_cuda:
+        if _CUDA_PATH is None and attention_path_override == "cuda":
+            raise RuntimeError("gqe: attention_path_override is 'cuda' but this build of the package has no CUDA "
+                               "path (build it with GQE_CUDA: docs/python.md)")
+        return _CUDA_PATH or _REFERENCE
+    return _CPU if x.device.type == "cpu" and x.dtype == torch.float32 else _REFERENCE
 
 
 class _AttentionBase(nn.Module):
@@ -87,7 +147,7 @@ class _AttentionBase(nn.Module):
         return self.num_heads * self.head_dim
 
     def _kernels(self, x):
-        return _Kernels(self.implementation == "fast" and x.device.type == "cpu" and x.dtype == torch.float32)
+        return _kernels_for(self.implementation, x)
 
     def _keys_values(self, x, kernels, start, cache_update):
         """The keys (after RoPE) and values the queries attend to, [B, Tk, G, d_h]: x's own, or with a cache
@@ -189,7 +249,14 @@ class GQEAttention(_AttentionBase):
         q = kernels.routed_queries(x, self.q_proj.weight, selected, M, d_h)
         if self.use_rope:
             q = kernels.rope(q, start, self.rope_theta)
-        o = kernels.attend(q, keys, values, start)
+        if self.variant == "gqe":
+            # The shared head attends against the mean of the G KV heads (keys averaged after RoPE).
+            qs = kernels.shared_query(x, self.shared_q_proj.weight)
+            if self.use_rope:
+                qs = kernels.rope(qs, start, self.rope_theta)
+            o, shared = kernels.attend_slots_and_shared(q, qs, keys, values, start)
+        else:
+            o = kernels.attend(q, keys, values, start)
 
         # 3. The slots W_O reads.
         if self.variant == "weighted_concat":
@@ -197,11 +264,6 @@ class GQEAttention(_AttentionBase):
         elif self.variant == "hard_concat":
             slots = o.reshape(B, T, G * k * d_h)
         else:
-            # The shared head attends against the mean of the G KV heads (keys averaged after RoPE).
-            qs = kernels.shared_query(x, self.shared_q_proj.weight)
-            if self.use_rope:
-                qs = kernels.rope(qs, start, self.rope_theta)
-            shared = kernels.attend(qs, keys.mean(2, keepdim=True), values.mean(2, keepdim=True), start)
             slots = kernels.gqe_slots(o, weights.to(o.dtype), shared)
         return self.o_proj(slots), aux_loss
 

@@ -171,6 +171,21 @@ def _routing_backward(ctx, grad_probs, grad_selected, grad_selected_probs, grad_
 torch.library.register_autograd("gqe::fused_routing", _routing_backward, setup_context=_routing_setup)
 
 
+# --- the CUDA path's ops (a package built with GQE_CUDA, csrc/cuda_path_ops.cpp) -------------------------------
+# sdpa_attention, sdpa_slots_and_shared and route are CompositeImplicitAutograd (aten ops around SDPA: any
+# device, autograd and tracing from the ops inside); route_top_k is a kernel and needs a fake.
+
+def has_cuda_path() -> bool:
+    """Whether this build of the package carries the CUDA path's ops (built with GQE_CUDA)."""
+    return hasattr(_ops, "route_top_k")
+
+
+if has_cuda_path():
+    @torch.library.register_fake("gqe::route_top_k")
+    def _(probs, k):
+        return probs.new_empty((*probs.shape[:-1], k), dtype=torch.int64)
+
+
 # --- entry points -----------------------------------------------------------------------------------------
 
 def flash_attention(q, k, v, q_start: int = 0):
@@ -194,3 +209,8 @@ gqe_slots = _ops.gqe_slots
 gqe_slots_reference = _ops.gqe_slots_reference
 fused_routing = _ops.fused_routing
 route_reference = _ops.route_reference
+if has_cuda_path():
+    sdpa_attention = _ops.sdpa_attention
+    sdpa_slots_and_shared = _ops.sdpa_slots_and_shared
+    route_top_k = _ops.route_top_k
+    route = _ops.route
