@@ -164,3 +164,13 @@ def test_fast_ops_refuse_what_they_cannot_run():
     q = rand(1, 3, 2, 4)  # float64
     with pytest.raises(RuntimeError, match="fp32 only"):
         ops.flash_attention(q, q, q, 0)
+
+
+def test_rope_after_inference_mode_still_trains():
+    """The kernel keeps angle tables between calls: one formed under torch.inference_mode (generation, evaluation)
+    must not be an inference tensor that a later training step cannot save for its backward."""
+    with torch.inference_mode():
+        ops.rope(torch.randn(1, 6, 2, 8), 0, 2345.0)
+    x = torch.randn(1, 6, 2, 8, requires_grad=True)
+    ops.rope(x, 0, 2345.0).sum().backward()
+    assert x.grad is not None
