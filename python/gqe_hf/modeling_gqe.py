@@ -188,7 +188,7 @@ class GqeAttention(nn.Module):
         if self._gqe_block is None:
             gqe = gqe_package()
             c = self.config
-            # implementation "fast": the package's own rule, its kernels for fp32 CPU, else its reference ops.
+            # implementation "fast": the package picks the kernels per input (its CPU kernels for fp32 CPU).
             common = dict(hidden_size=c.hidden_size, num_attention_heads=self.N, num_key_value_heads=self.G,
                           head_dim=self.dh, rope_theta=self.theta, position_embedding=c.position_embedding,
                           implementation="fast")
