@@ -65,12 +65,14 @@ function(gqe_torch_ops_for_isas)
     # can bind to another's, even if a process had two of them mapped. The ops library exports nothing
     # anyway; TORCH_LIBRARY registers the ops from a static initialiser when it is loaded.
     set(_hidden -fvisibility=hidden -fvisibility-inlines-hidden)
-    gqe_copy_target(gqe_nn_${isa} gqe_nn ${_flags} ${_hidden})
+    # Host C++ only: a CUDA build's .cu files (nvcc) take neither.
+    set(_cxx_flags $<$<COMPILE_LANGUAGE:CXX>:${_flags};${_hidden}>)
+    gqe_copy_target(gqe_nn_${isa} gqe_nn "${_cxx_flags}")
     add_library(gqe_torch_ops_${isa} SHARED ${GQE_TORCH_OPS_SOURCES})
     target_link_libraries(gqe_torch_ops_${isa} PRIVATE gqe_nn_${isa})
     # The same flags as its gqe_nn copy: the kernels' inline functions in the headers ops.cpp includes
     # must have one body within the library.
-    target_compile_options(gqe_torch_ops_${isa} PRIVATE -Wall -Wextra -Wno-unused-parameter ${_flags} ${_hidden})
+    target_compile_options(gqe_torch_ops_${isa} PRIVATE -Wall -Wextra -Wno-unused-parameter "${_cxx_flags}")
     target_link_options(gqe_torch_ops_${isa} PRIVATE -Wl,--exclude-libs,ALL)
     target_precompile_headers(gqe_torch_ops_${isa} REUSE_FROM gqe_nn_${isa})
     add_dependencies(gqe_torch_ops gqe_torch_ops_${isa})
