@@ -10,10 +10,11 @@
 #include <immintrin.h>
 #endif
 #if defined(__GNUC__) && !defined(__clang__)
-// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside their own reductions (a known false positive);
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized inside their own reductions (a known false positive);
 // off for this header's code only, not for its includers.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace gqe::kernels::simd {
