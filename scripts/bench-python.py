@@ -9,7 +9,7 @@ gqe), batch 1, fp32 on the CPU, causal prefill of n tokens:
   sdpa     a GQA layer in plain PyTorch: the same projections and RoPE in aten ops, attention by
            torch.nn.functional.scaled_dot_product_attention(is_causal=True, enable_gqa=True)
 Two rows per length: prefill (forward under no_grad) and train (forward + backward of sum(y * probe) +
-0.01 * aux_loss, the loss gqe bench's layer training row uses). Medians of --repeats timed runs after one
+0.01 * aux_loss with the input's gradient too, as gqe bench's layer training row computes). Medians of --repeats timed runs after one
 warm-up, min..max beside them; GQA, GQE and SDPA alternate within each repeat. Run it on a quiet machine.
 
     .venv-torch/bin/python scripts/bench-python.py [--lengths 1024,2048,4096] [--threads 2] [--out DIR]
@@ -114,6 +114,7 @@ def python_rows(lengths, repeats):
 
             def run():
                 m.zero_grad(set_to_none=True)
+                xg.grad = None
                 y, aux = m(xg)
                 ((y * probe).sum() + AUX_WEIGHT * aux).backward()
             return run

@@ -90,6 +90,28 @@ TEST(RoutedProjection, NarrowProjectionMatchesReference) {
   }
 }
 
+// The standalone backward functions (the Python package's ops call them) give the autograd function's bits.
+TEST(RoutedProjection, StandaloneBackwardEqualsTheAutogradBackward) {
+  at::manual_seed(17);
+  const int64_t B = 2, T = 11, d = 37, G = 2, M = 3, k = 2, dh = 6;
+  at::Tensor x = at::randn({B, T, d}).requires_grad_(), W = at::randn({G * M * dh, d}).requires_grad_();
+  at::Tensor selected = std::get<1>(at::randn({B, T, G, M}).sort(-1)).narrow(-1, 0, k).contiguous();
+  at::Tensor probe = at::randn({B, T, G * k, dh});
+  (kernels::routed_query_projection(x, W, selected, M, dh) * probe).sum().backward();
+  auto [dx, dw] = kernels::routed_query_projection_backward(x.detach(), W.detach(), selected, M, dh, probe);
+  EXPECT_TRUE(at::equal(dx, x.grad()));
+  EXPECT_TRUE(at::equal(dw, W.grad()));
+
+  at::Tensor xn = at::randn({B, T, d}).requires_grad_(), Wn = at::randn({dh, d}).requires_grad_();
+  at::Tensor probe_n = at::randn({B, T, 1, dh});
+  (kernels::narrow_projection(xn, Wn) * probe_n).sum().backward();
+  auto [dxn, dwn] = kernels::narrow_projection_backward(xn.detach(), Wn.detach(), probe_n);
+  EXPECT_TRUE(at::equal(dxn, xn.grad()));
+  EXPECT_TRUE(at::equal(dwn, Wn.grad()));
+  EXPECT_THROW(kernels::routed_query_projection_backward(x.detach(), W.detach(), selected, M, dh, probe.narrow(1, 0, 3)),
+               c10::Error);
+}
+
 TEST(RoutedProjection, ManyAndFewEntriesGiveTheSameBits) {
   // A whole sequence takes the packed-weight path, a single token or a short chunk the transposed-x path
   // (decode): both must produce bit-identical queries, or decoding would drift from prefill. Odd d

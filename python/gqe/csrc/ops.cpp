@@ -76,9 +76,9 @@ Tensor routed_query_projection(const Tensor& x, const Tensor& weight, const Tens
                                                experts_per_group, head_dim);
 }
 
-// The gradients of a kernel whose backward lives only inside its C++ autograd function: run it again with
-// gradients on fresh leaves and differentiate. This recomputes the forward (the kernels do not expose their
-// backward passes separately), which costs one more forward of that piece per training step.
+// The gradients of a kernel whose backward lives only inside its C++ autograd function (fused routing): run it
+// again with gradients on fresh leaves and differentiate. This recomputes the forward, cheap for routing (a
+// softmax over [B, T, G, M]); the projections, where it would cost a GEMM, call their backward directly.
 std::vector<Tensor> grads_by_recompute(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn,
                                        const std::vector<Tensor>& inputs, const std::vector<Tensor>& grad_outputs) {
   at::AutoGradMode grad_on(true);
@@ -107,13 +107,8 @@ std::tuple<Tensor, Tensor> routed_query_projection_backward(const Tensor& x, con
                                                             const Tensor& selected, int64_t experts_per_group,
                                                             int64_t head_dim, const Tensor& grad_out) {
   check_fast_inputs("routed_query_projection_backward", {&x, &weight, &grad_out});
-  auto g = grads_by_recompute(
-      [&](const std::vector<Tensor>& in) {
-        return std::vector<Tensor>{gqe::kernels::routed_query_projection(in[0], in[1], selected.contiguous(),
-                                                                         experts_per_group, head_dim)};
-      },
-      {x, weight}, {grad_out});
-  return {g[0], g[1]};
+  at::NoGradGuard no_grad;
+  return gqe::kernels::routed_query_projection_backward(x, weight, selected, experts_per_group, head_dim, grad_out);
 }
 
 Tensor narrow_projection(const Tensor& x, const Tensor& weight) {
@@ -124,12 +119,8 @@ Tensor narrow_projection(const Tensor& x, const Tensor& weight) {
 
 std::tuple<Tensor, Tensor> narrow_projection_backward(const Tensor& x, const Tensor& weight, const Tensor& grad_out) {
   check_fast_inputs("narrow_projection_backward", {&x, &weight, &grad_out});
-  auto g = grads_by_recompute(
-      [](const std::vector<Tensor>& in) {
-        return std::vector<Tensor>{gqe::kernels::narrow_projection(in[0], in[1])};
-      },
-      {x, weight}, {grad_out});
-  return {g[0], g[1]};
+  at::NoGradGuard no_grad;
+  return gqe::kernels::narrow_projection_backward(x, weight, grad_out);
 }
 
 Tensor gqe_slots(const Tensor& slots, const Tensor& weights, const Tensor& shared) {

@@ -319,7 +319,9 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
       torch::AutoGradMode grad_on(true);
       at::Tensor tok = at::randint(0, cfg[0].vocab_size, {1, opt.train_length + 1}, dev.long_options());
       at::Tensor in = tok.narrow(1, 0, opt.train_length), target = tok.narrow(1, 1, opt.train_length);
-      at::Tensor x = at::randn({1, opt.train_length, d}, at::TensorOptions(dev.device)), probe = at::randn_like(x);
+      // The layer's input wants its gradient too, as it does inside a model (the layers below train).
+      at::Tensor x = at::randn({1, opt.train_length, d}, at::TensorOptions(dev.device)).requires_grad_(),
+                 probe = at::randn_like(x);
       for (const PrefillLevel level : opt.train_levels) {
         BenchRow r;
         r.load_before = load_average_1min();
@@ -340,7 +342,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
             auto a = make_attention(cfg[i]);
             randomise_router(*a), a->to(dev.device);
             f[i] = [a, x, probe, w] {
-              a->zero_grad();
+              a->zero_grad(), x.mutable_grad().reset();
               AttentionResult o = a->forward(x, nullptr);
               ((o.y * probe).sum() + w * o.aux_loss).backward();
             };
@@ -348,7 +350,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
             auto b = std::make_shared<DecoderLayer>(cfg[i]);
             randomise_router(*b), b->to(dev.device);
             f[i] = [b, x, probe, w] {
-              b->zero_grad();
+              b->zero_grad(), x.mutable_grad().reset();
               AttentionResult o = b->forward(x, nullptr);
               ((o.y * probe).sum() + w * o.aux_loss).backward();
             };

@@ -323,20 +323,24 @@ class RoutedProjectionFunction : public torch::autograd::Function<RoutedProjecti
   }
 };
 
+void check_routed_inputs(const char* kernel, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& selected,
+                         int64_t M, int64_t dh) {
+  check_on_cpu(kernel, "x", x), check_on_cpu(kernel, "weight", weight), check_on_cpu(kernel, "selected", selected);
+  TORCH_CHECK(x.dim() == 3 && selected.dim() == 4, kernel, ": x [B,T,d], selected [B,T,G,k] expected");
+  const int64_t d = x.size(2), G = selected.size(2);
+  TORCH_CHECK(weight.dim() == 2 && weight.size(0) == G * M * dh && weight.size(1) == d, kernel, ": weight ",
+              weight.sizes(), " is not [G*M*d_h, d] = [", G * M * dh, ", ", d, "]");
+  TORCH_CHECK(x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat, kernel, ": fp32 x and weight expected");
+  TORCH_CHECK(selected.scalar_type() == at::kLong, kernel, ": selected must be int64");
+  TORCH_CHECK(dh <= 256, kernel, ": head_dim ", dh, " above the kernel's 256");
+}
+
 }  // namespace
 
 at::Tensor routed_query_projection(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& selected,
                                    int64_t M, int64_t dh) {
-  check_on_cpu("routed_query_projection", "x", x), check_on_cpu("routed_query_projection", "weight", weight);
-  check_on_cpu("routed_query_projection", "selected", selected);
-  TORCH_CHECK(x.dim() == 3 && selected.dim() == 4, "routed_query_projection: x [B,T,d], selected [B,T,G,k] expected");
+  check_routed_inputs("routed_query_projection", x, weight, selected, M, dh);
   const int64_t B = x.size(0), T = x.size(1), d = x.size(2), G = selected.size(2), k = selected.size(3);
-  TORCH_CHECK(weight.dim() == 2 && weight.size(0) == G * M * dh && weight.size(1) == d, "routed_query_projection: weight ",
-              weight.sizes(), " is not [G*M*d_h, d] = [", G * M * dh, ", ", d, "]");
-  TORCH_CHECK(x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
-              "routed_query_projection: fp32 x and weight expected");
-  TORCH_CHECK(selected.scalar_type() == at::kLong, "routed_query_projection: selected must be int64");
-  TORCH_CHECK(dh <= 256, "routed_query_projection: head_dim ", dh, " above the kernel's 256");
   at::Tensor out;
   if (c10::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad())) {
     out = RoutedProjectionFunction::apply(x.reshape({B * T, d}), weight, selected.reshape({B * T, G, k}), M, dh);
@@ -347,11 +351,38 @@ at::Tensor routed_query_projection(const at::Tensor& x, const at::Tensor& weight
   return out.view({B, T, G * k, dh});
 }
 
+std::pair<at::Tensor, at::Tensor> routed_query_projection_backward(const at::Tensor& x, const at::Tensor& weight,
+                                                                   const at::Tensor& selected, int64_t M, int64_t dh,
+                                                                   const at::Tensor& grad_out) {
+  check_routed_inputs("routed_query_projection_backward", x, weight, selected, M, dh);
+  const int64_t B = x.size(0), T = x.size(1), d = x.size(2), G = selected.size(2), k = selected.size(3);
+  TORCH_CHECK(grad_out.sizes() == at::IntArrayRef({B, T, G * k, dh}) && grad_out.scalar_type() == at::kFloat,
+              "routed_query_projection_backward: grad_out must be fp32 [B, T, G*k, d_h] = [", B, ", ", T, ", ", G * k,
+              ", ", dh, "], got ", grad_out.sizes());
+  const at::Tensor sel = selected.reshape({B * T, G, k}).contiguous();
+  auto [dx, dw] = routed_backward(x.reshape({B * T, d}).contiguous(), weight.contiguous(), bucket_by_expert(sel, M),
+                                  grad_out.reshape({B * T * G * k, dh}).contiguous(), dh);
+  return {dx.view({B, T, d}), dw};
+}
+
+namespace {
+
+at::Tensor one_expert_for(const char* kernel, const at::Tensor& x, const at::Tensor& weight) {
+  check_on_cpu(kernel, "x", x), check_on_cpu(kernel, "weight", weight);
+  TORCH_CHECK(x.dim() == 3 && weight.dim() == 2, kernel, ": x [B,T,d] and weight [d_h, d] expected");
+  return at::zeros({x.size(0), x.size(1), 1, 1}, x.options().dtype(at::kLong));
+}
+
+}  // namespace
+
 at::Tensor narrow_projection(const at::Tensor& x, const at::Tensor& weight) {
-  check_on_cpu("narrow_projection", "x", x), check_on_cpu("narrow_projection", "weight", weight);
-  TORCH_CHECK(x.dim() == 3 && weight.dim() == 2, "narrow_projection: x [B,T,d] and weight [d_h, d] expected");
-  const at::Tensor one_expert = at::zeros({x.size(0), x.size(1), 1, 1}, x.options().dtype(at::kLong));
-  return routed_query_projection(x, weight, one_expert, 1, weight.size(0));
+  return routed_query_projection(x, weight, one_expert_for("narrow_projection", x, weight), 1, weight.size(0));
+}
+
+std::pair<at::Tensor, at::Tensor> narrow_projection_backward(const at::Tensor& x, const at::Tensor& weight,
+                                                             const at::Tensor& grad_out) {
+  return routed_query_projection_backward(x, weight, one_expert_for("narrow_projection_backward", x, weight), 1,
+                                          weight.size(0), grad_out);
 }
 
 }  // namespace gqe::kernels

@@ -9,6 +9,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <utility>
+
 namespace gqe::kernels {
 
 // x:        [B, T, d]
@@ -18,9 +20,20 @@ namespace gqe::kernels {
 at::Tensor routed_query_projection(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& selected,
                                    int64_t experts_per_group, int64_t head_dim);
 
+// routed_query_projection's backward on its own, for callers that keep their own autograd (the Python
+// package's ops): grad_out [B, T, G*k, d_h] -> (dx [B, T, d], dweight [N*d_h, d]), the same computation as
+// the autograd function's backward.
+std::pair<at::Tensor, at::Tensor> routed_query_projection_backward(const at::Tensor& x, const at::Tensor& weight,
+                                                                   const at::Tensor& selected,
+                                                                   int64_t experts_per_group, int64_t head_dim,
+                                                                   const at::Tensor& grad_out);
+
 // x [B, T, d] . weight^T for a narrow weight [d_h, d]: every token as one bucket of a single expert, so the
 // same register-blocked kernel runs it, which beats a BLAS sgemm at so few outputs (docs/kernels.md has the
 // measurements). Returns [B, T, 1, d_h]; differentiable.
 at::Tensor narrow_projection(const at::Tensor& x, const at::Tensor& weight);
+// Its backward on its own: grad_out [B, T, 1, d_h] -> (dx [B, T, d], dweight [d_h, d]).
+std::pair<at::Tensor, at::Tensor> narrow_projection_backward(const at::Tensor& x, const at::Tensor& weight,
+                                                             const at::Tensor& grad_out);
 
 }  // namespace gqe::kernels
