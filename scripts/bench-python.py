@@ -127,7 +127,7 @@ def python_rows(lengths, repeats):
 
 
 def cli_rows(gqe_bin, lengths, repeats, threads):
-    """gqe bench's layer rows: prefill at every length in one call, training one call per length."""
+    """gqe bench's layer rows: prefill at the lengths in one call, training one call per length."""
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         calls = [("prefill", ["--levels", "layer", "--lengths", ",".join(map(str, lengths)), "--no-train"])]
@@ -198,12 +198,15 @@ def main():
     if info["load_average_at_start"] > args.threads / 2:
         print(f"bench-python: warning: load average {info['load_average_at_start']:.2f} at start: other work "
               "on the machine distorts these figures", file=sys.stderr)
-    py = python_rows(lengths, args.repeats)
-    cli = {}
-    if args.gqe != "none":
-        if not Path(args.gqe).is_file():
-            sys.exit(f"bench-python: {args.gqe} not found: build it (scripts/build-cuda.sh) or pass --gqe none")
-        cli = cli_rows(args.gqe, lengths, args.repeats, args.threads)
+    if args.gqe != "none" and not Path(args.gqe).is_file():
+        sys.exit(f"bench-python: {args.gqe} not found: build it (scripts/build-cuda.sh) or pass --gqe none")
+    # Length by length, the module's rows and then the command's, so that a slow drift of the machine moves
+    # both sides of a ratio alike.
+    py, cli = {}, {}
+    for n in lengths:
+        py.update(python_rows([n], args.repeats))
+        if args.gqe != "none":
+            cli.update(cli_rows(args.gqe, [n], args.repeats, args.threads))
     text = table(py, cli)
     header = (f"Paper-shape attention layer, batch 1, fp32, {args.threads} threads; {info['cpu']}, "
               f"{info['cores']} cores, load {info['load_average_at_start']:.2f} at start; torch {info['torch']}. "
