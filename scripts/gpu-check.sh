@@ -11,7 +11,8 @@
 #   $OUT/train-metrics.jsonl the CLI run's training metrics
 #   $OUT/summary.txt         the table of this call and the flags that resume it on a bare machine
 # Priorities: 0 build (on the machine: its torch and nvcc cannot be carried), 1 the CLI end to end on cuda
-# (tokenizer, train, generate, generate --prompts, eval, export), 2 the CUDA tests and the 2-rank NCCL run,
+# (tokenizer, train, generate, generate --prompts, eval, export), 2 the CUDA tests, the 2-rank NCCL run and
+# the Python package's tests on the GPU (docs/python.md),
 # 3 the paper-shape prefill sweep at core and layer level (4k, 16k, 64k, then 2k, 256k, 1M), 4 a training step
 # at 4k and 16k, 5 decode at batch 1 and 32, 6 block level. `--list` prints them.
 #
@@ -41,6 +42,7 @@ eval            1  90 gqe eval on a tiny ARC-Easy and PIQA written here
 export          1  60 gqe export --format hf
 cuda_tests      2 240 test_cuda: the CUDA path against the reference, every variant
 multi_rank      2 120 two ranks over NCCL (needs two GPUs)
+python_ops      2 300 the Python package's ops library with the CUDA path, its tests on the GPU (pytest carried)
 prefill_4k      3  60 bench: paper shape, core and layer, n 4096
 prefill_16k     3  60 bench: core and layer, n 16384
 prefill_64k     3  90 bench: core and layer, n 65536
@@ -126,6 +128,13 @@ if [ "$MODE" = prepare ]; then
     cp -L "$spm_dir/$l.so.0" .device/deps/lib/"$l".so
   done
   cp /usr/include/sentencepiece_processor.h /usr/include/sentencepiece_trainer.h .device/deps/include/
+  # pytest and what it imports, as wheels (pure Python): the device machine has torch but no pytest and no
+  # network. The versions of scripts/python-requirements.txt's pytest, from the project's venv.
+  rm -rf .device/wheels && mkdir -p .device/wheels
+  pip_py=python3; [ -x .venv-torch/bin/python ] && pip_py=.venv-torch/bin/python
+  "$pip_py" -m pip download -q --only-binary=:all: -d .device/wheels \
+    "$(grep -E '^pytest==' scripts/python-requirements.txt | cut -d' ' -f1)" ||
+    { echo "gpu-check: could not download pytest's wheels into .device/wheels" >&2; exit 2; }
   size_kb=$(du -sk .device | cut -f1)
   du -sh .device
   # What travels is the tree plus .device: keep .device to a fraction of the 64 MiB.
@@ -500,6 +509,33 @@ stage_cuda_tests() {
   # 77: the binary saw no CUDA device. On the CPU that is the expected answer (CTest's cuda_on_cpu runs the
   # CPU half already); on the GPU machine it means the GPU is invisible to libtorch: a failure.
   if [ "$rc" -eq 77 ] && [ "$MODE" = dry ]; then SKIP_REASON="no CUDA device here: test_cuda --require-device exits 77"; return 0; fi
+  return $rc
+}
+
+# The gqe Python package on the GPU: the ops library built with the CUDA path (cmake straight, not pip: the
+# device has no scikit-build-core) against this machine's torch, and the package's tests with pytest from the
+# carried wheels; the GPU cases of test_cuda_path.py are the ones that cannot run anywhere else.
+stage_python_ops() {
+  if [ "$MODE" = dry ]; then
+    SKIP_REASON="CPU: scripts/test-python.sh builds the package and runs its tests (a CI stage)"; return 0
+  fi
+  local prefix dir="$BUILD_DIR-py" deps="$WORK/pydeps" gen=(-G Ninja)
+  prefix=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>>"$STAGE_LOG") || return 1
+  command -v ninja >/dev/null || gen=()
+  [ -f "$dir/CMakeCache.txt" ] && gen=()
+  tcmd cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" -DGQE_CUDA=ON -DGQE_TORCH_OPS=ON \
+    -DGQE_BUILD_TESTS=OFF -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" -DGQE_DEPS_DIR="$ROOT/.device/deps" \
+    -DPython_EXECUTABLE="$(command -v python3)" "${gen[@]}" || return $?
+  tcmd cmake --build "$dir" --parallel "$(nproc)" --target gqe_torch_ops || return $?
+  if ! python3 -c 'import pytest' 2>/dev/null; then
+    [ -d .device/wheels ] || { echo "no pytest here and no .device/wheels (run --prepare here)" >>"$STAGE_LOG"; return 1; }
+    tcmd python3 -m pip install -q --no-index --find-links .device/wheels --target "$deps" pytest || return $?
+  fi
+  local rc
+  tcmd env PYTHONPATH="$ROOT/python:$deps" GQE_TORCH_OPS_LIBRARY="$dir/libgqe_torch_ops.so" GQE_BIN="$BIN" \
+    python3 -m pytest -q -p no:cacheprovider -rs tests/python/test_cuda_path.py tests/python/test_ops.py \
+    tests/python/test_modules.py; rc=$?
+  SUMMARY=$(grep -E "^[0-9]+ (passed|failed)|passed|failed" "$STAGE_LOG" | tail -1 | py lines /dev/stdin 1)
   return $rc
 }
 
