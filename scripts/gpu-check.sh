@@ -11,10 +11,9 @@
 #   $OUT/train-metrics.jsonl the CLI run's training metrics
 #   $OUT/summary.txt         the table of this call and the flags that resume it on a bare machine
 # Priorities: 0 build (on the machine: its torch and nvcc cannot be carried), 1 the CLI end to end on cuda
-# (tokenizer, train, generate, generate --prompts, eval, export), 2 the CUDA tests, the 2-rank NCCL run and
-# the Python package's tests on the GPU (docs/python.md),
+# (tokenizer, train, generate, generate --prompts, eval, export), 2 the CUDA tests and the 2-rank NCCL run,
 # 3 the paper-shape prefill sweep at core and layer level (4k, 16k, 64k, then 2k, 256k, 1M), 4 a training step
-# at 4k and 16k, 5 decode at batch 1 and 32, 6 block level. `--list` prints them.
+# at 4k and 16k, 5 decode at batch 1 and 32 and the Python package on the GPU, 6 block level. `--list` prints them.
 #
 # Usage:
 #   here, once:          bash scripts/gpu-check.sh --prepare      (fills .device/, which git ignores)
@@ -42,7 +41,6 @@ eval            1  90 gqe eval on a tiny ARC-Easy and PIQA written here
 export          1  60 gqe export --format hf
 cuda_tests      2 240 test_cuda: the CUDA path against the reference, every variant
 multi_rank      2 120 two ranks over NCCL (needs two GPUs)
-python_ops      2 300 the Python package's ops library with the CUDA path, its tests on the GPU (pytest carried)
 prefill_4k      3  60 bench: paper shape, core and layer, n 4096
 prefill_16k     3  60 bench: core and layer, n 16384
 prefill_64k     3  90 bench: core and layer, n 65536
@@ -53,6 +51,7 @@ train_4k        4  60 bench: training step of the 2-layer LM, n 4096
 train_16k       4  90 bench: training step, n 16384
 decode_b1       5  60 bench: decode, batch 1, contexts 4096 and 65536
 decode_b32      5  90 bench: decode, batch 32 (ragged), contexts 4096 and 65536
+python_ops      5 300 the Python package's ops library with the CUDA path, its tests on the GPU (pytest carried)
 block           6 120 bench: block level, n 4096, 16384, 65536
 "
 NAMES=(); declare -A PRIO CAP DESC
