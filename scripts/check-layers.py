@@ -28,6 +28,7 @@ FLOORS = [
     [("train", "the recipe (AdamW, WSD, ZClip), the trainer, `TrainJob` (a whole run from options)")],
     [("interop", "Hugging Face transformers export and import"),
      ("bench", "GQA-vs-GQE prefill, training and decode benchmarks")],
+    [("serve", "`gqe serve`: OpenAI-compatible HTTP endpoints, continuous batching over the ragged decode")],
     [("cli", "the `gqe` command: its flags into the layers below")],
 ]
 LIBRARIES = ["GQE_NN_AREAS", "GQE_SYSTEM_AREAS", "GQE_APP_AREAS"]

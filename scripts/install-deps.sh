@@ -19,6 +19,7 @@ PKGS=(
   libgloo-dev             # headers for c10d's ProcessGroupGloo (compiled into Debian's libtorch)
   gnuplot-nox             # loss curves and speedup plots as PNG
   libssl-dev              # OpenSSL's libcrypto: SHA-256 of checkpoints
+  libcpp-httplib-dev      # cpp-httplib: the HTTP server of gqe serve (docs/serving.md)
   python3                 # scripts/study.py (the main job's driver; standard library only)
 )
 

@@ -15,4 +15,5 @@ int cmd_routes(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
 int cmd_export(int argc, char** argv);      // gqe export --format hf: a Hugging Face transformers folder
 int cmd_import(int argc, char** argv);      // gqe import: such a folder back into a checkpoint
+int cmd_serve(int argc, char** argv);       // gqe serve: an OpenAI-compatible HTTP server
 }  // namespace gqe::cli

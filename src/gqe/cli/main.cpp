@@ -27,6 +27,7 @@ const char* kUsage =
     "  plot RUN_DIR [...] --out F.png  loss curves of training runs (gnuplot)\n"
     "  export --format hf CHECKPOINT OUT_DIR   a Hugging Face transformers folder (docs/interop.md)\n"
     "  import HF_DIR OUT_CHECKPOINT            such a folder back into a gqe checkpoint\n"
+    "  serve --checkpoint DIR [--port 8080]   an OpenAI-compatible HTTP server, continuous batching\n"
     "\n"
     "run `gqe <command> --help` for a command's options.\n";
 }
@@ -57,6 +58,7 @@ int main(int argc, char** argv) {
     }
     if (cmd == "export") return gqe::cli::cmd_export(argc - 2, argv + 2);
     if (cmd == "import") return gqe::cli::cmd_import(argc - 2, argv + 2);
+    if (cmd == "serve") return gqe::cli::cmd_serve(argc - 2, argv + 2);
     std::cerr << "gqe: unknown command '" << cmd << "'\n\n" << kUsage;
     return 2;
   } catch (const gqe::Error& e) {
