@@ -10,6 +10,7 @@
 #include <limits>
 #include <memory>
 
+#include "gqe/kernels/bf16_avx512.h"
 #include "gqe/kernels/cpu_check.h"
 #include "gqe/kernels/micro_gemm.h"
 #include "gqe/kernels/parallel_items.h"
@@ -45,11 +46,15 @@ struct Shape {
   float scale;
 };
 
-Shape check_shapes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t q_start) {
+// bf16_kv: k and v may be bf16 (the forward's bf16 path); the backward takes fp32 only.
+Shape check_shapes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t q_start, bool bf16_kv = false) {
   check_on_cpu("flash_attention", "q", q), check_on_cpu("flash_attention", "k", k), check_on_cpu("flash_attention", "v", v);
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "flash_attention: expected q [B,Tq,Hq,d_h], k/v [B,Tk,G,d_h]");
-  TORCH_CHECK(q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat,
-              "flash_attention: fp32 tensors expected");
+  const bool kv_ok = k.scalar_type() == v.scalar_type() &&
+                     (k.scalar_type() == at::kFloat || (bf16_kv && k.scalar_type() == at::kBFloat16));
+  TORCH_CHECK(q.scalar_type() == at::kFloat && kv_ok, "flash_attention: fp32 tensors expected",
+              bf16_kv ? " (k and v: both fp32 or both bf16)" : "", ", got ", q.scalar_type(), ", ", k.scalar_type(),
+              ", ", v.scalar_type());
   TORCH_CHECK(k.sizes() == v.sizes(), "flash_attention: k and v shapes differ: ", k.sizes(), " vs ", v.sizes());
   TORCH_CHECK(q.size(0) == k.size(0) && q.size(3) == k.size(3), "flash_attention: q ", q.sizes(), " does not match k ",
               k.sizes());
@@ -108,10 +113,92 @@ inline void fill_masked(float* row, int64_t nv) {
   for (int64_t c = nv; c < kKeyTile; ++c) row[c] = kNegInf;
 }
 
+// The forward from bf16 K/V on a CPU with AVX512-BF16 (bf16_avx512.h): K and V of every (b, g) packed once
+// into pair-interleaved tiles, queries rounded to bf16 after scaling, probabilities rounded to bf16 for P V,
+// fp32 accumulation and softmax. Same blocks, causal bounds and work items as the fp32 forward.
+FlashForward forward_bf16(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in, int64_t q_start) {
+  const Shape s = check_shapes(q_in, k_in, v_in, q_start, true);
+  const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+  at::Tensor out = at::empty_like(q, at::MemoryFormat::Contiguous);
+  at::Tensor lse = at::empty({s.B, s.Tq, s.Hq}, q.options());
+  const int64_t dhp = bf16::padded_head_dim(s.dh), kT = bf16::kFlashKeyTile;
+  const int64_t key_end_all = s.q_start + s.Tq, ntiles = (key_end_all + kT - 1) / kT;
+  const int64_t kstride = bf16::flash_k_tile_elems(s.dh), vstride = bf16::flash_v_tile_elems(s.dh);
+  at::Tensor kt_all = at::empty({s.B * s.G * ntiles * kstride}, q.options().dtype(at::kBFloat16));
+  at::Tensor vt_all = at::empty({s.B * s.G * ntiles * vstride}, q.options().dtype(at::kBFloat16));
+  const auto* kp = reinterpret_cast<const uint16_t*>(k.data_ptr<at::BFloat16>());
+  const auto* vp = reinterpret_cast<const uint16_t*>(v.data_ptr<at::BFloat16>());
+  auto* ktp = reinterpret_cast<uint16_t*>(kt_all.data_ptr<at::BFloat16>());
+  auto* vtp = reinterpret_cast<uint16_t*>(vt_all.data_ptr<at::BFloat16>());
+  at::parallel_for(0, s.B * s.G * ntiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t it = begin; it < end; ++it) {  // tile it = (b, g, tile)
+      const int64_t bg = it / ntiles, k0 = (it % ntiles) * kT, b = bg / s.G, g = bg % s.G;
+      const int64_t nk = std::min(kT, key_end_all - k0);
+      uint16_t* kd = ktp + it * kstride;  // [dhp/2][kT][2]
+      uint16_t* vd = vtp + it * vstride;  // [kT/2][dhp][2]
+      std::fill(kd, kd + kstride, uint16_t(0));
+      std::fill(vd, vd + vstride, uint16_t(0));
+      for (int64_t c = 0; c < nk; ++c) {
+        const uint16_t* kr = kp + ((b * s.Tk + k0 + c) * s.G + g) * s.dh;
+        const uint16_t* vr = vp + ((b * s.Tk + k0 + c) * s.G + g) * s.dh;
+        for (int64_t d = 0; d < s.dh; ++d) {
+          kd[((d / 2) * kT + c) * 2 + d % 2] = kr[d];
+          vd[((c / 2) * dhp + d) * 2 + c % 2] = vr[d];
+        }
+      }
+    }
+  });
+  const int64_t rmax = s.Br * s.M;
+  const int64_t scratch = rmax * dhp / 2 + rmax * dhp + 2 * rmax + bf16::flash_scratch_floats(rmax, s.dh) + 64;
+  const float* qp = q.data_ptr<float>();
+  float *op = out.data_ptr<float>(), *lp = lse.data_ptr<float>();
+  const int64_t per_block = s.B * s.G;
+  std::vector<std::unique_ptr<Scratch>> scratches(std::max(1, at::get_num_threads()));
+  parallel_items(s.nqb * per_block, [&](int64_t item, int64_t slot) {
+    auto& sc = scratches[slot];
+    if (!sc) sc = std::make_unique<Scratch>(scratch);
+    sc->used = 0;
+    const int64_t qb = s.nqb - 1 - item / per_block, b = (item % per_block) / s.G, g = item % s.G;
+    const int64_t t0 = qb * s.Br, nt = std::min(s.Br, s.Tq - t0), R = nt * s.M;
+    auto* Q = reinterpret_cast<uint16_t*>(sc->take(rmax * dhp / 2));
+    float* O = sc->take(rmax * dhp);
+    float* m = sc->take(rmax);
+    float* l = sc->take(rmax);
+    float* work = sc->take(bf16::flash_scratch_floats(rmax, s.dh));
+    for (int64_t t = 0; t < nt; ++t)
+      for (int64_t h = 0; h < s.M; ++h) {
+        const float* row = qp + ((b * s.Tq + t0 + t) * s.Hq + g * s.M + h) * s.dh;
+        uint16_t* d = Q + (t * s.M + h) * dhp;
+        for (int64_t j = 0; j < s.dh; ++j) d[j] = bf16::to_bf16(row[j] * s.scale);  // scores come out scaled
+        for (int64_t j = s.dh; j < dhp; ++j) d[j] = 0;
+      }
+    bf16::FlashBlock a;
+    a.q = Q, a.R = R, a.M = s.M, a.dh = s.dh, a.first_pos = s.q_start + t0;
+    a.k_tiles = ktp + (b * s.G + g) * ntiles * kstride, a.k_tile_stride = kstride;
+    a.v_tiles = vtp + (b * s.G + g) * ntiles * vstride, a.v_tile_stride = vstride;
+    bf16::flash_block(a, O, m, l, work);
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t t = t0 + r / s.M, h = g * s.M + r % s.M;
+      float* dst = op + ((b * s.Tq + t) * s.Hq + h) * s.dh;
+      const float inv = 1.f / l[r];
+      for (int64_t j = 0; j < s.dh; ++j) dst[j] = O[r * dhp + j] * inv;
+      lp[(b * s.Tq + t) * s.Hq + h] = m[r] + std::log(l[r]);
+    }
+  });
+  return {out, lse};
+}
+
 }  // namespace
 
 FlashForward flash_attention_forward(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
                                      int64_t q_start) {
+  if (k_in.scalar_type() == at::kBFloat16 || v_in.scalar_type() == at::kBFloat16) {
+    // bf16 K/V (a bf16 KV cache): the AVX512-BF16 kernel where the CPU has it, else the fp32 kernel on the
+    // widened values (exact: every bf16 value is an fp32 value).
+    check_shapes(q_in, k_in, v_in, q_start, true);
+    if (bf16::cpu_has_avx512_bf16()) return forward_bf16(q_in, k_in, v_in, q_start);
+    return flash_attention_forward(q_in, k_in.to(at::kFloat), v_in.to(at::kFloat), q_start);
+  }
   const Shape s = check_shapes(q_in, k_in, v_in, q_start);
   at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
   at::Tensor out = at::empty_like(q, at::MemoryFormat::Contiguous);

@@ -1,4 +1,4 @@
-// GQE's decode step on the CPU (fp32, forward only): one new query position per sequence against its cached
+// GQE's decode step on the CPU (fp32, or from a bf16 KV cache; forward only): one new query position per sequence against its cached
 // K/V, with the k*G routed slot heads and the shared head served from the same K/V tiles.
 //
 // The shared head attends to the mean over the G KV heads, and both of its products are linear in them:
@@ -26,8 +26,11 @@ struct GqeDecodeOutput {
 
 // q:        [B, 1, Hq, d_h] fp32 slot-head queries (post-RoPE); head h reads KV head h / (Hq / G), Hq % G == 0
 // q_shared: [B, 1, 1, d_h] fp32 shared-head query (post-RoPE), or an undefined tensor for no shared head
-// k:        [B, Tk, G, d_h] fp32 cached keys (post-RoPE); any strides with d_h contiguous (a KV-cache view)
-// v:        [B, Tk, G, d_h] fp32 cached values, same layout rules as k
+// k:        [B, Tk, G, d_h] fp32 or bf16 cached keys (post-RoPE); any strides with d_h contiguous (a KV-cache view)
+// v:        [B, Tk, G, d_h] cached values, k's dtype, same layout rules as k
+//           bf16 K/V on a CPU with AVX512-BF16: queries and probabilities rounded to bf16 (nearest even),
+//           Q.K and P.V by vdpbf16ps with fp32 accumulation (bf16_avx512.h); elsewhere K/V are widened to
+//           fp32 and the fp32 kernel runs.
 // lengths:  [B] int64 in 1..Tk, or undefined (every sequence has Tk keys): sequence b's query sits at
 //           position lengths[b] - 1 and sees keys 0 .. lengths[b] - 1 (batched decode of unequal lengths)
 // Scores are scaled by 1/sqrt(d_h). Refuses inputs that require grad while grad mode is on.

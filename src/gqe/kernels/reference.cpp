@@ -6,8 +6,10 @@
 
 namespace gqe::kernels {
 
-at::Tensor flash_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+at::Tensor flash_attention_reference(const at::Tensor& q, const at::Tensor& k_in, const at::Tensor& v_in,
                                      int64_t q_start) {
+  // K/V in a narrower dtype than q (a bf16 KV cache) are widened to q's first.
+  const at::Tensor k = k_in.to(q.scalar_type()), v = v_in.to(q.scalar_type());
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention: expected [B, T, H, d_h] tensors");
   TORCH_CHECK(k.sizes() == v.sizes() && q.size(0) == k.size(0) && q.size(3) == k.size(3),
               "attention: q/k/v shapes do not match");
@@ -28,8 +30,10 @@ at::Tensor flash_attention_reference(const at::Tensor& q, const at::Tensor& k, c
   return at::matmul(probs, vh).permute({0, 2, 1, 3});  // [B, Tq, Hq, d_h]
 }
 
-GqeDecodeOutput gqe_decode_reference(const at::Tensor& q, const at::Tensor& q_shared, const at::Tensor& k,
-                                     const at::Tensor& v, const at::Tensor& lengths) {
+GqeDecodeOutput gqe_decode_reference(const at::Tensor& q, const at::Tensor& q_shared, const at::Tensor& k_in,
+                                     const at::Tensor& v_in, const at::Tensor& lengths) {
+  // bf16 K/V widened to q's dtype before the mean is formed (the mean is not rounded back to bf16).
+  const at::Tensor k = k_in.to(q.scalar_type()), v = v_in.to(q.scalar_type());
   TORCH_CHECK(q.dim() == 4 && q.size(1) == 1 && k.dim() == 4, "decode: expected q [B, 1, Hq, d_h], k/v [B, Tk, G, d_h]");
   std::vector<at::Tensor> slots, shared;
   for (int64_t b = 0; b < q.size(0); ++b) {

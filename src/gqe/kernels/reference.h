@@ -15,6 +15,7 @@ namespace gqe::kernels {
 // q: [B, Tq, Hq, d_h]  queries at positions q_start .. q_start+Tq-1
 // k: [B, Tk, G, d_h]   keys at positions 0 .. Tk-1 (post-RoPE); Hq % G == 0, q_start + Tq <= Tk
 // v: [B, Tk, G, d_h]
+// k and v may have a narrower dtype than q (bf16 from a bf16 KV cache): they are widened to q's dtype.
 // returns [B, Tq, Hq, d_h]; head h attends against KV head h / (Hq / G), query at position p to keys 0..p
 // (softmax scaled by 1/sqrt(d_h)).
 at::Tensor flash_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -23,7 +24,8 @@ at::Tensor flash_attention_reference(const at::Tensor& q, const at::Tensor& k, c
 // GQE's decode step the obvious way: per sequence, the slot heads by flash_attention_reference against its
 // keys 0..len-1, and the shared head against the mean over the G KV heads, formed explicitly.
 // Same arguments and results as kernels::gqe_decode (gqe_decode.h), any dtype:
-// q [B, 1, Hq, d_h], q_shared [B, 1, 1, d_h] or undefined, k/v [B, Tk, G, d_h], lengths [B] int64 in
+// q [B, 1, Hq, d_h], q_shared [B, 1, 1, d_h] or undefined, k/v [B, Tk, G, d_h] (q's dtype or narrower, widened
+// to it first), lengths [B] int64 in
 // 1..Tk or undefined (all Tk); sequence b's query is at position lengths[b] - 1.
 GqeDecodeOutput gqe_decode_reference(const at::Tensor& q, const at::Tensor& q_shared, const at::Tensor& k,
                                      const at::Tensor& v, const at::Tensor& lengths = {});

@@ -69,3 +69,4 @@ inline constexpr const char* kKernelSupportHeaders[] = {
 };
 
 }  // namespace gqe::kernels
+    "src/gqe/kernels/bf16_avx512.h",   // the AVX512-BF16 inner loops of the kernels' bf16 paths, the CPU check
