@@ -36,6 +36,10 @@ inline constexpr KernelTwin kKernelTwins[] = {
     // The method itself is the twin here: routing as the plain composition the attention blocks used first.
     {"kernels::fused_routing", "src/gqe/kernels/fused_routing.h", "route_tokens, weigh_routing",
      "src/gqe/attention/router.h", "tests/kernels/fused_routing_test.cpp", KernelDevice::cpu},
+    // One to eight rows times a weight matrix, reading it once (the decode step's projections); the twin is
+    // at::linear, named in the same header.
+    {"kernels::linear_rows", "src/gqe/kernels/gemv.h", "kernels::linear_rows_reference", "src/gqe/kernels/gemv.h",
+     "tests/kernels/gemv_test.cpp", KernelDevice::cpu},
     {"kernels::gqe_slots", "src/gqe/kernels/gqe_slots.h", "kernels::gqe_slots_reference",
      "src/gqe/kernels/reference.h", "tests/kernels/gqe_slots_test.cpp", KernelDevice::cpu},
     {"kernels::cuda::sdpa_attention", "src/gqe/kernels/cuda/sdpa_attention.h", "kernels::flash_attention_reference",
