@@ -7,8 +7,9 @@
 namespace gqe {
 namespace {
 
-torch::nn::Linear linear(int64_t in, int64_t out) {
-  auto l = torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+Linear linear(int64_t in, int64_t out, WeightInit init) {
+  Linear l(in, out, init);
+  if (init == WeightInit::none) return l;
   torch::NoGradGuard g;
   torch::nn::init::xavier_uniform_(l->weight);  // the authors' init for Q/K/V/O and the shared query
   return l;
@@ -62,7 +63,7 @@ at::Tensor rope_at(const AttentionPath& path, const at::Tensor& x, const Positio
 }
 
 // Projects x [B,T,d] to K and V [B,T,G,d_h], applies RoPE to K and appends to the cache.
-std::pair<at::Tensor, at::Tensor> keys_values(const at::Tensor& x, torch::nn::Linear& kp, torch::nn::Linear& vp,
+std::pair<at::Tensor, at::Tensor> keys_values(const at::Tensor& x, Linear& kp, Linear& vp,
                                               const AttentionConfig& a, const AttentionPath& path, bool rope,
                                               double theta, const Positions& pos, LayerKVCache* cache) {
   const int64_t B = x.size(0), T = x.size(1);
@@ -75,13 +76,13 @@ std::pair<at::Tensor, at::Tensor> keys_values(const at::Tensor& x, torch::nn::Li
 
 }  // namespace
 
-GQAAttention::GQAAttention(const ModelConfig& cfg)
+GQAAttention::GQAAttention(const ModelConfig& cfg, WeightInit init)
     : a_(cfg.attention), rope_theta_(cfg.rope_theta), rope_(cfg.position_embedding == PositionEmbedding::rope) {
   const int64_t d = cfg.hidden_size, dh = a_.head_dim;
-  q_proj = register_module("q_proj", linear(d, a_.num_heads * dh));
-  k_proj = register_module("k_proj", linear(d, a_.num_kv_heads * dh));
-  v_proj = register_module("v_proj", linear(d, a_.num_kv_heads * dh));
-  o_proj = register_module("o_proj", linear(a_.num_heads * dh, d));
+  q_proj = register_module("q_proj", linear(d, a_.num_heads * dh, init));
+  k_proj = register_module("k_proj", linear(d, a_.num_kv_heads * dh, init));
+  v_proj = register_module("v_proj", linear(d, a_.num_kv_heads * dh, init));
+  o_proj = register_module("o_proj", linear(a_.num_heads * dh, d, init));
 }
 
 AttentionResult GQAAttention::forward(const at::Tensor& x, LayerKVCache* cache) {
@@ -98,19 +99,19 @@ AttentionResult GQAAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
   return {o_proj->forward(o.reshape({B, T, a_.num_heads * a_.head_dim})), at::zeros({}, x.options())};
 }
 
-GQEAttention::GQEAttention(const ModelConfig& cfg)
+GQEAttention::GQEAttention(const ModelConfig& cfg, WeightInit init)
     : a_(cfg.attention), rope_theta_(cfg.rope_theta), rope_(cfg.position_embedding == PositionEmbedding::rope) {
   const int64_t d = cfg.hidden_size, dh = a_.head_dim;
-  q_proj = register_module("q_proj", linear(d, a_.num_heads * dh));
-  k_proj = register_module("k_proj", linear(d, a_.num_kv_heads * dh));
-  v_proj = register_module("v_proj", linear(d, a_.num_kv_heads * dh));
-  router = register_module("router", torch::nn::Linear(torch::nn::LinearOptions(d, a_.num_heads).bias(false)));
-  {
+  q_proj = register_module("q_proj", linear(d, a_.num_heads * dh, init));
+  k_proj = register_module("k_proj", linear(d, a_.num_kv_heads * dh, init));
+  v_proj = register_module("v_proj", linear(d, a_.num_kv_heads * dh, init));
+  router = register_module("router", Linear(d, a_.num_heads, init));
+  if (init == WeightInit::random) {
     torch::NoGradGuard g;
     router->weight.zero_();  // routing starts uniform
   }
-  if (a_.has_shared_head()) shared_q_proj = register_module("shared_q_proj", linear(d, dh));
-  o_proj = register_module("o_proj", linear(a_.num_slots() * dh, d));
+  if (a_.has_shared_head()) shared_q_proj = register_module("shared_q_proj", linear(d, dh, init));
+  o_proj = register_module("o_proj", linear(a_.num_slots() * dh, d, init));
 }
 
 AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) {
@@ -171,9 +172,9 @@ AttentionResult GQEAttention::forward(const at::Tensor& x, LayerKVCache* cache) 
   return {o_proj->forward(slots), r.aux_loss};
 }
 
-std::shared_ptr<AttentionBlock> make_attention(const ModelConfig& cfg) {
-  if (cfg.attention.is_gqe()) return std::make_shared<GQEAttention>(cfg);
-  return std::make_shared<GQAAttention>(cfg);
+std::shared_ptr<AttentionBlock> make_attention(const ModelConfig& cfg, WeightInit init) {
+  if (cfg.attention.is_gqe()) return std::make_shared<GQEAttention>(cfg, init);
+  return std::make_shared<GQAAttention>(cfg, init);
 }
 
 }  // namespace gqe

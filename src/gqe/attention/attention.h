@@ -2,9 +2,8 @@
 // pieces (CPU, CUDA or reference) is chosen in one place, attention_path_for (attention_path.h).
 #pragma once
 #include <torch/nn/module.h>
-#include <torch/nn/modules/linear.h>
-
 #include "gqe/attention/kv_cache.h"
+#include "gqe/attention/linear.h"
 #include "gqe/attention/router.h"
 #include "gqe/core/config.h"
 
@@ -26,10 +25,10 @@ class AttentionBlock : public torch::nn::Module {
 // Parameters: q_proj [N*d_h, d], k_proj [G*d_h, d], v_proj [G*d_h, d], o_proj [d, N*d_h].
 class GQAAttention : public AttentionBlock {
  public:
-  GQAAttention(const ModelConfig& cfg);
+  explicit GQAAttention(const ModelConfig& cfg, WeightInit init = WeightInit::random);
   AttentionResult forward(const at::Tensor& x, LayerKVCache* cache) override;
 
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   AttentionConfig a_;
@@ -42,11 +41,11 @@ class GQAAttention : public AttentionBlock {
 // shared_q_proj [d_h, d] (variant gqe only), o_proj [d, slots*d_h].
 class GQEAttention : public AttentionBlock {
  public:
-  GQEAttention(const ModelConfig& cfg);
+  explicit GQEAttention(const ModelConfig& cfg, WeightInit init = WeightInit::random);
   AttentionResult forward(const at::Tensor& x, LayerKVCache* cache) override;
 
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
-  torch::nn::Linear router{nullptr}, shared_q_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Linear router{nullptr}, shared_q_proj{nullptr};
 
   // Routing of the last forward call, detached, for analytics: [B, T, G, M] and [B, T, G, k].
   at::Tensor last_router_probs, last_selected;
@@ -59,6 +58,6 @@ class GQEAttention : public AttentionBlock {
   bool rope_;
 };
 
-std::shared_ptr<AttentionBlock> make_attention(const ModelConfig& cfg);
+std::shared_ptr<AttentionBlock> make_attention(const ModelConfig& cfg, WeightInit init = WeightInit::random);
 
 }  // namespace gqe

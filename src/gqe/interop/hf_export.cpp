@@ -420,7 +420,7 @@ void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, co
     throw Error(checkpoint_dir + ": vocab_size is " + std::to_string(cfg.vocab_size) +
                 ", too small for the byte tokenizer (256 ids); pass the run's tokenizer with --tokenizer FILE");
   const SafetensorsFile file = load_safetensors(weights);
-  LanguageModel model(cfg);
+  LanguageModel model(cfg, WeightInit::none);  // every weight is loaded next
   load_model_weights(model, file, weights);
 
   std::vector<std::pair<std::string, at::Tensor>> tensors;
@@ -489,7 +489,7 @@ HfImportReport import_hf(const std::string& hf_dir, const std::string& out_dir) 
       throw FormatError(weights + ": " + e.what());
     }
   }
-  LanguageModel model(cfg);
+  LanguageModel model(cfg, WeightInit::none);  // every weight is loaded next
   load_model_weights(model, file, weights);
   std::map<std::string, std::string> meta = hf.metadata;
   meta.erase("format");      // save_model_checkpoint writes both

@@ -1,5 +1,8 @@
 #include "gqe/io/checkpoint.h"
 
+#include <ATen/Parallel.h>
+
+#include <atomic>
 #include <set>
 
 #include "gqe/core/error.h"
@@ -7,6 +10,24 @@
 #include "gqe/io/safetensors.h"
 
 namespace gqe {
+namespace {
+
+// How many values of t are NaN or Inf. float32 in one pass over the bits on every thread (a checkpoint is
+// read once, at memory speed); other dtypes through libtorch.
+int64_t count_nonfinite(const at::Tensor& t) {
+  if (t.scalar_type() != at::kFloat || !t.is_contiguous() || !t.device().is_cpu())
+    return at::logical_not(at::isfinite(t)).sum().item<int64_t>();
+  const auto* bits = static_cast<const uint32_t*>(t.data_ptr());
+  std::atomic<int64_t> bad{0};
+  at::parallel_for(0, t.numel(), 1 << 16, [&](int64_t b, int64_t e) {
+    int64_t n = 0;
+    for (int64_t i = b; i < e; ++i) n += (bits[i] & 0x7f800000u) == 0x7f800000u;
+    bad += n;
+  });
+  return bad.load();
+}
+
+}  // namespace
 
 void save_model_checkpoint(const std::string& dir, LanguageModel& model,
                            const std::map<std::string, std::string>& metadata) {
@@ -21,7 +42,9 @@ void save_model_checkpoint(const std::string& dir, LanguageModel& model,
 }
 
 void load_model_weights(LanguageModel& model, const std::string& path, const WeightLoadOptions& options) {
-  load_model_weights(model, load_safetensors(path), path, options);
+  WeightLoadOptions o = options;
+  o.share_storage = true;  // the file's tensors are this call's alone
+  load_model_weights(model, load_safetensors(path), path, o);
 }
 
 void load_model_weights(LanguageModel& model, const SafetensorsFile& file, const std::string& path,
@@ -40,12 +63,12 @@ void load_model_weights(LanguageModel& model, const SafetensorsFile& file, const
       throw FormatError(path + ": tensor '" + p.key() + "' has dtype " + c10::toString(t->scalar_type()) +
                         ", the model expects " + c10::toString(p.value().scalar_type()));
     if (!options.allow_nonfinite && at::isFloatingType(t->scalar_type())) {
-      const at::Tensor bad = at::logical_not(at::isfinite(*t)).reshape({-1});
-      const int64_t n_bad = bad.sum().item<int64_t>();
+      const int64_t n_bad = count_nonfinite(*t);
+      const auto bad = [&] { return at::logical_not(at::isfinite(*t)).reshape({-1}); };
       if (n_bad > 0)
         throw FormatError(path + ": tensor '" + p.key() + "' holds " + std::to_string(n_bad) +
                           " non-finite value(s) (NaN/Inf), the first at flat index " +
-                          std::to_string(bad.nonzero().min().item<int64_t>()) +
+                          std::to_string(bad().nonzero().min().item<int64_t>()) +
                           "; refusing to load them (pass --allow-nonfinite-weights to load anyway)");
     }
     seen.insert(p.key());
@@ -62,11 +85,17 @@ void load_model_weights(LanguageModel& model, const SafetensorsFile& file, const
                         " (the weights and the config do not belong together)");
   }
   // Only a file that passed every check is copied: a refused load leaves the model as it was.
-  for (auto& p : model.named_parameters()) p.value().copy_(*file.find(p.key()));
+  for (auto& p : model.named_parameters()) {
+    const at::Tensor& t = *file.find(p.key());
+    if (options.share_storage && t.is_contiguous() && p.value().device() == t.device())
+      p.value().set_(t);  // the parameter takes the file's memory (mapped by load_safetensors): no copy
+    else
+      p.value().copy_(t);
+  }
 }
 
 std::shared_ptr<LanguageModel> load_model_checkpoint(const std::string& dir, const WeightLoadOptions& options) {
-  auto model = std::make_shared<LanguageModel>(load_model_config(dir + "/config.json"));
+  auto model = std::make_shared<LanguageModel>(load_model_config(dir + "/config.json"), WeightInit::none);
   WeightLoadOptions o = options;
   o.config_source = dir + "/config.json";
   load_model_weights(*model, dir + "/model.safetensors", o);

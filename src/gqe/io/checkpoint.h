@@ -19,6 +19,9 @@ struct WeightLoadOptions {
   bool allow_nonfinite = false;
   // Names the config the model was built from in messages (e.g. "DIR/config.json").
   std::string config_source = "the model config";
+  // The parameters take the file's tensors' memory instead of a copy of it (set by the path overload,
+  // whose file is its own; the caller's tensors are copied).
+  bool share_storage = false;
 };
 
 // Copies the weights of `path` (a .safetensors file) into `model`: every parameter must be present with
@@ -29,7 +32,8 @@ void load_model_weights(LanguageModel& model, const std::string& path, const Wei
 // The same for tensors already read; `source` names them in errors.
 void load_model_weights(LanguageModel& model, const SafetensorsFile& file, const std::string& source,
                         const WeightLoadOptions& options = {});
-// Reads dir/config.json and dir/model.safetensors.
+// Reads dir/config.json and dir/model.safetensors: the model is built uninitialised (WeightInit::none) and its
+// parameters are the mapped file's memory.
 std::shared_ptr<LanguageModel> load_model_checkpoint(const std::string& dir, const WeightLoadOptions& options = {});
 
 }  // namespace gqe

@@ -1,7 +1,12 @@
 #include "gqe/io/safetensors.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <fstream>
+#include <memory>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -37,6 +42,31 @@ bool dtype_from_name(const std::string& n, at::ScalarType& out) {
     }
   return false;
 }
+
+// The file mapped whole, private and writable (a tensor written to copies its pages; the file never
+// changes), its pages read in at once: the tensors are views into it, and it is unmapped with the last.
+struct Mapping {
+  void* base = MAP_FAILED;
+  size_t size = 0;
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  Mapping(const std::string& path, size_t n) : size(n) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    // Populated read-only, then made writable: populating a writable private mapping would copy every page
+    // up front; this way the page cache's pages are mapped and only a page written to is copied.
+    base = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    ::close(fd);
+    if (base != MAP_FAILED && ::mprotect(base, n, PROT_READ | PROT_WRITE) != 0) {
+      ::munmap(base, n);
+      base = MAP_FAILED;
+    }
+  }
+  ~Mapping() {
+    if (base != MAP_FAILED) ::munmap(base, size);
+  }
+  bool ok() const { return base != MAP_FAILED; }
+};
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors I/O assumes a little-endian host");
 
@@ -177,6 +207,19 @@ SafetensorsFile load_safetensors(const std::string& path) {
     throw bad("the data section has " + std::to_string(data_size) + " bytes but the tensors cover " +
               std::to_string(covered) + " (" + std::to_string(data_size - covered) +
               " bytes after the last tensor: trailing bytes, or a header length that is too short)");
+  // The tensors as views into the mapped file (a tensor whose bytes are not aligned to its element size is
+  // copied out); without a mapping (mmap refused), read one by one.
+  std::shared_ptr<Mapping> map = file_size > 0 ? std::make_shared<Mapping>(path, size_t(file_size)) : nullptr;
+  if (map && map->ok()) {
+    for (const auto& en : entries) {
+      char* p = static_cast<char*>(map->base) + 8 + hlen + en.begin;
+      const auto options = at::TensorOptions().dtype(en.type);  // host: the mapped file
+      at::Tensor t = at::from_blob(p, en.shape, [map](void*) {}, options);
+      if (reinterpret_cast<uintptr_t>(p) % c10::elementSize(en.type) != 0) t = t.clone();
+      out.tensors.emplace_back(en.name, t);
+    }
+    return out;
+  }
   for (const auto& en : entries) {
     at::Tensor t = at::empty(en.shape, at::TensorOptions().dtype(en.type));  // host: read from the file here
     f.seekg(std::streamoff(8 + hlen + en.begin));

@@ -28,6 +28,9 @@ constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
 // Reads and validates as strictly as the reference implementation: the header length exact (JSON object,
 // then only whitespace padding), dtypes, shapes vs byte ranges, and the tensors tiling the data section
 // exactly (no gap, no overlap, no trailing bytes). Throws gqe::FormatError naming the file and the problem.
+// The file is mapped into memory (private: writing to a tensor never changes the file) and the tensors are
+// views into it, so loading costs no copy; the mapping lives as long as any of its tensors. The file must
+// not be truncated or rewritten in place while they live (gqe writes every file by atomic rename).
 SafetensorsFile load_safetensors(const std::string& path);
 
 }  // namespace gqe

@@ -15,9 +15,10 @@ at::Tensor Norm::forward(const at::Tensor& x) {
   return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps_) * weight;
 }
 
-MLP::MLP(const ModelConfig& cfg) : swiglu_(cfg.mlp_type == MlpType::swiglu) {
+MLP::MLP(const ModelConfig& cfg, WeightInit init) : swiglu_(cfg.mlp_type == MlpType::swiglu) {
   auto lin = [&](int64_t in, int64_t out) {
-    auto l = torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+    Linear l(in, out, init);
+    if (init == WeightInit::none) return l;
     torch::NoGradGuard g;
     torch::nn::init::normal_(l->weight, 0.0, cfg.initializer_range);
     return l;

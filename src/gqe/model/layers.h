@@ -1,8 +1,7 @@
 // The non-attention pieces of a decoder block: normalisation and the MLP.
 #pragma once
 #include <torch/nn/module.h>
-#include <torch/nn/modules/linear.h>
-
+#include "gqe/attention/linear.h"
 #include "gqe/core/config.h"
 
 namespace gqe {
@@ -22,9 +21,9 @@ class Norm : public torch::nn::Module {
 // SwiGLU: down(silu(gate(x)) * up(x)); or GELU: down(gelu(up(x))). Bias-free.
 class MLP : public torch::nn::Module {
  public:
-  MLP(const ModelConfig& cfg);
+  explicit MLP(const ModelConfig& cfg, WeightInit init = WeightInit::random);
   at::Tensor forward(const at::Tensor& x);  // [B, T, d] -> [B, T, d]
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 
  private:
   at::Tensor forward_rows(const at::Tensor& x);  // [..., d] -> [..., d], all rows at once

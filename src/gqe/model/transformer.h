@@ -28,7 +28,7 @@ namespace gqe {
 
 class DecoderLayer : public torch::nn::Module {
  public:
-  DecoderLayer(const ModelConfig& cfg);
+  explicit DecoderLayer(const ModelConfig& cfg, WeightInit init = WeightInit::random);
   AttentionResult forward(const at::Tensor& h, LayerKVCache* cache);  // [B,T,d] -> [B,T,d]
   std::shared_ptr<Norm> attn_norm, mlp_norm;
   std::shared_ptr<AttentionBlock> attn;
@@ -42,7 +42,9 @@ struct LMOutput {
 
 class LanguageModel : public torch::nn::Module {
  public:
-  explicit LanguageModel(const ModelConfig& cfg);
+  // init: WeightInit::none for a model whose weights are loaded next (io/checkpoint.h): no time and no
+  // random numbers spent on values about to be replaced.
+  explicit LanguageModel(const ModelConfig& cfg, WeightInit init = WeightInit::random);
   // tokens: [B, T] int64 at positions cache->length() .. ; cache appended to when given.
   LMOutput forward(const at::Tensor& tokens, KVCache* cache = nullptr);
   // forward() in two halves, for callers that need the logits at a few positions only (eval scoring): the
@@ -62,7 +64,7 @@ class LanguageModel : public torch::nn::Module {
   torch::nn::Embedding embed_tokens{nullptr};
   std::vector<std::shared_ptr<DecoderLayer>> layers;
   std::shared_ptr<Norm> norm;
-  torch::nn::Linear lm_head{nullptr};  // null when tied to embed_tokens
+  Linear lm_head{nullptr};  // null when tied to embed_tokens
 
  private:
   // Embedding, decoder layers and final norm: (hidden states [B, T, d], summed aux loss).
