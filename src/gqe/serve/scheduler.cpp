@@ -83,7 +83,9 @@ void Scheduler::submit(const std::shared_ptr<Request>& r) {
                             "server's whole budget of " + std::to_string(opt_.kv_memory) +
                             " bytes (--kv-memory): shorten the prompt or lower max_tokens",
                    "invalid_request_error", "max_tokens", "kv_memory_exceeded");
-  if (queued_sequences_ + n > opt_.max_queue) {
+  const bool fits_now = queue_.empty() && active_sequences_ + n <= opt_.max_batch &&
+                        stats_.kv_reserved + need <= opt_.kv_memory;
+  if (!fits_now && queued_sequences_ + n > opt_.max_queue) {
     ++stats_.requests_rejected;
     throw ApiError(429, "the server is busy (" + std::to_string(queued_sequences_) +
                             " sequences already wait for KV memory or a batch slot): retry later",
@@ -117,6 +119,7 @@ bool Scheduler::admit() {
     queue_.pop_front();
     queued_sequences_ -= n;
     stats_.kv_reserved += r->reserved;
+    active_sequences_ += n;
     ++stats_.requests_admitted;
     for (size_t i = 0; i < r->specs.size(); ++i) {
       auto s = std::make_unique<Seq>();
@@ -306,13 +309,17 @@ void Scheduler::finish(Seq& s, const std::string& reason) {
     c.finish_reason = reason;
     all = s.req->all_finished();
   }
+  {  // the books first, so that whoever sees the request end also sees its memory returned
+    std::lock_guard<std::mutex> lk(mu_);
+    --active_sequences_;
+    if (all) {
+      stats_.kv_reserved -= s.req->reserved;
+      if (s.req->cancelled || reason == "cancelled") ++stats_.requests_cancelled;
+      else ++stats_.requests_finished;
+    }
+  }
   s.req->cv.notify_all();
-  if (!all) return;
-  std::lock_guard<std::mutex> lk(mu_);
-  stats_.kv_reserved -= s.req->reserved;
-  if (s.req->cancelled) ++stats_.requests_cancelled;
-  else ++stats_.requests_finished;
-  cv_.notify_all();
+  if (all) cv_.notify_all();
 }
 
 void Scheduler::rebuild_cache(std::vector<std::unique_ptr<Seq>>& keep, std::vector<std::unique_ptr<Seq>>& join) {

@@ -8,7 +8,7 @@
 // Admission: every sequence reserves KV memory for its prompt plus its max_tokens (bytes_per_position
 // each) when it enters; it is admitted while the reservations fit `kv_memory` and the batch has fewer than
 // `max_batch` sequences, in arrival order. Requests that do not fit wait in a bounded queue; a full queue
-// refuses (ApiError 429). Nothing is evicted mid-generation: a sequence keeps its reservation until it
+// refuses (ApiError 429); a request that fits at once does not count against the queue. Nothing is evicted mid-generation: a sequence keeps its reservation until it
 // ends, so an admitted request always runs to completion.
 //
 // Sampling is sample_token's, with one random stream per sequence seeded as generate() seeds it, so a
@@ -131,7 +131,8 @@ class Scheduler {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Request>> queue_;
   int64_t queued_sequences_ = 0;
-  bool stop_ = false;
+  std::atomic<bool> stop_{false};
+  int64_t active_sequences_ = 0;  // admitted, not finished
   std::atomic<bool> draining_{false};
   SchedulerStats stats_;
 
