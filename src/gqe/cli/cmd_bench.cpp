@@ -6,7 +6,9 @@
 #include <set>
 #include <sstream>
 
+#include "gqe/bench/model_decode.h"
 #include "gqe/bench/prefill_bench.h"
+#include "gqe/bench/read_bandwidth.h"
 #include "gqe/cli/args.h"
 #include "gqe/cli/commands.h"
 #include "gqe/core/error.h"
@@ -24,7 +26,7 @@ int cmd_bench(int argc, char** argv) {
             {"shapes", "levels", "lengths", "repeats", "seconds-per-point", "threads", "out", "train-length",
              "train-levels",
              "decode-lengths", "decode-batches", "prefill-batches", "decode-tokens", "implementation", "device",
-             "sdpa-backend"},
+             "sdpa-backend", "decode-models", "decode-model-batches", "decode-model-context"},
             {"help", "no-prefill", "no-train", "no-decode", "no-plot"});
   if (args.flag("help")) {
     std::cout
@@ -52,6 +54,11 @@ int cmd_bench(int argc, char** argv) {
            "  --device cpu                cpu (fp32) | cuda[:N] (bf16 autocast; CUDA builds, docs/gpu.md)\n"
            "  --sdpa-backend flash        CUDA: the one SDPA backend of prefill and training rows, GQA and GQE\n"
            "                              alike: flash | cudnn | efficient | math | auto (decode rows: auto)\n"
+           "  --decode-models LIST        model configs (configs/paper-gqa-250m.json,..): whole-model decode\n"
+           "                              tokens/s (random fp32 weights, greedy), each against the weight-read\n"
+           "                              limit (measured read bandwidth / weight bytes a step reads)\n"
+           "  --decode-model-batches 1    sequences per step, a list\n"
+           "  --decode-model-context 16   prompt tokens before the --decode-tokens timed steps\n"
            "  --out bench/gqe-bench       output prefix\n";
     return 0;
   }
@@ -91,6 +98,7 @@ int cmd_bench(int argc, char** argv) {
   nlohmann::json machine = {{"cpu", cpu_model_name()}, {"kernel_isa", kernels::simd_isa_name()},
                             {"threads", opt.threads}, {"load_average_at_start", load}};
   std::string gpu;
+  double read_gbs = 0;  // CPU: the memory read bandwidth, the whole-model decode rows' yardstick
   if (opt.device.rfind("cuda", 0) == 0) {
 #ifdef GQE_WITH_CUDA
     if (at::hasCUDA()) {
@@ -106,11 +114,15 @@ int cmd_bench(int argc, char** argv) {
   } else {
     opt.fma_peak_gflops = kernels::measure_fma_peak_gflops(opt.threads);
     machine["fma_peak_gflops"] = opt.fma_peak_gflops;
+    read_gbs = bench::measure_read_bandwidth_gbs(opt.threads);
+    machine["read_bandwidth_gbs"] = read_gbs;
   }
   std::cout << "gqe bench: " << runtime << "\n"
             << "machine: " << cpu_model_name() << ", kernels " << kernels::simd_isa_name() << ", " << opt.threads
             << " threads, " << (gpu.empty() ? "" : "GPU " + gpu + ", ") << (gpu.empty() ? "measured FMA peak " : "published bf16 peak ")
-            << fixed_point(opt.fma_peak_gflops, 1) << " GFLOP/s, load average " << fixed_point(load) << "\n";
+            << fixed_point(opt.fma_peak_gflops, 1) << " GFLOP/s, "
+            << (read_gbs > 0 ? "measured read bandwidth " + fixed_point(read_gbs, 1) + " GB/s, " : "")
+            << "load average " << fixed_point(load) << "\n";
   if (load > opt.threads + 0.5)
     std::cout << "warning: load average " << fixed_point(load) << " is above the " << opt.threads
               << " threads in use: other work on the machine distorts every figure\n";
@@ -118,10 +130,29 @@ int cmd_bench(int argc, char** argv) {
             << "ratio = GQA latency / GQE latency (median); limit = GQA/GQE forward FLOPs at that level; "
                "GF/s = causal attention-core GFLOP/s\n";
   std::vector<bench::BenchRow> rows = bench::run_bench(opt, &std::cout);
+  std::vector<bench::ModelDecodeRow> model_rows;
+  if (args.has("decode-models")) {
+    if (opt.device != "cpu") throw Error("gqe bench: --decode-models runs on the CPU only");
+    bench::ModelDecodeOptions m;
+    m.configs = args.get_list("decode-models");
+    m.batches = args.get_positive_ints("decode-model-batches", m.batches);
+    m.context = args.get_int("decode-model-context", m.context);
+    m.tokens = opt.decode_tokens;
+    m.repeats = opt.repeats;
+    m.read_bandwidth_gbs = read_gbs;
+    m.threads = opt.threads;
+    model_rows = bench::run_model_decode(m, &std::cout);
+  }
 
   if (const auto dir = std::filesystem::path(out).parent_path(); !dir.empty()) fs::mkdirs(dir.string());
   const std::string csv = out + ".csv";
-  fs::write_file_atomic(out + ".json", bench::rows_to_json(rows, runtime, opt, machine));
+  std::string report = bench::rows_to_json(rows, runtime, opt, machine);
+  if (!model_rows.empty()) {
+    nlohmann::json j = nlohmann::json::parse(report);
+    j["model_decode"] = bench::model_decode_json(model_rows);
+    report = j.dump(2);
+  }
+  fs::write_file_atomic(out + ".json", report);
   fs::write_file_atomic(csv, bench::rows_to_csv(rows));
   std::cout << "wrote " << out << ".json, " << csv << "\n";
   if (!args.flag("no-plot")) {
