@@ -157,8 +157,8 @@ std::pair<int, int> batch_differences(LanguageModel& m, int64_t max_batch) {
 }
 
 TEST(Scheduler, BatchInvarianceIsCounted) {
-  // Greedy tokens must not flip. The logits' bits are reported (docs/serving.md): beyond 8 rows the decode
-  // step's projections are a BLAS GEMM, whose rounding depends on the row count.
+  // Greedy tokens must not flip. The logits' bits are reported (docs/serving.md): the batch decodes in lanes
+  // of at most 8 rows, so that the projections stay on the row kernel.
   auto m = model();
   for (int64_t b : {4, 8, 16}) {
     const auto [bits, flips] = batch_differences(*m, b);

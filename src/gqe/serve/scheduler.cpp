@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "gqe/core/runtime.h"
+#include "gqe/kernels/gemv.h"
 #include "gqe/serve/api.h"
 
 namespace gqe::serve {
@@ -24,6 +25,11 @@ void Request::stop_choice(size_t i) {
   std::lock_guard<std::mutex> lk(mu);
   choices.at(i).stop_requested = true;
 }
+
+struct Scheduler::Lane {
+  std::vector<std::unique_ptr<Seq>> seqs;  // row b of cache is seqs[b]
+  KVCache cache;
+};
 
 struct Scheduler::Seq {
   std::shared_ptr<Request> req;
@@ -54,7 +60,7 @@ Scheduler::Scheduler(LanguageModel& model, const SchedulerOptions& opt)
   stats_.ttft_counts.assign(kTtftBounds.size() + 1, 0);
   stats_.batch_size_counts.assign(size_t(opt.max_batch + 1), 0);
   model_.eval();
-  cache_ = model_.make_cache();
+  decode_rows_ = opt.decode_rows > 0 ? opt.decode_rows : device_.is_cpu() ? kernels::kLinearRowsMax : opt.max_batch;
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -113,7 +119,7 @@ bool Scheduler::admit() {
       ++stats_.requests_cancelled;
       continue;
     }
-    if (int64_t(running_.size() + prefilling_.size()) + n > opt_.max_batch ||
+    if (running() + int64_t(prefilling_.size()) + n > opt_.max_batch ||
         stats_.kv_reserved + r->reserved > opt_.kv_memory)
       break;  // in arrival order: a large request is not overtaken by smaller ones forever
     queue_.pop_front();
@@ -142,15 +148,16 @@ void Scheduler::loop() {
     {
       std::unique_lock<std::mutex> lk(mu_);
       admit();
-      stats_.running = int64_t(running_.size());
+      stats_.running = running();
       stats_.prefilling = int64_t(prefilling_.size());
       stats_.queued = queued_sequences_;
       int64_t used = 0;
-      for (auto& s : running_) used += s->length;
+      for (auto& l : lanes_)
+        for (auto& s : l.seqs) used += s->length;
       for (auto& s : prefilling_) used += s->length;
       stats_.kv_used_positions = used;
-      if (stop_ && running_.empty() && prefilling_.empty()) break;
-      if (running_.empty() && prefilling_.empty()) {
+      if (stop_ && lanes_.empty() && prefilling_.empty()) break;
+      if (lanes_.empty() && prefilling_.empty()) {
         cv_.notify_all();  // drain() waits for this
         cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
         continue;
@@ -160,14 +167,13 @@ void Scheduler::loop() {
       step();
     } catch (const std::exception& e) {
       // A failing forward (out of memory, say) ends the sequences in flight; the server stays up.
-      std::cerr << "gqe serve: error in a decode step, ending " << running_.size() + prefilling_.size()
+      std::cerr << "gqe serve: error in a decode step, ending " << running() + int64_t(prefilling_.size())
                 << " sequence(s): " << e.what() << "\n";
-      for (auto& s : running_)
-        if (!s->done) finish(*s, "error");
+      for (auto& l : lanes_)
+        for (auto& s : l.seqs) finish(*s, "error");
       for (auto& s : prefilling_) finish(*s, "error");
-      running_.clear();
+      lanes_.clear();
       prefilling_.clear();
-      cache_ = model_.make_cache();
     }
   }
 }
@@ -179,15 +185,16 @@ void Scheduler::step() {
     std::lock_guard<std::mutex> lk(s.req->mu);
     return std::string(s.req->choices[s.choice].stop_requested ? "stop" : "");
   };
-  bool changed = false;
-  for (auto& s : running_) {
-    if (s->done) {
-      changed = true;
-      continue;
+  std::vector<bool> changed(lanes_.size(), false);
+  for (size_t l = 0; l < lanes_.size(); ++l)
+    for (auto& s : lanes_[l].seqs) {
+      if (s->done) {
+        changed[l] = true;
+        continue;
+      }
+      const std::string why = ended(*s);
+      if (!why.empty()) finish(*s, why), changed[l] = true;
     }
-    const std::string why = ended(*s);
-    if (!why.empty()) finish(*s, why), changed = true;
-  }
   for (auto it = prefilling_.begin(); it != prefilling_.end();) {
     const std::string why = ended(**it);
     if (why.empty()) {
@@ -206,8 +213,42 @@ void Scheduler::step() {
       prefilling_.erase(prefilling_.begin());
     }
   }
-  if (changed || !join.empty()) rebuild_cache(running_, join);
-  if (!running_.empty()) decode();
+  // A newcomer joins the lane with the fewest sequences that has room, else a lane of its own.
+  size_t target = lanes_.size();
+  int64_t fewest = decode_rows_;
+  for (size_t l = 0; l < lanes_.size() && !join.empty(); ++l) {
+    int64_t live = 0;
+    for (auto& s : lanes_[l].seqs) live += !s->done;
+    if (live < fewest) fewest = live, target = l;
+  }
+  if (!join.empty() && target == lanes_.size()) {
+    lanes_.emplace_back();
+    changed.push_back(false);
+  }
+  for (size_t l = 0; l < lanes_.size(); ++l) {
+    std::vector<std::unique_ptr<Seq>> none;
+    if (l == target && !join.empty()) rebuild_cache(lanes_[l], join);
+    else if (changed[l]) rebuild_cache(lanes_[l], none);
+  }
+  lanes_.erase(std::remove_if(lanes_.begin(), lanes_.end(), [](const Lane& l) { return l.seqs.empty(); }), lanes_.end());
+  if (lanes_.empty()) return;
+  const auto t0 = Clock::now();
+  int64_t B = 0;
+  for (Lane& l : lanes_) decode(l), B += int64_t(l.seqs.size());
+  const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::lock_guard<std::mutex> lk(mu_);
+  ++stats_.decode_steps;
+  stats_.decode_seconds += dt;
+  stats_.decode_step_tokens += B;
+  if (B < int64_t(stats_.batch_size_counts.size())) ++stats_.batch_size_counts[size_t(B)];
+  const double rate = dt > 0 ? double(B) / dt : 0;
+  stats_.tokens_per_second = stats_.tokens_per_second == 0 ? rate : 0.9 * stats_.tokens_per_second + 0.1 * rate;
+}
+
+int64_t Scheduler::running() const {
+  int64_t n = 0;
+  for (const Lane& l : lanes_) n += int64_t(l.seqs.size());
+  return n;
 }
 
 void Scheduler::prefill_one() {
@@ -227,26 +268,17 @@ void Scheduler::prefill_one() {
   emit(s, o.logits[0][n - 1].to(at::kCPU));
 }
 
-void Scheduler::decode() {
-  const int64_t B = int64_t(running_.size());
+void Scheduler::decode(Lane& lane) {
+  const int64_t B = int64_t(lane.seqs.size());
   std::vector<int64_t> ids(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) ids[size_t(b)] = running_[size_t(b)]->pending;
-  const auto t0 = Clock::now();
-  LMOutput o = model_.forward(at::tensor(ids, at::kLong).view({B, 1}).to(device_), &cache_);  // host: copied to the model
+  for (int64_t b = 0; b < B; ++b) ids[size_t(b)] = lane.seqs[size_t(b)]->pending;
+  LMOutput o = model_.forward(at::tensor(ids, at::kLong).view({B, 1}).to(device_), &lane.cache);  // host: copied to the model
   at::Tensor rows = o.logits.select(1, 0).to(at::kCPU);
   for (int64_t b = 0; b < B; ++b) {
-    Seq& s = *running_[size_t(b)];
+    Seq& s = *lane.seqs[size_t(b)];
     ++s.length;
     emit(s, rows[b]);
   }
-  const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::lock_guard<std::mutex> lk(mu_);
-  ++stats_.decode_steps;
-  stats_.decode_seconds += dt;
-  stats_.decode_step_tokens += B;
-  if (B < int64_t(stats_.batch_size_counts.size())) ++stats_.batch_size_counts[size_t(B)];
-  const double rate = dt > 0 ? double(B) / dt : 0;
-  stats_.tokens_per_second = stats_.tokens_per_second == 0 ? rate : 0.9 * stats_.tokens_per_second + 0.1 * rate;
 }
 
 void Scheduler::emit(Seq& s, const at::Tensor& logits) {
@@ -322,13 +354,14 @@ void Scheduler::finish(Seq& s, const std::string& reason) {
   if (all) cv_.notify_all();
 }
 
-void Scheduler::rebuild_cache(std::vector<std::unique_ptr<Seq>>& keep, std::vector<std::unique_ptr<Seq>>& join) {
+void Scheduler::rebuild_cache(Lane& lane, std::vector<std::unique_ptr<Seq>>& join) {
+  std::vector<std::unique_ptr<Seq>>& keep = lane.seqs;
   // The rows that stay (not done) keep their order; newcomers follow. Each row's K/V are copied into a fresh
   // right-padded storage, which then is made ragged with every row's length, as generate_batch's prefill.
   std::vector<std::unique_ptr<Seq>> rows;
   std::vector<std::pair<KVCache*, int64_t>> src;  // (cache, row in it)
   for (size_t b = 0; b < keep.size(); ++b)
-    if (!keep[b]->done) src.emplace_back(&cache_, int64_t(b)), rows.push_back(std::move(keep[b]));
+    if (!keep[b]->done) src.emplace_back(&lane.cache, int64_t(b)), rows.push_back(std::move(keep[b]));
   for (auto& s : join) src.emplace_back(&s->cache, 0), rows.push_back(std::move(s));
   join.clear();
   KVCache fresh = model_.make_cache();
@@ -349,7 +382,7 @@ void Scheduler::rebuild_cache(std::vector<std::unique_ptr<Seq>>& keep, std::vect
     }
     fresh.set_lengths(len);
   }
-  cache_ = std::move(fresh);
+  lane.cache = std::move(fresh);
   for (auto& s : rows) s->cache = KVCache();  // a newcomer's own cache is in the batch's now
   keep = std::move(rows);
 }

@@ -1,4 +1,6 @@
 // Continuous batching over gqe's ragged-batch decode: one thread owns the model and runs the decode loop.
+// (The running batch is kept in lanes of at most `decode_rows` sequences, one forward each: see
+// SchedulerOptions::decode_rows.)
 // Each step decodes one token for every running sequence (one forward over a ragged KV cache, as
 // generate_batch does); sequences whose prompt has been prefilled join at the next step and finished or
 // cancelled ones leave it, the batch's cache rebuilt from its rows then. A newcomer's prompt is prefilled
@@ -35,6 +37,11 @@ struct SchedulerOptions {
   int64_t max_queue = 64;                // sequences waiting for admission
   int64_t prefill_chunk = 512;           // prompt tokens per prefill call
   int threads = 0;                       // intra-op threads of the scheduler thread (0: all cores)
+  // Sequences per decode forward (0: gqe's row kernel's limit on the CPU, the whole batch elsewhere). A
+  // larger batch decodes as several forwards of at most this many rows (lanes, each with its own cache):
+  // up to that many rows the projections run the row kernel, whose every row is the same bits whatever
+  // rows share the call; past it a GEMM, whose rounding depends on the row count.
+  int64_t decode_rows = 0;
 };
 
 // One sequence to generate.
@@ -116,9 +123,11 @@ class Scheduler {
   void step();
   bool admit();        // under mu_: queued requests into prefill while they fit
   void prefill_one();  // one chunk of the first prefilling sequence
-  void decode();       // one token for every running sequence
+  struct Lane;
+  void decode(Lane& lane);  // one token for every sequence of the lane
   void emit(Seq& s, const at::Tensor& logits);  // samples, records, decides whether it ends
-  void rebuild_cache(std::vector<std::unique_ptr<Seq>>& keep, std::vector<std::unique_ptr<Seq>>& join);
+  void rebuild_cache(Lane& lane, std::vector<std::unique_ptr<Seq>>& join);
+  int64_t running() const;
   void finish(Seq& s, const std::string& reason);
   void release(const std::shared_ptr<Request>& r);  // under mu_: its reservation, once every choice ended
 
@@ -138,8 +147,8 @@ class Scheduler {
 
   // The scheduler thread's own state.
   std::vector<std::unique_ptr<Seq>> prefilling_;  // in order of admission
-  std::vector<std::unique_ptr<Seq>> running_;     // row b of cache_ is running_[b]
-  KVCache cache_;
+  std::vector<Lane> lanes_;                       // the running sequences
+  int64_t decode_rows_ = 0;
   std::thread thread_;
 };
 
