@@ -4,11 +4,14 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <system_error>
+#include <unistd.h>
 #include <sstream>
 
 #include "gqe/core/error.h"
 #include "gqe/core/format.h"
 #include "gqe/core/machine.h"
+#include "gqe/io/checkpoint.h"
 #include "gqe/model/transformer.h"
 
 namespace gqe::bench {
@@ -28,6 +31,27 @@ double time_decode(LanguageModel& model, int64_t batch, int64_t context, int tok
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < tokens; ++i) next = model.forward(next, &cache).logits.select(1, 0).argmax(-1).view({batch, 1});
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The model as `gqe generate` holds it: written as a checkpoint and loaded back, so that its weights live in
+// the mapped file as a loaded checkpoint's do (not where the allocator put the random ones). The files are
+// removed at once; the mapping keeps them until the model goes.
+std::shared_ptr<LanguageModel> as_loaded(LanguageModel&& model) {
+  static int serial = 0;
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("gqe-bench-model-" + std::to_string(::getpid()) + "-" + std::to_string(serial++));
+  save_model_checkpoint(dir.string(), model);
+  std::shared_ptr<LanguageModel> loaded;
+  try {
+    loaded = load_model_checkpoint(dir.string());
+  } catch (...) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    throw;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  return loaded;
 }
 
 double median(std::vector<double> v) {
@@ -64,7 +88,7 @@ std::vector<ModelDecodeRow> run_model_decode(const ModelDecodeOptions& opt, std:
       throw Error("gqe bench: " + path + ": context " + std::to_string(opt.context) + " + " +
                   std::to_string(opt.tokens) + " decode tokens exceed max_position_embeddings " +
                   std::to_string(cfgs.back().max_position_embeddings));
-    models.push_back(std::make_shared<LanguageModel>(cfgs.back()));
+    models.push_back(as_loaded(LanguageModel(cfgs.back())));
   }
   if (log) *log << model_decode_table({}, opt.read_bandwidth_gbs) << std::flush;
   std::vector<ModelDecodeRow> rows;

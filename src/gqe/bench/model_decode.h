@@ -1,5 +1,5 @@
-// `gqe bench --decode-models`: whole-model decode of given model configs (random weights, fp32), batch B,
-// greedy, against the memory limit: each step reads every weight it uses once, so tokens/s can reach at
+// `gqe bench --decode-models`: whole-model decode of given model configs (random weights, fp32, saved and
+// loaded back as `gqe generate` loads a checkpoint), batch B, greedy, against the memory limit: each step reads every weight it uses once, so tokens/s can reach at
 // most (read bandwidth / bytes read per step) x B. A benchmark, not a test.
 #pragma once
 #include <cstdint>
