@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <ctime>
 #include <random>
@@ -361,6 +363,12 @@ Server::Server(LanguageModel& model, const Tokenizer& tok, const ServeOptions& o
   h.set_keep_alive_timeout(5);
   h.set_keep_alive_max_count(1000);
   h.set_tcp_nodelay(true);
+  // The listening socket, kept to deepen its backlog after bind (cpp-httplib listens with a backlog of 5:
+  // more clients connecting at once would see their SYN dropped and retried a second later).
+  h.set_socket_options([this](int sock) {
+    httplib::default_socket_options(sock);
+    listen_fd_ = sock;
+  });
   // Handlers' refusals are ApiErrors; anything else escaping one is a bug, answered 500 without ending the
   // server.
   auto guarded = [im](std::function<void(const httplib::Request&, httplib::Response&)> f) {
@@ -427,6 +435,7 @@ int Server::bind() {
                   ": the port is in use or the address is not this machine's (--host, --port)");
     port_ = o.port;
   }
+  if (listen_fd_ >= 0) ::listen(listen_fd_, SOMAXCONN);
   return port_;
 }
 

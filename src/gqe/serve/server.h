@@ -56,6 +56,7 @@ class Server {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<httplib::Server> http_;
   int port_ = 0;
+  int listen_fd_ = -1;
 };
 
 }  // namespace gqe::serve
