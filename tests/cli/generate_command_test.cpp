@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gqe/core/fs.h"
+#include "gqe/attention/attention_dtype.h"
 #include "gqe/io/checkpoint.h"
 #include "gqe/io/safetensors.h"
 #include "process_util.h"
@@ -32,6 +33,36 @@ TEST(CliGenerate, NonFiniteWeightsNeedTheOverrideFlag) {
   r = test::run_gqe({"generate", "--checkpoint", dir + "/ckpt", "--prompt", "In", "--max-new-tokens", "2", "--greedy",
                      "--allow-nonfinite-weights"});
   EXPECT_EQ(r.rc, 0) << r.out;
+}
+
+// --dtype: fp32, bf16 and auto generate (bf16 only where the CPU has AVX512-BF16); an explicit bf16 on a CPU
+// without it (GQE_CPU_BF16=0 stands in for one) is a one-line error, auto falls back to fp32 there.
+TEST(CliGenerate, DtypeChoosesTheAttentionPrecision) {
+  GQE_SKIP_WITHOUT_BIN();
+  const std::string dir = test::scratch_dir("cli_generate_dtype");
+  ModelConfig c = test::small_config("gqe", 8, 4, 1, "gqe", 8, 32);
+  c.vocab_size = 256;
+  LanguageModel m(c);
+  save_model_checkpoint(dir + "/ckpt", m);
+  auto gen = [&](const std::string& dtype, const test::RunOptions& o = {}) {
+    return test::run_gqe({"generate", "--checkpoint", dir + "/ckpt", "--prompt", "In the", "--max-new-tokens", "8",
+                          "--greedy", "--dtype", dtype},
+                         o);
+  };
+  const bool has_bf16 = cpu_has_bf16_attention();
+  for (const char* dtype : {"fp32", "auto", "bf16"}) {
+    const test::CommandRun r = gen(dtype);
+    if (std::string(dtype) == "bf16" && !has_bf16)
+      EXPECT_TRUE(test::fails_with(r, "gqe generate: error: --dtype bf16: this CPU has no AVX512-BF16"))
+          << r.out;
+    else
+      EXPECT_EQ(r.rc, 0) << dtype << ": " << r.out;
+  }
+  const test::RunOptions no_bf16 = test::RunOptions().with_env("GQE_CPU_BF16", "0");
+  test::CommandRun r = gen("bf16", no_bf16);
+  EXPECT_TRUE(test::fails_with(r, "gqe generate: error: --dtype bf16: this CPU has no AVX512-BF16 (vdpbf16ps)"));
+  EXPECT_EQ(gen("auto", no_bf16).rc, 0);
+  EXPECT_TRUE(test::fails_with(gen("bf32"), "--dtype: unknown attention dtype 'bf32' (expected auto, bf16 or fp32)"));
 }
 
 TEST(CliGenerate, AConfigThatDisagreesWithTheWeightsIsRefusedNamingTheField) {

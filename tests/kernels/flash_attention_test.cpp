@@ -70,7 +70,7 @@ TEST(FlashAttention, ForwardMatchesReference) {
 // same bf16-valued K/V in double and with the fp32 kernel on them; the bound is from the measured errors
 // (docs/kernels.md), about 3x above the largest seen over these cases and seeds.
 TEST(FlashAttention, Bf16KeysAndValuesMatchTheReference) {
-  constexpr double kTolerance = 2e-2;
+  constexpr double kTolerance = 1.2e-2;
   at::manual_seed(11);
   double worst_ref = 0, worst_fp32 = 0, worst_lse = 0;
   for (const Case& c : cases()) {

@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "gqe/attention/attention_dtype.h"
 #include "gqe/core/error.h"
 #include "gqe/kernels/flash_attention.h"
 #include "gqe/kernels/fused_routing.h"
@@ -96,6 +97,14 @@ class ReferencePath final : public AttentionPath {
   }
 };
 
+// K/V as the CPU kernels take them for inference: rounded to bf16 when the process asks for bf16 attention
+// (attention_dtype.h) and no gradient is wanted (what a bf16 KV cache holds; a bf16 cache's K/V already
+// are); otherwise as they are.
+at::Tensor inference_kv(const at::Tensor& x, bool grad) {
+  if (grad || x.scalar_type() != at::kFloat || cpu_attention_dtype() != at::kBFloat16) return x;
+  return x.to(at::kBFloat16);
+}
+
 class CpuPath final : public AttentionPath {
  public:
   const char* name() const override { return "cpu"; }
@@ -105,8 +114,10 @@ class CpuPath final : public AttentionPath {
   // Decode steps (one position, the last key, no gradient): the fused decode kernel, which splits the keys
   // over the threads (flash-decoding). Everything else: flash attention.
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t q_start) const override {
-    if (is_decode_step(q, k, q_start, {&q, &k, &v})) return kernels::gqe_decode(q, at::Tensor(), k, v).slots;
-    return kernels::flash_attention(q, k, v, q_start);
+    const bool grad = needs_grad({&q, &k, &v});
+    if (is_decode_step(q, k, q_start, {&q, &k, &v}))
+      return kernels::gqe_decode(q, at::Tensor(), inference_kv(k, grad), inference_kv(v, grad)).slots;
+    return kernels::flash_attention(q, inference_kv(k, grad), inference_kv(v, grad), q_start);
   }
   at::Tensor routed_queries(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& selected, int64_t M,
                             int64_t dh) const override {
@@ -133,7 +144,7 @@ class CpuPath final : public AttentionPath {
                                                             int64_t q_start, LayerKVCache* cache) const override {
     if (!is_decode_step(q, keys, q_start, {&q, &q_shared, &keys, &values}))
       return AttentionPath::attend_slots_and_shared(q, q_shared, keys, values, q_start, cache);
-    kernels::GqeDecodeOutput o = kernels::gqe_decode(q, q_shared, keys, values);
+    kernels::GqeDecodeOutput o = kernels::gqe_decode(q, q_shared, inference_kv(keys, false), inference_kv(values, false));
     return {o.slots, o.shared};
   }
   std::pair<at::Tensor, at::Tensor> decode_ragged(const at::Tensor& q, const at::Tensor& q_shared,
@@ -141,7 +152,8 @@ class CpuPath final : public AttentionPath {
                                                   const at::Tensor& lengths, LayerKVCache* cache) const override {
     if (needs_grad({&q, &q_shared, &keys, &values}))
       return AttentionPath::decode_ragged(q, q_shared, keys, values, lengths, cache);
-    kernels::GqeDecodeOutput o = kernels::gqe_decode(q, q_shared, keys, values, lengths);
+    kernels::GqeDecodeOutput o =
+        kernels::gqe_decode(q, q_shared, inference_kv(keys, false), inference_kv(values, false), lengths);
     return {o.slots, o.shared};
   }
 };

@@ -6,6 +6,9 @@
 // The CPU decode step does not ask for it (kernels/gqe_decode.h serves the shared head from the K/V
 // tiles); CPU prefill against a cache and the CUDA path do.
 //
+// Storage is fp32, or bf16 when the process asks for it (attention_dtype.h): then keys() and values() are
+// bf16 and the CPU kernels read them as such (kernels/gqe_decode.h, kernels/flash_attention.h).
+//
 // Sequences of unequal lengths (a right-padded batch): prefill the padded batch, then set_lengths() with each
 // sequence's real length. From then on the cache is ragged: append() takes T positions per sequence and
 // writes sequence b's at its own length onwards (over its padding), and attention masks each sequence's keys
@@ -17,6 +20,8 @@
 
 #include <algorithm>
 #include <vector>
+
+#include "gqe/attention/attention_dtype.h"
 
 namespace gqe {
 
@@ -129,9 +134,15 @@ class LayerKVCache {
   void reserve(const at::Tensor& like, int64_t need) {
     if (k_.defined() && k_.size(1) >= need) return;
     const int64_t cap = std::max<int64_t>({need, k_.defined() ? 2 * k_.size(1) : 0, 16});
+    // The storage dtype is chosen once, at the first allocation: for fp32 CPU inputs the process's setting
+    // (attention_dtype.h; bf16 rounds each appended value to nearest even), else the input's.
+    const at::ScalarType dtype = k_.defined()                                            ? k_.scalar_type()
+                                 : like.is_cpu() && like.scalar_type() == at::kFloat ? cpu_attention_dtype()
+                                                                                      : like.scalar_type();
     // Zeros, not uninitialised memory: in a ragged batch a sequence's keys past its length are read by a
     // masked attention call (and averaged into the mean K/V), and a NaN there would survive its zero weight.
-    at::Tensor k = at::zeros({like.size(0), cap, like.size(2), like.size(3)}, like.options()), v = at::zeros_like(k);
+    at::Tensor k = at::zeros({like.size(0), cap, like.size(2), like.size(3)}, like.options().dtype(dtype)),
+               v = at::zeros_like(k);
     if (len_ > 0) {
       k.narrow(1, 0, len_).copy_(k_.narrow(1, 0, len_));
       v.narrow(1, 0, len_).copy_(v_.narrow(1, 0, len_));

@@ -267,16 +267,20 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
       }
       for (int64_t Bp : opt.prefill_batches) {
         for (int64_t n : opt.lengths) {
+          for (const AttentionDtype dt : opt.dtypes) {
+          const bool bf16 = dt == AttentionDtype::bf16;
+          const CpuAttentionDtypeScope dtype_scope(bf16 ? at::kBFloat16 : at::kFloat);
           BenchRow r;
           r.load_before = load_average_1min();
           r.section = "prefill", r.shape = shape, r.n = n;
-          r.level = std::string(to_string(level)) + (Bp == 1 ? "" : "-b" + std::to_string(Bp));
+          r.level = std::string(to_string(level)) + (Bp == 1 ? "" : "-b" + std::to_string(Bp)) + (bf16 ? "-bf16" : "");
           std::function<void()> f[2];
           for (int i = 0; i < 2; ++i) {
             if (level == PrefillLevel::core) {
               const int64_t H = cfg[i].attention.is_gqe() ? cfg[i].attention.top_k * G : cfg[i].attention.num_heads;
               at::Tensor q = at::randn({Bp, n, H, dh}, dev.float_options()), k = at::randn({Bp, n, G, dh}, dev.float_options()),
                          v = at::randn({Bp, n, G, dh}, dev.float_options()), qs = at::randn({Bp, n, 1, dh}, dev.float_options());
+              if (bf16) k = k.to(at::kBFloat16), v = v.to(at::kBFloat16);  // as a bf16 KV cache holds them
               const bool gqe = cfg[i].attention.is_gqe();
               const AttentionPath& path = attention_path_for(cfg[i].attention, q);  // the kernels a layer would use
               f[i] = [=, &path] {
@@ -309,6 +313,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
             r.gqe_gflops = double(Bp) * attention_core_flops(cfg[1], n) / t[1].median_s / 1e9;
           }
           emit(r);
+          }
         }
       }
     }
@@ -372,9 +377,13 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
       // decode kernel, kernels/gqe_decode.h).
       for (int64_t Bd : opt.decode_batches) {
         for (int64_t L : opt.decode_lengths) {
+          for (const AttentionDtype dt : opt.dtypes) {
+          const bool bf16 = dt == AttentionDtype::bf16;
+          const CpuAttentionDtypeScope dtype_scope(bf16 ? at::kBFloat16 : at::kFloat);  // the caches' dtype
           BenchRow r;
           r.load_before = load_average_1min();
-          r.section = "decode", r.shape = shape, r.level = Bd == 1 ? "layer" : "layer-b" + std::to_string(Bd), r.n = L;
+          r.section = "decode", r.shape = shape, r.n = L;
+          r.level = (Bd == 1 ? std::string("layer") : "layer-b" + std::to_string(Bd)) + (bf16 ? "-bf16" : "");
           std::shared_ptr<AttentionBlock> a[2];
           auto cache = std::make_shared<std::array<LayerKVCache, 2>>();
           std::function<void()> f[2];
@@ -399,6 +408,7 @@ std::vector<BenchRow> run_bench(const BenchOptions& opt, std::ostream* log) {
           r.gqa_tok_s = double(Bd) / t[0].median_s, r.gqe_tok_s = double(Bd) / t[1].median_s;
           if (dev.cuda()) r.backend = decode_backend_of(cfg[0], K, Bd);
           emit(r);
+          }
         }
       }
       pin_backend(opt.sdpa_backend);

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gqe/attention/attention_dtype.h"
 #include "gqe/core/config.h"
 
 namespace gqe::bench {
@@ -49,6 +50,11 @@ struct BenchOptions {
   std::vector<int64_t> decode_batches = {1};
   int decode_tokens = 16;
   AttentionImplementation implementation = AttentionImplementation::fast;
+  // CPU attention's K/V dtype per row, each prefill and decode point run once per entry, side by side
+  // (attention/attention_dtype.h; bf16 rows' levels end in "-bf16"): core rows take bf16 K/V, as a bf16 KV
+  // cache holds them; layer, block and model rows round K/V to bf16 inside attention; decode rows read a
+  // bf16 cache. Training rows stay fp32. fp32 or bf16 only (the command resolves auto).
+  std::vector<AttentionDtype> dtypes = {AttentionDtype::fp32};
   // "cpu" (fp32) or "cuda[:N]": CUDA runs under bf16 autocast (core level: bf16 q/k/v) and every timed call
   // ends with a device synchronisation, so wall-clock time covers the GPU work.
   std::string device = "cpu";

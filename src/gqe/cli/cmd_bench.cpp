@@ -1,4 +1,5 @@
 // gqe bench: GQA vs GQE wall-clock (prefill at four levels, training step, decode); see bench/prefill_bench.h.
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -6,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "gqe/attention/attention_dtype.h"
 #include "gqe/bench/model_decode.h"
 #include "gqe/bench/prefill_bench.h"
 #include "gqe/bench/read_bandwidth.h"
@@ -26,7 +28,7 @@ int cmd_bench(int argc, char** argv) {
             {"shapes", "levels", "lengths", "repeats", "seconds-per-point", "threads", "out", "train-length",
              "train-levels",
              "decode-lengths", "decode-batches", "prefill-batches", "decode-tokens", "implementation", "device",
-             "sdpa-backend", "decode-models", "decode-model-batches", "decode-model-context"},
+             "sdpa-backend", "dtype", "decode-models", "decode-model-batches", "decode-model-context"},
             {"help", "no-prefill", "no-train", "no-decode", "no-plot"});
   if (args.flag("help")) {
     std::cout
@@ -52,6 +54,11 @@ int cmd_bench(int argc, char** argv) {
            "  --decode-tokens 16          timed decode tokens per point\n"
            "  --implementation fast       fast | reference (attention.implementation)\n"
            "  --device cpu                cpu (fp32) | cuda[:N] (bf16 autocast; CUDA builds, docs/gpu.md)\n"
+           "  --dtype fp32                CPU attention's K/V: fp32 | bf16 | auto (bf16 where the CPU has\n"
+           "                              AVX512-BF16), or a list (fp32,bf16) run side by side point by point;\n"
+           "                              bf16 rows' levels end in -bf16 (core: bf16 K/V as a bf16 KV cache holds\n"
+           "                              them; layer/block/model: K/V rounded inside attention; decode: a bf16\n"
+           "                              cache). Weights and projections stay fp32; training rows fp32\n"
            "  --sdpa-backend flash        CUDA: the one SDPA backend of prefill and training rows, GQA and GQE\n"
            "                              alike: flash | cudnn | efficient | math | auto (decode rows: auto)\n"
            "  --decode-models LIST        model configs (configs/paper-gqa-250m.json,..): whole-model decode\n"
@@ -80,6 +87,17 @@ int cmd_bench(int argc, char** argv) {
   opt.decode_tokens = int(args.get_int("decode-tokens", opt.decode_tokens));
   opt.implementation = args.get_enum("implementation", opt.implementation);
   opt.device = args.get("device", opt.device);
+  opt.dtypes.clear();
+  for (const AttentionDtype dt : args.get_enum_list("dtype", std::vector<AttentionDtype>{AttentionDtype::fp32})) {
+    const bool cpu = opt.device == "cpu";
+    if (dt == AttentionDtype::bf16 && !cpu)
+      throw Error("--dtype bf16 is for the CPU; on " + opt.device + " the CUDA path runs under bf16 autocast");
+    AttentionDtype resolved = AttentionDtype::fp32;
+    if (cpu) {
+      resolved = resolve_attention_dtype(dt) == at::kBFloat16 ? AttentionDtype::bf16 : AttentionDtype::fp32;
+    }
+    if (std::find(opt.dtypes.begin(), opt.dtypes.end(), resolved) == opt.dtypes.end()) opt.dtypes.push_back(resolved);
+  }
   opt.train = !args.flag("no-train");
   opt.decode = !args.flag("no-decode");
   if (opt.repeats < 1) throw Error("gqe bench: --repeats must be >= 1, got " + std::to_string(opt.repeats));

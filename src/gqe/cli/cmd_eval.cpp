@@ -85,7 +85,7 @@ int run_val_loss(const Args& args) {
 int cmd_eval(int argc, char** argv) {
   Args args("eval", argc, argv,
             {"checkpoint", "task", "data", "data-dir", "labels", "limit", "batch-size", "max-length", "tokenizer", "out",
-             "dump-requests", "threads", "seq", "max-tokens", "device"},
+             "dump-requests", "threads", "seq", "max-tokens", "device", "dtype"},
             {"help", "val-loss", "no-progress", "allow-nonfinite-weights", "shared-contexts", "per-request"});
   if (args.flag("help")) {
     std::cout
@@ -107,11 +107,12 @@ int cmd_eval(int argc, char** argv) {
            "  --threads N (all cores)  --no-progress  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n"
            "  --per-request        one forward pass per request, as the harness runs them (default: each\n"
            "                       doc's context once, its K/V cache shared by its continuations; same scores)\n"
-        << device_option_help()
+        << device_option_help() << dtype_option_help()
         << "  --val-loss: loss/perplexity on a token shard (gqe or llm.c .bin) or a text file; --seq T (min(1024, max pos))\n";
     return 0;
   }
   configure_threads(int(args.get_int("threads", 0)));
+  apply_dtype_option(args, device_option(args, args.flag("val-loss") ? "eval --val-loss" : "eval"));
   if (args.flag("val-loss")) return run_val_loss(args);
 
   const std::string dir = args.require("checkpoint");

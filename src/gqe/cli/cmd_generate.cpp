@@ -58,7 +58,7 @@ int generate_prompts_file(LanguageModel& model, const Tokenizer& tok, const std:
 int cmd_generate(int argc, char** argv) {
   Args args("generate", argc, argv,
             {"checkpoint", "prompt", "prompts", "max-new-tokens", "temperature", "top-k", "top-p", "seed", "threads",
-             "tokenizer", "device"},
+             "tokenizer", "device", "dtype"},
             {"help", "greedy", "print-tokens", "allow-nonfinite-weights"});
   if (args.flag("help")) {
     std::cout << "usage: gqe generate --checkpoint DIR (--prompt TEXT | --prompts FILE) [options]\n"
@@ -70,13 +70,15 @@ int cmd_generate(int argc, char** argv) {
                  "  --tokenizer bytes|PATH (default: the one the checkpoint was trained with)\n"
                  "  --print-tokens (the prompt's and the generated token ids on stderr)\n"
                  "  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n"
-              << device_option_help();
+              << device_option_help() << dtype_option_help();
     return 0;
   }
   configure_threads(int(args.get_int("threads", 0)));
   const std::string dir = args.require("checkpoint");
+  const c10::Device device = device_option(args, "generate");
+  apply_dtype_option(args, device);  // before the model loads: a refusal costs nothing
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
-  model->to(device_option(args, "generate"));
+  model->to(device);
   auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
   SamplingOptions s;
   s.max_new_tokens = args.get_int("max-new-tokens", 200, 0);

@@ -49,6 +49,7 @@ struct DecodeChunk {
   int64_t G, M, dh;
   bool shared;  // row G*M is the shared head: its scores summed over the groups, its output too
   int64_t c0, c1;
+  int64_t len;  // the sequence's keys (c1 <= len): rows up to here may be prefetched
 };
 
 // Floats of scratch decode_chunk needs (64-byte aligned, one per worker).

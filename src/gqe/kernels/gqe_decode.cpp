@@ -148,7 +148,7 @@ GqeDecodeOutput decode_bf16(const at::Tensor& q_in, const at::Tensor& qs_in, con
     a.k = kp + b * k.stride(0), a.v = vp + b * v.stride(0);
     a.st = k.stride(1), a.sg = k.stride(2);
     a.G = G, a.M = M, a.dh = dh, a.shared = shared;
-    a.c0 = c0, a.c1 = std::min(c0 + kChunk, len[size_t(b)]);
+    a.c0 = c0, a.c1 = std::min(c0 + kChunk, len[size_t(b)]), a.len = len[size_t(b)];
     float* m = PML + item * 2 * rows;
     bf16::decode_chunk(a, PO + item * rows * dh, m, m + rows, SC + slot * scratch_floats);
   });
