@@ -17,7 +17,7 @@ for isa in "${isas[@]}"; do
     *) echo "test-portable: unknown instruction set '$isa' (expected scalar, avx2 or avx512)" >&2; exit 2 ;;
   esac
   dir="build-$isa"
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGQE_NATIVE=OFF -DGQE_CUDA=OFF \
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGQE_NATIVE=OFF -DGQE_CUDA=OFF -DGQE_BUILD_TESTS=ON \
     -DCMAKE_CXX_FLAGS="$flags" >/dev/null
   ninja -C "$dir" test_kernels
   if [ -n "$cpu_flag" ] && ! grep -qw "$cpu_flag" /proc/cpuinfo; then
