@@ -54,7 +54,7 @@ def main():
         for c in clients:
             results = []
             for r in range(a.repeats):
-                out = a.work / ("load-%s-%d-%d.json" % (config, c, r))
+                out = a.work / ("load-%s-%d-%d.json" % (config.removesuffix(".json"), c, r))
                 subprocess.run([sys.executable, str(HERE.parent / "tests" / "serve" / "load_test.py"), str(a.work),
                                 "--clients", str(c), "--requests", str(max(4 * c, 32)), "--max-tokens",
                                 str(a.max_tokens), "--config", config, "--threads", a.threads, "--max-batch",
