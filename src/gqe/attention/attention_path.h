@@ -3,8 +3,8 @@
 // project, attend, combine) and never ask which kernels run.
 //
 //   path        runs on                                      kernels
-//   "cpu"       fp32 CPU tensors                             src/gqe/kernels/ (flash attention, sparse
-//                                                            routed projection, one-pass RoPE, top-k,
+//   "cpu"       fp32 CPU tensors (K/V may be bf16: a bf16    src/gqe/kernels/ (flash attention, sparse
+//               cache or --dtype bf16, attention_dtype.h)    routed projection, one-pass RoPE, top-k,
 //                                                            GQE's fused decode step)
 //   "cuda"      CUDA tensors (builds with GQE_CUDA only)      src/gqe/kernels/cuda/ (libtorch SDPA with
 //                                                            flash/cuDNN/mem-efficient backends, grouped
