@@ -6,6 +6,11 @@
 #include <httplib.h>
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <thread>
 
 #include "test_util.h"
@@ -254,6 +259,38 @@ TEST(ServeHttp, AClientThatLeavesFreesItsSlot) {
     std::this_thread::sleep_for(20ms);
   }
   EXPECT_TRUE(cancelled);
+}
+
+TEST(ServeHttp, ASlowClientIsDroppedAndOthersAreServed) {
+  ServeOptions o;
+  o.io_timeout_s = 1;
+  Running r(o);
+  // Half a request, then silence: the server closes the connection after the I/O timeout.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(r.server->port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const std::string half = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"prompt\": ";
+  ASSERT_EQ(::send(fd, half.data(), half.size(), 0), ssize_t(half.size()));
+  int st = 0;
+  post(r, "/v1/completions", R"({"prompt": "meanwhile", "max_tokens": 2})", &st);
+  EXPECT_EQ(st, 200);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[512];
+  const auto t0 = std::chrono::steady_clock::now();
+  ssize_t n = 0;
+  std::string got;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) got.append(buf, size_t(n));
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(n, 0) << "the connection was not closed";
+  EXPECT_LT(waited, 4.0);
+  if (!got.empty()) EXPECT_EQ(got.rfind("HTTP/1.1 4", 0), 0u) << got;
+  ::close(fd);
+  post(r, "/v1/completions", R"({"prompt": "after", "max_tokens": 2})", &st);
+  EXPECT_EQ(st, 200);
 }
 
 }  // namespace

@@ -360,7 +360,7 @@ Server::Server(LanguageModel& model, const Tokenizer& tok, const ServeOptions& o
   h.set_payload_max_length(size_t(opt.max_body));
   h.set_read_timeout(opt.io_timeout_s, 0);
   h.set_write_timeout(opt.io_timeout_s, 0);
-  h.set_keep_alive_timeout(5);
+  h.set_keep_alive_timeout(std::min(5, opt.io_timeout_s));
   h.set_keep_alive_max_count(1000);
   h.set_tcp_nodelay(true);
   // The listening socket, kept to deepen its backlog after bind (cpp-httplib listens with a backlog of 5:
