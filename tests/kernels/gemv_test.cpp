@@ -44,6 +44,24 @@ TEST(LinearRows, AppliesToFewFloatRowsWithoutGradientOnly) {
   EXPECT_FALSE(kernels::linear_rows_applies(at::randn({1, 16}), wg));
 }
 
+TEST(LinearRowBlocks, MatchesReference) {
+  at::manual_seed(8);
+  torch::NoGradGuard no_grad;
+  const at::Tensor w = at::randn({16 * 64, 1024}), x = at::randn({1, 1, 1024});
+  const at::Tensor starts = at::tensor(std::vector<int64_t>{64, 0, 15 * 64, 7 * 64, 3 * 64 + 5}, at::kLong);
+  const at::Tensor got = kernels::linear_row_blocks(x, w, starts, 64);
+  ASSERT_EQ(got.sizes(), (at::IntArrayRef{1, 1, 5 * 64}));
+  EXPECT_LT(test::max_rel_diff(got, kernels::linear_row_blocks_reference(x, w, starts, 64)), 1e-5);
+  const at::Tensor w2 = at::randn({9, 17}), x2 = at::randn({17});
+  const at::Tensor s2 = at::tensor(std::vector<int64_t>{2, 0}, at::kLong);
+  EXPECT_LT(test::max_rel_diff(kernels::linear_row_blocks(x2, w2, s2, 3), kernels::linear_row_blocks_reference(x2, w2, s2, 3)),
+            1e-5);
+  // A block past the end, two rows of x, a float index: refused.
+  EXPECT_THROW(kernels::linear_row_blocks(x2, w2, at::tensor(std::vector<int64_t>{7}, at::kLong), 3), c10::Error);
+  EXPECT_THROW(kernels::linear_row_blocks(at::randn({2, 17}), w2, s2, 3), c10::Error);
+  EXPECT_THROW(kernels::linear_row_blocks(x2, w2, s2.to(at::kFloat), 3), c10::Error);
+}
+
 TEST(LinearRows, RejectsBadInput) {
   const at::Tensor w = at::randn({8, 16});
   EXPECT_THROW(kernels::linear_rows(at::randn({1, 15}), w), c10::Error);

@@ -10,6 +10,7 @@
 #include "gqe/core/error.h"
 #include "gqe/kernels/flash_attention.h"
 #include "gqe/kernels/fused_routing.h"
+#include "gqe/kernels/gemv.h"
 #include "gqe/kernels/gqe_decode.h"
 #include "gqe/kernels/gqe_slots.h"
 #include "gqe/kernels/reference.h"
@@ -121,9 +122,16 @@ class CpuPath final : public AttentionPath {
   }
   at::Tensor routed_queries(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& selected, int64_t M,
                             int64_t dh) const override {
+    // One token (a batch-1 decode step): the selected experts' rows, read in one pass (kernels/gemv.h).
+    if (x.numel() == x.size(-1) && kernels::linear_rows_applies(x, weight)) {
+      const int64_t G = selected.size(-2);
+      const at::Tensor experts = selected.reshape({G, -1}) + at::arange(G, selected.options()).unsqueeze(1) * M;
+      return kernels::linear_row_blocks(x, weight, experts.reshape({-1}) * dh, dh).view({x.size(0), x.size(1), -1, dh});
+    }
     return kernels::routed_query_projection(x, weight, selected, M, dh);
   }
   at::Tensor shared_query(const at::Tensor& x, const at::Tensor& weight) const override {
+    if (kernels::linear_rows_applies(x, weight)) return kernels::linear_rows(x, weight).unsqueeze(-2);
     return kernels::narrow_projection(x, weight);
   }
   TopK top_k() const override { return kernels::route_top_k; }

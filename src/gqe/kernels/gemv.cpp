@@ -55,12 +55,17 @@ void rows_block(const float* x, int64_t ldx, const float* w, int64_t K, float* y
   }
 }
 
+// The least weight (floats) a thread is woken for: waking the pool costs microseconds, about as long as
+// one thread takes to read 64 KB from the cache.
+constexpr int64_t kChunkFloats = 16384;
+
 template <int R>
 void rows_all(const float* x, int64_t ldx, const float* w, int64_t N, int64_t K, float* y) {
-  // Chunks of whole blocks (kAlign outputs: a multiple of every block size), at least ~64 KB of W each, so
-  // that a thread's start costs little.
+  // Chunks of whole blocks (kAlign outputs: a multiple of every block size), at least kChunkFloats of W
+  // each, so that a thread's start costs little; a smaller W is read by the calling thread alone.
   constexpr int64_t kAlign = 4;
-  const int64_t grain = std::max<int64_t>(kAlign, ((16384 / std::max<int64_t>(K, 1)) + kAlign - 1) / kAlign * kAlign);
+  const int64_t grain =
+      std::max<int64_t>(kAlign, ((kChunkFloats / std::max<int64_t>(K, 1)) + kAlign - 1) / kAlign * kAlign);
   at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
     // Ranges start at multiples of kAlign so that no thread's range splits a block.
     const int64_t b = begin / kAlign * kAlign, e = end == N ? N : end / kAlign * kAlign;
@@ -113,5 +118,41 @@ at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
 }
 
 at::Tensor linear_rows_reference(const at::Tensor& x, const at::Tensor& w) { return at::linear(x, w); }
+
+at::Tensor linear_row_blocks(const at::Tensor& x, const at::Tensor& w, const at::Tensor& starts, int64_t rows) {
+  check_on_cpu("linear_row_blocks", "x", x);
+  check_on_cpu("linear_row_blocks", "w", w);
+  check_on_cpu("linear_row_blocks", "starts", starts);
+  TORCH_CHECK(x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat,
+              "linear_row_blocks: x and w must be float32, got ", x.scalar_type(), " and ", w.scalar_type());
+  TORCH_CHECK(w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(1) && x.numel() == w.size(1),
+              "linear_row_blocks: x must be one row [..., ", w.size(1), "] for w [N, K], got x ", x.sizes(), " and w ",
+              w.sizes());
+  TORCH_CHECK(starts.scalar_type() == at::kLong && starts.dim() == 1, "linear_row_blocks: starts must be [n] int64");
+  TORCH_CHECK(rows >= 1, "linear_row_blocks: rows must be >= 1, got ", rows);
+  const int64_t K = w.size(1), n = starts.numel();
+  const at::Tensor wc = w.contiguous(), xc = x.reshape({1, K}).contiguous(), sc = starts.contiguous();
+  const int64_t* st = sc.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i)
+    TORCH_CHECK(st[i] >= 0 && st[i] + rows <= w.size(0), "linear_row_blocks: block ", i, " [", st[i], ", ",
+                st[i] + rows, ") is outside w's ", w.size(0), " rows");
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = n * rows;
+  at::Tensor y = at::empty(shape, x.options());
+  const float* xp = xc.data_ptr<float>();
+  const float* wp = wc.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  // Each block is a small linear_rows of one row; the blocks share the threads in one parallel region.
+  const int64_t grain = std::max<int64_t>(1, (kChunkFloats + rows * K - 1) / std::max<int64_t>(rows * K, 1));
+  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) rows_block<1>(xp, K, wp + st[i] * K, K, yp + i * rows, n * rows, 0, rows);
+  });
+  return y;
+}
+
+at::Tensor linear_row_blocks_reference(const at::Tensor& x, const at::Tensor& w, const at::Tensor& starts, int64_t rows) {
+  const at::Tensor idx = (starts.unsqueeze(1) + at::arange(rows, starts.options()).unsqueeze(0)).reshape({-1});
+  return at::linear(x, w.index_select(0, idx));
+}
 
 }  // namespace gqe::kernels

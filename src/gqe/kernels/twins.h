@@ -40,6 +40,8 @@ inline constexpr KernelTwin kKernelTwins[] = {
     // at::linear, named in the same header.
     {"kernels::linear_rows", "src/gqe/kernels/gemv.h", "kernels::linear_rows_reference", "src/gqe/kernels/gemv.h",
      "tests/kernels/gemv_test.cpp", KernelDevice::cpu},
+    {"kernels::linear_row_blocks", "src/gqe/kernels/gemv.h", "kernels::linear_row_blocks_reference",
+     "src/gqe/kernels/gemv.h", "tests/kernels/gemv_test.cpp", KernelDevice::cpu},
     {"kernels::gqe_slots", "src/gqe/kernels/gqe_slots.h", "kernels::gqe_slots_reference",
      "src/gqe/kernels/reference.h", "tests/kernels/gqe_slots_test.cpp", KernelDevice::cpu},
     {"kernels::cuda::sdpa_attention", "src/gqe/kernels/cuda/sdpa_attention.h", "kernels::flash_attention_reference",
