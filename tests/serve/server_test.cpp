@@ -193,6 +193,9 @@ TEST(ServeHttp, BadInputGetsJsonErrorsAndTheServerStaysUp) {
   int st = 0;
   post(r, "/v1/completions", R"({"prompt": "ok", "max_tokens": 2})", &st);
   EXPECT_EQ(st, 200);
+  const std::string m = r.server->metrics();
+  EXPECT_NE(m.find("gqe_http_error_responses_total{status=\"400\"} 7"), std::string::npos) << m;
+  EXPECT_NE(m.find("gqe_http_error_responses_total{status=\"404\"} 2"), std::string::npos) << m;
 }
 
 TEST(ServeHttp, ApiKeyAndRetryAfter) {

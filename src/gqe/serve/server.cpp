@@ -474,6 +474,13 @@ std::string Server::metrics() const {
   metric("gqe_kv_reserved_bytes", "gauge", "KV memory reserved by admitted requests.", double(s.kv_reserved));
   metric("gqe_kv_used_positions", "gauge", "Cached positions of the admitted sequences.", double(s.kv_used_positions));
   metric("gqe_kv_usage_ratio", "gauge", "Reserved over budget.", s.kv_memory ? double(s.kv_reserved) / double(s.kv_memory) : 0);
+  o << "# HELP gqe_http_error_responses_total Responses with a 4xx or 5xx status, by status.\n"
+    << "# TYPE gqe_http_error_responses_total counter\n";
+  {
+    std::lock_guard<std::mutex> lk(impl_->status_mu);
+    for (const auto& [status, n] : impl_->responses_by_status)
+      o << "gqe_http_error_responses_total{status=\"" << status << "\"} " << n << "\n";
+  }
   o << "# HELP gqe_time_to_first_token_seconds From arrival to the first generated token.\n"
     << "# TYPE gqe_time_to_first_token_seconds histogram\n";
   for (size_t i = 0; i < s.ttft_bounds.size(); ++i)
