@@ -72,7 +72,7 @@ inline constexpr const char* kKernelSupportHeaders[] = {
     "src/gqe/kernels/simd.h",          // the vector layer under micro_gemm.h
     "src/gqe/kernels/parallel_items.h",  // work items over the threads
     "src/gqe/kernels/fma_peak.h",      // the machine's FMA peak, for the benchmark's percentages
+    "src/gqe/kernels/bf16_avx512.h",   // the AVX512-BF16 inner loops of the kernels' bf16 paths, the CPU check
 };
 
 }  // namespace gqe::kernels
-    "src/gqe/kernels/bf16_avx512.h",   // the AVX512-BF16 inner loops of the kernels' bf16 paths, the CPU check
