@@ -21,7 +21,7 @@ namespace gqe::cli {
 int cmd_serve(int argc, char** argv) {
   Args args("serve", argc, argv,
             {"checkpoint", "host", "port", "max-batch", "kv-memory", "max-queue", "prefill-chunk", "threads", "api-key",
-             "model-name", "max-body", "io-timeout", "drain-timeout", "tokenizer", "device"},
+             "model-name", "max-body", "io-timeout", "drain-timeout", "tokenizer", "device", "dtype"},
             {"help", "allow-nonfinite-weights"});
   if (args.flag("help")) {
     std::cout << "usage: gqe serve --checkpoint DIR [options]   an OpenAI-compatible server (docs/serving.md)\n"
@@ -35,7 +35,7 @@ int cmd_serve(int argc, char** argv) {
                  "                  running requests get this long to finish before they are cancelled)\n"
                  "  --tokenizer bytes|PATH (default: the one the checkpoint was trained with)\n"
                  "  --allow-nonfinite-weights (load NaN/Inf weights anyway)\n"
-              << device_option_help();
+              << device_option_help() << dtype_option_help();
     return 0;
   }
 #ifndef GQE_WITH_HTTPLIB
@@ -65,8 +65,10 @@ int cmd_serve(int argc, char** argv) {
   o.model_name = args.get("model-name", dir.substr(dir.find_last_of('/') + 1));
   if (o.model_name.empty()) throw Error("gqe serve: --model-name must not be empty");
 
+  const c10::Device device = device_option(args, "serve");
+  apply_dtype_option(args, device);  // before the model loads and the scheduler sizes its KV budget
   auto model = load_model_checkpoint(dir, WeightLoadOptions{args.flag("allow-nonfinite-weights")});
-  model->to(device_option(args, "serve"));
+  model->to(device);
   auto tok = load_run_tokenizer(dir, model->config().vocab_size, args.get("tokenizer", ""));
 
   // SIGTERM and SIGINT are taken by one thread (sigwait), blocked everywhere else: every thread started

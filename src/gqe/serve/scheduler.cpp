@@ -5,6 +5,7 @@
 #include <iostream>
 #include <numeric>
 
+#include "gqe/attention/attention_dtype.h"
 #include "gqe/core/runtime.h"
 #include "gqe/kernels/gemv.h"
 #include "gqe/serve/api.h"
@@ -52,7 +53,10 @@ const std::vector<double> kTtftBounds = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 Scheduler::Scheduler(LanguageModel& model, const SchedulerOptions& opt)
     : model_(model), opt_(opt), device_(model.device()) {
   const ModelConfig& c = model.config();
-  const int64_t elem = model.embed_tokens->weight.element_size();
+  // The cache's element: the model's dtype, or bf16 where CPU attention keeps its cache in bf16 (--dtype).
+  const at::ScalarType weights = model.embed_tokens->weight.scalar_type();
+  const at::ScalarType cache = device_.is_cpu() && weights == at::kFloat ? cpu_attention_dtype() : weights;
+  const int64_t elem = int64_t(c10::elementSize(cache));
   // K and V of every KV head, plus the cached mean K and V over the heads that GQE's shared head reads.
   bytes_per_position_ = c.num_hidden_layers * 2 * (c.attention.num_kv_heads + 1) * c.attention.head_dim * elem;
   stats_.kv_memory = opt.kv_memory;
