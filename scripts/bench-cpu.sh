@@ -1,7 +1,8 @@
 #!/bin/bash
 # The CPU comparison of docs/results/*-bench-cpu/ in one command: GQA vs GQE prefill (attention core, layer,
 # block, model; batch 1, and the layer at batches 4 and 16), decode (batches 1, 4, 16; ragged for B > 1),
-# the paper shape and the small one, and training throughput of the tiny configs (the README's models).
+# the paper shape and the small one, training throughput of the tiny configs (the README's models), and
+# PyTorch's CPU SDPA beside gqe's attention core in fp32 and bf16 (scripts/bench_sdpa_peer.py).
 # Run it on a quiet machine: every other process distorts the numbers (gqe bench warns when the load
 # average exceeds its threads). Needs build/gqe and the embedded corpus (data/kjv/kjv.txt).
 #   scripts/bench-cpu.sh [OUT_DIR]      (default docs/results/DATE-bench-cpu)
@@ -37,5 +38,11 @@ for i in 1 2 3; do
       | sed "s/^/$m pair $i: /" >> "$O/train-tiny.log"
   done
 done
+# PyTorch's own CPU attention as a peer of gqe's core, fp32 and bf16 (needs .venv-torch: scripts/setup-torch.sh).
+if [ -x .venv-torch/bin/python ]; then
+  echo "[peer] PyTorch SDPA (enable_gqa) beside gqe's attention core, fp32 and bf16" >&2
+  .venv-torch/bin/python scripts/bench_sdpa_peer.py --gqe "$GQE" --lengths 4096,8192,16384 --threads 2 \
+    > "$O/sdpa-peer.md"
+fi
 date -u >> "$O/machine.txt"
 echo "wrote $O" >&2
