@@ -51,6 +51,20 @@ TEST(AttentionPath, CpuPathDecodesGqeWithTheFusedKernelWithoutMeanKV) {
   EXPECT_TRUE(at::equal(o2, o));
 }
 
+// One token without gradient takes the row-block kernel for its selected experts (kernels/gemv.h): the same
+// queries as the reference projection, several groups and choices per group.
+TEST(AttentionPath, CpuPathOneTokenRoutedQueriesMatchTheReference) {
+  at::manual_seed(21);
+  const int64_t d = 40, G = 3, M = 4, k = 2, dh = 8;
+  at::NoGradGuard no_grad;
+  at::Tensor x = at::randn({1, 1, d}), w = at::randn({G * M * dh, d});
+  at::Tensor selected = at::tensor(std::vector<int64_t>{3, 0, 1, 2, 0, 3}, at::kLong).view({1, 1, G, k});
+  at::Tensor got = cpu_attention_path().routed_queries(x, w, selected, M, dh);
+  at::Tensor want = kernels::routed_query_projection_reference(x, w, selected, M, dh);
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_LT(test::max_rel_diff(got, want), 1e-5);
+}
+
 TEST(AttentionPath, CpuPathDecodesGqaWithTheSameFusedKernel) {
   // GQA's decode step goes through the kernel GQE's does (no shared query), so a decode comparison of the
   // two measures the method, not two kernels; prefill positions still take flash attention.

@@ -124,9 +124,14 @@ class CpuPath final : public AttentionPath {
                             int64_t dh) const override {
     // One token (a batch-1 decode step): the selected experts' rows, read in one pass (kernels/gemv.h).
     if (x.numel() == x.size(-1) && kernels::linear_rows_applies(x, weight)) {
-      const int64_t G = selected.size(-2);
-      const at::Tensor experts = selected.reshape({G, -1}) + at::arange(G, selected.options()).unsqueeze(1) * M;
-      return kernels::linear_row_blocks(x, weight, experts.reshape({-1}) * dh, dh).view({x.size(0), x.size(1), -1, dh});
+      // Slot g*k + r reads expert (g, selected[g, r]): W_Q's rows from ((g*M + m) * d_h). Formed in one loop,
+      // not a chain of small tensor ops: this runs once per layer and decode step.
+      const at::Tensor sel = selected.reshape({-1}).contiguous();
+      at::Tensor offsets = at::empty_like(sel);
+      const int64_t k = selected.size(-1), *sp = sel.data_ptr<int64_t>();
+      int64_t* op = offsets.data_ptr<int64_t>();
+      for (int64_t i = 0; i < sel.numel(); ++i) op[i] = ((i / k) * M + sp[i]) * dh;
+      return kernels::linear_row_blocks(x, weight, offsets, dh).view({x.size(0), x.size(1), -1, dh});
     }
     return kernels::routed_query_projection(x, weight, selected, M, dh);
   }
